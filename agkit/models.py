@@ -126,10 +126,15 @@ def _adapt_first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> nn
     return new
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
 class TorchvisionResNetFeatures(nn.Module):
     """torchvision's resnet18/resnet50 up to the last residual stage (before pooling).
 
-    Input B x C x H x W, output B x K x H/32 x W/32 (K = 512 for resnet18, 2048 for resnet50).
+    Input B x C x H x W in [0, 1], output B x K x H/32 x W/32 (K = 512 for resnet18, 2048
+    for resnet50). With pretrained weights the input is first normalised with ImageNet's
+    statistics, which those weights expect (averaged over colour for grayscale input).
     """
 
     def __init__(self, name: str, in_channels: int, pretrained: bool):
@@ -139,9 +144,16 @@ class TorchvisionResNetFeatures(nn.Module):
         self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
                                   net.layer1, net.layer2, net.layer3, net.layer4)
         self.out_channels = net.fc.in_features
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        if in_channels != 3:
+            mean, std = mean.mean().repeat(in_channels), std.mean().repeat(in_channels)
+        if not pretrained:  # trained from scratch: no statistics to match
+            mean, std = torch.zeros(in_channels), torch.ones(in_channels)
+        self.register_buffer("mean", mean.view(1, -1, 1, 1))
+        self.register_buffer("std", std.view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        return self.body((x - self.mean) / self.std)
 
 
 def build_backbone(name: str, in_channels: int = 1, pretrained: bool = False) -> nn.Module:

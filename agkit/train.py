@@ -203,25 +203,33 @@ def fit(model, train_loader, val_loader=None, *, lam: float = 0.0, epochs: int =
         rows, start_epoch = list(state["history"]), state["epoch"] + 1
         torch.set_rng_state(state["torch_rng"])
 
-    generator = getattr(train_loader, "generator", None)
+    # Reseeding the loader's generators each epoch makes the order depend on (seed, epoch)
+    # only, so a resumed run sees the same batches as an uninterrupted one.
+    generators = [g for g in (getattr(train_loader, "generator", None),
+                              getattr(getattr(train_loader, "sampler", None), "generator", None))
+                  if isinstance(g, torch.Generator)]
     started = time.perf_counter()
     epoch_bar = tqdm(range(start_epoch, epochs + 1), desc="lam=%g" % lam, disable=not progress,
                      initial=start_epoch - 1, total=epochs)
     for epoch in epoch_bar:
-        if generator is not None:
-            generator.manual_seed(seed * 1000 + epoch)  # same shuffle order on resume
+        for generator in generators:
+            generator.manual_seed(seed * 1000 + epoch)
         model.train()
         sums, steps, epoch_start = {"loss": 0.0, "ce": 0.0, "att": 0.0}, 0, time.perf_counter()
         out_of_time = False
-        for batch in tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not progress):
+        # The bar is updated by hand: wrapping the loader would start its workers twice.
+        batch_bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}", leave=False, disable=not progress)
+        for batch in train_loader:
             losses = training_step(model, batch, opt, lam=lam, resolution=resolution,
                                    channels=channels, device=device)
+            batch_bar.update()
             for key in sums:
                 sums[key] += losses[key]
             steps += 1
             if time_limit is not None and time.perf_counter() - started > time_limit:
                 out_of_time = True
                 break
+        batch_bar.close()
         row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()},
                "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - epoch_start}
         if scheduler is not None:

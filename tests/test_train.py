@@ -75,3 +75,23 @@ def test_labels_outside_the_classes_are_explained():
     bad = DataLoader(TensorDataset(images, labels + 5, masks, has), batch_size=8)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
         fit(CAMNet("tiny", 2), bad, epochs=1, progress=False, device="cpu")
+
+
+def test_resume_with_a_guided_dataset_loader(tmp_path):
+    """The kit's own loader (seeded sampler with augmentation) also resumes exactly."""
+    from agkit.data import GuidedDataset, make_loader
+
+    loader = toy_loader()
+    images, labels, masks, _ = (torch.cat(t) for t in zip(*loader))
+    def run(epochs, **kwargs):
+        torch.manual_seed(0)
+        model = CAMNet("tiny", 2, pooling="softmax")
+        data = GuidedDataset(images, labels, masks, augment=True)
+        fit(model, make_loader(data, 16, shuffle=True), lam=0.1, epochs=epochs, lr=3e-3,
+            progress=False, device="cpu", **kwargs)
+        return model
+    straight = run(3)
+    run(2, checkpoint=tmp_path / "g.pt")
+    resumed = run(3, checkpoint=tmp_path / "g.pt", resume=True)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)

@@ -1,0 +1,429 @@
+"""open_dataset on tiny copies of FracAtlas, GRAZPEDWRI-DX, MURA, CUB-200-2011 and a class folder.
+
+The copies (tests/fixtures_real.py) use the real file names, columns and quirks. Masks are
+checked pixel for pixel against expectations computed here from the known rectangles and
+points, not by the rasteriser under test.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from agkit.data.masks import MaskStore
+from agkit.data.real import open_dataset
+from agkit.data.real_cub import load_cub
+from agkit.data.real_fracatlas import load_fracatlas
+from agkit.data.real_grazpedwri import load_grazpedwri
+from agkit.data.real_io import ImageColumn
+from agkit.data.real_mura import load_mura
+from agkit.data.real_folder import load_folder
+from agkit.data.real_splits import split_by_group, split_stratified
+
+import fixtures_real as fx
+
+
+def polygon_mask(boxes, shape):
+    """A rectangle polygon with corners x0..x1 in pixel-centre coordinates fills columns
+    x0..x1 inclusive (outline included), i.e. mask[y0:y1+1, x0:x1+1]."""
+    return fx.expected_mask([(x0, y0, x1 + 1, y1 + 1) for x0, y0, x1, y1 in boxes], shape)
+
+
+def disc_mask(centres, radius, shape):
+    """Pixels (row i, column j) within ``radius`` of a centre (x, y), by brute force."""
+    mask = np.zeros(shape, dtype=np.uint8)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            mask[i, j] = any((j - x) ** 2 + (i - y) ** 2 <= radius ** 2 for x, y in centres)
+    return mask
+
+
+def items(ds):
+    return [ds[i] for i in range(len(ds))]
+
+
+# ---------------------------------------------------------------------------------------
+# FracAtlas
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fracatlas(tmp_path_factory):
+    return fx.make_fracatlas(tmp_path_factory.mktemp("fracatlas"))
+
+
+def test_fracatlas_labels_and_metadata_through_nested_folder_and_bom(fracatlas):
+    source = load_fracatlas(fracatlas.root)
+    table = source.table.set_index("image_id")
+    assert dict(table["label"]) == fracatlas.labels
+    assert dict(table["region"]) == fracatlas.extra["region"]
+    assert (table["fracture_count"] == [len(fracatlas.shapes[i]) for i in table.index]).all()
+    assert source.class_names == ["non_fractured", "fractured"]
+
+
+@pytest.mark.parametrize("mask_source", ["polygon", "yolo", "voc"])
+def test_fracatlas_masks_match_annotations_at_native_size(fracatlas, mask_source):
+    masks = load_fracatlas(fracatlas.root, mask_source=mask_source).masks
+    expected = polygon_mask if mask_source == "polygon" else fx.expected_mask
+    for image_id, boxes in fracatlas.shapes.items():
+        mask = masks(image_id)
+        if not boxes:
+            assert mask is None, image_id
+        else:
+            np.testing.assert_array_equal(mask, expected(boxes, fracatlas.sizes[image_id]), err_msg=image_id)
+
+
+def test_fracatlas_published_split_kept_and_negatives_split_in_same_proportions(fracatlas):
+    table = load_fracatlas(fracatlas.root, seed=3).table.set_index("image_id")
+    published = fracatlas.extra["published"]
+    assert {i: table.at[i, "split"] for i in published} == published
+    negatives = table[table["label"] == 0]["split"].value_counts()
+    # published fractured split is 6/2/2 of 10 -> 60/20/20 % of the 30 negatives
+    assert negatives.to_dict() == {"train": 18, "val": 6, "test": 6}
+    again = load_fracatlas(fracatlas.root, seed=3).table
+    other = load_fracatlas(fracatlas.root, seed=4).table
+    assert (again["split"] == table["split"].values).all()
+    assert (other["split"] != table["split"].values).any()
+
+
+def test_fracatlas_without_split_files_splits_stratified(tmp_path):
+    truth = fx.make_fracatlas(tmp_path, n_pos=20, n_neg=40, split_files=False, truncated=0, nested=False)
+    table = load_fracatlas(truth.root, fractions=(0.5, 0.25, 0.25)).table
+    counts = table.groupby(["split", "label"]).size().to_dict()
+    assert counts == {("train", 0): 20, ("train", 1): 10, ("val", 0): 10, ("val", 1): 5,
+                      ("test", 0): 10, ("test", 1): 5}
+
+
+def test_fracatlas_open_dataset_end_to_end(tmp_path):
+    truth = fx.make_fracatlas(tmp_path, square=32, truncated=0)
+    assert open_dataset("fracatlas", truth.root, "train", size=32).augment  # train augments by default
+    assert not open_dataset("fracatlas", truth.root, "val", size=32).augment
+    ds = open_dataset("fracatlas", truth.root, "train", size=32, augment=False)
+    assert len(ds) == sum(truth.extra["published"][i] == "train" for i in truth.extra["published"]) + 18
+    for image_id, (image, label, mask, has_mask) in zip(ds.image_ids, items(ds)):
+        assert image.shape == (1, 32, 32) and image.dtype == torch.float32
+        assert 0 <= image.min() and image.max() <= 1
+        assert int(label) == truth.labels[image_id]
+        boxes = truth.shapes[image_id]
+        assert bool(has_mask) == bool(boxes)
+        expected = polygon_mask(boxes, (32, 32)) if boxes else np.zeros((32, 32))
+        np.testing.assert_array_equal(mask[0].numpy(), expected)
+    assert list(ds.meta["image_id"]) == ds.image_ids and "hardware" in ds.meta
+    rgb = open_dataset("fracatlas", truth.root, "test", size=16, channels=3)
+    assert rgb[0][0].shape == (3, 16, 16)
+
+
+def test_fracatlas_truncated_jpeg_load_skip_error(fracatlas):
+    bad = fracatlas.extra["truncated"][0]
+    split = load_fracatlas(fracatlas.root).table.set_index("image_id").at[bad, "split"]
+    with pytest.warns(UserWarning, match=r"1 truncated") as caught:
+        loaded = open_dataset("fracatlas", fracatlas.root, split, size=16, on_corrupt="load")
+    assert len(caught) == 1
+    image = loaded[loaded.image_ids.index(bad)][0]
+    assert image.shape == (1, 16, 16)
+    with pytest.warns(UserWarning, match=r"skipped 1 truncated") as caught:
+        skipped = open_dataset("fracatlas", fracatlas.root, split, size=16, on_corrupt="skip")
+    assert len(caught) == 1
+    assert bad not in skipped.image_ids and len(skipped) == len(loaded) - 1
+    with pytest.raises(ValueError, match="truncated"):
+        open_dataset("fracatlas", fracatlas.root, split, on_corrupt="error")
+    other = next(s for s in ("train", "val", "test") if s != split)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no truncated file there: no warning at all
+        open_dataset("fracatlas", fracatlas.root, other, size=16)
+
+
+@pytest.mark.parametrize("remove, named", [
+    ("dataset.csv", "dataset.csv"),
+    ("Annotations/COCO JSON/COCO_fracture_masks.json", "COCO_fracture_masks.json"),
+    ("Utilities/Fracture Split/valid.csv", "valid.csv"),
+    ("images/Fractured/IMG0000002.jpg", "IMG0000002.jpg"),
+])
+def test_fracatlas_missing_file_is_named_with_the_source(tmp_path, remove, named):
+    truth = fx.make_fracatlas(tmp_path, truncated=0)
+    (truth.extra["base"] / remove).unlink()
+    assert truth.labels["IMG0000002"] == 1  # the removed image is a fractured one
+    with pytest.raises(FileNotFoundError) as error:
+        for split in ("train", "val", "test"):
+            open_dataset("fracatlas", truth.root, split)
+    message = str(error.value)
+    assert named in message and "10.6084/m9.figshare.22363012" in message and "data/README.md" in message
+
+
+def test_missing_root_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*figshare"):
+        open_dataset("fracatlas", tmp_path / "nowhere", "train")
+
+
+# ---------------------------------------------------------------------------------------
+# GRAZPEDWRI-DX
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def graz(tmp_path_factory):
+    return fx.make_grazpedwri(tmp_path_factory.mktemp("graz"))
+
+
+def test_grazpedwri_labels_from_flag_or_boxes(graz):
+    flags = load_grazpedwri(graz.root).table.set_index("image_id")["label"]
+    boxes = load_grazpedwri(graz.root, label_source="boxes").table.set_index("image_id")["label"]
+    assert dict(flags) == graz.labels  # blank fracture_visible counts as 0
+    assert dict(boxes) == graz.extra["box_labels"]
+    assert (flags != boxes).sum() == 1
+
+
+def test_grazpedwri_masks_from_chosen_classes(graz):
+    fracture = load_grazpedwri(graz.root).masks
+    text_and_fracture = load_grazpedwri(graz.root, mask_classes=(3, 8)).masks
+    for image_id, boxes in graz.extra["boxes"].items():
+        shape = graz.sizes[image_id]
+        got = fracture(image_id)
+        if boxes[3]:
+            np.testing.assert_array_equal(got, fx.expected_mask(boxes[3], shape))
+        else:
+            assert got is None
+        np.testing.assert_array_equal(text_and_fracture(image_id), fx.expected_mask(boxes[3] + boxes[8], shape))
+
+
+def test_grazpedwri_patients_never_in_two_splits(graz):
+    table = load_grazpedwri(graz.root, seed=1).table
+    splits_per_patient = table.groupby("patient_id")["split"].nunique()
+    assert (splits_per_patient == 1).all()
+    assert set(table["split"]) == {"train", "val", "test"}
+    assert dict(zip(table["image_id"], table["patient_id"])) == graz.extra["patients"]
+
+
+def test_grazpedwri_reads_8_and_16_bit_png(graz):
+    source = load_grazpedwri(graz.root)
+    column = ImageColumn(source.files, source.table["key"])
+    for i, image_id in enumerate(source.table["image_id"]):
+        raw = np.asarray(Image.open(graz.root / source.table.at[i, "key"]))
+        array = column(i)
+        assert array.dtype == (np.uint16 if graz.extra["bits"][image_id] == 16 else np.uint8)
+        np.testing.assert_array_equal(array, raw)
+    ds = open_dataset("grazpedwri", graz.root, "test", size=24)
+    sixteen = [i for i, image_id in enumerate(ds.image_ids) if graz.extra["bits"][image_id] == 16]
+    assert ds[sixteen[0]][0].max() > 0.5  # scaled by 65535, not clipped at 255
+
+
+# ---------------------------------------------------------------------------------------
+# MURA
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mura(tmp_path_factory):
+    return fx.make_mura(tmp_path_factory.mktemp("mura"), n_patients=24)
+
+
+def test_mura_labels_splits_and_body_parts(mura):
+    table = load_mura(mura.root, val_fraction=0.25).table.set_index("image_id")
+    assert dict(table["label"]) == mura.labels
+    parts = mura.extra["part"]
+    assert all((table.at[i, "split"] == "test") == (parts[i] == "valid") for i in table.index)
+    train_val = table[table["split"] != "test"]
+    assert (train_val.groupby("patient")["split"].nunique() == 1).all()
+    assert set(train_val["split"]) == {"train", "val"}
+    wrists = load_mura(mura.root, body_parts=("XR_WRIST",)).table
+    assert set(wrists["body_part"]) == {"XR_WRIST"}
+    assert len(wrists) == sum(b == "XR_WRIST" for b in mura.extra["body_part"].values())
+    with pytest.raises(ValueError, match="XR_WRIST"):
+        load_mura(mura.root, body_parts=("WRIST",))
+
+
+def test_mura_masks_come_from_a_mask_store(mura, tmp_path):
+    store = MaskStore(tmp_path / "mura_masks")
+    ds = open_dataset("mura", mura.root / "MURA-v1.1", "test", size=26, augment=False, mask_store=store)
+    first = ds.image_ids[0]
+    h, w = mura.sizes[first]
+    drawn = np.zeros((h, w), dtype=np.uint8)
+    drawn[5:15, 3:9] = 1
+    store.put(first, drawn, source="drawn", tool="test")
+    image, label, mask, has_mask = ds[0]
+    assert bool(has_mask) and int(label) == mura.labels[first]
+    assert mask.shape == (1, 26, 26) and 0 < mask.sum() < 26 * 26
+    assert not bool(ds[1][3])
+    folder = open_dataset("mura", mura.root, "test", size=26, mask_store=tmp_path / "mura_masks")
+    assert bool(folder[0][3])
+
+
+def test_mura_missing_label_file_is_named(mura, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(mura.root, copy)
+    (copy / "MURA-v1.1" / "valid_labeled_studies.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="valid_labeled_studies.csv.*stanfordmlgroup"):
+        open_dataset("mura", copy, "train")
+
+
+# ---------------------------------------------------------------------------------------
+# CUB-200-2011
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cub(tmp_path_factory):
+    return fx.make_cub(tmp_path_factory.mktemp("cub"))
+
+
+def test_cub_few_shot_draws_from_the_archive(cub):
+    two = load_cub(cub.root, images_per_class=2, val_per_class=2, seed=0).table.set_index("image_id")
+    four = load_cub(cub.root, images_per_class=4, val_per_class=2, seed=0).table.set_index("image_id")
+    assert dict(two["label"]) == cub.labels
+    for table, n in ((two, 2), (four, 4)):
+        assert (table[table["split"] == "train"].groupby("label").size() == n).all()
+        assert (table[table["split"] == "val"].groupby("label").size() == 2).all()
+        test = set(table.index[table["split"] == "test"])
+        assert test == {i for i, official in cub.extra["official"].items() if not official}
+        assert all(cub.extra["official"][i] for i in table.index[table["split"].isin(["train", "val"])])
+    assert set(two.index[two["split"] == "train"]) <= set(four.index[four["split"] == "train"])
+    assert set(two.index[two["split"] == "val"]) == set(four.index[four["split"] == "val"])
+
+
+def test_cub_part_discs_and_boxes_to_the_pixel(cub):
+    parts = load_cub(cub.root, radius=5).masks
+    boxes = load_cub(cub.root, mask_source="box").masks
+    for image_id, centres in cub.extra["parts"].items():
+        shape = cub.sizes[image_id]
+        if centres:
+            np.testing.assert_array_equal(parts(image_id), disc_mask(centres, 5, shape), err_msg=image_id)
+        else:
+            assert parts(image_id) is None
+        np.testing.assert_array_equal(boxes(image_id), fx.expected_mask([cub.extra["bbox"][image_id]], shape))
+
+
+def test_cub_open_dataset_reads_split_bytes_lazily(cub):
+    ds = open_dataset("cub", cub.root, "test", size=32, radius=5)
+    files = ds._loader.files
+    assert files._bytes == {}  # nothing read from the archive yet
+    image, label, mask, has_mask = ds[0]
+    assert image.shape == (3, 32, 32) and mask.shape == (1, 32, 32)
+    assert set(files._bytes) == {f"images/{i}.jpg" for i in ds.image_ids}
+    assert ds.class_names == ["Black_footed_Albatross", "Laysan_Albatross", "Sooty_Albatross"]
+    assert [int(l) for l in ds.labels] == [cub.labels[i] for i in ds.image_ids]
+
+
+def test_cub_unpacked_folder_equals_archive(cub, tmp_path):
+    folder = fx.make_cub(tmp_path, archive=False)
+    a = load_cub(cub.root, images_per_class=3, radius=5)
+    b = load_cub(folder.root, images_per_class=3, radius=5)
+    assert a.table.equals(b.table)
+    image_id = a.table["image_id"][0]
+    np.testing.assert_array_equal(a.masks(image_id), b.masks(image_id))
+    ds = open_dataset("cub", folder.root, "train", images_per_class=3, size=24, augment=False)
+    assert len(ds) == 9
+
+
+def test_cub_missing_member_is_named(tmp_path):
+    truth = fx.make_cub(tmp_path, leave_out=("parts/part_locs.txt",))
+    with pytest.raises(FileNotFoundError, match=r"CUB_200_2011/parts/part_locs.txt.*CUB_200_2011.tgz.*README"):
+        open_dataset("cub", truth.root, "train")
+    assert len(open_dataset("cub", truth.root, "train", mask_source="none", images_per_class=1)) == 3
+    with pytest.raises(FileNotFoundError, match="CUB_200_2011.tgz"):
+        open_dataset("cub", tmp_path / "empty_dir_does_not_exist", "train")
+
+
+# ---------------------------------------------------------------------------------------
+# A folder of class subfolders
+# ---------------------------------------------------------------------------------------
+
+
+def test_folder_classes_split_and_mask_store(tmp_path):
+    truth = fx.make_class_folder(tmp_path, per_class=(20, 20))
+    store = MaskStore(truth.root / "masks")
+    h, w = truth.sizes["normal/case003"]
+    store.put("normal/case003", np.ones((h, w), dtype=np.uint8))
+    table = load_folder(truth.root).table.set_index("image_id")
+    assert dict(table["label"]) == truth.labels
+    counts = table.groupby(["split", "label"]).size().to_dict()
+    assert counts == {("train", 0): 14, ("train", 1): 14, ("val", 0): 3, ("val", 1): 3,
+                      ("test", 0): 3, ("test", 1): 3}
+    split = table.at["normal/case003", "split"]
+    ds = open_dataset("folder", truth.root, split, size=16, augment=False)
+    assert ds.class_names == ["fractured", "normal"]
+    assert bool(ds[ds.image_ids.index("normal/case003")][3])
+    assert sum(bool(ds[i][3]) for i in range(len(ds))) == 1
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        open_dataset("folder", tmp_path / "nope", "train")
+    (tmp_path / "empty" / "normal").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no images"):
+        open_dataset("folder", tmp_path / "empty", "train")
+
+
+# ---------------------------------------------------------------------------------------
+# Splits and argument checks
+# ---------------------------------------------------------------------------------------
+
+
+def test_split_helpers_stratify_and_group():
+    labels = np.array([0] * 60 + [1] * 40)
+    split = split_stratified(labels, (0.6, 0.2, 0.2), seed=0)
+    for name, n in (("train", 60), ("val", 20), ("test", 20)):
+        assert (split == name).sum() == n and (labels[split == name] == 1).mean() == pytest.approx(0.4)
+    groups = np.repeat(np.arange(50), 2)
+    grouped = split_by_group(groups, np.repeat(np.arange(50) % 2, 2), (0.6, 0.2, 0.2), seed=0)
+    assert all(len(set(grouped[groups == g])) == 1 for g in range(50))
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_stratified(labels, (0.5, 0.2, 0.2))
+
+
+def test_unknown_dataset_split_and_option(fracatlas):
+    with pytest.raises(ValueError, match="fracatlas"):
+        open_dataset("imagenet", fracatlas.root, "train")
+    with pytest.raises(ValueError, match="'val'"):
+        open_dataset("fracatlas", fracatlas.root, "valid")
+    with pytest.raises(ValueError, match="mask_source"):
+        open_dataset("fracatlas", fracatlas.root, "train", mask_source="rle")
+    with pytest.raises(TypeError):
+        open_dataset("fracatlas", fracatlas.root, "train", body_parts=("XR_WRIST",))
+
+
+def test_annotated_fraction_keeps_some_masks(fracatlas):
+    full = open_dataset("fracatlas", fracatlas.root, "train", size=16, augment=False)
+    half = open_dataset("fracatlas", fracatlas.root, "train", size=16, augment=False, annotated_fraction=0.5)
+    assert 0 < int(half.mask_kept.sum()) < int(full.mask_kept.sum())
+
+
+# ---------------------------------------------------------------------------------------
+# The CUB recipe (construction only: a tiny network, one epoch, no pretrained weights)
+# ---------------------------------------------------------------------------------------
+
+
+def test_cub_recipe_runs_one_tiny_epoch(cub):
+    from agkit.recipes import PUBLISHED_CUB, cub_recipe, cub_transforms
+
+    result = cub_recipe(cub.root, images_per_class=5, lam=0.01, epochs=1, device="cpu", backbone="tiny",
+                        pretrained=False, size=32, batch_size=4, radius=5, val_per_class=1, progress=False)
+    assert list(result["history"]["epoch"]) == [1] and "val_accuracy" in result["history"]
+    assert result["model"].pooling == "softmax" and result["model"].num_classes == 3
+    assert result["test"]["n"] == 6 and 0 <= result["test_accuracy"] <= 100
+    assert result["published"] == 52.0 and PUBLISHED_CUB.at[0.0, 20] == 72.9
+    train_tf, test_tf = cub_transforms(448)
+    from torchvision import tv_tensors
+
+    image, mask = test_tf(tv_tensors.Image(torch.rand(3, 600, 800)), tv_tensors.Mask(torch.ones(1, 600, 800)))
+    assert image.shape == (3, 448, 448) and mask.shape == (1, 448, 448) and set(mask.unique().tolist()) == {1.0}
+
+
+def test_folder_in_the_kits_own_format(tmp_path):
+    from agkit.data import make_synthfrac
+
+    saved = make_synthfrac(20, size=32, seed=0, split="val").save(tmp_path / "synth")
+    ds = open_dataset("folder", saved, "train", size=32, augment=False)
+    assert 0 < len(ds) < 20 and ds.meta["given_split"].eq("val").all()
+    store = MaskStore(saved / "masks")
+    for i, image_id in enumerate(ds.image_ids):
+        expected = store.get(image_id)
+        assert bool(ds[i][3]) == (expected is not None)
+        if expected is not None:
+            np.testing.assert_array_equal(ds[i][2][0].numpy(), expected)
+    assert len(open_dataset("folder", saved, "val", split_column="split", size=32)) == 20
+    with pytest.raises(ValueError, match="split_column"):
+        open_dataset("folder", saved, "val", split_column="marker")
