@@ -21,6 +21,9 @@ setup: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+course: $(STAMP)
+	$(PY) -m agkit.run_course --profile $(PROFILE) --out build/course
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not notebooks and not browser"
 

@@ -1,0 +1,191 @@
+"""Figures for the course: image grids, CAM galleries, metric comparisons, ablation curves.
+
+Each function returns the matplotlib Figure so a notebook can show it or save it.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from agkit import cam as cam_utils
+
+BASELINE_COLOUR, GUIDED_COLOUR = "#d1495b", "#00798c"
+METHOD_PALETTE = {"baseline": BASELINE_COLOUR, "guided": GUIDED_COLOUR}
+METRIC_NAMES = {
+    "acc_id": "accuracy, in-distribution test",
+    "acc_shifted": "accuracy, shifted test",
+    "auc_shifted": "ROC AUC, shifted test",
+    "mass_in_mask": "CAM mass inside the mask",
+    "pointing_game_shifted": "pointing game, shifted test",
+    "acc_val": "accuracy, validation",
+}
+
+
+def _gray(image) -> np.ndarray:
+    image = torch.as_tensor(image).detach().cpu().float()
+    if image.ndim == 3:
+        image = image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+    return image.numpy()
+
+
+def _outline(ax, mask, colour="lime") -> None:
+    mask = _gray(mask)
+    if mask.any():
+        ax.contour(mask, levels=[0.5], colors=colour, linewidths=0.9)
+
+
+def show_images(images, titles=None, masks=None, ncols: int = 8, size: float = 1.6,
+                mask_colour: str = "lime"):
+    """A grid of grayscale images (n x 1 x H x W), optionally with mask outlines."""
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.12), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(_gray(images[i]), cmap="gray", vmin=0, vmax=1)
+        if masks is not None:
+            _outline(ax, masks[i], mask_colour)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cam_gallery(images, rows: dict, masks=None, titles=None, size: float = 1.7):
+    """Rows of CAM overlays over the same images.
+
+    Args:
+        images: n x 1 x H x W radiographs in [0, 1].
+        rows: {row name: n x h x w maps} (e.g. one CAM per model, of the predicted class).
+        masks: optional n x 1 x H x W guidance masks, drawn as outlines.
+        titles: optional n column titles.
+    """
+    n = len(images)
+    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(n * size, (len(rows) + 1) * size * 1.1), squeeze=False)
+    for j in range(n):
+        axes[0, j].imshow(_gray(images[j]), cmap="gray", vmin=0, vmax=1)
+        if masks is not None:
+            _outline(axes[0, j], masks[j])
+        if titles is not None:
+            axes[0, j].set_title(titles[j], fontsize=8)
+        for i, maps in enumerate(rows.values(), start=1):
+            axes[i, j].imshow(cam_utils.overlay(_gray(images[j]), torch.as_tensor(maps[j]).detach().cpu()))
+            if masks is not None:
+                _outline(axes[i, j], masks[j], "white")
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[0, 0].set_ylabel("image", fontsize=9)
+    for i, name in enumerate(rows, start=1):
+        axes[i, 0].set_ylabel(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def predicted_cams(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run a model on n x C x H x W images: (CAM of the predicted class n x h x w,
+    predicted class n, probability of class 1 n)."""
+    model.eval()
+    with torch.no_grad():
+        out = model(images.to(next(model.parameters()).device))
+    predicted = out.logits.argmax(1)
+    maps = cam_utils.select_class(out.cams, predicted)[:, 0]
+    return maps.cpu(), predicted.cpu(), out.logits.softmax(1)[:, 1].cpu()
+
+
+def plot_confusion(confusion, class_names=("normal", "fractured"), ax=None, title: str = ""):
+    """A confusion matrix (rows = truth) as an annotated heat map."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3, 2.6))
+    sns.heatmap(np.asarray(confusion), annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
+                xticklabels=class_names, yticklabels=class_names)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title, fontsize=10)
+    return ax.figure
+
+
+def plot_histories(histories: dict, columns=("loss", "att")):
+    """Training curves: {name: history DataFrame} -> one panel per column."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        for name, history in histories.items():
+            if column in history:
+                ax.plot(history["epoch"], history[column], marker="o", ms=3, label=name,
+                        color=METHOD_PALETTE.get(name.split()[0]))
+        ax.set_xlabel("epoch"), ax.set_title(column)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def compare_methods(table: pd.DataFrame, metrics=("acc_id", "acc_shifted", "auc_shifted", "mass_in_mask")):
+    """Baseline vs guided: bars = mean over seeds, dots = single seeds, one panel per metric."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sns.barplot(data=table, x="method", y=metric, hue="method", palette=METHOD_PALETTE,
+                    errorbar=None, ax=ax, alpha=0.85, order=["baseline", "guided"], legend=False)
+        sns.stripplot(data=table, x="method", y=metric, color="black", size=4, ax=ax,
+                      order=["baseline", "guided"])
+        for patch in ax.patches:
+            if patch.get_height() > 0:
+                ax.annotate(f"{patch.get_height():.2f}", (patch.get_x() + patch.get_width() / 2, patch.get_height()),
+                            ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        ax.set_ylim(0, 1.08), ax.set_xlabel(""), ax.set_ylabel("")
+        ax.set_title(METRIC_NAMES.get(metric, metric), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def ablation_plot(table: pd.DataFrame, x: str, y: str = "acc_shifted", hue: str | None = None,
+                  logx: bool = False, ax=None, title: str = "", xlabel: str | None = None):
+    """Mean and 95 % confidence interval over seeds of ``y`` against ``x``."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 3))
+    kind = table[x].dtype.kind in "if"
+    if kind:
+        sns.lineplot(data=table, x=x, y=y, hue=hue, marker="o", errorbar=("ci", 95), ax=ax,
+                     palette=METHOD_PALETTE if hue == "method" else None)
+        if logx:
+            ax.set_xscale("symlog", linthresh=min(v for v in table[x].unique() if v > 0))
+    else:
+        sns.pointplot(data=table, x=x, y=y, hue=hue, errorbar=("ci", 95), ax=ax, capsize=0.1,
+                      linestyle="none", palette=METHOD_PALETTE if hue == "method" else None)
+    ax.set_ylim(*((0.3, 1.02) if y.startswith("acc") or y.startswith("auc") else (0, 1.02)))
+    if y.startswith("acc"):
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")  # a coin toss on balanced classes
+    ax.set_ylabel(METRIC_NAMES.get(y, y)), ax.set_xlabel(xlabel or x), ax.set_title(title, fontsize=10)
+    return ax.figure
+
+
+def summary_figure(table: pd.DataFrame, examples: dict | None = None):
+    """The course's one-picture summary: the metric bars, and (optionally) CAM examples.
+
+    examples: {"images": n x 1 x H x W, "masks": n x 1 x H x W, "baseline": n x h x w, "guided": n x h x w}.
+    """
+    metrics = ("acc_id", "acc_shifted", "auc_shifted", "mass_in_mask")
+    n = 0 if examples is None else len(examples["images"])
+    fig = plt.figure(figsize=(max(11, 1.6 * n), 3.4 + (3.4 if n else 0)))
+    grid = fig.add_gridspec(3 if n else 1, max(len(metrics), n), height_ratios=[1.3, 1, 1] if n else [1])
+    span = max(len(metrics), n) // len(metrics)
+    for k, metric in enumerate(metrics):
+        ax = fig.add_subplot(grid[0, k * span:(k + 1) * span])
+        sns.barplot(data=table, x="method", y=metric, hue="method", palette=METHOD_PALETTE, errorbar=None,
+                    ax=ax, order=["baseline", "guided"], legend=False)
+        sns.stripplot(data=table, x="method", y=metric, color="black", size=4, ax=ax, order=["baseline", "guided"])
+        ax.set_ylim(0, 1.05), ax.set_xlabel(""), ax.set_ylabel("")
+        ax.set_title(METRIC_NAMES[metric], fontsize=9)
+    for i, name in enumerate(("baseline", "guided"), start=1):
+        for j in range(n):
+            ax = fig.add_subplot(grid[i, j])
+            ax.imshow(cam_utils.overlay(_gray(examples["images"][j]), examples[name][j]))
+            _outline(ax, examples["masks"][j], "white")
+            ax.set_xticks([]), ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(f"{name} CAM", fontsize=9, color=METHOD_PALETTE[name])
+    fig.suptitle("Attention guidance on SynthFrac: mean over seeds (dots: single seeds)", fontsize=11)
+    fig.tight_layout()
+    return fig

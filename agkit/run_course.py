@@ -1,0 +1,125 @@
+"""Run the whole course: execute every notebook, then print and save the results.
+
+    python -m agkit.run_course [--profile workshop] [--out build/course] [--runs runs]
+
+The notebooks in ``notebooks/`` run in order with papermill (annotation by the simulated
+annotator), each into ``<out>/<name>.ipynb``. Because every training run is cached in the
+runs folder, the closing table costs nothing: it reads the runs notebook 3 made. The
+script prints baseline vs guided (mean over seeds), saves ``<out>/summary.png`` and
+writes ``<out>/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+class NotebookFailed(RuntimeError):
+    """A course notebook raised an error; the message names the notebook and the cell."""
+
+
+def execute(notebook: Path, out: Path, parameters: dict, timeout: int | None = None) -> Path:
+    """Execute one notebook with papermill into ``out``; raise NotebookFailed on error."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    target = out / notebook.name
+    try:
+        papermill.execute_notebook(str(notebook), str(target), parameters=parameters, cwd=str(notebook.parent),
+                                   kernel_name="python3", progress_bar=False, execution_timeout=timeout)
+    except PapermillExecutionError as error:
+        raise NotebookFailed(
+            f"{notebook.relative_to(ROOT) if notebook.is_relative_to(ROOT) else notebook} failed in cell "
+            f"{error.exec_count} ({error.ename}: {error.evalue}); the executed copy with the traceback "
+            f"is {target}"
+        ) from None
+    return target
+
+
+def course_parameters(profile: str, runs: Path, notebook: Path) -> dict:
+    parameters = {"profile": profile, "runs_dir": str(runs)}
+    if notebook.name.startswith("02_"):
+        parameters["annotator"] = "simulated"
+    return parameters
+
+
+def summarize_runs(profile_name: str, runs: Path, out: Path) -> dict:
+    """Print the baseline-vs-guided table, save summary.png and results.json; return the results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from agkit import course, plots
+
+    profile = course.get_profile(profile_name)
+    table = course.main_comparison(profile, runs, progress=False)
+    summary = course.summarize(table)
+    lam = float(table.loc[table["method"] == "guided", "lam"].iloc[0])
+
+    splits = course.make_splits(course.baseline_config(profile, profile.seeds[0]))
+    test = splits["test_shifted"]
+    picked = ([i for i in range(len(test)) if test.labels[i] == 0 and test.meta["marker"][i]][:3]
+              + [i for i in range(len(test)) if test.labels[i] == 1 and not test.meta["marker"][i]][:3])
+    examples = {"images": test.images[picked], "masks": test.masks[picked]}
+    for name, config in (("baseline", course.baseline_config(profile, profile.seeds[0])),
+                         ("guided", course.guided_config(profile, lam, profile.seeds[0]))):
+        examples[name] = plots.predicted_cams(course.load_model(config, runs), test.images[picked])[0]
+    figure = plots.summary_figure(table, examples)
+    figure.savefig(out / "summary.png", dpi=120, bbox_inches="tight")
+
+    results = {method: {metric: float(summary.loc[method, metric]) for metric in summary.columns}
+               for method in ("baseline", "guided")}
+    results["profile"] = profile_name
+    results["lambda"] = lam
+    results["seeds"] = list(profile.seeds)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+
+    print(f"\nAttention guidance on SynthFrac ({profile_name} profile, mean of {len(profile.seeds)} seeds, "
+          f"lambda={lam:g} chosen on validation)")
+    print((100 * summary).round(1).rename(columns={"acc_shifted": "acc shifted %", "acc_id": "acc in-dist %",
+                                                   "auc_shifted": "AUC shifted %", "mass_in_mask": "mass in mask %"})
+          .to_string())
+    gain = 100 * (summary.loc["guided", "acc_shifted"] - summary.loc["baseline", "acc_shifted"])
+    print(f"guided - baseline on the shifted test split: {gain:+.1f} points")
+    print(f"saved {out / 'summary.png'} and {out / 'results.json'}")
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="workshop", choices=["ci", "workshop", "full"])
+    parser.add_argument("--out", default=str(ROOT / "build" / "course"))
+    parser.add_argument("--runs", default=str(ROOT / "runs"))
+    parser.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 01 03")
+    args = parser.parse_args(argv)
+
+    out, runs = Path(args.out).resolve(), Path(args.runs).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if args.only:
+        notebooks = [n for n in notebooks if any(n.name.startswith(p) for p in args.only)]
+    failures = []
+    for notebook in notebooks:
+        started = time.perf_counter()
+        print(f"running {notebook.name} ({args.profile}) ...", flush=True)
+        try:
+            execute(notebook, out, course_parameters(args.profile, runs, notebook))
+            print(f"  done in {time.perf_counter() - started:.0f} s -> {out / notebook.name}", flush=True)
+        except NotebookFailed as error:
+            print(f"  FAILED: {error}", flush=True)
+            failures.append(str(error))
+    if failures:
+        print("\nThe course did not finish:\n" + "\n".join(failures), file=sys.stderr)
+        return 1
+    summarize_runs(args.profile, runs, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
