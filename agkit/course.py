@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac
+from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, synthetic
 from agkit.data.mask_quality import degrade
 from agkit.models import CAMNet
 from agkit.train import evaluate, fit
@@ -55,7 +55,8 @@ class Profile:
     seeds: tuple  # seeds of the main baseline-vs-guided comparison
     lambdas: tuple  # candidates for lambda, chosen on the validation split
     time_limit: float  # seconds of training per run at most
-    # ablations (notebook 04)
+    # ablations (notebook 04): on a smaller training set, where guidance matters most
+    ablation_n_train: int
     ablation_seeds: tuple
     ablation_lambdas: tuple
     ablation_sizes: tuple
@@ -67,23 +68,23 @@ class Profile:
 PROFILES = {
     "ci": Profile(
         name="ci", size=64, backbone="tiny", n_train=128, n_val=64, n_test=96, epochs=2,
-        batch_size=64, lr=3e-3, seeds=(0, 1), lambdas=(1.0, 3.0), time_limit=10,
-        ablation_seeds=(0,), ablation_lambdas=(0.0, 3.0), ablation_sizes=(64, 128),
-        ablation_fractions=(0.5, 1.0), ablation_qualities=("exact", "box"),
+        batch_size=32, lr=3e-3, seeds=(0, 1), lambdas=(1.0, 3.0), time_limit=10,
+        ablation_n_train=64, ablation_seeds=(0,), ablation_lambdas=(0.0, 1.0),
+        ablation_sizes=(32, 64), ablation_fractions=(0.5, 1.0), ablation_qualities=("exact", "box"),
     ),
     "workshop": Profile(
-        name="workshop", size=64, backbone="tiny", n_train=600, n_val=300, n_test=600, epochs=10,
-        batch_size=64, lr=3e-3, seeds=(0, 1, 2), lambdas=(0.1, 1.0), time_limit=60,
-        ablation_seeds=(0, 1, 2), ablation_lambdas=(0.0, 0.01, 0.1, 1.0),
-        ablation_sizes=(150, 300, 600, 1200), ablation_fractions=(0.1, 0.25, 0.5, 1.0),
+        name="workshop", size=64, backbone="tiny", n_train=500, n_val=300, n_test=600, epochs=20,
+        batch_size=32, lr=3e-3, seeds=(0, 1, 2), lambdas=(1.0, 3.0, 10.0), time_limit=90,
+        ablation_n_train=250, ablation_seeds=(0, 1, 2), ablation_lambdas=(0.0, 0.3, 3.0),
+        ablation_sizes=(125, 250, 500), ablation_fractions=(0.1, 0.3, 1.0),
         ablation_qualities=("exact", "box", "dilated", "shifted"),
     ),
     "full": Profile(
         name="full", size=128, backbone="resnet18", n_train=2000, n_val=500, n_test=1000,
-        epochs=20, batch_size=64, lr=1e-3, seeds=(0, 1, 2), lambdas=(0.01, 0.1, 1.0),
-        time_limit=600, ablation_seeds=(0, 1, 2), ablation_lambdas=(0.0, 0.001, 0.01, 0.1, 1.0),
-        ablation_sizes=(250, 500, 1000, 2000, 4000), ablation_fractions=(0.1, 0.25, 0.5, 1.0),
-        ablation_qualities=("exact", "box", "dilated", "shifted"),
+        epochs=20, batch_size=64, lr=1e-3, seeds=(0, 1, 2), lambdas=(0.3, 1.0, 3.0),
+        time_limit=600, ablation_n_train=500, ablation_seeds=(0, 1, 2),
+        ablation_lambdas=(0.0, 0.01, 0.1, 1.0, 10.0), ablation_sizes=(250, 500, 1000, 2000, 4000),
+        ablation_fractions=(0.1, 0.25, 0.5, 1.0), ablation_qualities=("exact", "box", "dilated", "shifted"),
     ),
 }
 
@@ -128,7 +129,9 @@ class RunConfig:
         return f"guided (lambda={self.lam:g})" if self.guided else "baseline"
 
     def key(self) -> str:
-        text = json.dumps([CACHE_VERSION, dataclasses.asdict(self)], sort_keys=True, default=str)
+        # SynthFrac's defaults are part of the key: a new generator default means new data.
+        text = json.dumps([CACHE_VERSION, dataclasses.asdict(self), synthetic.DEFAULTS],
+                          sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 

@@ -168,7 +168,7 @@ def fit(model, train_loader, val_loader=None, *, lam: float = 0.0, epochs: int =
         momentum: float = 0.9, lr_step: int | None = None, lr_gamma: float = 0.1,
         resolution: str = "feature", channels: str = "all", seed: int = 0, device=None,
         progress: bool = True, checkpoint=None, resume: bool = False,
-        time_limit: float | None = None) -> pd.DataFrame:
+        time_limit: float | None = None, recalibrate_bn: bool = True) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs; lam = 0 is the baseline, lam > 0 guided.
 
     Args:
@@ -183,6 +183,8 @@ def fit(model, train_loader, val_loader=None, *, lam: float = 0.0, epochs: int =
         checkpoint: path; the model is saved there after every epoch.
         resume: continue from ``checkpoint`` if it exists.
         time_limit: stop after this many seconds of training (checked after each step).
+        recalibrate_bn: re-measure BatchNorm statistics at the end (see
+            recalibrate_batchnorm); the history's val columns are from before it.
 
     Returns:
         pandas DataFrame, one row per epoch: epoch, loss, ce, att (training means), lr,
@@ -245,4 +247,34 @@ def fit(model, train_loader, val_loader=None, *, lam: float = 0.0, epochs: int =
         if out_of_time:
             break
     epoch_bar.close()
+    if recalibrate_bn:
+        recalibrate_batchnorm(model, train_loader, device)
     return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model, loader, device=None, max_batches: int = 50) -> None:
+    """Re-measure BatchNorm's running mean and variance with the final weights.
+
+    During training the running averages trail the changing weights; after a short run
+    (tens of steps, as on a laptop) a network that is right on nearly every training batch
+    can score near chance in eval mode. One pass without gradients over (up to
+    ``max_batches``) training batches fixes that. Nothing else in the model changes.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    momenta = {m: m.momentum for m in norms}
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # None = a plain average over all batches seen
+    model.train()
+    for step, batch in enumerate(loader):
+        if step >= max_batches:
+            break
+        model(batch[0].to(device))
+    for m in norms:
+        m.momentum = momenta[m]
+    model.train(was_training)

@@ -9,7 +9,7 @@ from agkit.data.mask_quality import bounding_boxes, degrade, dilate, shift
 
 TINY = course.Profile(
     name="test", size=32, backbone="tiny", n_train=32, n_val=16, n_test=16, epochs=1, batch_size=16,
-    lr=3e-3, seeds=(0,), lambdas=(1.0,), time_limit=30, ablation_seeds=(0,), ablation_lambdas=(0.0,),
+    lr=3e-3, seeds=(0,), lambdas=(1.0,), time_limit=30, ablation_n_train=32, ablation_seeds=(0,), ablation_lambdas=(0.0,),
     ablation_sizes=(32,), ablation_fractions=(1.0,), ablation_qualities=("exact",))
 
 

@@ -190,3 +190,11 @@ def test_bad_parameters_give_clear_errors(kwargs, match):
     n = args.pop("n")
     with pytest.raises(ValueError, match=match):
         make_synthfrac(n, **args)
+
+
+def test_meta_points_at_the_break(train):
+    pos = train.meta[train.meta.label == 1]
+    rows = pos["fracture_y"].round().astype(int).clip(0, 63).to_numpy().copy()
+    cols = pos["fracture_x"].round().astype(int).clip(0, 63).to_numpy().copy()
+    hits = train.fracture_masks[pos.index.to_numpy().copy(), 0, rows, cols]
+    assert hits.float().mean() > 0.95
