@@ -179,7 +179,8 @@ def fit(model, train_loader, val_loader=None, *, lam: float = 0.0, epochs: int =
         lr_step: multiply the learning rate by lr_gamma every lr_step epochs (None: constant).
         seed: seeds torch/NumPy/Python and the loader's shuffling, so CPU runs repeat exactly.
         device: defaults to cuda when present.
-        progress: show a tqdm bar over epochs (and one over the batches of each epoch).
+        progress: show a tqdm bar over epochs (and, for epochs of 50 batches or more, one
+            over the batches of each epoch).
         checkpoint: path; the model is saved there after every epoch.
         resume: continue from ``checkpoint`` if it exists.
         time_limit: stop after this many seconds of training (checked after each step).
@@ -220,7 +221,9 @@ def fit(model, train_loader, val_loader=None, *, lam: float = 0.0, epochs: int =
         sums, steps, epoch_start = {"loss": 0.0, "ce": 0.0, "att": 0.0}, 0, time.perf_counter()
         out_of_time = False
         # The bar is updated by hand: wrapping the loader would start its workers twice.
-        batch_bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}", leave=False, disable=not progress)
+        # Only long epochs get a bar of their own; short ones would just add lines to a notebook.
+        batch_bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}", leave=False,
+                         disable=not progress or len(train_loader) < 50)
         for batch in train_loader:
             losses = training_step(model, batch, opt, lam=lam, resolution=resolution,
                                    channels=channels, device=device)

@@ -1,7 +1,7 @@
 """Does attention guidance fix a shortcut? The paper's effect on SynthFrac, on a CPU.
 
-    python benchmarks/paper_effect.py                  # 3 seeds, size sweep: ~40 min
-    python benchmarks/paper_effect.py --quick          # 1 seed, short runs: ~5 min
+    python benchmarks/paper_effect.py                  # 3 seeds + size sweep: ~30 min
+    python benchmarks/paper_effect.py --quick          # 1 seed, 20 s runs: ~3 min
     python benchmarks/paper_effect.py --seeds 0 --sizes 250,2000
 
 SynthFrac's training images carry a laterality marker that appears mostly on fractured
