@@ -170,9 +170,9 @@ def summary_figure(table: pd.DataFrame, examples: dict | None = None):
     n = 0 if examples is None else len(examples["images"])
     fig = plt.figure(figsize=(max(11, 1.6 * n), 3.4 + (3.4 if n else 0)))
     grid = fig.add_gridspec(3 if n else 1, max(len(metrics), n), height_ratios=[1.3, 1, 1] if n else [1])
-    span = max(len(metrics), n) // len(metrics)
+    top = grid[0, :].subgridspec(1, len(metrics), wspace=0.35)
     for k, metric in enumerate(metrics):
-        ax = fig.add_subplot(grid[0, k * span:(k + 1) * span])
+        ax = fig.add_subplot(top[0, k])
         sns.barplot(data=table, x="method", y=metric, hue="method", palette=METHOD_PALETTE, errorbar=None,
                     ax=ax, order=["baseline", "guided"], legend=False)
         sns.stripplot(data=table, x="method", y=metric, color="black", size=4, ax=ax, order=["baseline", "guided"])
