@@ -297,10 +297,10 @@ def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = T
     if jobs > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")  # safe with torch and inside Jupyter
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker) as pool:
-            futures = [pool.submit(_run_quietly, config, str(runs_dir)) for config in todo]
+            futures = {pool.submit(_run_quietly, config, str(runs_dir)): config for config in todo}
             for future in as_completed(futures):
                 future.result()  # re-raises a worker's error here
-                bar.update(sum(1 for c in configs if c.key() == todo[futures.index(future)].key()))
+                bar.update(sum(1 for c in configs if c.key() == futures[future].key()))
     else:
         for config in todo:
             bar.set_postfix_str(config.label)

@@ -144,19 +144,19 @@ class MaskEditor:
     def restore(self, state):
         self.mask, self._undo, self._redo = state
 
-    def undo(self):
-        if not self._undo:
+    def _step(self, source, target):
+        """Move one state from the source stack to the mask, the mask onto target."""
+        if not source:
             return False
-        self._redo.append(self.mask)
-        self.mask = self._undo.pop()
+        target.append(self.mask)
+        self.mask = source.pop()
         return True
 
+    def undo(self):
+        return self._step(self._undo, self._redo)
+
     def redo(self):
-        if not self._redo:
-            return False
-        self._undo.append(self.mask)
-        self.mask = self._redo.pop()
-        return True
+        return self._step(self._redo, self._undo)
 
 
 # ----------------------------------------------------------------------------- image access
