@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.agkit-installed
 PROFILE ?= workshop
 
-.PHONY: setup test test-fast course benchmarks clean
+.PHONY: setup test test-fast course slides benchmarks clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 course: $(STAMP)
 	$(PY) -m agkit.run_course --profile $(PROFILE) --out build/course
+
+# A short deck per notebook from the executed copies of `make course` (reveal.js).
+slides: $(STAMP)
+	test -d build/course || $(MAKE) course PROFILE=$(PROFILE)
+	$(PY) tools/make_slides.py build/course build/slides
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not notebooks and not browser"
