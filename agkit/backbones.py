@@ -21,6 +21,8 @@ normalise their input with the statistics their weights were trained with.
 from __future__ import annotations
 
 import fnmatch
+import itertools
+from typing import Any
 from urllib.error import URLError
 
 import torch
@@ -75,7 +77,7 @@ class TinyResNet(nn.Module):
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         )
-        blocks = [ResidualBlock(a, b, stride=2) for a, b in zip(widths[:-1], widths[1:])]
+        blocks = [ResidualBlock(a, b, stride=2) for a, b in itertools.pairwise(widths)]
         self.blocks = nn.Sequential(*blocks)
         self.out_channels = widths[-1]
 
@@ -95,6 +97,9 @@ class Backbone(nn.Module):
     K = ``out_channels``. ``body`` is the network proper; ``mean``/``std`` (C values each)
     normalise the input first (0 and 1 for networks trained from scratch).
     """
+
+    mean: torch.Tensor  # 1 x C x 1 x 1
+    std: torch.Tensor  # 1 x C x 1 x 1
 
     def __init__(self, body: nn.Module, out_channels: int, in_channels: int,
                  mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
@@ -266,7 +271,7 @@ def _timm_backbone(name: str, in_channels: int, pretrained: bool) -> Backbone:
 
     try:
         body = timm.create_model(name, pretrained=pretrained, features_only=True,
-                                 out_indices=(-1,), in_chans=in_channels)
+                                 in_chans=in_channels)  # Backbone keeps the last stage
     except (URLError, OSError, ConnectionError) as error:
         raise _offline_error(name, error) from None
     except RuntimeError as error:
@@ -274,7 +279,8 @@ def _timm_backbone(name: str, in_channels: int, pretrained: bool) -> Backbone:
             raise ValueError(f"timm's {name} has no pretrained weights; use pretrained=False "
                              "or a name from agkit.list_backbones(pretrained=True).") from None
         raise
-    out_channels = int(body.feature_info.channels()[-1])
+    feature_info: Any = body.feature_info
+    out_channels = int(feature_info.channels()[-1])
     mean = std = None
     if pretrained:
         config = timm.data.resolve_model_data_config(body)

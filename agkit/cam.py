@@ -6,11 +6,13 @@ backward pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib
 import numpy as np
-from numpy.typing import ArrayLike
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 
 
 def select_class(cams: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -19,7 +21,7 @@ def select_class(cams: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return cams[torch.arange(cams.shape[0], device=cams.device), labels][:, None]
 
 
-def upsample(cams: torch.Tensor, size: tuple[int, int] | int) -> torch.Tensor:
+def upsample(cams: torch.Tensor, size: Sequence[int] | int) -> torch.Tensor:
     """Bicubic upsampling of B x N x h x w maps to B x N x H x W (input resolution)."""
     if isinstance(size, int):
         size = (size, size)
@@ -41,7 +43,7 @@ def normalize(cams: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def cam_at_input(cams: torch.Tensor, labels: torch.Tensor,
-                 size: tuple[int, int] | int) -> torch.Tensor:
+                 size: Sequence[int] | int) -> torch.Tensor:
     """The normalised map of one class per image at input resolution: B x 1 x H x W in [0, 1].
 
     cams B x N x h x w, labels B (the class to show for each image).

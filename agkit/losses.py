@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,7 @@ def check_masks(masks: torch.Tensor, batch_size: int) -> None:
                          "e.g. (mask > 0.5).float().")
 
 
-def shrink_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def shrink_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Masks B x 1 x H x W (0/1) on the CAM grid B x 1 x h x w: a cell the mask touches is 1.
 
     Every grid cell covers a block of input pixels; the cell is marked when any pixel of
@@ -45,7 +46,7 @@ def shrink_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     nearest-neighbour resize of the authors' code; unlike it, a mask smaller than a block
     (a 5 x 5 box on a 64 px image at stride 8) never vanishes from the grid.
     """
-    return F.adaptive_max_pool2d(masks, size)
+    return F.adaptive_max_pool2d(masks, (int(size[0]), int(size[1])))
 
 
 def _resolve_classes(classes: str, channels: str | None, labels: torch.Tensor | None,
@@ -149,7 +150,7 @@ def attention_guidance_loss(
     return -(flat_masks * log_attention).sum() / annotated
 
 
-def attention_loss_floor(masks: torch.Tensor, cam_size: tuple[int, int]) -> float:
+def attention_loss_floor(masks: torch.Tensor, cam_size: Sequence[int]) -> float:
     """The smallest value ``attention_guidance_loss`` can take on these masks.
 
     The loss never reaches 0. For one map and a mask covering |S| grid cells, the mean of
@@ -168,7 +169,7 @@ def attention_loss_floor(masks: torch.Tensor, cam_size: tuple[int, int]) -> floa
         The floor as a float; 0.0 when no image is annotated.
     """
     check_masks(masks, masks.shape[0])
-    grid = shrink_masks(masks.to(torch.float64), tuple(cam_size))  # type: ignore[arg-type]
+    grid = shrink_masks(masks.to(torch.float64), cam_size)
     areas = grid.flatten(1).sum(dim=1)
     areas = areas[areas > 0]
     if len(areas) == 0:
@@ -176,6 +177,6 @@ def attention_loss_floor(masks: torch.Tensor, cam_size: tuple[int, int]) -> floa
     return float((areas * areas.log()).sum() / areas.sum())
 
 
-def chance_attention_loss(cam_size: tuple[int, int]) -> float:
+def chance_attention_loss(cam_size: Sequence[int]) -> float:
     """The loss of a flat CAM (uniform attention) on any mask: log(h * w)."""
     return math.log(cam_size[0] * cam_size[1])

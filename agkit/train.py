@@ -42,7 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agkit import metrics
-from agkit.losses import attention_guidance_loss, attention_loss_floor
+from agkit.losses import attention_guidance_loss, attention_loss_floor, chance_attention_loss
 
 #: A guidance term: (model, images, labels, masks, has_mask, out, forbidden) -> scalar.
 GuidanceTerm = Callable[..., torch.Tensor]
@@ -208,21 +208,21 @@ def training_step(model: nn.Module, batch: Sequence[Any], optimizer: torch.optim
     if term is not None:
         att = term(model, images, labels, masks, has_mask, out, forbidden) if lam > 0 else nan
     else:
-        options = {"resolution": resolution, "classes": classes, "labels": labels}
         if lam > 0:
             if masks is None:
                 raise ValueError("guided training (lam > 0) needs masks in every batch "
                                  "(all zeros for images without annotation).")
-            att = attention_guidance_loss(out.cams, masks, **options)
+            att = attention_guidance_loss(out.cams, masks, resolution, classes, labels)
         elif annotated:
             with torch.no_grad():  # monitored only: the baseline is not trained on it
-                att = attention_guidance_loss(out.cams.detach(), masks, **options)
+                att = attention_guidance_loss(out.cams.detach(), masks, resolution, classes,
+                                              labels)
         else:
             att = torch.zeros((), device=ce.device)
         if annotated:
             grid = out.cams.shape[-2:] if resolution == "feature" else masks.shape[-2:]
             floor = attention_loss_floor(masks, (int(grid[0]), int(grid[1])))
-            bound = DIVERGENCE_FACTOR * math.log(grid[0] * grid[1])
+            bound = DIVERGENCE_FACTOR * chance_attention_loss(grid)
         else:
             floor = 0.0
 
@@ -259,11 +259,11 @@ def predict(model: nn.Module, loader: Iterable[Sequence[Any]],
         images, masks = images.to(device), masks.to(device)
         out = model(images)
         predicted = out.logits.argmax(dim=1)
-        nan = torch.full(predicted.shape, float("nan"), device=device)
         annotated = has_mask.to(device).bool()
 
-        def scored(values: torch.Tensor) -> torch.Tensor:
-            return torch.where(annotated, values.float(), nan).cpu()
+        def scored(values: torch.Tensor, annotated: torch.Tensor = annotated) -> torch.Tensor:
+            """Per-image scores B, NaN where the image has no mask."""
+            return torch.where(annotated, values.float(), float("nan")).cpu()
 
         parts["probs"].append(out.logits.softmax(dim=1).cpu())
         parts["labels"].append(labels.cpu())
@@ -493,7 +493,7 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
                   if isinstance(g, torch.Generator)]
     started = time.perf_counter()
     stopped_by_time_limit = False
-    epoch_bar = tqdm(range(start_epoch, epochs + 1), desc="lam=%g" % lam, disable=not progress,
+    epoch_bar = tqdm(range(start_epoch, epochs + 1), desc=f"lam={lam:g}", disable=not progress,
                      initial=start_epoch - 1, total=epochs)
     for epoch in epoch_bar:
         if time_limit is not None and time.perf_counter() - started > time_limit:
@@ -534,7 +534,7 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
             assert snapshot is not None
             model.load_state_dict(snapshot[0])
             opt.load_state_dict(snapshot[1])
-            if scheduler is not None:
+            if scheduler is not None and snapshot[2] is not None:
                 scheduler.load_state_dict(snapshot[2])
             torch.set_rng_state(snapshot[3])
             break

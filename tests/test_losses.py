@@ -51,7 +51,8 @@ def test_unannotated_images_add_nothing():
     cams, masks = example()
     alone = attention_guidance_loss(cams, masks)
     other = torch.randn(1, 2, 2, 2, dtype=torch.float64) * 5
-    batch = attention_guidance_loss(torch.cat([cams, other]), torch.cat([masks, torch.zeros_like(masks)]))
+    batch = attention_guidance_loss(torch.cat([cams, other]),
+                                    torch.cat([masks, torch.zeros_like(masks)]))
     assert batch.item() == pytest.approx(alone.item(), abs=1e-12)
 
 
@@ -80,7 +81,8 @@ def test_input_resolution_matches_bicubic_definition():
     up = torch.nn.functional.interpolate(cams, size=(16, 16), mode="bicubic", align_corners=False)
     log_a = up.flatten(2).log_softmax(2)
     expected = -(log_a * masks.flatten(2)).sum() / (masks.sum() * 2)
-    assert attention_guidance_loss(cams, masks, resolution="input").item() == pytest.approx(expected.item(), abs=1e-12)
+    loss = attention_guidance_loss(cams, masks, resolution="input")
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-12)
 
 
 def test_gradient_moves_cam_mass_into_the_mask():
@@ -113,7 +115,8 @@ def test_gradient_moves_cam_mass_into_the_mask():
          {"classes": "label", "labels": torch.tensor([0, 2])}, r"\[0, 2\)"),
         (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"classes": "label"},
          "needs labels"),
-        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"resolution": "pixel"}, "unknown resolution"),
+        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"resolution": "pixel"},
+         "unknown resolution"),
     ],
 )
 def test_bad_input_gives_clear_error(cams, masks, kwargs, message):

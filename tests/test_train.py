@@ -39,7 +39,8 @@ def toy_loader(n=96, seed=0, shuffle=True):
         if labels[i]:
             images[i, 0, y:y + 8, x:x + 8] += 0.6
     data = TensorDataset(images, labels, masks, torch.ones(n, dtype=torch.bool))
-    return DataLoader(data, batch_size=16, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(data, batch_size=16, shuffle=shuffle,
+                      generator=torch.Generator().manual_seed(seed))
 
 
 def train(lam=0.1, epochs=3, seed=0, **kwargs):
@@ -60,13 +61,14 @@ def test_training_lowers_the_loss_and_learns_the_toy_task():
 def test_same_seed_repeats_bit_for_bit():
     model_a, history_a = train(seed=3)
     model_b, history_b = train(seed=3)
-    pd.testing.assert_frame_equal(history_a.drop(columns="seconds"), history_b.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(history_a.drop(columns="seconds"),
+                                  history_b.drop(columns="seconds"))
     for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
         assert torch.equal(a, b)
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
-    straight, history_straight = train(epochs=3)
+    straight, _ = train(epochs=3)
     train(epochs=2, checkpoint=tmp_path / "run.pt")
     resumed, history_resumed = train(epochs=3, checkpoint=tmp_path / "run.pt", resume=True)
     assert len(history_resumed) == 3
@@ -83,7 +85,7 @@ def test_baseline_history_monitors_the_attention_loss_and_its_floor():
 def test_baseline_step_reports_the_attention_loss_without_training_on_it():
     torch.manual_seed(0)
     model = CAMNet("tiny", 2, pooling="avg")
-    images, labels, masks, has = batch = next(iter(toy_loader(shuffle=False)))
+    images, _, masks, _ = batch = next(iter(toy_loader(shuffle=False)))
     before = copy.deepcopy(model)
     expected = attention_guidance_loss(before(images).cams, masks).item()
     floor = attention_loss_floor(masks, (4, 4))  # 32 px at stride 8
@@ -206,7 +208,7 @@ def test_time_limit_never_keeps_a_partial_epoch(tmp_path, monkeypatch):
     assert same_state(stored, model)
     # Resuming without the limit gives exactly the uninterrupted 3-epoch run.
     resumed, history_resumed = train(epochs=3, checkpoint=tmp_path / "run.pt", resume=True)
-    straight, history_straight = train(epochs=3)
+    straight, _ = train(epochs=3)
     assert same_state(resumed, straight)
     assert history_resumed.attrs["stopped_by_time_limit"] is False
     assert len(history_resumed) == 3
@@ -319,8 +321,9 @@ class RecordingTerm:
         self.calls = []
 
     def __call__(self, model, images, labels, masks, has_mask, out, forbidden):
-        self.calls.append(dict(images_grad=images.requires_grad, labels=labels, masks=masks,
-                               has_mask=has_mask, forbidden=forbidden, out=out))
+        self.calls.append({"images_grad": images.requires_grad, "labels": labels,
+                           "masks": masks, "has_mask": has_mask, "forbidden": forbidden,
+                           "out": out})
         return out.cams.pow(2).mean()
 
 
