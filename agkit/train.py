@@ -450,7 +450,8 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
     Raises:
         TrainingDiverged when the loss becomes NaN/inf or grows past DIVERGENCE_FACTOR
         times its chance value; NonFiniteImages for NaN/inf images (naming them);
-        ValueError for an empty loader or a checkpoint made with another configuration.
+        ValueError for an empty loader or a checkpoint made with another configuration;
+        TimeoutError when time_limit passes before the first epoch is complete.
     """
     classes = _resolve_classes(classes, channels)
     set_seed(seed)
@@ -557,6 +558,12 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
                             config=config, recalibrated=False)
     epoch_bar.close()
 
+    if stopped_by_time_limit and not rows:
+        raise TimeoutError(
+            f"time_limit={time_limit:g} s passed before the first epoch was complete, so "
+            "nothing was trained (the model is as it was). Size the run by epochs, or raise "
+            "time_limit."
+        )
     if stopped_by_time_limit:
         warnings.warn(
             f"time_limit={time_limit:g} s reached after {len(rows)} of {epochs} epochs; the "

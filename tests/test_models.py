@@ -44,20 +44,30 @@ def test_softmax_pooling_matches_its_definition():
     torch.testing.assert_close(out.logits, (a * m).sum(dim=2), rtol=0, atol=1e-12)
 
 
-BACKBONES = [
-    ("resnet18", 512), ("densenet121", 1024), ("efficientnet_b0", 1280),
-    ("convnext_tiny", 768), ("swin_t", 768), ("vgg11", 512), ("mobilenet_v3_small", 576),
-    ("timm:resnet10t", 512),
+BACKBONES = [  # name, K, input size
+    ("resnet18", 512, 64), ("densenet121", 1024, 64), ("efficientnet_b0", 1280, 64),
+    ("convnext_tiny", 768, 64), ("timm:resnet10t", 512, 64),
 ]
+# One of every other torchvision family: cut by a global pool found in the graph (swin
+# permutes, mnasnet and shufflenet take a mean, googlenet concatenates) or at `features`
+# (vgg, squeezenet, whose global pool pools class scores).
+MORE_BACKBONES = [
+    ("swin_t", 768, 64), ("vgg11", 512, 64), ("mobilenet_v3_small", 576, 64),
+    ("squeezenet1_0", 512, 64), ("googlenet", 1024, 64), ("inception_v3", 2048, 96),
+    ("regnet_x_400mf", 400, 64), ("shufflenet_v2_x0_5", 1024, 64), ("mnasnet0_5", 1280, 64),
+    ("maxvit_t", 512, 224), ("resnext50_32x4d", 2048, 64), ("efficientnet_v2_s", 1280, 64),
+]
+BACKBONE_CASES = BACKBONES + [pytest.param(*case, marks=pytest.mark.slow)
+                              for case in MORE_BACKBONES]
 
 
-@pytest.mark.parametrize("name, channels", BACKBONES)
-def test_backbones_by_name_give_cams_and_avg_pooling_is_fc_of_gap(name, channels):
+@pytest.mark.parametrize("name, channels, size", BACKBONE_CASES)
+def test_backbones_by_name_give_cams_and_avg_pooling_is_fc_of_gap(name, channels, size):
     if name.startswith("timm:"):
         pytest.importorskip("timm")
     torch.manual_seed(0)
     model = CAMNet(name, 3, in_channels=1, pooling="avg").eval()
-    x = torch.rand(2, 1, 64, 64)
+    x = torch.rand(2, 1, size, size)
     with torch.no_grad():
         out = model(x)
         features = model.features(x)

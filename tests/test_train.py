@@ -23,6 +23,7 @@ from agkit.train import (
     fit,
     load_checkpoint,
     recalibrate_batchnorm,
+    save_checkpoint,
     training_step,
 )
 
@@ -214,6 +215,18 @@ def test_time_limit_never_keeps_a_partial_epoch(tmp_path, monkeypatch):
     assert len(history_resumed) == 3
 
 
+def test_time_limit_inside_the_first_epoch_raises_and_keeps_the_model(tmp_path, monkeypatch):
+    clock = SlowClock(jump_at_batch=3)
+    monkeypatch.setattr(time, "perf_counter", clock)
+    torch.manual_seed(0)
+    model = CAMNet("tiny", 2, pooling="softmax")
+    before = copy.deepcopy(model)
+    with pytest.raises(TimeoutError, match="before the first epoch was complete"):
+        fit(model, clock.wrap(toy_loader()), lam=0.1, epochs=3, lr=3e-3, progress=False,
+            device="cpu", time_limit=500, checkpoint=tmp_path / "run.pt")
+    assert same_state(model, before) and not (tmp_path / "run.pt").exists()
+
+
 def test_time_limit_not_reached_records_a_full_run():
     with warnings.catch_warnings():
         warnings.simplefilter("error", TimeLimitReached)
@@ -248,6 +261,14 @@ def test_resuming_with_another_configuration_is_refused(two_epoch_checkpoint, ch
             checkpoint=two_epoch_checkpoint, resume=True, **change)
     assert f"Delete {two_epoch_checkpoint}" in str(info.value)
     assert two_epoch_checkpoint.read_bytes() == before  # nothing overwritten
+
+
+def test_resuming_a_checkpoint_without_configuration_is_refused(tmp_path):
+    """Checkpoints of the previous release stored no configuration to check against."""
+    model = CAMNet("tiny", 2, pooling="softmax")
+    save_checkpoint(tmp_path / "old.pt", model, epoch=1)
+    with pytest.raises(ValueError, match="stores no training configuration"):
+        train(epochs=2, checkpoint=tmp_path / "old.pt", resume=True)
 
 
 def test_resuming_with_fewer_epochs_than_stored_is_refused(two_epoch_checkpoint):
