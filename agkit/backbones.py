@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import warnings
 from typing import Any
 from urllib.error import URLError
 
@@ -231,7 +232,10 @@ def _torchvision_backbone(name: str, in_channels: int, pretrained: bool) -> Back
     node = _global_pool_input(net)
     body: nn.Module
     if node is not None:
-        body = create_feature_extractor(net, return_nodes={node: "features"})
+        with warnings.catch_warnings():  # googlenet/inception: their auxiliary heads
+            # exist in train mode only; our cut lies before them in both modes.
+            warnings.filterwarnings("ignore", message="NOTE: The nodes obtained by tracing")
+            body = create_feature_extractor(net, return_nodes={node: "features"})
     elif isinstance(getattr(net, "features", None), nn.Module):
         body = net.features  # vgg, alexnet, squeezenet: the convolutional part
     else:

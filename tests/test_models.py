@@ -53,7 +53,7 @@ BACKBONES = [  # name, K, input size
 # (vgg, squeezenet, whose global pool pools class scores).
 MORE_BACKBONES = [
     ("swin_t", 768, 64), ("vgg11", 512, 64), ("mobilenet_v3_small", 576, 64),
-    ("squeezenet1_0", 512, 64), ("googlenet", 1024, 64), ("inception_v3", 2048, 96),
+    ("squeezenet1_0", 512, 64), ("googlenet", 1024, 64), ("inception_v3", 2048, 160),
     ("regnet_x_400mf", 400, 64), ("shufflenet_v2_x0_5", 1024, 64), ("mnasnet0_5", 1280, 64),
     ("maxvit_t", 512, 224), ("resnext50_32x4d", 2048, 64), ("efficientnet_v2_s", 1280, 64),
 ]
