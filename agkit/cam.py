@@ -6,23 +6,27 @@ backward pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 
 
-def select_class(cams: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """The map of one class per image: cams B x N x h x w, classes B -> B x 1 x h x w."""
-    classes = torch.as_tensor(classes, device=cams.device).long()
-    return cams[torch.arange(cams.shape[0], device=cams.device), classes][:, None]
+def select_class(cams: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The map of one class per image: cams B x N x h x w, labels B -> B x 1 x h x w."""
+    labels = torch.as_tensor(labels, device=cams.device).long()
+    return cams[torch.arange(cams.shape[0], device=cams.device), labels][:, None]
 
 
-def upsample(cams: torch.Tensor, size: tuple[int, int] | int) -> torch.Tensor:
+def upsample(cams: torch.Tensor, size: Sequence[int] | int) -> torch.Tensor:
     """Bicubic upsampling of B x N x h x w maps to B x N x H x W (input resolution)."""
     if isinstance(size, int):
         size = (size, size)
-    return F.interpolate(cams, size=tuple(size), mode="bicubic", align_corners=False)
+    return F.interpolate(cams, size=(int(size[0]), int(size[1])), mode="bicubic",
+                         align_corners=False)
 
 
 def attention(cams: torch.Tensor) -> torch.Tensor:
@@ -38,12 +42,17 @@ def normalize(cams: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return ((flat - low) / (high - low).clamp_min(eps)).view_as(cams)
 
 
-def cam_at_input(cams: torch.Tensor, classes: torch.Tensor, size) -> torch.Tensor:
-    """The normalised map of one class per image at input resolution: B x 1 x H x W in [0, 1]."""
-    return normalize(upsample(select_class(cams, classes), size))
+def cam_at_input(cams: torch.Tensor, labels: torch.Tensor,
+                 size: Sequence[int] | int) -> torch.Tensor:
+    """The normalised map of one class per image at input resolution: B x 1 x H x W in [0, 1].
+
+    cams B x N x h x w, labels B (the class to show for each image).
+    """
+    return normalize(upsample(select_class(cams, labels), size))
 
 
-def overlay(image, cam, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
+def overlay(image: ArrayLike, cam: ArrayLike, alpha: float = 0.45,
+            cmap: str = "jet") -> np.ndarray:
     """Colour a CAM over a grayscale radiograph.
 
     Args:

@@ -12,11 +12,15 @@ annotated batches work unchanged. The training objective is ``CE + lam * L_att``
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
 RESOLUTIONS = ("feature", "input")
-CHANNELS = ("all", "target")
+CLASSES = ("all", "label")
 
 
 def check_masks(masks: torch.Tensor, batch_size: int) -> None:
@@ -34,36 +38,75 @@ def check_masks(masks: torch.Tensor, batch_size: int) -> None:
                          "e.g. (mask > 0.5).float().")
 
 
+def shrink_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Masks B x 1 x H x W (0/1) on the CAM grid B x 1 x h x w: a cell the mask touches is 1.
+
+    Every grid cell covers a block of input pixels; the cell is marked when any pixel of
+    its block is marked (adaptive max pooling). On a mask made of whole blocks this is the
+    nearest-neighbour resize of the authors' code; unlike it, a mask smaller than a block
+    (a 5 x 5 box on a 64 px image at stride 8) never vanishes from the grid.
+    """
+    return F.adaptive_max_pool2d(masks, (int(size[0]), int(size[1])))
+
+
+def _resolve_classes(classes: str, channels: str | None, labels: torch.Tensor | None,
+                     targets: torch.Tensor | None) -> tuple[str, torch.Tensor | None]:
+    """Map the old argument names (channels=, targets=, "target") to the new ones."""
+    if channels is not None:
+        warnings.warn("attention_guidance_loss(channels=...) is now classes=...; the old "
+                      "name goes away in the next release.", DeprecationWarning, stacklevel=3)
+        classes = channels
+    if classes == "target":
+        warnings.warn('classes="target" is now classes="label"; the old value goes away in '
+                      "the next release.", DeprecationWarning, stacklevel=3)
+        classes = "label"
+    if targets is not None:
+        warnings.warn("attention_guidance_loss(targets=...) is now labels=...; the old name "
+                      "goes away in the next release.", DeprecationWarning, stacklevel=3)
+        labels = targets if labels is None else labels
+    return classes, labels
+
+
 def attention_guidance_loss(
     cams: torch.Tensor,
     masks: torch.Tensor,
     resolution: str = "feature",
-    channels: str = "all",
+    classes: str = "all",
+    labels: torch.Tensor | None = None,
+    *,
+    channels: str | None = None,
     targets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean of -log softmax(CAM) over every annotated position (see the module docstring).
 
     Args:
-        cams: B x N x h x w raw class activation maps (``CAMNet(x).cams``).
+        cams: B x N x h x w raw class activation maps (``CAMNet(x).cams``), any float
+            dtype; the loss is computed in float32 (or float64 for float64 CAMs).
         masks: B x 1 x H x W guidance masks at input resolution, values 0/1;
             an all-zero mask marks an image without annotation.
-        resolution: "feature" shrinks the masks to h x w by nearest neighbour (the
-            authors' code); "input" enlarges the CAMs to H x W bicubically before the
-            softmax (the paper's Eq. 4).
-        channels: "all" averages over every class map (the authors' choice);
-            "target" uses only the map of each image's true class (needs ``targets``).
-        targets: B int64 class indices, required for channels="target".
+        resolution: "feature" shrinks the masks to the h x w grid (``shrink_masks``: a
+            cell counts when the mask touches it); "input" enlarges the CAMs to H x W
+            bicubically before the softmax (the paper's Eq. 4).
+        classes: "all" averages over every class map (the authors' choice);
+            "label" uses only the map of each image's true class (needs ``labels``).
+        labels: B int64 class indices, required for classes="label".
+        channels, targets: the old names of ``classes`` and ``labels`` (deprecated).
 
     Returns:
-        A scalar tensor. It is exactly 0 (and still differentiable) when no image in the
-        batch is annotated, never NaN.
+        A scalar float32 (float64) tensor. It is exactly 0 (and still differentiable) when
+        no image in the batch is annotated, never NaN. Its smallest possible value is not
+        0 but ``attention_loss_floor(masks, grid)``.
+
+    Raises:
+        ValueError for malformed masks or labels and for CAMs holding NaN or inf.
     """
+    classes, labels = _resolve_classes(classes, channels, labels, targets)
     if cams.ndim != 4:
         raise ValueError(f"cams must be shaped B x N x h x w, got {tuple(cams.shape)}.")
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {resolution!r}; choose 'feature' or 'input'.")
-    if channels not in CHANNELS:
-        raise ValueError(f"unknown channels {channels!r}; choose 'all' or 'target'.")
+    if classes not in CLASSES:
+        raise ValueError(f"unknown classes {classes!r}; choose 'all' or 'label'.")
     batch, num_classes, h, w = cams.shape
     check_masks(masks, batch)
     if masks.shape[2] < h or masks.shape[3] < w:
@@ -71,34 +114,69 @@ def attention_guidance_loss(
             f"masks must be at input resolution, at least the CAM size {h} x {w}; got "
             f"{masks.shape[2]} x {masks.shape[3]}. Pass the masks that came with the images."
         )
-    if torch.isnan(cams).any():
-        raise ValueError("the CAMs contain NaN: training has diverged; lower the learning "
-                         "rate or lambda and restart from the last good checkpoint.")
+    if not torch.isfinite(cams).all():
+        raise ValueError("the CAMs contain NaN or inf: training has diverged; lower the "
+                         "learning rate or lambda and restart from the last good checkpoint.")
 
-    masks = masks.to(cams.dtype)
+    # Half precision overflows in the bicubic upsampling and the softmax over H x W
+    # positions (NaN with zero gradient), so the loss always runs in at least float32.
+    dtype = torch.promote_types(cams.dtype, torch.float32)
+    cams, masks = cams.to(dtype), masks.to(dtype)
     if resolution == "feature":
         maps = cams
-        masks = F.interpolate(masks, size=(h, w), mode="nearest")
+        masks = shrink_masks(masks, (h, w))
     else:
         maps = F.interpolate(cams, size=masks.shape[-2:], mode="bicubic", align_corners=False)
 
     log_attention = F.log_softmax(maps.flatten(2), dim=2)  # B x N x P
     flat_masks = masks.flatten(2)  # B x 1 x P, broadcast over the N class maps
 
-    if channels == "target":
-        if targets is None:
-            raise ValueError("channels='target' needs targets (the B class labels).")
-        targets = torch.as_tensor(targets, device=cams.device).long()
-        if targets.shape != (batch,):
-            raise ValueError(f"targets must hold one label per image ({batch}), got shape "
-                             f"{tuple(targets.shape)}.")
-        if (targets < 0).any() or (targets >= num_classes).any():
-            raise ValueError(f"targets must lie in [0, {num_classes}), got values "
-                             f"{targets.min().item()}..{targets.max().item()}.")
-        index = targets[:, None, None].expand(-1, 1, log_attention.shape[2])
+    if classes == "label":
+        if labels is None:
+            raise ValueError("classes='label' needs labels (the B class indices).")
+        labels = torch.as_tensor(labels, device=cams.device).long()
+        if labels.shape != (batch,):
+            raise ValueError(f"labels must hold one class index per image ({batch}), got "
+                             f"shape {tuple(labels.shape)}.")
+        if (labels < 0).any() or (labels >= num_classes).any():
+            raise ValueError(f"labels must lie in [0, {num_classes}), got values "
+                             f"{labels.min().item()}..{labels.max().item()}.")
+        index = labels[:, None, None].expand(-1, 1, log_attention.shape[2])
         log_attention = log_attention.gather(1, index)  # B x 1 x P
 
     annotated = flat_masks.sum() * log_attention.shape[1]
     if annotated == 0:
         return cams.sum() * 0.0  # keeps the graph: backward() works and gives zero grads
     return -(flat_masks * log_attention).sum() / annotated
+
+
+def attention_loss_floor(masks: torch.Tensor, cam_size: Sequence[int]) -> float:
+    """The smallest value ``attention_guidance_loss`` can take on these masks.
+
+    The loss never reaches 0. For one map and a mask covering |S| grid cells, the mean of
+    -log A over the mask is smallest when A spreads evenly over the mask (A = 1/|S| there,
+    0 elsewhere), where it equals log |S|. Over a batch the loss weighs each image by its
+    mask area, so the floor is ``sum_n |S_n| log |S_n| / sum_n |S_n|`` (the same for
+    classes "all" and "label").
+
+    Args:
+        masks: B x 1 x H x W, values 0/1, at input resolution.
+        cam_size: (h, w) of the grid the softmax runs over: the CAM size for resolution
+            "feature"; (H, W) for "input" (there the bicubic upsampling of a coarse map
+            keeps the loss above this bound).
+
+    Returns:
+        The floor as a float; 0.0 when no image is annotated.
+    """
+    check_masks(masks, masks.shape[0])
+    grid = shrink_masks(masks.to(torch.float64), cam_size)
+    areas = grid.flatten(1).sum(dim=1)
+    areas = areas[areas > 0]
+    if len(areas) == 0:
+        return 0.0
+    return float((areas * areas.log()).sum() / areas.sum())
+
+
+def chance_attention_loss(cam_size: Sequence[int]) -> float:
+    """The loss of a flat CAM (uniform attention) on any mask: log(h * w)."""
+    return math.log(cam_size[0] * cam_size[1])

@@ -1,6 +1,6 @@
 """How well the network classifies, and where it looks.
 
-Classification metrics come from scikit-learn. The attention metrics (method.md) score
+Classification metrics come from scikit-learn. The attention metrics (docs/method.md) score
 the CAM of the *predicted* class against the guidance mask:
 
 * mass in mask: the share of the softmax attention A_c inside the mask (1 = all inside);
@@ -10,15 +10,18 @@ the CAM of the *predicted* class against the guidance mask:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
-import torch.nn.functional as F
+from numpy.typing import ArrayLike
 from sklearn import metrics as skm
 
 from agkit import cam as cam_utils
+from agkit.losses import shrink_masks
 
 
-def classification_metrics(labels, probs) -> dict:
+def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict[str, Any]:
     """Scores of predicted class probabilities.
 
     Args:
@@ -49,7 +52,8 @@ def classification_metrics(labels, probs) -> dict:
     if num_classes == 2:
         recall = skm.recall_score(labels, predicted, labels=[0, 1], average=None, zero_division=np.nan)
         scores["specificity"], scores["sensitivity"] = float(recall[0]), float(recall[1])
-    return {k: (float(v) if np.isscalar(v) else v) for k, v in scores.items()}
+    return {k: (float(v) if isinstance(v, (int, float, np.number)) else v)
+            for k, v in scores.items()}
 
 
 def mass_in_mask(cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor,
@@ -58,7 +62,7 @@ def mass_in_mask(cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor,
 
     Args:
         cams: B x N x h x w raw CAMs; masks: B x 1 x H x W 0/1; classes: B (usually the
-        predicted class). resolution: "feature" (mask shrunk to h x w, nearest) or "input"
+        predicted class). resolution: "feature" (mask shrunk to h x w by shrink_masks) or "input"
         (CAM enlarged to H x W, bicubic), as in the loss.
 
     Returns:
@@ -67,7 +71,7 @@ def mass_in_mask(cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor,
     maps = cam_utils.select_class(cams, classes)
     masks = masks.to(cams.dtype)
     if resolution == "feature":
-        masks = F.interpolate(masks, size=maps.shape[-2:], mode="nearest")
+        masks = shrink_masks(masks, maps.shape[-2:])  # as in the loss
     else:
         maps = cam_utils.upsample(maps, masks.shape[-2:])
     attention = maps.flatten(1).softmax(dim=1)

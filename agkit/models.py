@@ -16,13 +16,13 @@ differentiable, batched. That is what lets a loss act on them (see ``agkit.losse
 from __future__ import annotations
 
 from typing import NamedTuple
-from urllib.error import URLError
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-BACKBONES = ("tiny", "resnet18", "resnet50")
+from agkit.backbones import build_backbone
+
 POOLINGS = ("avg", "softmax")
 
 
@@ -35,137 +35,6 @@ class CAMOutput(NamedTuple):
 
     logits: torch.Tensor
     cams: torch.Tensor
-
-
-# ---------------------------------------------------------------------------------------
-# Backbones: image B x C x H x W  ->  features B x K x h x w
-# ---------------------------------------------------------------------------------------
-
-
-class ResidualBlock(nn.Module):
-    """Two 3x3 convolutions with a skip connection (He et al.'s basic block)."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.skip = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.skip = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.skip(x))
-
-
-class TinyResNet(nn.Module):
-    """A small residual network for 64 x 64 grayscale images on a laptop CPU.
-
-    Total stride 8, so a 64 x 64 image gives an 8 x 8 CAM grid.
-    Input B x C x H x W, output B x 128 x H/8 x W/8.
-    """
-
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (16, 32, 64, 128)):
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=True),
-        )
-        blocks = [ResidualBlock(a, b, stride=2) for a, b in zip(widths[:-1], widths[1:])]
-        self.blocks = nn.Sequential(*blocks)
-        self.out_channels = widths[-1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(x))
-
-
-def _load_torchvision_resnet(name: str, pretrained: bool) -> nn.Module:
-    import torchvision
-
-    weights = None
-    if pretrained:
-        weights = {"resnet18": "ResNet18_Weights", "resnet50": "ResNet50_Weights"}[name]
-        weights = getattr(torchvision.models, weights).IMAGENET1K_V1
-    try:
-        return getattr(torchvision.models, name)(weights=weights)
-    except (URLError, OSError, ConnectionError) as error:
-        # One sentence instead of a page of socket traceback (`from None` hides it).
-        raise RuntimeError(
-            f"Could not download the ImageNet weights for {name} ({type(error).__name__}: "
-            f"{error}); without a network connection use pretrained=False, which needs no "
-            "download."
-        ) from None
-
-
-def _adapt_first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> nn.Conv2d:
-    """Replace an RGB first convolution by one taking ``in_channels`` channels.
-
-    For grayscale input the pretrained RGB filters are summed over colour: a gray image
-    fed to the summed filter gives the same response as the gray image copied into R, G
-    and B fed to the original one.
-    """
-    if in_channels == conv.in_channels:
-        return conv
-    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                    conv.padding, bias=conv.bias is not None)
-    if pretrained:
-        if in_channels != 1:
-            raise ValueError(
-                f"pretrained weights exist for 1 or 3 input channels, got in_channels={in_channels}; "
-                "use pretrained=False or convert the images to 1 or 3 channels."
-            )
-        with torch.no_grad():
-            new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
-    return new
-
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-class TorchvisionResNetFeatures(nn.Module):
-    """torchvision's resnet18/resnet50 up to the last residual stage (before pooling).
-
-    Input B x C x H x W in [0, 1], output B x K x H/32 x W/32 (K = 512 for resnet18, 2048
-    for resnet50). With pretrained weights the input is first normalised with ImageNet's
-    statistics, which those weights expect (averaged over colour for grayscale input).
-    """
-
-    def __init__(self, name: str, in_channels: int, pretrained: bool):
-        super().__init__()
-        net = _load_torchvision_resnet(name, pretrained)
-        net.conv1 = _adapt_first_conv(net.conv1, in_channels, pretrained)
-        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
-                                  net.layer1, net.layer2, net.layer3, net.layer4)
-        self.out_channels = net.fc.in_features
-        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-        if in_channels != 3:
-            mean, std = mean.mean().repeat(in_channels), std.mean().repeat(in_channels)
-        if not pretrained:  # trained from scratch: no statistics to match
-            mean, std = torch.zeros(in_channels), torch.ones(in_channels)
-        self.register_buffer("mean", mean.view(1, -1, 1, 1))
-        self.register_buffer("std", std.view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body((x - self.mean) / self.std)
-
-
-def build_backbone(name: str, in_channels: int = 1, pretrained: bool = False) -> nn.Module:
-    """Return a feature extractor with an ``out_channels`` attribute (K)."""
-    if name == "tiny":
-        if pretrained:
-            raise ValueError("the 'tiny' backbone has no pretrained weights; use pretrained=False "
-                             "or backbone='resnet18'/'resnet50'.")
-        return TinyResNet(in_channels)
-    if name in ("resnet18", "resnet50"):
-        return TorchvisionResNetFeatures(name, in_channels, pretrained)
-    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.")
 
 
 # ---------------------------------------------------------------------------------------
@@ -188,13 +57,16 @@ class CAMNet(nn.Module):
     """A backbone, a linear classifier, and CAM-pooled logits.
 
     Args:
-        backbone: "tiny" (CPU, 64 px grayscale, 8 x 8 CAMs), "resnet18" or "resnet50".
+        backbone: a name from ``agkit.list_backbones()``: "tiny" (CPU, 64 px grayscale,
+            8 x 8 CAMs), a torchvision model ("resnet18", "resnet50", "densenet121",
+            "efficientnet_b0", "convnext_tiny", ...) or a timm model ("timm:resnet10t").
         num_classes: N, the number of classes.
         in_channels: C of the input images (1 for radiographs).
         pooling: "avg" (the baseline, equal to fc(GAP(features))) or "softmax" (guided).
-        pretrained: start torchvision backbones from ImageNet weights (needs a download).
+        pretrained: start the backbone from published weights (needs a download once).
 
-    ``forward(x)`` takes x: B x C x H x W and returns ``CAMOutput(logits B x N, cams B x N x h x w)``.
+    ``forward(x)`` takes x: B x C x H x W and returns
+    ``CAMOutput(logits B x N, cams B x N x h x w)``.
     """
 
     def __init__(self, backbone: str = "tiny", num_classes: int = 2, in_channels: int = 1,
@@ -209,16 +81,21 @@ class CAMNet(nn.Module):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.backbone = build_backbone(backbone, in_channels, pretrained)
-        self.classifier = nn.Linear(self.backbone.out_channels, num_classes)
+        out_channels = self.backbone.out_channels
+        assert isinstance(out_channels, int)
+        self.classifier = nn.Linear(out_channels, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features B x K x h x w of images x: B x C x H x W."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
+            found = x.shape[-3] if x.ndim >= 3 else "?"
             raise ValueError(
-                f"expected images shaped B x {self.in_channels} x H x W, got {tuple(x.shape)}; "
-                f"add a batch dimension with x[None] or build the model with in_channels={x.shape[-3] if x.ndim >= 3 else '?'}."
+                f"expected images shaped B x {self.in_channels} x H x W, got "
+                f"{tuple(x.shape)}; add a batch dimension with x[None] or build the model "
+                f"with in_channels={found}."
             )
-        return self.backbone(x)
+        features: torch.Tensor = self.backbone(x)
+        return features
 
     def cams_from_features(self, features: torch.Tensor) -> torch.Tensor:
         """The CAMs B x N x h x w: a 1x1 convolution with the classifier's weight and bias."""
@@ -228,3 +105,8 @@ class CAMNet(nn.Module):
     def forward(self, x: torch.Tensor) -> CAMOutput:
         cams = self.cams_from_features(self.features(x))
         return CAMOutput(logits=pool_cams(cams, self.pooling), cams=cams)
+
+    def describe(self) -> dict[str, object]:
+        """The architecture as plain values (stored in checkpoints to check on resume)."""
+        return {"backbone": self.backbone_name, "pooling": self.pooling,
+                "num_classes": self.num_classes, "in_channels": self.in_channels}

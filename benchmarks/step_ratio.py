@@ -3,6 +3,8 @@
 Steps are measured alternately in one process (baseline, guided, baseline, ...) so that
 machine noise hits both equally; the script prints the median ratio. Goal: <= 1.10 at
 "feature" resolution. "input" resolution (the paper's Eq. 4) is printed for comparison.
+As in ``fit``, the baseline step also measures the attention loss without gradients (the
+history's ``att`` column), so the ratio is that of the steps a course run really takes.
 
     python benchmarks/step_ratio.py [--backbone tiny] [--size 64] [--batch 64] [--repeats 30]
 """

@@ -1,11 +1,11 @@
-"""The attention-guidance loss against hand computations (method.md, step 3)."""
+"""The attention-guidance loss against hand computations (docs/method.md, the loss)."""
 
 import math
 
 import pytest
 import torch
 
-from agkit.losses import attention_guidance_loss
+from agkit.losses import attention_guidance_loss, attention_loss_floor, shrink_masks
 from agkit.metrics import mass_in_mask
 
 
@@ -30,20 +30,29 @@ def test_loss_equals_hand_computation():
     assert attention_guidance_loss(cams, masks).item() == pytest.approx(expected, abs=1e-12)
 
 
-def test_target_channel_uses_only_the_true_class():
+def test_label_class_uses_only_the_true_class():
     cams, masks = example()
     expected = -(math.log(0.1) + math.log(0.4)) / 2
-    loss = attention_guidance_loss(cams, masks, channels="target", targets=torch.tensor([0]))
+    loss = attention_guidance_loss(cams, masks, classes="label", labels=torch.tensor([0]))
     assert loss.item() == pytest.approx(expected, abs=1e-12)
-    loss = attention_guidance_loss(cams, masks, channels="target", targets=torch.tensor([1]))
+    loss = attention_guidance_loss(cams, masks, classes="label", labels=torch.tensor([1]))
     assert loss.item() == pytest.approx(-math.log(0.25), abs=1e-12)
+
+
+def test_old_argument_names_still_work_with_a_deprecation_warning():
+    cams, masks = example()
+    new = attention_guidance_loss(cams, masks, classes="label", labels=torch.tensor([0]))
+    with pytest.warns(DeprecationWarning, match="classes"):
+        old = attention_guidance_loss(cams, masks, channels="target", targets=torch.tensor([0]))
+    assert old.item() == new.item()
 
 
 def test_unannotated_images_add_nothing():
     cams, masks = example()
     alone = attention_guidance_loss(cams, masks)
     other = torch.randn(1, 2, 2, 2, dtype=torch.float64) * 5
-    batch = attention_guidance_loss(torch.cat([cams, other]), torch.cat([masks, torch.zeros_like(masks)]))
+    batch = attention_guidance_loss(torch.cat([cams, other]),
+                                    torch.cat([masks, torch.zeros_like(masks)]))
     assert batch.item() == pytest.approx(alone.item(), abs=1e-12)
 
 
@@ -72,7 +81,8 @@ def test_input_resolution_matches_bicubic_definition():
     up = torch.nn.functional.interpolate(cams, size=(16, 16), mode="bicubic", align_corners=False)
     log_a = up.flatten(2).log_softmax(2)
     expected = -(log_a * masks.flatten(2)).sum() / (masks.sum() * 2)
-    assert attention_guidance_loss(cams, masks, resolution="input").item() == pytest.approx(expected.item(), abs=1e-12)
+    loss = attention_guidance_loss(cams, masks, resolution="input")
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-12)
 
 
 def test_gradient_moves_cam_mass_into_the_mask():
@@ -100,11 +110,81 @@ def test_gradient_moves_cam_mass_into_the_mask():
         (torch.zeros(2, 2, 8, 8), torch.zeros(2, 64, 64), {}, "B x 1 x H x W"),
         (torch.zeros(2, 8, 8), torch.zeros(2, 1, 64, 64), {}, "B x N x h x w"),
         (torch.full((2, 2, 8, 8), float("nan")), torch.zeros(2, 1, 64, 64), {}, "NaN"),
-        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"channels": "target", "targets": torch.tensor([0, 2])}, r"\[0, 2\)"),
-        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"channels": "target"}, "needs targets"),
-        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"resolution": "pixel"}, "unknown resolution"),
+        (torch.full((2, 2, 8, 8), float("inf")), torch.zeros(2, 1, 64, 64), {}, "inf"),
+        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64),
+         {"classes": "label", "labels": torch.tensor([0, 2])}, r"\[0, 2\)"),
+        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"classes": "label"},
+         "needs labels"),
+        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"resolution": "pixel"},
+         "unknown resolution"),
     ],
 )
 def test_bad_input_gives_clear_error(cams, masks, kwargs, message):
     with pytest.raises(ValueError, match=message):
         attention_guidance_loss(cams, masks, **kwargs)
+
+
+def test_half_precision_cams_at_input_resolution_give_a_finite_loss_and_gradient():
+    """fp16 CAMs upsampled to 256 x 256 used to overflow to NaN with zero gradient."""
+    torch.manual_seed(0)
+    cams = (torch.randn(2, 2, 8, 8) * 30).half().requires_grad_(True)
+    masks = torch.zeros(2, 1, 256, 256, dtype=torch.half)
+    masks[:, :, 40:120, 60:200] = 1
+    loss = attention_guidance_loss(cams, masks, resolution="input")
+    reference = attention_guidance_loss(cams.detach().double(), masks.double(), resolution="input")
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-3)
+    loss.backward()
+    assert torch.isfinite(cams.grad).all() and cams.grad.abs().sum() > 0
+
+
+def test_small_mask_does_not_vanish_on_the_cam_grid():
+    """A 5 x 5 box on a 64 px image at stride 8 touches cells and must count as annotated."""
+    cams = torch.zeros(1, 2, 8, 8, dtype=torch.float64)
+    cams[0, :, 1, 1] = 2.0  # the cell under the box holds more attention than the others
+    masks = torch.zeros(1, 1, 64, 64, dtype=torch.float64)
+    masks[0, 0, 10:15, 10:15] = 1  # inside cell (1, 1), away from its top-left pixel
+    assert torch.nn.functional.interpolate(masks, size=(8, 8), mode="nearest").sum() == 0
+    expected = -math.log(math.exp(2.0) / (math.exp(2.0) + 63))
+    assert attention_guidance_loss(cams, masks).item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_shrinking_equals_nearest_resize_on_grid_aligned_masks():
+    g = torch.Generator().manual_seed(0)
+    cells = (torch.rand(5, 1, 8, 8, generator=g) > 0.6).float()
+    masks = cells.repeat_interleave(8, dim=2).repeat_interleave(8, dim=3)  # 64 x 64, aligned
+    nearest = torch.nn.functional.interpolate(masks, size=(8, 8), mode="nearest")
+    assert torch.equal(shrink_masks(masks, (8, 8)), nearest)
+    assert torch.equal(shrink_masks(masks, (8, 8)), cells)
+
+
+def test_shrinking_marks_every_cell_a_mask_touches():
+    masks = torch.zeros(1, 1, 16, 16)
+    masks[0, 0, 1:3, 7:10] = 1  # rows in cell 0, columns across cells 1 and 2 (stride 4)
+    expected = torch.zeros(1, 1, 4, 4)
+    expected[0, 0, 0, 1:3] = 1
+    assert torch.equal(shrink_masks(masks, (4, 4)), expected)
+
+
+def test_attention_loss_floor_matches_hand_computation():
+    """Two images with masks of 2 and 6 cells, one without: (2 log 2 + 6 log 6) / 8."""
+    masks = torch.zeros(3, 1, 16, 16)
+    masks[0, 0, 0:4, 0:8] = 1  # 1 x 2 cells on a 4 x 4 grid (stride 4)
+    masks[1, 0, 4:12, 4:16] = 1  # 2 x 3 cells
+    expected = (2 * math.log(2) + 6 * math.log(6)) / 8
+    assert attention_loss_floor(masks, (4, 4)) == pytest.approx(expected, abs=1e-12)
+    assert attention_loss_floor(torch.zeros(2, 1, 16, 16), (4, 4)) == 0.0
+
+
+def test_loss_approaches_its_floor_and_never_goes_below():
+    masks = torch.zeros(2, 1, 16, 16)
+    masks[0, 0, 0:4, 0:8] = 1
+    masks[1, 0, 4:12, 4:16] = 1
+    grid = shrink_masks(masks, (4, 4))
+    floor = attention_loss_floor(masks, (4, 4))
+    # CAMs that are very high on the mask cells and flat there: A = 1/|S| on the mask.
+    best = (grid * 50.0).expand(-1, 3, -1, -1).double()
+    assert attention_guidance_loss(best, masks.double()).item() == pytest.approx(floor, abs=1e-9)
+    for seed in range(5):
+        cams = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(seed)) * 3
+        assert attention_guidance_loss(cams, masks).item() > floor
