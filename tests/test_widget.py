@@ -8,10 +8,9 @@ from agkit.widgets import MaskAnnotator, MaskEditor, box_pixels, polygon_pixels,
 
 
 def mouse(ann, *events):
-    """Feed ("down"|"move"|"up"|"out", x, y) events through ipycanvas' own message handler."""
-    layer = ann.canvas._canvases[-1]  # the MultiCanvas routes browser events to its top layer
+    """Feed ("down"|"move"|"up"|"out", x, y) events in as the browser's custom messages do."""
     for kind, x, y in events:
-        layer._handle_frontend_event(None, {"event": f"mouse_{kind}", "x": x, "y": y}, [])
+        ann.canvas._handle_custom_msg({"event": f"mouse_{kind}", "x": x, "y": y}, [])
 
 
 def drag(ann, start, end, steps=4):
@@ -215,7 +214,9 @@ def test_failed_save_takes_the_edit_back(tmp_path):
 def test_editor_rasterisation_rules():
     assert box_pixels(5, 1, 2, 3, (4, 6)).sum() == 3 * 2  # corners in any order: mask[1:3, 2:5]
     assert box_pixels(-3, -3, 2, 2, (4, 4)).sum() == 4  # clipped to the image
-    assert stroke_pixels([(0.5, 0.5)], 0.5, (3, 3)).sum() == 1  # only the pixel whose centre it is
+    # radius 1 round the centre of pixel (1, 1): it and its 4 edge neighbours, not the corners
+    np.testing.assert_array_equal(stroke_pixels([(1.5, 1.5)], 1, (3, 3)),
+                                  [[0, 1, 0], [1, 1, 1], [0, 1, 0]])
     editor = MaskEditor(np.zeros((4, 4)))
     assert not editor.erase([(1, 1)], 2)  # no change: no history entry
     assert editor.draw_box(0, 0, 2, 2) and editor.undo() and not editor.undo() and editor.redo()
