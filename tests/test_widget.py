@@ -1,10 +1,17 @@
 """MaskAnnotator without a browser: mouse events in display coordinates -> exact pixels on disk."""
+import base64
+import io
+import sys
+import types
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from agkit.data.masks import MaskStore
-from agkit.widgets import MaskAnnotator, MaskEditor, box_pixels, polygon_pixels, stroke_pixels
+from agkit.widgets import (MaskAnnotator, MaskEditor, box_pixels, enable_colab_widget_manager,
+                           polygon_pixels, stroke_pixels)
 
 
 def mouse(ann, *events):
@@ -223,3 +230,180 @@ def test_editor_rasterisation_rules():
     assert editor.mask.sum() == 4 and editor.mask.dtype == np.uint8
     with pytest.raises(ValueError, match="3 vertices"):
         polygon_pixels([(0, 0), (1, 1)], (4, 4))
+
+
+# ----------------------------------------------------------------------------- the browser half
+def decode_png(data_url):
+    """A "data:image/png;base64,..." string -> the PIL image it holds."""
+    header, payload = data_url.split(",", 1)
+    assert header == "data:image/png;base64"
+    return Image.open(io.BytesIO(base64.b64decode(payload)))
+
+
+def test_canvas_receives_windowed_image_and_exact_overlay(tmp_path):
+    image = np.arange(8 * 12, dtype=np.uint16).reshape(8, 12) * 40  # 0 .. 3800
+    ann = MaskAnnotator([("r", image)], tmp_path, display_size=48)  # zoom 4x
+    shown = np.asarray(decode_png(ann.canvas.image))
+    assert shown.shape == (8, 12)  # zoomed in: sent at the image's own size, enlarged by the browser
+    np.testing.assert_array_equal(shown, np.round(image / 3800 * 255).astype(np.uint8))
+    ann.draw_box(2, 1, 5, 3)
+    overlay = decode_png(ann.canvas.mask).convert("RGBA")
+    alpha = np.asarray(overlay)[..., 3]
+    np.testing.assert_array_equal(alpha > 0, box_pixels(2, 1, 5, 3, (8, 12)))
+    assert tuple(np.asarray(overlay)[1, 2]) == (255, 60, 40, 110)
+
+    big = MaskAnnotator([("b", np.zeros((400, 200)))], tmp_path / "b", display_size=100)
+    assert decode_png(big.canvas.image).size == (50, 100)  # zoomed out: shrunk in the kernel
+    assert decode_png(big.canvas.mask).size == (200, 400)  # the mask always at full resolution
+
+
+def test_polygon_preview_and_brush_radius_reach_the_canvas(tmp_path):
+    ann = MaskAnnotator(grey_images((20, 20)), tmp_path, display_size=40)
+    ann.tool.value, ann.brush_radius.value = "brush", 3
+    assert ann.canvas.tool == "brush" and ann.canvas.radius == 6  # canvas pixels
+    ann.tool.value = "polygon"
+    mouse(ann, ("down", 4, 4), ("up", 4, 4), ("down", 36, 4), ("up", 36, 4))
+    assert ann.canvas.polygon == [[4, 4], [36, 4]]
+    ann.tool.value = "box"  # changing tool drops the unfinished polygon
+    assert ann.canvas.polygon == []
+    ann.canvas._handle_custom_msg({"event": "keydown", "key": "x"}, [])  # not ours: ignored
+    ann.canvas._handle_custom_msg("garbage", [])
+    assert "img0" not in MaskStore(tmp_path)
+
+
+def test_colab_widget_manager_is_enabled_by_the_kit(tmp_path, monkeypatch):
+    calls = []
+    output = types.ModuleType("google.colab.output")
+    output.enable_custom_widget_manager = lambda: calls.append("enabled")
+    colab = types.ModuleType("google.colab")
+    colab.output = output
+    google = types.ModuleType("google")
+    google.colab = colab
+    for name, module in [("google", google), ("google.colab", colab),
+                         ("google.colab.output", output)]:
+        monkeypatch.setitem(sys.modules, name, module)
+    MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16)
+    assert "enabled" in calls
+    monkeypatch.setitem(sys.modules, "google.colab", None)  # not on Colab: nothing to do
+    assert enable_colab_widget_manager() is False
+
+
+# ----------------------------------------------------------------------------- bad input (issue 9)
+def test_go_to_takes_only_valid_indices_or_ids(tmp_path):
+    ann = MaskAnnotator(grey_images((8, 8), (8, 8), (8, 12)), tmp_path, display_size=16)
+    ann.go_to(1)
+    state = (ann.current_index, ann.position.value, ann.canvas.image, ann.canvas.width)
+    bad = [(True, TypeError), (np.bool_(False), TypeError), (1.0, TypeError), ("1", ValueError),
+           ("img9", ValueError), (3, IndexError), (-1, IndexError), (np.int64(7), IndexError),
+           (None, TypeError), ([2], TypeError)]
+    for index, error in bad:
+        with pytest.raises(error, match="image"):
+            ann.go_to(index)
+        assert (ann.current_index, ann.position.value, ann.canvas.image, ann.canvas.width) == state
+    assert ann.go_to(np.int64(2)).current_id == "img2" and ann.canvas.width == 16
+    assert ann.go_to("img0").current_index == 0
+    assert MaskAnnotator(grey_images((8, 8), (8, 8)), tmp_path, start="img1").current_index == 1
+    with pytest.raises(TypeError, match="index"):
+        MaskAnnotator(grey_images((8, 8)), tmp_path, start=0.0)
+    assert list(tmp_path.iterdir()) == []  # nothing was saved
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: a.paint([(4, 4)], 0.5), lambda a: a.erase([(2, 2)], 0),
+    lambda a: a.paint([(4, 4)], -2), lambda a: a.paint([(4, 4)], float("nan")),
+    lambda a: a.paint([(4, 4)], float("inf")), lambda a: a.paint([(4, 4)], True),
+    lambda a: a.paint([(4, 4), (float("nan"), 3)], 2), lambda a: a.draw_box(0, 0, np.inf, 4),
+    lambda a: a.draw_box(float("nan"), 0, 4, 4),
+    lambda a: a.fill_polygon([(0, 0), (4, 0), (4, -np.inf)]),
+    lambda a: a.erase([(np.nan, np.nan)], 2),
+])
+def test_bad_radius_or_coordinates_are_rejected_and_nothing_is_saved(tmp_path, call):
+    store = MaskStore(tmp_path)
+    store.put("img0", box_pixels(1, 1, 3, 3, (8, 8)), source="imported", tool="test")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    ann = MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16, start=0)
+    with pytest.raises(ValueError, match="radius|finite"):
+        call(ann)
+    np.testing.assert_array_equal(ann.current_mask, box_pixels(1, 1, 3, 3, (8, 8)))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    # the rejected call left no history entry: undo has nothing to take back
+    np.testing.assert_array_equal(ann.undo(), box_pixels(1, 1, 3, 3, (8, 8)))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_nonfinite_mouse_positions_are_reported_and_save_nothing(tmp_path):
+    ann = MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16)
+    mouse(ann, ("down", 2, 2), ("move", float("nan"), 4), ("up", 10, 10))
+    assert "finite" in ann.status.value and "img0" not in MaskStore(tmp_path)
+    ann.tool.value = "brush"
+    mouse(ann, ("down", 2, 2), ("move", 4, 4), ("up", float("inf"), 4))
+    assert "finite" in ann.status.value and "img0" not in MaskStore(tmp_path)
+    mouse(ann, ("down", None, 4), ("up", 4, 4))
+    assert "numbers" in ann.status.value and "img0" not in MaskStore(tmp_path)
+    mouse(ann, ("down", 2, 2), ("up", 2, 2))  # the widget still works after the bad events
+    assert on_disk(tmp_path, "img0").sum() > 0
+    with pytest.raises(ValueError, match="brush radius"):
+        MaskAnnotator(grey_images((8, 8)), tmp_path, brush_radius=0)
+
+
+# ----------------------------------------------------------------------------- what it annotates
+def test_accepts_lists_of_arrays_tensors_guided_datasets_and_synthfrac(tmp_path):
+    from agkit.data import GuidedDataset, make_synthfrac
+
+    arrays = [np.zeros((6, 8)), torch.zeros(1, 10, 4), np.zeros((5, 5, 3), np.uint8)]
+    ann = MaskAnnotator(arrays, tmp_path / "a", display_size=20)
+    assert ann.image_ids == ["0", "1", "2"] and ann.current_mask.shape == (6, 8)
+    assert ann.go_to(1).current_mask.shape == (10, 4) and ann.go_to(2).current_mask.shape == (5, 5)
+    ann = MaskAnnotator(arrays, tmp_path / "b", image_ids=["p", "q", "r"])
+    assert ann.image_ids == ["p", "q", "r"]
+    ann.go_to("q").draw_box(0, 0, 2, 2)
+    assert on_disk(tmp_path / "b", "q").shape == (10, 4)
+    stacked = torch.rand(3, 1, 12, 9)
+    ann = MaskAnnotator(stacked, tmp_path / "c")
+    assert ann.image_ids == ["0", "1", "2"] and ann.current_mask.shape == (12, 9)
+
+    synth = make_synthfrac(3, size=32, seed=0)
+    ann = MaskAnnotator(synth, tmp_path / "d", display_size=64)
+    assert ann.image_ids == synth.image_ids and ann.current_mask.shape == (32, 32)
+    shown = np.asarray(decode_png(ann.canvas.image))
+    expected = synth.images[0, 0].numpy()
+    lo, hi = expected.min(), expected.max()
+    np.testing.assert_array_equal(shown, np.round((expected - lo) / (hi - lo) * 255).astype(np.uint8))
+
+    # a GuidedDataset is annotated at its images' own size, not its training size
+    guided = GuidedDataset(torch.rand(2, 1, 24, 16), [0, 1], image_ids=["u", "v"], size=8)
+    ann = MaskAnnotator(guided, tmp_path / "e", start="v")
+    assert ann.image_ids == ["u", "v"] and ann.current_mask.shape == (24, 16)
+
+    with pytest.raises(ValueError, match="2 image_ids for 3"):
+        MaskAnnotator(arrays, tmp_path / "f", image_ids=["x", "y"])
+    with pytest.raises(ValueError, match="unique"):
+        MaskAnnotator([np.zeros((4, 4))] * 2, tmp_path / "f", image_ids=["x", "x"])
+    with pytest.raises(ValueError, match="leave image_ids out"):
+        MaskAnnotator(synth, tmp_path / "f", image_ids=["a", "b", "c"])
+    with pytest.raises(ValueError, match="H x W"):
+        MaskAnnotator([np.zeros((2, 3, 4, 5))], tmp_path / "f")
+    with pytest.raises(TypeError, match="GuidedDataset"):
+        MaskAnnotator("images/", tmp_path / "f")
+
+
+# ----------------------------------------------------------------------------- a ranking to follow
+def test_next_unannotated_follows_the_given_order(tmp_path):
+    images = grey_images(*[(8, 8)] * 6)
+    MaskStore(tmp_path).put("img4", box_pixels(0, 0, 2, 2, (8, 8)), source="drawn", tool="test")
+    ann = MaskAnnotator(images, tmp_path, display_size=16, order=[4, 1, np.int64(5), 2])
+    assert ann.current_index == 1  # the first unannotated image of the ranking, not img0
+    visited = [ann.current_index]
+    for _ in range(3):
+        ann.draw_box(0, 0, 3, 3)
+        ann.next_unannotated()
+        visited.append(ann.current_index)
+    assert visited == [1, 5, 2, 2] and "in the given order are annotated" in ann.status.value
+    MaskStore(tmp_path).delete("img5")
+    again = MaskAnnotator(images, tmp_path, order=["img5", 3])  # ids work too
+    assert again.current_index == 5 and again.next_unannotated().current_index == 3
+    assert again.go_to(0).next_unannotated().current_index == 5
+    for order, error in [([1, 1], ValueError), ([7], IndexError), ([1.0], TypeError), ([], ValueError),
+                         (3, TypeError)]:
+        with pytest.raises(error):
+            MaskAnnotator(images, tmp_path, order=order)
