@@ -27,7 +27,8 @@ def mouse(ann, *events):
 
 def drag(ann, start, end, steps=4):
     (x0, y0), (x1, y1) = start, end
-    moves = [("move", x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps) for k in range(1, steps)]
+    moves = [("move", x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps)
+             for k in range(1, steps)]
     mouse(ann, ("down", x0, y0), *moves, ("up", x1, y1))
 
 
@@ -41,12 +42,14 @@ def grey_images(*shapes):
 
 
 @pytest.mark.parametrize("shape, display_size, canvas, start, end, box", [
-    # (H, W), display size, expected canvas (w, h), drag start/end in display px, expected box x0 y0 x1 y1
+    # (H, W), display size, expected canvas (w, h), drag start/end in display px,
+    # expected box x0 y0 x1 y1
     ((40, 60), 120, (120, 80), (20, 10), (40, 30), (10, 5, 20, 15)),    # zoom 2x
     ((64, 48), 32, (24, 32), (15, 12), (5, 3), (10, 6, 30, 24)),        # zoom 0.5x, dragged up-left
-    ((30, 70), 100, (100, 43), (20, 10), (50, 30), (14, 7, 35, 21)),    # non-square, x 0.7 / y 30/43
+    ((30, 70), 100, (100, 43), (20, 10), (50, 30), (14, 7, 35, 21)),    # x 0.7 / y 30/43
 ])
-def test_box_drag_saves_exact_pixels_at_any_zoom(tmp_path, shape, display_size, canvas, start, end, box):
+def test_box_drag_saves_exact_pixels_at_any_zoom(tmp_path, shape, display_size, canvas, start, end,
+                                                  box):
     ann = MaskAnnotator(grey_images(shape), tmp_path, display_size=display_size)
     assert (ann.canvas.width, ann.canvas.height) == canvas
     drag(ann, start, end)
@@ -62,7 +65,8 @@ def test_brush_and_eraser_pixels_match_hand_computation(tmp_path):
     ann = MaskAnnotator(grey_images((20, 20)), tmp_path, display_size=40)  # 2 display px per pixel
     ann.tool.value, ann.brush_radius.value = "brush", 2
     mouse(ann, ("down", 21, 21), ("up", 21, 21))  # a click at image (10.5, 10.5): a disc
-    disc = {(10, j) for j in range(8, 13)} | {(i, j) for i in (9, 11) for j in (9, 10, 11)} | {(8, 10), (12, 10)}
+    disc = ({(10, j) for j in range(8, 13)} | {(i, j) for i in (9, 11) for j in (9, 10, 11)}
+            | {(8, 10), (12, 10)})
     assert set(map(tuple, np.argwhere(on_disk(tmp_path, "img0")))) == disc
 
     ann.brush_radius.value = 1
@@ -110,7 +114,8 @@ def test_polygon_by_clicks_and_close_button(tmp_path):
     ann = MaskAnnotator(grey_images((20, 20)), tmp_path, display_size=40)
 
     def button(description):
-        (found,) = [b for row in ann.children[:3] for b in row.children if getattr(b, "description", "") == description]
+        (found,) = [b for row in ann.children[:3] for b in row.children
+                    if getattr(b, "description", "") == description]
         return found
 
     ann.tool.value = "polygon"
@@ -122,7 +127,8 @@ def test_polygon_by_clicks_and_close_button(tmp_path):
     np.testing.assert_array_equal(on_disk(tmp_path, "img0"), expected)
     # the pixel-centre rule, by hand: pixel (i, j) is covered when 2 < i + 0.5 < j + 0.5 < 18
     assert expected[10, 11] and expected[10, 17] and not expected[10, 9] and not expected[1].any()
-    assert 120 <= expected.sum() <= 120 + 16  # strictly inside: 15 + 14 + ... + 1; centres on the diagonal tie
+    # strictly inside: 15 + 14 + ... + 1; centres on the diagonal tie
+    assert 120 <= expected.sum() <= 120 + 16
 
     for x, y in [(0, 20), (20, 0), (40, 40), (20, 20)]:  # a quadrilateral, closed with the button
         mouse(ann, ("down", x, y), ("up", x, y))
@@ -147,7 +153,8 @@ def test_resume_navigation_and_existing_masks(tmp_path):
     ann.next_unannotated()  # everything is annotated now: stays put and says so
     assert ann.current_index == 2 and "All images are annotated" in ann.status.value
 
-    again = MaskAnnotator(images, tmp_path, display_size=64)  # "kernel restarted": all state from disk
+    # "kernel restarted": all state from disk
+    again = MaskAnnotator(images, tmp_path, display_size=64)
     assert again.current_index == 0 and "4 / 4 annotated" in again.progress.value
     np.testing.assert_array_equal(again.current_mask, box_pixels(0, 0, 4, 4, (16, 16)))
     again.draw_box(8, 8, 12, 12)  # editing an imported mask keeps what was there
@@ -168,7 +175,8 @@ def test_accepts_datasets_dicts_tensors_and_rgb(tmp_path):
     assert (ann.canvas.width, ann.canvas.height) == (32, 64) and ann.current_mask.shape == (32, 16)
     rgb = {"x": np.random.default_rng(0).integers(0, 255, (10, 20, 3), dtype=np.uint8)}
     ann = MaskAnnotator(rgb, tmp_path / "s2", display_size=40)
-    assert ann.current_mask.shape == (10, 20) and ann.window.value == (rgb["x"].min(), rgb["x"].max())
+    assert ann.current_mask.shape == (10, 20)
+    assert ann.window.value == (rgb["x"].min(), rgb["x"].max())
     with pytest.raises(TypeError, match="image_ids"):
         MaskAnnotator(42, tmp_path / "s3")
 
@@ -179,8 +187,9 @@ def test_window_level_controls(tmp_path):
     assert ann.window.min == 0 and ann.window.max == 4095 and ann.window.value == (0, 4095)
     ann._auto_window()
     lo, hi = ann.window.value
-    assert lo == pytest.approx(np.percentile(image, 1), abs=20) and hi == pytest.approx(np.percentile(image, 99), abs=20)
-    MaskAnnotator([("flat", np.zeros((8, 8)))], tmp_path)  # a constant image must not divide by zero
+    assert lo == pytest.approx(np.percentile(image, 1), abs=20)
+    assert hi == pytest.approx(np.percentile(image, 99), abs=20)
+    MaskAnnotator([("flat", np.zeros((8, 8)))], tmp_path)  # a constant image: no division by 0
 
 
 def test_corrupt_index_is_reported_and_left_untouched(tmp_path):
@@ -190,7 +199,8 @@ def test_corrupt_index_is_reported_and_left_untouched(tmp_path):
     ann = MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16)
     assert "Could not open the mask store" in ann.status.value
     drag(ann, (2, 2), (10, 10))
-    assert "Could not open the mask store" in ann.status.value  # the edit is refused, with the reason
+    # the edit is refused, with the reason
+    assert "Could not open the mask store" in ann.status.value
     with pytest.raises(RuntimeError, match="mask store"):
         ann.draw_box(0, 0, 2, 2)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
@@ -249,7 +259,7 @@ def test_canvas_receives_windowed_image_and_exact_overlay(tmp_path):
     image = np.arange(8 * 12, dtype=np.uint16).reshape(8, 12) * 40  # 0 .. 3800
     ann = MaskAnnotator([("r", image)], tmp_path, display_size=48)  # zoom 4x
     shown = np.asarray(decode_png(ann.canvas.image))
-    assert shown.shape == (8, 12)  # zoomed in: sent at the image's own size, enlarged by the browser
+    assert shown.shape == (8, 12)  # zoomed in: sent at the image's own size; the browser enlarges
     np.testing.assert_array_equal(shown, np.round(image / 3800 * 255).astype(np.uint8))
     ann.draw_box(2, 1, 5, 3)
     overlay = decode_png(ann.canvas.mask).convert("RGBA")
@@ -373,7 +383,8 @@ def test_accepts_lists_of_arrays_tensors_guided_datasets_and_synthfrac(tmp_path)
     shown = np.asarray(decode_png(ann.canvas.image))
     expected = synth.images[0, 0].numpy()
     lo, hi = expected.min(), expected.max()
-    np.testing.assert_array_equal(shown, np.round((expected - lo) / (hi - lo) * 255).astype(np.uint8))
+    windowed = np.round((expected - lo) / (hi - lo) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(shown, windowed)
 
     # a GuidedDataset is annotated at its images' own size, not its training size
     guided = GuidedDataset(torch.rand(2, 1, 24, 16), [0, 1], image_ids=["u", "v"], size=8)
@@ -408,8 +419,8 @@ def test_next_unannotated_follows_the_given_order(tmp_path):
     again = MaskAnnotator(images, tmp_path, order=["img5", 3])  # ids work too
     assert again.current_index == 5 and again.next_unannotated().current_index == 3
     assert again.go_to(0).next_unannotated().current_index == 5
-    for order, error in [([1, 1], ValueError), ([7], IndexError), ([1.0], TypeError), ([], ValueError),
-                         (3, TypeError)]:
+    for order, error in [([1, 1], ValueError), ([7], IndexError), ([1.0], TypeError),
+                         ([], ValueError), (3, TypeError)]:
         with pytest.raises(error):
             MaskAnnotator(images, tmp_path, order=order)
 
@@ -439,8 +450,9 @@ def test_widget_tests_pass_under_ipywidgets_7(tmp_path):
     venv = tmp_path / "ipyw7"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    own = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         check=True, capture_output=True, text=True).stdout.strip()
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    own = subprocess.run([python, "-c", purelib], check=True, capture_output=True,
+                         text=True).stdout.strip()
     borrowed = tmp_path / "borrowed"
     borrowed.mkdir()
     here = Path(sysconfig.get_paths()["purelib"])

@@ -51,7 +51,7 @@ def _require_browser(app_module):
 
 
 def _wait_for(condition, what, timeout=TIMEOUT, every=0.25):
-    """Poll condition() until it returns neither None nor False; fail naming `what` after timeout."""
+    """Poll condition() until it returns something but None or False; fail naming `what`."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         result = condition()
@@ -107,8 +107,9 @@ class JupyterServer:
 
     def kernel_idle(self, notebook):
         """Whether the kernel of `notebook` has started and is idle (both front ends)."""
+        sessions = self.api("sessions") or []
         return any(s.get("path", "").endswith(notebook) and s.get("kernel")
-                   and s["kernel"].get("execution_state") == "idle" for s in self.api("sessions") or [])
+                   and s["kernel"].get("execution_state") == "idle" for s in sessions)
 
     def stop(self):
         self.process.terminate()  # its own PID only; the server shuts its kernel down

@@ -27,7 +27,8 @@ import numpy as np
 from PIL import Image
 
 from agkit.data.masks import MaskStore
-from agkit.widgets.canvas import MaskCanvas, enable_colab_widget_manager, overlay_data_url, png_data_url
+from agkit.widgets.canvas import (MaskCanvas, enable_colab_widget_manager, overlay_data_url,
+                                  png_data_url)
 from agkit.widgets.editor import MaskEditor, check_radius, finite_points
 
 TOOLS = ("box", "brush", "eraser", "polygon")
@@ -210,7 +211,7 @@ class MaskAnnotator(widgets.VBox):
             self._annotated.discard(image_id)
 
     def _edit(self, tool, method, *args):
-        """Run one MaskEditor edit on the current image and save it; take it back if saving fails."""
+        """Run one MaskEditor edit on the current image and save it; undo it if saving fails."""
         if self._locked:
             raise RuntimeError(self._locked)
         before = self._editor.snapshot()
@@ -219,7 +220,8 @@ class MaskAnnotator(widgets.VBox):
                 self._save(tool)
             except Exception as err:
                 self._editor.restore(before)
-                raise RuntimeError(f"NOT saved ({tool}), so the edit was taken back: {err}") from err
+                raise RuntimeError(f"NOT saved ({tool}), so the edit was taken back: "
+                                   f"{err}") from err
             finally:
                 self._render_overlay()
                 self._update_labels()

@@ -28,7 +28,8 @@ def finite_points(points, what="point"):
     try:
         pts = np.asarray(points, float).reshape(-1, 2)
     except (TypeError, ValueError):
-        raise ValueError(f"Expected {what}s as (x, y) numbers in image pixels, got {points!r}.") from None
+        raise ValueError(f"Expected {what}s as (x, y) numbers in image pixels, "
+                         f"got {points!r}.") from None
     bad = ~np.isfinite(pts).all(axis=1)
     if bad.any():
         k = int(np.argmax(bad))
@@ -42,10 +43,11 @@ def check_radius(radius):
     try:
         value = float(radius)
     except (TypeError, ValueError):
-        raise ValueError(f"The brush radius must be a number of image pixels, got {radius!r}.") from None
+        raise ValueError(f"The brush radius must be a number of image pixels, "
+                         f"got {radius!r}.") from None
     if isinstance(radius, bool) or not math.isfinite(value) or value < 1:
-        raise ValueError(f"The brush radius must be a finite number >= 1 image pixel, got {radius!r}; "
-                         "nothing was drawn.")
+        raise ValueError(f"The brush radius must be a finite number >= 1 image pixel, "
+                         f"got {radius!r}; nothing was drawn.")
     return value
 
 
