@@ -399,6 +399,8 @@ def test_accepts_lists_of_arrays_tensors_guided_datasets_and_synthfrac(tmp_path)
         MaskAnnotator(synth, tmp_path / "f", image_ids=["a", "b", "c"])
     with pytest.raises(ValueError, match="H x W"):
         MaskAnnotator([np.zeros((2, 3, 4, 5))], tmp_path / "f")
+    with pytest.raises(ValueError, match=r"pass \[image\]"):
+        MaskAnnotator(np.zeros((8, 8)), tmp_path / "f")
     with pytest.raises(TypeError, match="GuidedDataset"):
         MaskAnnotator("images/", tmp_path / "f")
 

@@ -275,10 +275,11 @@ def _annotate(tmp_path, app, screenshot):
         if os.environ.get("AGKIT_UPDATE_SCREENSHOT") == "1":
             (REPO / "docs").mkdir(exist_ok=True)
             (REPO / "docs" / screenshot).write_bytes(shot)
-        print(f"{app}: seconds since start {phases}")
         return shot
     finally:
         server.stop()
+        phase("server stopped")
+        print(f"{app}: seconds since start {phases}")
 
 
 def _is_overlay(rgba):

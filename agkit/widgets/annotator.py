@@ -103,6 +103,9 @@ def image_source(data, image_ids=None):
                 "and .images), a dict image_id -> image, a sequence of (image_id, image) pairs, "
                 f"or a sequence of images with image_ids=...; got {type(data).__name__}.")
         items = data if hasattr(data, "shape") else list(data)  # arrays/tensors stay lazy
+        if hasattr(items, "shape") and len(items.shape) < 3:
+            raise ValueError(f"Got one array of shape {tuple(items.shape)}, not a sequence of "
+                             "images; to annotate a single image pass [image].")
         if len(items) and not hasattr(items, "shape") and all(_is_pair(x) for x in items):
             if image_ids is not None:
                 raise ValueError("Got (image_id, image) pairs and image_ids; pass one of them.")
