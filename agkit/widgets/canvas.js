@@ -137,19 +137,23 @@ function render({ model, el }) {
   canvas.addEventListener("mouseup", up);
   canvas.addEventListener("mouseleave", out);
 
+  // one event name per call: not every host's model splits "change:a change:b"
   const listeners = [
-    ["change:width change:height", resize],
+    ["change:width", resize],
+    ["change:height", resize],
     ["change:image", () => load("image")],
     ["change:mask", () => load("mask")],
-    ["change:polygon change:radius change:tool", draw],
+    ["change:polygon", draw],
+    ["change:radius", draw],
+    ["change:tool", draw],
   ];
-  for (const [names, callback] of listeners) model.on(names, callback);
+  for (const [name, callback] of listeners) model.on(name, callback);
   resize();
   load("image");
   load("mask");
 
   return () => {
-    for (const [names, callback] of listeners) model.off(names, callback);
+    for (const [name, callback] of listeners) model.off(name, callback);
     clearSent();
   };
 }
