@@ -1,22 +1,34 @@
 """MaskAnnotator without a browser: mouse events in display coordinates -> exact pixels on disk."""
+import base64
+import io
+import os
+import re
+import sys
+import types
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from agkit.data.masks import MaskStore
-from agkit.widgets import MaskAnnotator, MaskEditor, box_pixels, polygon_pixels, stroke_pixels
+from agkit.widgets import (MaskAnnotator, MaskEditor, box_pixels, enable_colab_widget_manager,
+                           polygon_pixels, stroke_pixels)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def mouse(ann, *events):
-    """Feed ("down"|"move"|"up"|"out", x, y) events through ipycanvas' own message handler."""
-    layer = ann.canvas._canvases[-1]  # the MultiCanvas routes browser events to its top layer
+    """Feed ("down"|"move"|"up"|"out", x, y) events in as the browser's custom messages do."""
     for kind, x, y in events:
-        layer._handle_frontend_event(None, {"event": f"mouse_{kind}", "x": x, "y": y}, [])
+        ann.canvas._handle_custom_msg({"event": f"mouse_{kind}", "x": x, "y": y}, [])
 
 
 def drag(ann, start, end, steps=4):
     (x0, y0), (x1, y1) = start, end
-    moves = [("move", x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps) for k in range(1, steps)]
+    moves = [("move", x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps)
+             for k in range(1, steps)]
     mouse(ann, ("down", x0, y0), *moves, ("up", x1, y1))
 
 
@@ -30,12 +42,14 @@ def grey_images(*shapes):
 
 
 @pytest.mark.parametrize("shape, display_size, canvas, start, end, box", [
-    # (H, W), display size, expected canvas (w, h), drag start/end in display px, expected box x0 y0 x1 y1
+    # (H, W), display size, expected canvas (w, h), drag start/end in display px,
+    # expected box x0 y0 x1 y1
     ((40, 60), 120, (120, 80), (20, 10), (40, 30), (10, 5, 20, 15)),    # zoom 2x
     ((64, 48), 32, (24, 32), (15, 12), (5, 3), (10, 6, 30, 24)),        # zoom 0.5x, dragged up-left
-    ((30, 70), 100, (100, 43), (20, 10), (50, 30), (14, 7, 35, 21)),    # non-square, x 0.7 / y 30/43
+    ((30, 70), 100, (100, 43), (20, 10), (50, 30), (14, 7, 35, 21)),    # x 0.7 / y 30/43
 ])
-def test_box_drag_saves_exact_pixels_at_any_zoom(tmp_path, shape, display_size, canvas, start, end, box):
+def test_box_drag_saves_exact_pixels_at_any_zoom(tmp_path, shape, display_size, canvas, start, end,
+                                                  box):
     ann = MaskAnnotator(grey_images(shape), tmp_path, display_size=display_size)
     assert (ann.canvas.width, ann.canvas.height) == canvas
     drag(ann, start, end)
@@ -51,7 +65,8 @@ def test_brush_and_eraser_pixels_match_hand_computation(tmp_path):
     ann = MaskAnnotator(grey_images((20, 20)), tmp_path, display_size=40)  # 2 display px per pixel
     ann.tool.value, ann.brush_radius.value = "brush", 2
     mouse(ann, ("down", 21, 21), ("up", 21, 21))  # a click at image (10.5, 10.5): a disc
-    disc = {(10, j) for j in range(8, 13)} | {(i, j) for i in (9, 11) for j in (9, 10, 11)} | {(8, 10), (12, 10)}
+    disc = ({(10, j) for j in range(8, 13)} | {(i, j) for i in (9, 11) for j in (9, 10, 11)}
+            | {(8, 10), (12, 10)})
     assert set(map(tuple, np.argwhere(on_disk(tmp_path, "img0")))) == disc
 
     ann.brush_radius.value = 1
@@ -99,7 +114,8 @@ def test_polygon_by_clicks_and_close_button(tmp_path):
     ann = MaskAnnotator(grey_images((20, 20)), tmp_path, display_size=40)
 
     def button(description):
-        (found,) = [b for row in ann.children[:3] for b in row.children if getattr(b, "description", "") == description]
+        (found,) = [b for row in ann.children[:3] for b in row.children
+                    if getattr(b, "description", "") == description]
         return found
 
     ann.tool.value = "polygon"
@@ -111,7 +127,8 @@ def test_polygon_by_clicks_and_close_button(tmp_path):
     np.testing.assert_array_equal(on_disk(tmp_path, "img0"), expected)
     # the pixel-centre rule, by hand: pixel (i, j) is covered when 2 < i + 0.5 < j + 0.5 < 18
     assert expected[10, 11] and expected[10, 17] and not expected[10, 9] and not expected[1].any()
-    assert 120 <= expected.sum() <= 120 + 16  # strictly inside: 15 + 14 + ... + 1; centres on the diagonal tie
+    # strictly inside: 15 + 14 + ... + 1; centres on the diagonal tie
+    assert 120 <= expected.sum() <= 120 + 16
 
     for x, y in [(0, 20), (20, 0), (40, 40), (20, 20)]:  # a quadrilateral, closed with the button
         mouse(ann, ("down", x, y), ("up", x, y))
@@ -136,7 +153,8 @@ def test_resume_navigation_and_existing_masks(tmp_path):
     ann.next_unannotated()  # everything is annotated now: stays put and says so
     assert ann.current_index == 2 and "All images are annotated" in ann.status.value
 
-    again = MaskAnnotator(images, tmp_path, display_size=64)  # "kernel restarted": all state from disk
+    # "kernel restarted": all state from disk
+    again = MaskAnnotator(images, tmp_path, display_size=64)
     assert again.current_index == 0 and "4 / 4 annotated" in again.progress.value
     np.testing.assert_array_equal(again.current_mask, box_pixels(0, 0, 4, 4, (16, 16)))
     again.draw_box(8, 8, 12, 12)  # editing an imported mask keeps what was there
@@ -157,7 +175,8 @@ def test_accepts_datasets_dicts_tensors_and_rgb(tmp_path):
     assert (ann.canvas.width, ann.canvas.height) == (32, 64) and ann.current_mask.shape == (32, 16)
     rgb = {"x": np.random.default_rng(0).integers(0, 255, (10, 20, 3), dtype=np.uint8)}
     ann = MaskAnnotator(rgb, tmp_path / "s2", display_size=40)
-    assert ann.current_mask.shape == (10, 20) and ann.window.value == (rgb["x"].min(), rgb["x"].max())
+    assert ann.current_mask.shape == (10, 20)
+    assert ann.window.value == (rgb["x"].min(), rgb["x"].max())
     with pytest.raises(TypeError, match="image_ids"):
         MaskAnnotator(42, tmp_path / "s3")
 
@@ -168,8 +187,9 @@ def test_window_level_controls(tmp_path):
     assert ann.window.min == 0 and ann.window.max == 4095 and ann.window.value == (0, 4095)
     ann._auto_window()
     lo, hi = ann.window.value
-    assert lo == pytest.approx(np.percentile(image, 1), abs=20) and hi == pytest.approx(np.percentile(image, 99), abs=20)
-    MaskAnnotator([("flat", np.zeros((8, 8)))], tmp_path)  # a constant image must not divide by zero
+    assert lo == pytest.approx(np.percentile(image, 1), abs=20)
+    assert hi == pytest.approx(np.percentile(image, 99), abs=20)
+    MaskAnnotator([("flat", np.zeros((8, 8)))], tmp_path)  # a constant image: no division by 0
 
 
 def test_corrupt_index_is_reported_and_left_untouched(tmp_path):
@@ -179,7 +199,8 @@ def test_corrupt_index_is_reported_and_left_untouched(tmp_path):
     ann = MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16)
     assert "Could not open the mask store" in ann.status.value
     drag(ann, (2, 2), (10, 10))
-    assert "Could not open the mask store" in ann.status.value  # the edit is refused, with the reason
+    # the edit is refused, with the reason
+    assert "Could not open the mask store" in ann.status.value
     with pytest.raises(RuntimeError, match="mask store"):
         ann.draw_box(0, 0, 2, 2)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
@@ -215,10 +236,252 @@ def test_failed_save_takes_the_edit_back(tmp_path):
 def test_editor_rasterisation_rules():
     assert box_pixels(5, 1, 2, 3, (4, 6)).sum() == 3 * 2  # corners in any order: mask[1:3, 2:5]
     assert box_pixels(-3, -3, 2, 2, (4, 4)).sum() == 4  # clipped to the image
-    assert stroke_pixels([(0.5, 0.5)], 0.5, (3, 3)).sum() == 1  # only the pixel whose centre it is
+    # radius 1 round the centre of pixel (1, 1): it and its 4 edge neighbours, not the corners
+    np.testing.assert_array_equal(stroke_pixels([(1.5, 1.5)], 1, (3, 3)),
+                                  [[0, 1, 0], [1, 1, 1], [0, 1, 0]])
     editor = MaskEditor(np.zeros((4, 4)))
     assert not editor.erase([(1, 1)], 2)  # no change: no history entry
     assert editor.draw_box(0, 0, 2, 2) and editor.undo() and not editor.undo() and editor.redo()
     assert editor.mask.sum() == 4 and editor.mask.dtype == np.uint8
     with pytest.raises(ValueError, match="3 vertices"):
         polygon_pixels([(0, 0), (1, 1)], (4, 4))
+
+
+# ----------------------------------------------------------------------------- the browser half
+def decode_png(data_url):
+    """A "data:image/png;base64,..." string -> the PIL image it holds."""
+    header, payload = data_url.split(",", 1)
+    assert header == "data:image/png;base64"
+    return Image.open(io.BytesIO(base64.b64decode(payload)))
+
+
+def test_canvas_receives_windowed_image_and_exact_overlay(tmp_path):
+    image = np.arange(8 * 12, dtype=np.uint16).reshape(8, 12) * 40  # 0 .. 3800
+    ann = MaskAnnotator([("r", image)], tmp_path, display_size=48)  # zoom 4x
+    shown = np.asarray(decode_png(ann.canvas.image))
+    assert shown.shape == (8, 12)  # zoomed in: sent at the image's own size; the browser enlarges
+    np.testing.assert_array_equal(shown, np.round(image / 3800 * 255).astype(np.uint8))
+    ann.draw_box(2, 1, 5, 3)
+    overlay = decode_png(ann.canvas.mask).convert("RGBA")
+    alpha = np.asarray(overlay)[..., 3]
+    np.testing.assert_array_equal(alpha > 0, box_pixels(2, 1, 5, 3, (8, 12)))
+    assert tuple(np.asarray(overlay)[1, 2]) == (255, 60, 40, 110)
+
+    big = MaskAnnotator([("b", np.zeros((400, 200)))], tmp_path / "b", display_size=100)
+    assert decode_png(big.canvas.image).size == (50, 100)  # zoomed out: shrunk in the kernel
+    assert decode_png(big.canvas.mask).size == (200, 400)  # the mask always at full resolution
+
+
+def test_polygon_preview_and_brush_radius_reach_the_canvas(tmp_path):
+    ann = MaskAnnotator(grey_images((20, 20)), tmp_path, display_size=40)
+    ann.tool.value, ann.brush_radius.value = "brush", 3
+    assert ann.canvas.tool == "brush" and ann.canvas.radius == 6  # canvas pixels
+    ann.tool.value = "polygon"
+    mouse(ann, ("down", 4, 4), ("up", 4, 4), ("down", 36, 4), ("up", 36, 4))
+    assert ann.canvas.polygon == [[4, 4], [36, 4]]
+    ann.tool.value = "box"  # changing tool drops the unfinished polygon
+    assert ann.canvas.polygon == []
+    ann.canvas._handle_custom_msg({"event": "keydown", "key": "x"}, [])  # not ours: ignored
+    ann.canvas._handle_custom_msg("garbage", [])
+    assert "img0" not in MaskStore(tmp_path)
+
+
+def test_colab_widget_manager_is_enabled_by_the_kit(tmp_path, monkeypatch):
+    calls = []
+    output = types.ModuleType("google.colab.output")
+    output.enable_custom_widget_manager = lambda: calls.append("enabled")
+    colab = types.ModuleType("google.colab")
+    colab.output = output
+    google = types.ModuleType("google")
+    google.colab = colab
+    for name, module in [("google", google), ("google.colab", colab),
+                         ("google.colab.output", output)]:
+        monkeypatch.setitem(sys.modules, name, module)
+    MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16)
+    assert "enabled" in calls
+    monkeypatch.setitem(sys.modules, "google.colab", None)  # not on Colab: nothing to do
+    assert enable_colab_widget_manager() is False
+
+
+# ----------------------------------------------------------------------------- bad input (issue 9)
+def test_go_to_takes_only_valid_indices_or_ids(tmp_path):
+    ann = MaskAnnotator(grey_images((8, 8), (8, 8), (8, 12)), tmp_path, display_size=16)
+    ann.go_to(1)
+    state = (ann.current_index, ann.position.value, ann.canvas.image, ann.canvas.width)
+    bad = [(True, TypeError), (np.bool_(False), TypeError), (1.0, TypeError), ("1", ValueError),
+           ("img9", ValueError), (3, IndexError), (-1, IndexError), (np.int64(7), IndexError),
+           (None, TypeError), ([2], TypeError)]
+    for index, error in bad:
+        with pytest.raises(error, match="image"):
+            ann.go_to(index)
+        assert (ann.current_index, ann.position.value, ann.canvas.image, ann.canvas.width) == state
+    assert ann.go_to(np.int64(2)).current_id == "img2" and ann.canvas.width == 16
+    assert ann.go_to("img0").current_index == 0
+    assert MaskAnnotator(grey_images((8, 8), (8, 8)), tmp_path, start="img1").current_index == 1
+    with pytest.raises(TypeError, match="index"):
+        MaskAnnotator(grey_images((8, 8)), tmp_path, start=0.0)
+    assert list(tmp_path.iterdir()) == []  # nothing was saved
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: a.paint([(4, 4)], 0.5), lambda a: a.erase([(2, 2)], 0),
+    lambda a: a.paint([(4, 4)], -2), lambda a: a.paint([(4, 4)], float("nan")),
+    lambda a: a.paint([(4, 4)], float("inf")), lambda a: a.paint([(4, 4)], True),
+    lambda a: a.paint([(4, 4), (float("nan"), 3)], 2), lambda a: a.draw_box(0, 0, np.inf, 4),
+    lambda a: a.draw_box(float("nan"), 0, 4, 4),
+    lambda a: a.fill_polygon([(0, 0), (4, 0), (4, -np.inf)]),
+    lambda a: a.erase([(np.nan, np.nan)], 2),
+])
+def test_bad_radius_or_coordinates_are_rejected_and_nothing_is_saved(tmp_path, call):
+    store = MaskStore(tmp_path)
+    store.put("img0", box_pixels(1, 1, 3, 3, (8, 8)), source="imported", tool="test")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    ann = MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16, start=0)
+    with pytest.raises(ValueError, match="radius|finite"):
+        call(ann)
+    np.testing.assert_array_equal(ann.current_mask, box_pixels(1, 1, 3, 3, (8, 8)))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    # the rejected call left no history entry: undo has nothing to take back
+    np.testing.assert_array_equal(ann.undo(), box_pixels(1, 1, 3, 3, (8, 8)))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_nonfinite_mouse_positions_are_reported_and_save_nothing(tmp_path):
+    ann = MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16)
+    mouse(ann, ("down", 2, 2), ("move", float("nan"), 4), ("up", 10, 10))
+    assert "finite" in ann.status.value and "img0" not in MaskStore(tmp_path)
+    ann.tool.value = "brush"
+    mouse(ann, ("down", 2, 2), ("move", 4, 4), ("up", float("inf"), 4))
+    assert "finite" in ann.status.value and "img0" not in MaskStore(tmp_path)
+    mouse(ann, ("down", None, 4), ("up", 4, 4))
+    assert "numbers" in ann.status.value and "img0" not in MaskStore(tmp_path)
+    mouse(ann, ("down", 2, 2), ("up", 2, 2))  # the widget still works after the bad events
+    assert on_disk(tmp_path, "img0").sum() > 0
+    with pytest.raises(ValueError, match="brush radius"):
+        MaskAnnotator(grey_images((8, 8)), tmp_path, brush_radius=0)
+
+
+# ----------------------------------------------------------------------------- what it annotates
+def test_accepts_lists_of_arrays_tensors_guided_datasets_and_synthfrac(tmp_path):
+    from agkit.data import GuidedDataset, make_synthfrac
+
+    arrays = [np.zeros((6, 8)), torch.zeros(1, 10, 4), np.zeros((5, 5, 3), np.uint8)]
+    ann = MaskAnnotator(arrays, tmp_path / "a", display_size=20)
+    assert ann.image_ids == ["0", "1", "2"] and ann.current_mask.shape == (6, 8)
+    assert ann.go_to(1).current_mask.shape == (10, 4) and ann.go_to(2).current_mask.shape == (5, 5)
+    ann = MaskAnnotator(arrays, tmp_path / "b", image_ids=["p", "q", "r"])
+    assert ann.image_ids == ["p", "q", "r"]
+    ann.go_to("q").draw_box(0, 0, 2, 2)
+    assert on_disk(tmp_path / "b", "q").shape == (10, 4)
+    stacked = torch.rand(3, 1, 12, 9)
+    ann = MaskAnnotator(stacked, tmp_path / "c")
+    assert ann.image_ids == ["0", "1", "2"] and ann.current_mask.shape == (12, 9)
+
+    synth = make_synthfrac(3, size=32, seed=0)
+    ann = MaskAnnotator(synth, tmp_path / "d", display_size=64)
+    assert ann.image_ids == synth.image_ids and ann.current_mask.shape == (32, 32)
+    shown = np.asarray(decode_png(ann.canvas.image))
+    expected = synth.images[0, 0].numpy()
+    lo, hi = expected.min(), expected.max()
+    windowed = np.round((expected - lo) / (hi - lo) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(shown, windowed)
+
+    # a GuidedDataset is annotated at its images' own size, not its training size
+    guided = GuidedDataset(torch.rand(2, 1, 24, 16), [0, 1], image_ids=["u", "v"], size=8)
+    ann = MaskAnnotator(guided, tmp_path / "e", start="v")
+    assert ann.image_ids == ["u", "v"] and ann.current_mask.shape == (24, 16)
+
+    with pytest.raises(ValueError, match="2 image_ids for 3"):
+        MaskAnnotator(arrays, tmp_path / "f", image_ids=["x", "y"])
+    with pytest.raises(ValueError, match="unique"):
+        MaskAnnotator([np.zeros((4, 4))] * 2, tmp_path / "f", image_ids=["x", "x"])
+    with pytest.raises(ValueError, match="leave image_ids out"):
+        MaskAnnotator(synth, tmp_path / "f", image_ids=["a", "b", "c"])
+    with pytest.raises(ValueError, match="H x W"):
+        MaskAnnotator([np.zeros((2, 3, 4, 5))], tmp_path / "f")
+    with pytest.raises(ValueError, match=r"pass \[image\]"):
+        MaskAnnotator(np.zeros((8, 8)), tmp_path / "f")
+    with pytest.raises(TypeError, match="GuidedDataset"):
+        MaskAnnotator("images/", tmp_path / "f")
+
+
+# ----------------------------------------------------------------------------- a ranking to follow
+def test_next_unannotated_follows_the_given_order(tmp_path):
+    images = grey_images(*[(8, 8)] * 6)
+    MaskStore(tmp_path).put("img4", box_pixels(0, 0, 2, 2, (8, 8)), source="drawn", tool="test")
+    ann = MaskAnnotator(images, tmp_path, display_size=16, order=[4, 1, np.int64(5), 2])
+    assert ann.current_index == 1  # the first unannotated image of the ranking, not img0
+    visited = [ann.current_index]
+    for _ in range(3):
+        ann.draw_box(0, 0, 3, 3)
+        ann.next_unannotated()
+        visited.append(ann.current_index)
+    assert visited == [1, 5, 2, 2] and "in the given order are annotated" in ann.status.value
+    MaskStore(tmp_path).delete("img5")
+    again = MaskAnnotator(images, tmp_path, order=["img5", 3])  # ids work too
+    assert again.current_index == 5 and again.next_unannotated().current_index == 3
+    assert again.go_to(0).next_unannotated().current_index == 5
+    for order, error in [([1, 1], ValueError), ([7], IndexError), ([1.0], TypeError),
+                         ([], ValueError), (3, TypeError)]:
+        with pytest.raises(error):
+            MaskAnnotator(images, tmp_path, order=order)
+
+
+# ----------------------------------------------------------------------------- ipywidgets 7.7
+IPYWIDGETS_7 = "7.7.1"  # what Colab ships
+LOCAL_ONLY = ("ipywidgets", "widgetsnbextension", "ipython_genutils", "ipython-genutils", "pip",
+              "setuptools", "_distutils_hack", "distutils-precedence", "__editable__", "agkit",
+              "__pycache__")
+NO_REGISTRY = ("Could not find a version", "No matching distribution", "Failed to establish",
+               "Temporary failure in name resolution", "ProxyError", "ConnectionError",
+               "Network is unreachable", "Max retries exceeded")
+
+
+@pytest.mark.slow
+def test_widget_tests_pass_under_ipywidgets_7(tmp_path):
+    """Run this file's fast tests in a virtual environment with Colab's ipywidgets 7.7.1.
+
+    The environment gets ipywidgets 7.7.1 (and its two small companions) from the package
+    registry; everything else -- torch, numpy, anywidget, pytest ... -- is borrowed from this
+    environment through a folder of symbolic links that a .pth file puts on sys.path *after*
+    the new environment's own packages, so the borrowed ipywidgets 8 can never win.
+    """
+    import subprocess
+    import sysconfig
+
+    venv = tmp_path / "ipyw7"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    own = subprocess.run([python, "-c", purelib], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    borrowed = tmp_path / "borrowed"
+    borrowed.mkdir()
+    here = Path(sysconfig.get_paths()["purelib"])
+    for entry in here.iterdir():
+        if not entry.name.lower().startswith(LOCAL_ONLY) and entry.suffix != ".pth":
+            (borrowed / entry.name).symlink_to(entry)
+    (Path(own) / "borrowed.pth").write_text(f"{borrowed}\n")
+
+    # --no-deps: pip only adds these three and never touches a borrowed package
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
+         "--disable-pip-version-check", "--no-deps", f"ipywidgets=={IPYWIDGETS_7}",
+         "widgetsnbextension~=3.6.0", "ipython_genutils~=0.2.0"],
+        capture_output=True, text=True)
+    if install.returncode and any(marker in install.stderr for marker in NO_REGISTRY):
+        pytest.skip(f"pip could not reach the package registry for ipywidgets {IPYWIDGETS_7}: "
+                    f"{install.stderr.strip().splitlines()[-1]}")
+    assert install.returncode == 0, install.stderr
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    # one interpreter start: say which ipywidgets it has, then run the tests
+    script = ("import sys, ipywidgets, pytest; print('ipywidgets', ipywidgets.__version__, "
+              "ipywidgets.__file__, flush=True); sys.exit(pytest.main(sys.argv[1:]))")
+    run = subprocess.run([python, "-c", script, "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                          str(Path(__file__))], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    _, version, location = run.stdout.splitlines()[0].split()
+    assert version == IPYWIDGETS_7 and location.startswith(own), run.stdout.splitlines()[0]
+    passed = int(re.search(r"(\d+) passed", run.stdout).group(1))
+    assert passed >= 20 and "skipped" not in run.stdout.splitlines()[-1], run.stdout[-500:]

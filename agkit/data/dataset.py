@@ -341,6 +341,10 @@ class GuidedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def native_image(self, i: int) -> torch.Tensor:
+        """Image i as stored, C x H x W float in [0, 1]: before resizing and augmentation."""
+        return self._load_image(int(i))
+
     def _load_image(self, i: int) -> torch.Tensor:
         if self._tensor is not None:
             return self._tensor[i]
