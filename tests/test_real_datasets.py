@@ -12,31 +12,32 @@ import pytest
 import torch
 from PIL import Image
 
-from agkit.data.masks import MaskStore
+from agkit.data.mask_store import MaskStore
 from agkit.data.real import open_dataset
-from agkit.data.real_cub import load_cub
-from agkit.data.real_fracatlas import load_fracatlas
-from agkit.data.real_grazpedwri import load_grazpedwri
-from agkit.data.real_io import ImageColumn
-from agkit.data.real_mura import load_mura
-from agkit.data.real_folder import load_folder
-from agkit.data.real_splits import split_by_group, split_stratified
+from agkit.data.real.cub import load_cub
+from agkit.data.real.fracatlas import load_fracatlas
+from agkit.data.real.grazpedwri import load_grazpedwri
+from agkit.data.real.source import ImageColumn
+from agkit.data.real.mura import load_mura
+from agkit.data.real.folder import load_folder
+from agkit.data.real.splits import split_by_group, split_stratified
 
 import fixtures_real as fx
 
 
 def polygon_mask(boxes, shape):
-    """A rectangle polygon with corners x0..x1 in pixel-centre coordinates fills columns
-    x0..x1 inclusive (outline included), i.e. mask[y0:y1+1, x0:x1+1]."""
-    return fx.expected_mask([(x0, y0, x1 + 1, y1 + 1) for x0, y0, x1, y1 in boxes], shape)
+    """A rectangle polygon with corners (x0, y0), (x1, y1) fills the pixels whose centre is
+    inside, mask[y0:y1, x0:x1]: the same pixels as the box (one convention for all shapes)."""
+    return fx.expected_mask(boxes, shape)
 
 
 def disc_mask(centres, radius, shape):
-    """Pixels (row i, column j) within ``radius`` of a centre (x, y), by brute force."""
+    """Pixels (row i, column j) whose centre (j + 0.5, i + 0.5) is within ``radius`` of a
+    centre (x, y), by brute force."""
     mask = np.zeros(shape, dtype=np.uint8)
     for i in range(shape[0]):
         for j in range(shape[1]):
-            mask[i, j] = any((j - x) ** 2 + (i - y) ** 2 <= radius ** 2 for x, y in centres)
+            mask[i, j] = any((j + 0.5 - x) ** 2 + (i + 0.5 - y) ** 2 <= radius ** 2 for x, y in centres)
     return mask
 
 
@@ -123,7 +124,7 @@ def test_fracatlas_truncated_jpeg_load_skip_error(fracatlas):
     assert len(caught) == 1
     image = loaded[loaded.image_ids.index(bad)][0]
     assert image.shape == (1, 16, 16)
-    with pytest.warns(UserWarning, match=r"skipped 1 truncated") as caught:
+    with pytest.warns(UserWarning, match=r"\(truncated\); skipped 1") as caught:
         skipped = open_dataset("fracatlas", fracatlas.root, split, size=16, on_corrupt="skip")
     assert len(caught) == 1
     assert bad not in skipped.image_ids and len(skipped) == len(loaded) - 1
