@@ -1,4 +1,5 @@
 """Tests for agkit.data.masks: rasterising, MaskStore, COCO/YOLO, crash safety."""
+import io
 import json
 import os
 import random
@@ -6,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,16 +16,18 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from agkit.data.masks import (
+from agkit.data.mask_store import (
     CorruptIndexError,
     CorruptMaskError,
     MaskStore,
+    safe_file_name,
+)
+from agkit.data.shapes import (
     mask_to_boxes,
     mask_to_polygons,
     rasterize_boxes,
     rasterize_discs,
     rasterize_polygons,
-    safe_file_name,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,11 +359,12 @@ import importlib.util
 import sys
 import numpy as np
 
-# load masks.py on its own: importing the agkit package would pull in torch (seconds per start)
-spec = importlib.util.spec_from_file_location("masks", sys.argv[3])
-masks = sys.modules["masks"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(masks)
-MaskStore = masks.MaskStore
+sys.path.insert(0, sys.argv[3])
+import types
+for name in ("agkit", "agkit.data"):  # bare packages: skip the __init__ files, which import torch
+    package = sys.modules[name] = types.ModuleType(name)
+    package.__path__ = [sys.argv[3] + "/" + name.replace(".", "/")]
+from agkit.data.mask_store import MaskStore
 
 def pattern(k):
     m = (np.random.default_rng(k).random((96, 96)) < 0.5).astype(np.uint8)
@@ -383,7 +388,7 @@ def test_store_survives_a_killed_writer(tmp_path):
         m[0, :32] = [(k >> b) & 1 for b in range(32)]
         return m
 
-    masks_py = str(ROOT / "agkit" / "data" / "masks.py")
+    masks_py = str(ROOT)
     rng = random.Random(1)
     start = 0
     for round_ in range(3):
@@ -411,3 +416,118 @@ def test_store_survives_a_killed_writer(tmp_path):
         assert all(name.endswith(".tmp") for name in report.temp_files)  # leftovers are reported, never indexed
         start = max(ks) + 1
     assert start > 3  # the writer really wrote several masks
+
+
+# ------------------------------------------------------------- never outside the folder
+def _png_bytes(value):
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 4), value, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_index_naming_a_file_outside_the_folder_is_refused_and_nothing_outside_is_touched(tmp_path, kind):
+    victim = tmp_path / "victim.png"  # a user's image next to the store
+    victim.write_bytes(_png_bytes(255))
+    before = victim.read_bytes()
+    folder = tmp_path / "masks"
+    store = MaskStore(folder, durable=False)
+    store.put("a", np.ones((4, 4)))
+    name = {"dotdot": "../victim.png", "absolute": str(victim), "symlink": "evil.png"}[kind]
+    if kind == "symlink":
+        (folder / "evil.png").symlink_to(victim)
+    index = json.loads((folder / "index.json").read_text())
+    index["masks"]["evil"] = {"file": name, "source": "drawn", "tool": "", "time": "2024-01-01T00:00:00+00:00",
+                              "shape": [4, 4]}
+    (folder / "index.json").write_text(json.dumps(index))
+
+    with pytest.raises(CorruptIndexError, match="'evil'.*rebuild_index"):
+        MaskStore(folder)
+    for action in (lambda: store.get("evil"), lambda: store.delete("evil"), lambda: store.put("evil", np.zeros((4, 4))),
+                   lambda: store.check()):
+        with pytest.raises(CorruptIndexError, match="'evil'"):
+            action()
+    assert victim.read_bytes() == before
+
+    # the fix the message proposes touches only the store's own files
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a link is skipped with a warning
+        rebuilt = MaskStore.rebuild_index(folder)
+    assert rebuilt.annotated_ids() == ["a"]
+    rebuilt.put("evil", np.zeros((4, 4)))
+    rebuilt.delete("evil")
+    rebuilt.delete("a")
+    assert victim.read_bytes() == before
+    if kind == "symlink":
+        assert (folder / "evil.png").is_symlink()  # left in place, never read through
+
+
+# ------------------------------------------------------------------- several writers
+CONCURRENT = r"""
+import sys, time
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import types
+for name in ("agkit", "agkit.data"):  # bare packages: skip the __init__ files, which import torch
+    package = sys.modules[name] = types.ModuleType(name)
+    package.__path__ = [sys.argv[1] + "/" + name.replace(".", "/")]
+from agkit.data.mask_store import MaskStore
+
+folder, mode, prefix, n = Path(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+store = MaskStore(folder, durable=False)
+print("ready", flush=True)
+while not (folder.parent / "go").exists():
+    time.sleep(0.005)
+for k in range(n):
+    if mode == "put":
+        store.put(f"{prefix}{k}", np.eye(8, dtype=np.uint8), source="synthetic")
+    else:
+        store.delete(f"{prefix}{k}")
+"""
+
+
+def _run_together(tmp_path, folder, jobs):
+    """Start one process per (mode, prefix, n) job, release them at once, wait for all."""
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(ROOT), str(folder), *map(str, job)],
+                              stdout=subprocess.PIPE, text=True) for job in jobs]
+    try:
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready"
+        (tmp_path / "go").touch()
+        for proc in procs:
+            assert proc.wait(timeout=120) == 0
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+
+
+def _files_agree_with_index(store):
+    pngs = {p.name for p in store.folder.glob("*.png")}
+    assert pngs == {store.provenance(i)["file"] for i in store.annotated_ids()}
+    report = store.check()
+    assert report.ok and not report.temp_files, str(report)
+
+
+def test_two_processes_putting_150_masks_each_end_with_300_indexed(tmp_path):
+    folder = tmp_path / "masks"
+    MaskStore(folder)
+    _run_together(tmp_path, folder, [("put", "a", 150), ("put", "b", 150)])
+    store = MaskStore(folder)
+    assert len(store) == 300
+    assert set(store.annotated_ids()) == {f"{p}{k}" for p in "ab" for k in range(150)}
+    _files_agree_with_index(store)
+
+
+def test_a_concurrent_delete_and_put_keep_index_and_pngs_in_agreement(tmp_path):
+    folder = tmp_path / "masks"
+    store = MaskStore(folder, durable=False)
+    with store.batch():
+        for k in range(150):
+            store.put(f"old{k}", np.eye(8, dtype=np.uint8))
+    _run_together(tmp_path, folder, [("delete", "old", 150), ("put", "new", 150)])
+    store = MaskStore(folder)
+    assert store.annotated_ids() == sorted(f"new{k}" for k in range(150))  # no deleted mask came back
+    _files_agree_with_index(store)

@@ -223,7 +223,7 @@ class MaskStore:
         Every change runs inside this block, so changes by other objects and processes are
         merged, never overwritten. Inside a batch the lock is already held.
         """
-        with self._lock:
+        with _locked(self._lock):
             if self._batch_depth:
                 yield
                 return
@@ -353,13 +353,13 @@ class MaskStore:
             _atomic_write(path, buffer.getvalue(), self.durable)
             self._masks[image_id] = entry
         if old_path is not None and old_path != path:  # e.g. a foreign file indexed by rebuild_index
-            with self._lock, contextlib.suppress(FileNotFoundError):
+            with _locked(self._lock), contextlib.suppress(FileNotFoundError):
                 old_path.unlink()
         return path
 
     def delete(self, image_id: str, *, missing_ok: bool = False) -> None:
         """Remove the mask of `image_id` (index entry first, then the PNG)."""
-        with self._lock:  # held until the PNG is gone, so no other writer sees it half-deleted
+        with _locked(self._lock):  # held until the PNG is gone: no writer sees it half-deleted
             with self._writing():
                 entry = self._masks.get(image_id)
                 if entry is None:
@@ -416,7 +416,7 @@ class MaskStore:
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"No mask folder at {folder}; pass the folder that holds the mask PNGs.")
-        with _lock_for(folder):
+        with _locked(_lock_for(folder)):
             cls._rebuild(folder, durable)
         return cls(folder, durable=durable)
 
@@ -602,6 +602,17 @@ def _lock_for(folder: Path) -> FileLock:
     if key not in _LOCKS:
         _LOCKS[key] = FileLock(os.path.join(key, LOCK_NAME))
     return _LOCKS[key]
+
+
+@contextlib.contextmanager
+def _locked(lock: FileLock):
+    """Hold `lock`, checking every 2 ms while another process has it (filelock's default
+    50 ms would dominate a burst of small writes)."""
+    lock.acquire(poll_interval=0.002)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _file_problem(folder: Path, name: str) -> str | None:
