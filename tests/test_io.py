@@ -34,7 +34,8 @@ def folder_image(ds, image_id):
 # ------------------------------------------------------------------------- scaling rule
 def test_float_tiff_in_unit_range_reads_as_its_values(tmp_path):
     values = np.array([[0.0, 0.25, 0.5], [0.75, 1.0, 0.1]], np.float32)
-    root = class_folder(tmp_path / "f", {"x.tif": lambda p: Image.fromarray(values, mode="F").save(p)})
+    write = lambda p: Image.fromarray(values, mode="F").save(p)  # noqa: E731
+    root = class_folder(tmp_path / "f", {"x.tif": write})
     expected = torch.from_numpy(values)[None]
     assert torch.equal(read_image(root / "a" / "x.tif"), expected)
     assert torch.equal(GuidedDataset([root / "a" / "x.tif"], [0])[0][0], expected)
@@ -81,7 +82,7 @@ def write_bad_files(folder):
 
 def test_zero_byte_and_undecodable_files_are_caught_when_a_dataset_is_built(tmp_path):
     paths = write_bad_files(tmp_path / "img")
-    with pytest.raises(CorruptImageError, match="2 corrupt image file.*empty.png.*empty.*garbage.png"):
+    with pytest.raises(CorruptImageError, match="2 corrupt image file.*empty.png.*garbage.png"):
         GuidedDataset(paths, [0, 1, 0, 1, 0])
     with pytest.warns(UserWarning, match="2 corrupt image file.*skipped 2"):
         ds = GuidedDataset(paths, [0, 1, 0, 1, 0], image_ids=list("abcde"), on_corrupt="skip",
@@ -96,13 +97,14 @@ def test_zero_byte_and_undecodable_files_are_caught_when_a_dataset_is_built(tmp_
 
 
 def test_open_dataset_folder_applies_on_corrupt_to_empty_files(tmp_path):
-    root = class_folder(tmp_path / "c", {"empty.png": lambda p: p.write_bytes(b""),
-                                         "fine.png": lambda p: Image.fromarray(np.zeros((2, 3), np.uint8)).save(p)})
+    fine = lambda p: Image.fromarray(np.zeros((2, 3), np.uint8)).save(p)  # noqa: E731
+    root = class_folder(tmp_path / "c", {"empty.png": lambda p: p.write_bytes(b""), "fine.png": fine})
     with pytest.raises(CorruptImageError, match="a/empty.png.*on_corrupt='skip'"):
         open_dataset("folder", root, "train", on_corrupt="error", fractions=(1, 0, 0))
     for policy in ("skip", "load"):  # an empty file cannot be read as far as it goes either
         with pytest.warns(UserWarning, match="skipped 1"):
-            ds = open_dataset("folder", root, "train", on_corrupt=policy, fractions=(1, 0, 0), size=4)
+            ds = open_dataset("folder", root, "train", on_corrupt=policy, fractions=(1, 0, 0),
+                              size=4)
         assert "a/empty" not in ds.image_ids and len(ds) == 5
 
 
@@ -122,13 +124,13 @@ def test_one_image_and_one_annotation_read_identically_through_every_path(tmp_pa
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (24, 24), dtype=np.uint8)
     polygon = [4.2, 3.1, 20.3, 6.4, 9.1, 19.3]  # a triangle in pixel coordinates
+    corners = list(zip(polygon[0::2], polygon[1::2]))
     expected_mask = np.zeros((24, 24), np.uint8)  # by hand: pixel centres inside the triangle
     for r in range(24):
         for c in range(24):
             x, y = c + 0.5, r + 0.5
             side = [(bx - ax) * (y - ay) - (by - ay) * (x - ax)
-                    for (ax, ay), (bx, by) in (((4.2, 3.1), (20.3, 6.4)), ((20.3, 6.4), (9.1, 19.3)),
-                                                   ((9.1, 19.3), (4.2, 3.1)))]
+                    for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1])]
             assert 0 not in side  # no centre on an edge, so no tie rule is involved
             expected_mask[r, c] = all(s > 0 for s in side) or all(s < 0 for s in side)
     assert 50 < expected_mask.sum() < 200
@@ -140,7 +142,8 @@ def test_one_image_and_one_annotation_read_identically_through_every_path(tmp_pa
 
     # a FracAtlas folder with the image, its COCO polygon and the YOLO polygon
     atlas = tmp_path / "FracAtlas"
-    for sub in ("images/Fractured", "images/Non_fractured", "Annotations/COCO JSON", "Annotations/YOLO"):
+    for sub in ("images/Fractured", "images/Non_fractured", "Annotations/COCO JSON",
+                "Annotations/YOLO"):
         (atlas / sub).mkdir(parents=True)
     Image.fromarray(pixels).save(atlas / "images/Fractured/IMG0000001.png")
     (atlas / "Annotations/COCO JSON/COCO_fracture_masks.json").write_text(json.dumps(coco))
@@ -155,8 +158,8 @@ def test_one_image_and_one_annotation_read_identically_through_every_path(tmp_pa
     kit = tmp_path / "kit"
     (kit / "images").mkdir(parents=True)
     Image.fromarray(pixels).save(kit / "images/IMG0000001.png")
-    pd.DataFrame({"image_id": ["IMG0000001"], "path": ["images/IMG0000001.png"], "label": [1]}).to_csv(
-        kit / "labels.csv", index=False)
+    table = {"image_id": ["IMG0000001"], "path": ["images/IMG0000001.png"], "label": [1]}
+    pd.DataFrame(table).to_csv(kit / "labels.csv", index=False)
     MaskStore(kit / "masks").import_coco(coco, image_id="stem")
     classes = tmp_path / "classes"
     (classes / "fractured").mkdir(parents=True)
@@ -182,7 +185,8 @@ def test_one_image_and_one_annotation_read_identically_through_every_path(tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a one-image dataset cannot be stratified
         for mask_source in ("polygon", "yolo"):
-            ds = open_dataset("fracatlas", atlas, "train", size=24, augment=False, mask_source=mask_source)
+            ds = open_dataset("fracatlas", atlas, "train", size=24, augment=False,
+                              mask_source=mask_source)
             images[f"open_dataset fracatlas {mask_source}"] = ds[0][0]
             masks[f"open_dataset fracatlas {mask_source}"] = ds[0][2][0].numpy()
         ds = open_dataset("folder", classes, "train", size=24, augment=False, fractions=(1, 0, 0))

@@ -58,7 +58,8 @@ class GuidedDataset(Dataset):
     """Images, labels and optional guidance masks (see the module docstring for the items).
 
     images: Tensor N x C x H x W in [0, 1] (uint8 is divided by 255; N x H x W means one
-        channel), a sequence of N image file paths, or a callable i -> array (H x W or H x W x 3).
+        channel), a sequence of N image file paths, or a callable i -> array (H x W or
+        H x W x 3). Files and arrays are scaled to [0, 1] by agkit.data.io's one rule.
     labels: N integer class labels.
     masks: None, Tensor N x 1 x H x W of 0/1, a MaskStore or Mapping keyed by image id, or a
         callable image_id -> H x W array or None.

@@ -275,7 +275,8 @@ def read_coco(coco, *, categories=None, use: str = "auto") -> dict[str, Shapes]:
         where = str(coco)
         path = Path(coco)
         if not path.is_file():
-            raise FileNotFoundError(f"No COCO file at {path}; pass the path of the annotation JSON.")
+            raise FileNotFoundError(f"No COCO file at {path}; pass the path of the annotation "
+                                    "JSON.")
         coco = json.loads(path.read_text(encoding="utf-8-sig"))
     images = {}
     for im in coco.get("images", []):
@@ -356,8 +357,8 @@ def yolo_classes(path) -> set[int]:
     path = Path(path)
     if not path.is_file():
         return set()
-    return {int(float(line.split()[0])) for line in path.read_text(encoding="utf-8-sig").splitlines()
-            if line.split()}
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    return {int(float(line.split()[0])) for line in lines if line.split()}
 
 
 def read_voc(path) -> Shapes:

@@ -7,8 +7,8 @@ Each dataset has its own small module in this package that knows its files
 (``fracatlas``, ``grazpedwri``, ``mura``, ``cub``, ``folder``; ``demo`` writes stand-ins
 in their formats); ``source`` holds what they share and ``splits`` the seeded splits.
 ``open_dataset`` picks the split, applies the options every dataset shares, and hands
-images and masks to GuidedDataset, which resizes/augments image and mask together. data/README.md says where
-to download each dataset and how its folder must look.
+images and masks to GuidedDataset, which resizes/augments image and mask together.
+data/README.md says where to download each dataset and how its folder must look.
 
 How the split names map onto what each dataset publishes:
 
