@@ -112,7 +112,7 @@ def test_fracatlas_open_dataset_end_to_end(tmp_path):
         expected = polygon_mask(boxes, (32, 32)) if boxes else np.zeros((32, 32))
         np.testing.assert_array_equal(mask[0].numpy(), expected)
     assert list(ds.meta["image_id"]) == ds.image_ids and "hardware" in ds.meta
-    rgb = open_dataset("fracatlas", truth.root, "test", size=16, channels=3)
+    rgb = open_dataset("fracatlas", truth.root, "test", size=16, in_channels=3)
     assert rgb[0][0].shape == (3, 16, 16)
 
 
@@ -460,12 +460,15 @@ def test_yolo_polygon_lines_are_polygons_never_boxes_in_every_reader(tmp_path):
     image_id = next(iter(graz.sizes))
     label_file = next(graz.root.rglob(f"labels/{image_id}.txt"))
     label_file.write_text(line)
-    np.testing.assert_array_equal(load_grazpedwri(graz.root).masks(image_id), triangle(graz.sizes[image_id]))
     atlas = fx.make_fracatlas(tmp_path / "f", n_pos=2, n_neg=2)
-    image_id = next(i for i, boxes in atlas.shapes.items() if boxes)
-    next(atlas.root.rglob(f"Annotations/YOLO/{image_id}.txt")).write_text(line.replace("3 ", "0 ", 1))
-    masks = load_fracatlas(atlas.root, mask_source="yolo").masks
-    np.testing.assert_array_equal(masks(image_id), triangle(atlas.sizes[image_id]))
+    atlas_id = next(i for i, boxes in atlas.shapes.items() if boxes)
+    next(atlas.root.rglob(f"Annotations/YOLO/{atlas_id}.txt")).write_text(line.replace("3 ", "0 ", 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # four images cannot be stratified
+        graz_masks = load_grazpedwri(graz.root).masks
+        atlas_masks = load_fracatlas(atlas.root, mask_source="yolo").masks
+    np.testing.assert_array_equal(graz_masks(image_id), triangle(graz.sizes[image_id]))
+    np.testing.assert_array_equal(atlas_masks(atlas_id), triangle(atlas.sizes[atlas_id]))
     # a polygon of two points is not a YOLO line at all
     (labels / "img.txt").write_text("3 0.1 0.1 0.9 0.1 0.5\n")
     with pytest.raises(ValueError, match="img.txt:1"):
