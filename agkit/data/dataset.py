@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from agkit.data.io import (_LUMA, check_images, check_on_corrupt, image_size, image_to_tensor,
+from agkit.data.io import (_LUMA, check_images, image_size, image_to_tensor, old_names,
                            read_image)
 from agkit.data.mask_store import MaskStore
 
@@ -82,20 +82,14 @@ class GuidedDataset(Dataset):
     def __init__(self, images, labels, masks=None, *, image_ids=None, size=None, in_channels=1,
                  augment=False, transform=None, annotated_fraction=1.0, seed=0, meta=None,
                  class_names=None, on_corrupt="error", channels=None, load_truncated=None):
-        if channels is not None:
-            warnings.warn("GuidedDataset(channels=...) is now in_channels=...", DeprecationWarning,
-                          stacklevel=2)
-            in_channels = channels
-        if load_truncated is not None:
-            warnings.warn("GuidedDataset(load_truncated=True) is now on_corrupt='load'",
-                          DeprecationWarning, stacklevel=2)
-            on_corrupt = "load" if load_truncated else "error"
+        in_channels, on_corrupt = old_names("GuidedDataset", in_channels, on_corrupt, channels,
+                                            load_truncated)
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}.")
         if size is not None and (int(size) != size or size < 1):
             raise ValueError(f"size must be a positive int or None, got {size!r}.")
         self.size, self.in_channels, self.augment, self.seed = size, in_channels, bool(augment), seed
-        self.on_corrupt = check_on_corrupt(on_corrupt)
+        self.on_corrupt = on_corrupt
 
         labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
         if labels.dtype.kind not in "iub" and not (labels.dtype.kind == "f" and np.all(labels == np.round(labels))):

@@ -55,6 +55,21 @@ class CorruptImageError(OSError, ValueError):
     two types earlier versions raised)."""
 
 
+def old_names(where: str, in_channels: int, on_corrupt: str, channels=None,
+              load_truncated=None) -> tuple[int, str]:
+    """(in_channels, on_corrupt) after applying the deprecated names channels= and
+    load_truncated= (kept for one release), with a DeprecationWarning for each one used."""
+    if channels is not None:
+        warnings.warn(f"{where}(channels=...) is now in_channels=...", DeprecationWarning,
+                      stacklevel=3)
+        in_channels = channels
+    if load_truncated is not None:
+        warnings.warn(f"{where}(load_truncated=True) is now on_corrupt='load'",
+                      DeprecationWarning, stacklevel=3)
+        on_corrupt = "load" if load_truncated else "error"
+    return in_channels, check_on_corrupt(on_corrupt)
+
+
 def check_on_corrupt(on_corrupt: str) -> str:
     if on_corrupt not in ON_CORRUPT:
         raise ValueError(f"on_corrupt must be one of {ON_CORRUPT}, got {on_corrupt!r}.")
@@ -218,15 +233,9 @@ def read_image(path, in_channels: int = 1, *, on_corrupt: str = "error", channel
     truncated file as far as it goes ("skip" belongs to datasets, not to one file).
     channels, load_truncated: old names of in_channels and on_corrupt="load" (deprecated).
     """
-    if channels is not None:
-        warnings.warn("read_image(channels=...) is now in_channels=...", DeprecationWarning,
-                      stacklevel=2)
-        in_channels = channels
-    if load_truncated is not None:
-        warnings.warn("read_image(load_truncated=True) is now on_corrupt='load'",
-                      DeprecationWarning, stacklevel=2)
-        on_corrupt = "load" if load_truncated else "error"
-    if check_on_corrupt(on_corrupt) == "skip":
+    in_channels, on_corrupt = old_names("read_image", in_channels, on_corrupt, channels,
+                                        load_truncated)
+    if on_corrupt == "skip":
         raise ValueError("read_image reads one file and cannot skip it; use on_corrupt='error' "
                          "or 'load' (datasets accept 'skip').")
     path = Path(path)

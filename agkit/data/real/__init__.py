@@ -25,12 +25,10 @@ folder          seeded split stratified by class (fractions=(0.7, 0.15, 0.15))
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from agkit.data.dataset import GuidedDataset
-from agkit.data.io import check_images, check_on_corrupt
+from agkit.data.io import check_images, old_names
 from agkit.data.mask_store import MaskStore
 from agkit.data.real.cub import TarFiles, load_cub
 from agkit.data.real.folder import load_folder
@@ -85,11 +83,7 @@ def open_dataset(name: str, root, split: str, *, size: int = 224, in_channels: i
         FileNotFoundError naming the first missing files and where to download the data;
         ValueError for an unknown name, split or option value.
     """
-    if channels is not None:
-        warnings.warn("open_dataset(channels=...) is now in_channels=...", DeprecationWarning,
-                      stacklevel=2)
-        in_channels = channels
-    check_on_corrupt(on_corrupt)
+    in_channels, on_corrupt = old_names("open_dataset", in_channels, on_corrupt, channels)
     key = name.lower()
     if key not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}.")
