@@ -40,15 +40,14 @@ def cub_transforms(size: int = 448) -> tuple[v2.Transform, v2.Transform]:
     return train, test
 
 
-def _use_transform(ds, transform):
-    """Give a GuidedDataset the authors' transform instead of its built-in one.
-
-    GuidedDataset applies ``_augment_tf`` jointly to image and mask, seeded per item; a
-    deterministic transform (the test one) comes out the same whatever the seed.
-    """
-    ds.set_transform(transform)
-    ds._resize_tf, ds.augment = None, True
-    return ds
+def cub_datasets(root, split: str, *, size: int = 448, **options):
+    """One CUB split with the authors' transforms: "train" gets the random train transform,
+    "val" and "test" the deterministic Resize + CenterCrop (no augmentation).
+    ``options`` go to open_dataset (images_per_class, radius, seed, ...)."""
+    train_tf, test_tf = cub_transforms(size)
+    augment = split == "train"
+    ds = open_dataset("cub", root, split, size=size, augment=augment, **options)
+    return ds.with_transform(train_tf if augment else test_tf)
 
 
 def cub_recipe(root, images_per_class: int = 5, lam: float = 0.01, epochs: int = 95, device=None, *,
@@ -87,14 +86,12 @@ def cub_recipe(root, images_per_class: int = 5, lam: float = 0.01, epochs: int =
         value for this cell, or None) and model.
     """
     pooling = pooling or ("softmax" if lam > 0 else "avg")
-    train_tf, test_tf = cub_transforms(size)
-    common = dict(size=size, channels=3, radius=radius, seed=seed, val_per_class=val_per_class,
+    common = dict(size=size, in_channels=3, radius=radius, seed=seed, val_per_class=val_per_class,
                   images_per_class=images_per_class)
-    train = _use_transform(open_dataset("cub", root, "train", **common), train_tf)
-    test = _use_transform(open_dataset("cub", root, "test", **common), test_tf)
+    train, test = cub_datasets(root, "train", **common), cub_datasets(root, "test", **common)
     val_loader = None
     if val_per_class > 0:
-        val = _use_transform(open_dataset("cub", root, "val", **common), test_tf)
+        val = cub_datasets(root, "val", **common)
         val_loader = make_loader(val, batch_size=batch_size, num_workers=num_workers)
 
     if num_workers > 0:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, ImageFile
 
 from agkit.data.dataset import GuidedDataset, make_loader, read_image
-from agkit.data.masks import MaskStore
+from agkit.data.mask_store import MaskStore
 
 torch.set_num_threads(1)
 
@@ -48,9 +48,9 @@ def test_tensor_items_are_exact_without_transforms():
 def test_channels_and_uint8():
     rgb = torch.zeros(1, 3, 2, 2)
     rgb[0, 0] = 1.0  # pure red
-    gray = GuidedDataset(rgb, [0], channels=1)[0][0]
+    gray = GuidedDataset(rgb, [0], in_channels=1)[0][0]
     assert gray.shape == (1, 2, 2) and torch.allclose(gray, torch.full((1, 2, 2), 0.299))
-    three = GuidedDataset(torch.full((1, 1, 2, 2), 0.5), [0], channels=3)[0][0]
+    three = GuidedDataset(torch.full((1, 1, 2, 2), 0.5), [0], in_channels=3)[0][0]
     assert three.shape == (3, 2, 2) and torch.all(three == 0.5)
     as_uint8 = GuidedDataset(torch.full((1, 2, 2), 51, dtype=torch.uint8), [1])[0][0]  # N x H x W
     assert as_uint8.shape == (1, 2, 2) and torch.allclose(as_uint8, torch.full((1, 2, 2), 0.2))
@@ -89,7 +89,7 @@ def test_augment_moves_mask_with_image():
     assert np.abs(offsets).max() < 0.75 and np.abs(offsets).mean() < 0.25
     assert np.abs(offsets.mean(axis=0)).max() < 0.1
     assert np.mean(ious) > 0.8
-    rgb = GuidedDataset(images, labels, masks, augment=True, size=24, channels=3)[(0, 0)]
+    rgb = GuidedDataset(images, labels, masks, augment=True, size=24, in_channels=3)[(0, 0)]
     assert rgb[0].shape == (3, 24, 24) and torch.equal(rgb[2], ds[(0, 0)][2])  # same seed, same mask
 
 
@@ -192,10 +192,12 @@ def test_truncated_jpeg(tmp_path):
     Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "x.jpg", quality=95)
     data = (tmp_path / "x.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
-    with pytest.raises(OSError, match="cut.jpg.*load_truncated=True"):
+    with pytest.raises(OSError, match="cut.jpg is truncated.*on_corrupt='load'"):
         read_image(tmp_path / "cut.jpg")
-    image = read_image(tmp_path / "cut.jpg", load_truncated=True)
+    image = read_image(tmp_path / "cut.jpg", on_corrupt="load")
     assert image.shape == (1, 64, 64)
+    with pytest.warns(DeprecationWarning, match="on_corrupt='load'"):
+        assert torch.equal(read_image(tmp_path / "cut.jpg", load_truncated=True), image)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # the global PIL switch is restored
 
 
@@ -219,7 +221,7 @@ def test_from_folder(tmp_path):
     assert torch.allclose(image, torch.full((1, 8, 8), 20 / 255)) and label == 1
     assert has_mask and torch.equal(mask[0], torch.eye(8))
     assert not ds[0][3]
-    big = GuidedDataset.from_folder(tmp_path / "d", size=16, channels=3)
+    big = GuidedDataset.from_folder(tmp_path / "d", size=16, in_channels=3)
     assert big[1][0].shape == (3, 16, 16) and big[1][2].shape == (1, 16, 16)
 
 

@@ -9,8 +9,8 @@ import torch
 from scipy import ndimage
 
 from agkit.data import open_dataset
-from agkit.data.demo import demo_synthfrac, write_demo_dataset
-from agkit.data.real_fracatlas import load_fracatlas
+from agkit.data.real.demo import demo_synthfrac, write_demo_dataset
+from agkit.data.real.fracatlas import load_fracatlas
 
 N, SIZE = 60, 96
 

@@ -1,4 +1,5 @@
 """Tests for agkit.data.masks: rasterising, MaskStore, COCO/YOLO, crash safety."""
+import io
 import json
 import os
 import random
@@ -6,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,16 +16,18 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from agkit.data.masks import (
+from agkit.data.mask_store import (
     CorruptIndexError,
     CorruptMaskError,
     MaskStore,
+    safe_file_name,
+)
+from agkit.data.shapes import (
     mask_to_boxes,
     mask_to_polygons,
     rasterize_boxes,
     rasterize_discs,
     rasterize_polygons,
-    safe_file_name,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,8 +48,11 @@ def test_rasterize_boxes_integer_box_is_slicing():
 
 
 def test_rasterize_boxes_rounding_clipping_union():
-    # (0.4, 0.6, 2.5, 2.4) -> edges round to (0, 1, 3, 2): halves go up
-    np.testing.assert_array_equal(rasterize_boxes([(0.4, 0.6, 2.5, 2.4)], (3, 4)), square((3, 4), 1, 2, 0, 3))
+    # a pixel is in when its centre (c + 0.5, r + 0.5) is: x0 <= c + 0.5 < x1, y0 <= r + 0.5 < y1
+    # (0.4, 0.6, 2.5, 2.4): columns with centres 0.5, 1.5 (2.5 is on the right edge: out), row 1.5
+    np.testing.assert_array_equal(rasterize_boxes([(0.4, 0.6, 2.5, 2.4)], (3, 4)), square((3, 4), 1, 2, 0, 2))
+    # the left/top edge counts: (1.5, 0.5, 3, 3) keeps column 1 and row 0
+    np.testing.assert_array_equal(rasterize_boxes([(1.5, 0.5, 3, 3)], (3, 4)), square((3, 4), 0, 3, 1, 3))
     # partly outside the image -> clipped; union of two boxes
     got = rasterize_boxes([(-2, -2, 1, 1), (3, 2, 9, 9)], (3, 4))
     np.testing.assert_array_equal(got, [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
@@ -54,31 +61,38 @@ def test_rasterize_boxes_rounding_clipping_union():
         rasterize_boxes([(5, 5, 2, 2)], (8, 8))  # looks like an [x, y, w, h] box
 
 
-def test_rasterize_polygons_pixel_centres_and_outline():
-    # a square through pixel centres 1..3 fills rows/cols 1..3 (outline included)
-    np.testing.assert_array_equal(rasterize_polygons([[1, 1, 3, 1, 3, 3, 1, 3]], (5, 5)), square((5, 5), 1, 4, 1, 4))
-    # triangle x >= 1, y >= 1, x + y <= 6: pixel (row y, col x) filled when its centre is in or on it
+def test_rasterize_polygons_fills_pixels_whose_centre_is_inside():
+    # the square with corners (1, 1) and (3, 3) is the pixels mask[1:3, 1:3], like the box
+    np.testing.assert_array_equal(rasterize_polygons([[1, 1, 3, 1, 3, 3, 1, 3]], (5, 5)), square((5, 5), 1, 3, 1, 3))
+    np.testing.assert_array_equal(rasterize_boxes([(1, 1, 3, 3)], (5, 5)), square((5, 5), 1, 3, 1, 3))
+    # triangle (1, 1), (5, 1), (1, 5): centre (c + .5, r + .5) with x >= 1, y >= 1 and x + y < 6
+    # (a centre on the right-hand diagonal is outside), i.e. c >= 1, r >= 1, c + r <= 4
     expected = np.zeros((7, 7), np.uint8)
-    for y in range(7):
-        for x in range(7):
-            expected[y, x] = x >= 1 and y >= 1 and x + y <= 6
+    for r in range(7):
+        for c in range(7):
+            expected[r, c] = c >= 1 and r >= 1 and c + r <= 4
+    assert expected.sum() == 6
     np.testing.assert_array_equal(rasterize_polygons([[1, 1, 5, 1, 1, 5]], (7, 7)), expected)
-    # a single point and a union with a second polygon
-    got = rasterize_polygons([[4, 0], [0, 4, 1, 4, 1, 4]], (5, 5))
-    assert got.sum() == 3 and got[0, 4] == got[4, 0] == got[4, 1] == 1
+    # two triangles that split a square along its diagonal share no pixel and miss none
+    upper = rasterize_polygons([[0, 0, 4, 0, 0, 4]], (4, 4))
+    lower = rasterize_polygons([[4, 0, 4, 4, 0, 4]], (4, 4))
+    assert not (upper & lower).any() and (upper | lower).all()
     with pytest.raises(ValueError, match="even length"):
         rasterize_polygons([[1, 2, 3]], (5, 5))
+    with pytest.raises(ValueError, match="at least 3 points"):
+        rasterize_polygons([[1, 2, 3, 4]], (5, 5))
 
 
 def test_rasterize_discs_by_hand():
+    # pixel (r, c) has its centre at (c + 0.5, r + 0.5): a disc around (2.5, 2.5) is around pixel (2, 2)
     plus = np.array([[0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]])
-    np.testing.assert_array_equal(rasterize_discs([(2, 2)], 1, (5, 5)), plus)
-    # radius 1.5: around (2, 2) offsets with di^2 + dj^2 <= 2.25 form the 3x3 block; around (0, 0)
-    # the 2x2 corner block; the two share pixel (1, 1)
+    np.testing.assert_array_equal(rasterize_discs([(2.5, 2.5)], 1, (5, 5)), plus)
+    # radius 1.5: around pixel (2, 2) offsets with di^2 + dj^2 <= 2.25 form the 3x3 block; around
+    # pixel (0, 0) the 2x2 corner block; the two share pixel (1, 1)
     expected = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]])
-    np.testing.assert_array_equal(rasterize_discs([(2, 2), (0, 0)], 1.5, (5, 5)), expected)
-    # x is the column: a disc of radius 0 at (x=3, y=1) marks mask[1, 3] only
-    np.testing.assert_array_equal(np.argwhere(rasterize_discs([(3, 1)], 0, (4, 5))), [[1, 3]])
+    np.testing.assert_array_equal(rasterize_discs([(2.5, 2.5), (0.5, 0.5)], 1.5, (5, 5)), expected)
+    # x is the column: a disc of radius 0 at (x=3.5, y=1.5) marks mask[1, 3] only
+    np.testing.assert_array_equal(np.argwhere(rasterize_discs([(3.5, 1.5)], 0, (4, 5))), [[1, 3]])
 
 
 def test_mask_to_polygons_and_boxes_round_trip():
@@ -99,7 +113,8 @@ def test_mask_to_polygons_and_boxes_round_trip():
     ring = np.ones((5, 5), np.uint8)
     ring[2, 2] = 0
     np.testing.assert_array_equal(rasterize_polygons(mask_to_polygons(ring), (5, 5)), np.ones((5, 5)))  # hole filled
-    assert mask_to_polygons(square((4, 6), 1, 3, 2, 5)) == [[2.0, 1.0, 4.0, 1.0, 4.0, 2.0, 2.0, 2.0]]
+    # the outline runs along pixel edges: corners of mask[1:3, 2:5]
+    assert mask_to_polygons(square((4, 6), 1, 3, 2, 5)) == [[2.0, 1.0, 5.0, 1.0, 5.0, 3.0, 2.0, 3.0]]
     assert mask_to_boxes(square((4, 6), 1, 3, 2, 5)) == [(2, 1, 5, 3)]
 
 
@@ -256,7 +271,7 @@ def test_import_coco_polygons_boxes_categories(tmp_path):
     ids = store.import_coco(coco_fixture(), image_id="stem", categories=["fractured"])
     assert ids == ["IMG1"]  # IMG2 only has a "text" annotation, IMG3 none
     expected = np.zeros((5, 6), np.uint8)
-    expected[1:3, 1:4] = 1  # polygon through pixel centres (1..3, 1..2)
+    expected[1:2, 1:3] = 1  # polygon with corners (1, 1) and (3, 2): mask[1:2, 1:3]
     expected[3:5, 5:6] = 1  # bbox [5, 3, 1, 2] -> mask[3:5, 5:6]
     np.testing.assert_array_equal(store.get("IMG1"), expected)
     assert store.provenance("IMG1")["source"] == "imported" and store.provenance("IMG1")["tool"] == "coco"
@@ -284,7 +299,7 @@ def test_coco_round_trip(tmp_path):
     img1 = next(im for im in out["images"] if im["file_name"] == "images/Fractured/IMG1.jpg")
     assert (img1["width"], img1["height"]) == (6, 5)
     anns = [a for a in out["annotations"] if a["image_id"] == img1["id"]]
-    assert sorted(a["bbox"] for a in anns) == [[1, 1, 3, 2], [5, 3, 1, 2]] and sorted(a["area"] for a in anns) == [2, 6]
+    assert sorted(a["bbox"] for a in anns) == [[1, 1, 2, 1], [5, 3, 1, 2]] and sorted(a["area"] for a in anns) == [2, 2]
     back = MaskStore(tmp_path / "back")
     back.import_coco(path, use="polygon")
     assert back.annotated_ids() == src.annotated_ids() == ["images/Fractured/IMG1.jpg", "images/Fractured/IMG2.jpg"]
@@ -293,7 +308,8 @@ def test_coco_round_trip(tmp_path):
     boxes = MaskStore(tmp_path / "boxes")  # boxes are exact for the rectangles of IMG1 only
     boxes.import_coco(path, use="bbox")
     np.testing.assert_array_equal(boxes.get("images/Fractured/IMG1.jpg"), src.get("images/Fractured/IMG1.jpg"))
-    assert boxes.get("images/Fractured/IMG2.jpg").sum() == 4  # triangle -> its 2x2 box
+    # the triangle (0, 0), (1, 0), (1, 1) holds the centre (0.5, 0.5) on its left edge: one pixel
+    assert boxes.get("images/Fractured/IMG2.jpg").sum() == src.get("images/Fractured/IMG2.jpg").sum() == 1
 
 
 # ---------------------------------------------------------------------- YOLO
@@ -309,7 +325,8 @@ def test_import_yolo_boxes_classes_and_errors(tmp_path):
     ids = store.import_yolo(labels, {"img_a": (8, 8), "img_b": (8, 8), "img_c": (8, 8), "img_d": (4, 4)}, classes=[3])
     assert ids == ["img_a", "img_d"]
     np.testing.assert_array_equal(store.get("img_a"), square((8, 8), 2, 6, 2, 6))
-    np.testing.assert_array_equal(store.get("img_d"), np.triu(np.ones((4, 4), np.uint8)))  # pixel centres -0.5..3.5
+    # the polygon (0, 0), (4, 0), (4, 4): centres above the diagonal and on it (its left edge)
+    np.testing.assert_array_equal(store.get("img_d"), np.triu(np.ones((4, 4), np.uint8)))
     with pytest.raises(ValueError, match="no \\(H, W\\) for 1 image"):
         MaskStore(tmp_path / "n").import_yolo(labels, {"img_a": (8, 8)}, classes=[3])
     (labels / "img_e.txt").write_text("3 0.5 0.5 zero 0.5\n")
@@ -342,11 +359,12 @@ import importlib.util
 import sys
 import numpy as np
 
-# load masks.py on its own: importing the agkit package would pull in torch (seconds per start)
-spec = importlib.util.spec_from_file_location("masks", sys.argv[3])
-masks = sys.modules["masks"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(masks)
-MaskStore = masks.MaskStore
+sys.path.insert(0, sys.argv[3])
+import types
+for name in ("agkit", "agkit.data"):  # bare packages: skip the __init__ files, which import torch
+    package = sys.modules[name] = types.ModuleType(name)
+    package.__path__ = [sys.argv[3] + "/" + name.replace(".", "/")]
+from agkit.data.mask_store import MaskStore
 
 def pattern(k):
     m = (np.random.default_rng(k).random((96, 96)) < 0.5).astype(np.uint8)
@@ -370,7 +388,7 @@ def test_store_survives_a_killed_writer(tmp_path):
         m[0, :32] = [(k >> b) & 1 for b in range(32)]
         return m
 
-    masks_py = str(ROOT / "agkit" / "data" / "masks.py")
+    masks_py = str(ROOT)
     rng = random.Random(1)
     start = 0
     for round_ in range(3):
@@ -398,3 +416,118 @@ def test_store_survives_a_killed_writer(tmp_path):
         assert all(name.endswith(".tmp") for name in report.temp_files)  # leftovers are reported, never indexed
         start = max(ks) + 1
     assert start > 3  # the writer really wrote several masks
+
+
+# ------------------------------------------------------------- never outside the folder
+def _png_bytes(value):
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 4), value, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_index_naming_a_file_outside_the_folder_is_refused_and_nothing_outside_is_touched(tmp_path, kind):
+    victim = tmp_path / "victim.png"  # a user's image next to the store
+    victim.write_bytes(_png_bytes(255))
+    before = victim.read_bytes()
+    folder = tmp_path / "masks"
+    store = MaskStore(folder, durable=False)
+    store.put("a", np.ones((4, 4)))
+    name = {"dotdot": "../victim.png", "absolute": str(victim), "symlink": "evil.png"}[kind]
+    if kind == "symlink":
+        (folder / "evil.png").symlink_to(victim)
+    index = json.loads((folder / "index.json").read_text())
+    index["masks"]["evil"] = {"file": name, "source": "drawn", "tool": "", "time": "2024-01-01T00:00:00+00:00",
+                              "shape": [4, 4]}
+    (folder / "index.json").write_text(json.dumps(index))
+
+    with pytest.raises(CorruptIndexError, match="'evil'.*rebuild_index"):
+        MaskStore(folder)
+    for action in (lambda: store.get("evil"), lambda: store.delete("evil"), lambda: store.put("evil", np.zeros((4, 4))),
+                   lambda: store.check()):
+        with pytest.raises(CorruptIndexError, match="'evil'"):
+            action()
+    assert victim.read_bytes() == before
+
+    # the fix the message proposes touches only the store's own files
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a link is skipped with a warning
+        rebuilt = MaskStore.rebuild_index(folder)
+    assert rebuilt.annotated_ids() == ["a"]
+    rebuilt.put("evil", np.zeros((4, 4)))
+    rebuilt.delete("evil")
+    rebuilt.delete("a")
+    assert victim.read_bytes() == before
+    if kind == "symlink":
+        assert (folder / "evil.png").is_symlink()  # left in place, never read through
+
+
+# ------------------------------------------------------------------- several writers
+CONCURRENT = r"""
+import sys, time
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import types
+for name in ("agkit", "agkit.data"):  # bare packages: skip the __init__ files, which import torch
+    package = sys.modules[name] = types.ModuleType(name)
+    package.__path__ = [sys.argv[1] + "/" + name.replace(".", "/")]
+from agkit.data.mask_store import MaskStore
+
+folder, mode, prefix, n = Path(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+store = MaskStore(folder, durable=False)
+print("ready", flush=True)
+while not (folder.parent / "go").exists():
+    time.sleep(0.005)
+for k in range(n):
+    if mode == "put":
+        store.put(f"{prefix}{k}", np.eye(8, dtype=np.uint8), source="synthetic")
+    else:
+        store.delete(f"{prefix}{k}")
+"""
+
+
+def _run_together(tmp_path, folder, jobs):
+    """Start one process per (mode, prefix, n) job, release them at once, wait for all."""
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(ROOT), str(folder), *map(str, job)],
+                              stdout=subprocess.PIPE, text=True) for job in jobs]
+    try:
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready"
+        (tmp_path / "go").touch()
+        for proc in procs:
+            assert proc.wait(timeout=120) == 0
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+
+
+def _files_agree_with_index(store):
+    pngs = {p.name for p in store.folder.glob("*.png")}
+    assert pngs == {store.provenance(i)["file"] for i in store.annotated_ids()}
+    report = store.check()
+    assert report.ok and not report.temp_files, str(report)
+
+
+def test_two_processes_putting_150_masks_each_end_with_300_indexed(tmp_path):
+    folder = tmp_path / "masks"
+    MaskStore(folder)
+    _run_together(tmp_path, folder, [("put", "a", 150), ("put", "b", 150)])
+    store = MaskStore(folder)
+    assert len(store) == 300
+    assert set(store.annotated_ids()) == {f"{p}{k}" for p in "ab" for k in range(150)}
+    _files_agree_with_index(store)
+
+
+def test_a_concurrent_delete_and_put_keep_index_and_pngs_in_agreement(tmp_path):
+    folder = tmp_path / "masks"
+    store = MaskStore(folder, durable=False)
+    with store.batch():
+        for k in range(150):
+            store.put(f"old{k}", np.eye(8, dtype=np.uint8))
+    _run_together(tmp_path, folder, [("delete", "old", 150), ("put", "new", 150)])
+    store = MaskStore(folder)
+    assert store.annotated_ids() == sorted(f"new{k}" for k in range(150))  # no deleted mask came back
+    _files_agree_with_index(store)

@@ -12,31 +12,32 @@ import pytest
 import torch
 from PIL import Image
 
-from agkit.data.masks import MaskStore
+from agkit.data.mask_store import MaskStore
 from agkit.data.real import open_dataset
-from agkit.data.real_cub import load_cub
-from agkit.data.real_fracatlas import load_fracatlas
-from agkit.data.real_grazpedwri import load_grazpedwri
-from agkit.data.real_io import ImageColumn
-from agkit.data.real_mura import load_mura
-from agkit.data.real_folder import load_folder
-from agkit.data.real_splits import split_by_group, split_stratified
+from agkit.data.real.cub import load_cub
+from agkit.data.real.fracatlas import load_fracatlas
+from agkit.data.real.grazpedwri import load_grazpedwri
+from agkit.data.real.source import ImageColumn
+from agkit.data.real.mura import load_mura
+from agkit.data.real.folder import load_folder
+from agkit.data.real.splits import split_by_group, split_stratified
 
 import fixtures_real as fx
 
 
 def polygon_mask(boxes, shape):
-    """A rectangle polygon with corners x0..x1 in pixel-centre coordinates fills columns
-    x0..x1 inclusive (outline included), i.e. mask[y0:y1+1, x0:x1+1]."""
-    return fx.expected_mask([(x0, y0, x1 + 1, y1 + 1) for x0, y0, x1, y1 in boxes], shape)
+    """A rectangle polygon with corners (x0, y0), (x1, y1) fills the pixels whose centre is
+    inside, mask[y0:y1, x0:x1]: the same pixels as the box (one convention for all shapes)."""
+    return fx.expected_mask(boxes, shape)
 
 
 def disc_mask(centres, radius, shape):
-    """Pixels (row i, column j) within ``radius`` of a centre (x, y), by brute force."""
+    """Pixels (row i, column j) whose centre (j + 0.5, i + 0.5) is within ``radius`` of a
+    centre (x, y), by brute force."""
     mask = np.zeros(shape, dtype=np.uint8)
     for i in range(shape[0]):
         for j in range(shape[1]):
-            mask[i, j] = any((j - x) ** 2 + (i - y) ** 2 <= radius ** 2 for x, y in centres)
+            mask[i, j] = any((j + 0.5 - x) ** 2 + (i + 0.5 - y) ** 2 <= radius ** 2 for x, y in centres)
     return mask
 
 
@@ -111,7 +112,7 @@ def test_fracatlas_open_dataset_end_to_end(tmp_path):
         expected = polygon_mask(boxes, (32, 32)) if boxes else np.zeros((32, 32))
         np.testing.assert_array_equal(mask[0].numpy(), expected)
     assert list(ds.meta["image_id"]) == ds.image_ids and "hardware" in ds.meta
-    rgb = open_dataset("fracatlas", truth.root, "test", size=16, channels=3)
+    rgb = open_dataset("fracatlas", truth.root, "test", size=16, in_channels=3)
     assert rgb[0][0].shape == (3, 16, 16)
 
 
@@ -123,7 +124,7 @@ def test_fracatlas_truncated_jpeg_load_skip_error(fracatlas):
     assert len(caught) == 1
     image = loaded[loaded.image_ids.index(bad)][0]
     assert image.shape == (1, 16, 16)
-    with pytest.warns(UserWarning, match=r"skipped 1 truncated") as caught:
+    with pytest.warns(UserWarning, match=r"\(truncated\); skipped 1") as caught:
         skipped = open_dataset("fracatlas", fracatlas.root, split, size=16, on_corrupt="skip")
     assert len(caught) == 1
     assert bad not in skipped.image_ids and len(skipped) == len(loaded) - 1
@@ -427,3 +428,124 @@ def test_folder_in_the_kits_own_format(tmp_path):
     assert len(open_dataset("folder", saved, "val", split_column="split", size=32)) == 20
     with pytest.raises(ValueError, match="split_column"):
         open_dataset("folder", saved, "val", split_column="marker")
+
+
+# ---------------------------------------------------------------------------------------
+# YOLO polygon lines are polygons in every reader
+# ---------------------------------------------------------------------------------------
+
+
+def test_yolo_polygon_lines_are_polygons_never_boxes_in_every_reader(tmp_path):
+    from agkit.data.shapes import rasterize_polygons, read_yolo
+
+    line = "3 0.1 0.1 0.9 0.1 0.1 0.9\n"  # a right triangle, YOLO segmentation format
+
+    def triangle(shape):
+        h, w = shape
+        return rasterize_polygons([[0.1 * w, 0.1 * h, 0.9 * w, 0.1 * h, 0.1 * w, 0.9 * h]], shape)
+
+    # the store's import
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "img.txt").write_text(line)
+    store = MaskStore(tmp_path / "store")
+    store.import_yolo(labels, {"img": (20, 20)})
+    expected = triangle((20, 20))
+    assert 0 < expected.sum() < 0.6 * 16 * 16  # about half its bounding box
+    np.testing.assert_array_equal(store.get("img"), expected)
+    np.testing.assert_array_equal(read_yolo(labels / "img.txt").rasterize((20, 20)), expected)
+
+    # GRAZPEDWRI-DX and FracAtlas read their YOLO folders with the same parser
+    graz = fx.make_grazpedwri(tmp_path / "g", n_patients=4)
+    image_id = next(iter(graz.sizes))
+    label_file = next(graz.root.rglob(f"labels/{image_id}.txt"))
+    label_file.write_text(line)
+    atlas = fx.make_fracatlas(tmp_path / "f", n_pos=2, n_neg=2)
+    atlas_id = next(i for i, boxes in atlas.shapes.items() if boxes)
+    next(atlas.root.rglob(f"Annotations/YOLO/{atlas_id}.txt")).write_text(line.replace("3 ", "0 ", 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # four images cannot be stratified
+        graz_masks = load_grazpedwri(graz.root).masks
+        atlas_masks = load_fracatlas(atlas.root, mask_source="yolo").masks
+    np.testing.assert_array_equal(graz_masks(image_id), triangle(graz.sizes[image_id]))
+    np.testing.assert_array_equal(atlas_masks(atlas_id), triangle(atlas.sizes[atlas_id]))
+    # a polygon of two points is not a YOLO line at all
+    (labels / "img.txt").write_text("3 0.1 0.1 0.9 0.1 0.5\n")
+    with pytest.raises(ValueError, match="img.txt:1"):
+        read_yolo(labels / "img.txt")
+
+
+# ---------------------------------------------------------------------------------------
+# The CUB recipe tests without augmentation
+# ---------------------------------------------------------------------------------------
+
+
+def test_cub_recipe_evaluates_the_test_split_without_augmentation(cub, monkeypatch):
+    import pandas as pd
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    import agkit.recipes as recipes
+    from agkit.data.io import image_to_tensor
+
+    seen = {}
+    monkeypatch.setattr(recipes, "fit", lambda *a, **k: pd.DataFrame({"epoch": [1]}))
+
+    def evaluate(model, loader):
+        seen["test"] = loader.dataset
+        return {"accuracy": 0.5, "n": len(loader.dataset)}
+
+    monkeypatch.setattr(recipes, "evaluate", evaluate)
+    recipes.cub_recipe(cub.root, images_per_class=2, epochs=1, device="cpu", backbone="tiny",
+                       pretrained=False, size=32, batch_size=4, radius=5, progress=False)
+    test = seen["test"]
+    assert test.augment is False and len(test) == 6
+    source = load_cub(cub.root, images_per_class=2, radius=5)
+    rows = source.table[source.table["split"] == "test"].reset_index(drop=True)
+    assert list(rows["image_id"]) == test.image_ids
+    column = ImageColumn(source.files, rows["key"])
+    resize_crop = v2.Compose([v2.Resize(round(32 * 512 / 448), antialias=True), v2.CenterCrop(32)])
+    for i, image_id in enumerate(test.image_ids):
+        image, label, mask, _ = test[(i, 1)]
+        again = test[(i, 2)]  # another augmentation seed: the same item
+        assert torch.equal(image, again[0]) and torch.equal(mask, again[2])
+        full = image_to_tensor(column(i), 3)
+        full_mask = torch.from_numpy(source.masks(image_id)).float()[None]
+        want_image, want_mask = resize_crop(tv_tensors.Image(full), tv_tensors.Mask(full_mask))
+        assert torch.allclose(image, want_image.as_subclass(torch.Tensor).clamp(0, 1), atol=1e-6)
+        assert torch.equal(mask, want_mask.as_subclass(torch.Tensor))
+        assert label == rows.at[i, "label"]
+
+
+# ---------------------------------------------------------------------------------------
+# The folder loader's labels.csv and class folders: one clear error each
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, message", [
+    ("id,file,class\na,images/a.png,1\n", r"labels.csv lacks the column\(s\) \['image_id', 'path', 'label'\].*"
+                                          r"header line image_id,path,label"),
+    ("image_id,path,label\na,images/a.png,fractured\n", r"labels.csv: the label column must hold class numbers.*"
+                                                        r"line 2 has 'fractured'; write the class number"),
+    ("image_id,path,label\n", r"labels.csv has a header but no rows; add"),
+    ("", r"labels.csv is empty; it needs a header line"),
+    ("image_id,path,label\na,images/a.png,1\na,images/a.png,0\n", r"image_id 'a' appears more than once"),
+])
+def test_folder_labels_csv_problems_name_the_file_and_the_fix(tmp_path, content, message):
+    from agkit.data import GuidedDataset
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "labels.csv").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        open_dataset("folder", tmp_path, "train")
+    with pytest.raises(ValueError, match=message):
+        GuidedDataset.from_folder(tmp_path)
+
+
+def test_folder_two_files_with_one_stem_in_a_class_folder_name_both(tmp_path):
+    truth = fx.make_class_folder(tmp_path, per_class=(3, 3))
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(truth.root / "normal" / "case001.png")  # beside case001.jpg
+    with pytest.raises(ValueError, match=r"case001.jpg and case001.png in .*normal share the name 'case001'.*"
+                                         r"'normal/case001'; rename or remove one"):
+        open_dataset("folder", truth.root, "train")

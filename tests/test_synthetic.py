@@ -158,7 +158,7 @@ def test_save_and_load_round_trip_exactly(tmp_path):
     assert list(back.meta["marker"]) == list(s.meta["marker"])
     assert back.params["guide"] == "fracture"
 
-    from agkit.data.masks import MaskStore
+    from agkit.data.mask_store import MaskStore
 
     store = MaskStore(folder / "masks")
     assert len(store) == len(s)  # guide="fracture": positives their break, normals their bone

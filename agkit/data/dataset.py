@@ -22,111 +22,25 @@ import contextlib
 import copy
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageFile
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .masks import MaskStore
+from agkit.data.io import (_LUMA, check_images, image_size, image_to_tensor, old_names,
+                           read_image)
+from agkit.data.mask_store import MaskStore
 
 __all__ = ["GuidedDataset", "make_loader", "read_image", "SeededSampler"]
 
-_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601-2 weights, the same as PIL's RGB -> L
 
-
-# ------------------------------------------------------------------------ image reading
-def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
-    """C x H x W -> channels x H x W (gray <-> RGB)."""
-    c = image.shape[0]
-    if c == channels:
-        return image
-    if c == 1 and channels == 3:
-        return image.expand(3, -1, -1).clone()
-    if c == 3 and channels == 1:
-        return torch.tensordot(_LUMA.to(image.dtype), image, dims=1).unsqueeze(0)
-    raise ValueError(f"cannot turn a {c}-channel image into {channels} channels; images must have 1 or 3 channels.")
-
-
-def _array_to_image(arr, channels: int, name: str) -> torch.Tensor:
-    """H x W, H x W x 1 or H x W x 3(+alpha) array -> channels x H x W float32 in [0, 1].
-
-    Integer arrays are divided by their dtype's maximum (uint8: 255, uint16: 65535); float
-    arrays must already be in [0, 1].
-    """
-    arr = np.asarray(arr)
-    if not arr.flags.writeable:  # e.g. np.asarray(PIL image); torch wants writable memory
-        arr = arr.copy()
-    if arr.ndim == 3 and arr.shape[-1] in (2, 4):
-        arr = arr[..., :-1]  # drop alpha
-    if arr.ndim == 3 and arr.shape[-1] in (1, 3):
-        image = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
-    elif arr.ndim == 2:
-        image = torch.from_numpy(np.ascontiguousarray(arr))[None]
-    else:
-        raise ValueError(f"{name}: expected an H x W or H x W x 3 image, got shape {arr.shape}.")
-    if image.dtype == torch.bool:
-        image = image.float()
-    elif not image.is_floating_point():
-        image = image.float() / float(np.iinfo(arr.dtype).max)
-    else:
-        image = image.float()
-        if image.numel() and (image.min() < 0 or image.max() > 1):
-            raise ValueError(f"{name}: float image values must be in [0, 1] (found {image.min():.3g}..{image.max():.3g}); "
-                             "divide by the maximum value (e.g. 255) first.")
-    return _to_channels(image, channels)
-
-
-def read_image(path, channels: int = 1, *, load_truncated: bool = False) -> torch.Tensor:
-    """Read a PNG/JPEG file as a channels x H x W float32 tensor in [0, 1].
-
-    8-bit images are divided by 255 and 16-bit ones by 65535; RGB becomes gray with PIL's
-    luma weights when channels=1, and gray is copied into 3 channels when channels=3.
-    load_truncated=True lets PIL decode a truncated file (missing pixels come out black);
-    otherwise a truncated file raises OSError naming it.  EXIF orientation is not applied.
-    """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}.")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No image file at {path}.")
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = load_truncated or previous
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                arr = np.asarray(im).astype(np.uint16)
-            elif im.mode == "I":  # PIL opens some 16-bit PNGs as 32-bit "I"
-                arr = np.asarray(im)
-                if arr.min() < 0 or arr.max() > 65535:
-                    raise ValueError(f"{path}: 32-bit integer image with values outside 0..65535 is not supported.")
-                arr = arr.astype(np.uint16)
-            elif im.mode in ("1", "L", "RGB", "F"):
-                arr = np.asarray(im)
-            else:  # palette, alpha, CMYK, ...
-                arr = np.asarray(im.convert("RGB"))
-    except OSError as e:
-        if "truncated" in str(e).lower():
-            raise OSError(f"The image file {path} is truncated ({e}); pass load_truncated=True to read what is "
-                          "there, or leave the file out.") from e
-        raise OSError(f"Cannot read the image file {path} ({e}).") from e
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-    return _array_to_image(arr, channels, str(path))
-
-
-def _image_size(path) -> tuple[int, int]:
-    """(H, W) from the file header, without decoding the pixels."""
-    with Image.open(path) as im:
-        return im.size[1], im.size[0]
-
-
+# ------------------------------------------------------------------------------ masks
 def _mask_to_tensor(mask, image_id: str) -> torch.Tensor:
     """H x W (or 1 x H x W) 0/1 array -> 1 x H x W float32."""
     m = torch.as_tensor(np.asarray(mask))
@@ -144,28 +58,38 @@ class GuidedDataset(Dataset):
     """Images, labels and optional guidance masks (see the module docstring for the items).
 
     images: Tensor N x C x H x W in [0, 1] (uint8 is divided by 255; N x H x W means one
-        channel), a sequence of N image file paths, or a callable i -> array (H x W or H x W x 3).
+        channel), a sequence of N image file paths, or a callable i -> array (H x W or
+        H x W x 3). Files and arrays are scaled to [0, 1] by agkit.data.io's one rule.
     labels: N integer class labels.
     masks: None, Tensor N x 1 x H x W of 0/1, a MaskStore or Mapping keyed by image id, or a
         callable image_id -> H x W array or None.
     image_ids: N unique strings (default: the paths for file images, else "0", "1", ...).
     size: output side S; None keeps the native size (all images must then have one size).
-    channels: 1 (gray) or 3 (RGB); images are converted.
+    in_channels: 1 (gray) or 3 (RGB); images are converted (see agkit.data.io).
     augment: random resized crop (scale 0.6-1, ratio 0.9-1.1), horizontal flip and rotation up
         to 10 degrees, applied jointly to image and mask; otherwise a plain resize to S x S.
+    transform: a joint transform(tv_tensors.Image, tv_tensors.Mask) -> (image, mask), e.g. a
+        v2.Compose, used instead of the built-in augmentation/resize and seeded per item like
+        it (see also with_transform).
     annotated_fraction: keep masks for round(fraction * n_c) randomly chosen images of each
         class c (chosen with `seed`); the others yield a zero mask and has_mask=False.
-    load_truncated: passed to read_image for file images.
+    on_corrupt: for file images, what to do with empty, undecodable or truncated files, found
+        when the dataset is built: "error" (raise, naming them), "skip" (leave them out) or
+        "load" (read truncated files as far as they go, skip the others); see agkit.data.io.
+    channels, load_truncated: old names of in_channels and on_corrupt="load" (deprecated).
     """
 
-    def __init__(self, images, labels, masks=None, *, image_ids=None, size=None, channels=1, augment=False,
-                 annotated_fraction=1.0, seed=0, meta=None, class_names=None, load_truncated=False):
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}.")
+    def __init__(self, images, labels, masks=None, *, image_ids=None, size=None, in_channels=1,
+                 augment=False, transform=None, annotated_fraction=1.0, seed=0, meta=None,
+                 class_names=None, on_corrupt="error", channels=None, load_truncated=None):
+        in_channels, on_corrupt = old_names("GuidedDataset", in_channels, on_corrupt, channels,
+                                            load_truncated)
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}.")
         if size is not None and (int(size) != size or size < 1):
             raise ValueError(f"size must be a positive int or None, got {size!r}.")
-        self.size, self.channels, self.augment, self.seed = size, channels, bool(augment), seed
-        self.load_truncated = load_truncated
+        self.size, self.in_channels, self.augment, self.seed = size, in_channels, bool(augment), seed
+        self.on_corrupt = on_corrupt
 
         labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
         if labels.dtype.kind not in "iub" and not (labels.dtype.kind == "f" and np.all(labels == np.round(labels))):
@@ -185,6 +109,21 @@ class GuidedDataset(Dataset):
             count, native = len(self._paths), None
         if count != n:
             raise ValueError(f"got {count} images but {n} labels; pass one label per image.")
+        if image_ids is not None and len(image_ids) != n:
+            raise ValueError(f"got {len(image_ids)} image_ids for {n} images; pass one id per image.")
+        if self._paths is not None:  # corrupt files are found now, not inside ds[i]
+            missing = [p for p in self._paths if not p.is_file()]
+            if missing:
+                raise FileNotFoundError(f"{len(missing)} image file(s) do not exist, e.g. "
+                                        f"{[str(p) for p in missing[:3]]}; fix the paths.")
+            keep = check_images(_PathFiles(), self._paths, on_corrupt, "GuidedDataset")
+            if not keep.all():
+                self._paths = [p for p, k in zip(self._paths, keep) if k]
+                labels, n = labels[keep], int(keep.sum())
+                self.labels = torch.from_numpy(labels.astype(np.int64))
+                image_ids = None if image_ids is None else [i for i, k in zip(image_ids, keep) if k]
+                if meta is not None:
+                    meta = pd.DataFrame(meta).reset_index(drop=True)[keep].reset_index(drop=True)
 
         self.image_ids = [str(i) for i in image_ids] if image_ids is not None else (
             [str(p) for p in self._paths] if self._paths is not None else [str(i) for i in range(n)])
@@ -218,6 +157,7 @@ class GuidedDataset(Dataset):
         self.mask_kept = self._choose_annotated(annotated_fraction, seed)
         self.annotated_fraction = annotated_fraction
         self._build_transforms()
+        self._augment_tf = transform
 
     # ---- construction helpers
     def _prepare_tensor(self, images) -> torch.Tensor:
@@ -234,8 +174,8 @@ class GuidedDataset(Dataset):
             t = t.float()
             if t.numel() and (t.min() < 0 or t.max() > 1):
                 raise ValueError(f"image values must be in [0, 1] (found {t.min():.3g}..{t.max():.3g}); divide by 255 first.")
-        if t.shape[1] != self.channels:
-            t = t.expand(-1, 3, -1, -1) if self.channels == 3 else torch.einsum("c,nchw->nhw", _LUMA, t)[:, None]
+        if t.shape[1] != self.in_channels:
+            t = t.expand(-1, 3, -1, -1) if self.in_channels == 3 else torch.einsum("c,nchw->nhw", _LUMA, t)[:, None]
         return t.contiguous()
 
     def _prepare_mask_tensor(self, masks) -> torch.Tensor:
@@ -258,7 +198,7 @@ class GuidedDataset(Dataset):
             for p, iid in zip(self._paths, self.image_ids):
                 if not p.is_file():
                     raise FileNotFoundError(f"No image file at {p} (image {iid!r}).")
-                sizes.setdefault(_image_size(p), iid)
+                sizes.setdefault(image_size(p), iid)
             if len(sizes) > 1:
                 examples = ", ".join(f"{iid!r} is {h}x{w}" for (h, w), iid in list(sizes.items())[:3])
                 raise ValueError(f"images have different sizes ({examples}); pass size=... (e.g. size=224) to resize them all.")
@@ -288,7 +228,6 @@ class GuidedDataset(Dataset):
         return keep
 
     def _build_transforms(self) -> None:
-        self._augment_tf = None  # a joint transform given with set_transform replaces _tf
         self._tf = None
         if self.augment:
             out = (self.size, self.size) if self.size is not None else self._native
@@ -317,15 +256,14 @@ class GuidedDataset(Dataset):
         Paths in labels.csv are relative to `folder`; masks/ (a MaskStore) is optional.
         All other columns end up in ds.meta.  Keyword arguments go to GuidedDataset.
         """
+        from agkit.data.real.folder import read_labels_csv  # real/ imports this module
+
         folder = Path(folder)
         csv = folder / "labels.csv"
         if not csv.is_file():
             raise FileNotFoundError(f"No labels.csv in {folder}; a dataset folder needs labels.csv with columns "
                                     "image_id,path,label plus <folder>/images/ and optionally <folder>/masks/.")
-        table = pd.read_csv(csv, dtype={"image_id": str, "path": str}, encoding="utf-8-sig")
-        missing_cols = [c for c in ("image_id", "path", "label") if c not in table.columns]
-        if missing_cols:
-            raise ValueError(f"{csv} lacks column(s) {missing_cols}; it needs image_id,path,label.")
+        table = read_labels_csv(folder)
         paths = [folder / p for p in table["path"]]
         missing = [str(p.relative_to(folder)) for p in paths if not p.is_file()]
         if missing:
@@ -349,8 +287,10 @@ class GuidedDataset(Dataset):
         if self._tensor is not None:
             return self._tensor[i]
         if self._paths is not None:
-            return read_image(self._paths[i], self.channels, load_truncated=self.load_truncated)
-        return _array_to_image(self._loader(i), self.channels, f"image {self.image_ids[i]!r}")
+            return image_to_tensor(self._paths[i], self.in_channels,
+                                   truncated_ok=self.on_corrupt == "load")
+        return image_to_tensor(self._loader(i), self.in_channels, f"image {self.image_ids[i]!r}",
+                               truncated_ok=self.on_corrupt == "load")
 
     def _load_mask(self, i: int):
         """(1 x H x W float mask or None) for item i, before the annotated_fraction choice."""
@@ -386,7 +326,7 @@ class GuidedDataset(Dataset):
         if not has_mask:
             mask = torch.zeros(1, *hw)
 
-        if self._augment_tf is not None:  # a transform from set_transform
+        if self._augment_tf is not None:  # a transform given by transform= / with_transform
             with _seeded(aug_seed):
                 image, mask = self._augment_tf(tv_tensors.Image(image), tv_tensors.Mask(mask))
         elif self._tf is not None and (self.augment or hw != (self.size, self.size)):
@@ -400,12 +340,31 @@ class GuidedDataset(Dataset):
         return image, self.labels[i], mask, torch.tensor(has_mask)
 
     # ---- conveniences
+    def with_transform(self, transform) -> "GuidedDataset":
+        """A new dataset over the same items that uses `transform(tv_tensors.Image,
+        tv_tensors.Mask) -> (image, mask)` (e.g. a v2.Compose) instead of the built-in
+        augmentation/resize, seeded per item like it. A deterministic transform (resize and
+        centre crop) gives the same item for every seed. This dataset is left as it is."""
+        new = copy.copy(self)
+        new._augment_tf = transform
+        return new
+
     def set_transform(self, transform) -> "GuidedDataset":
-        """Use `transform(tv_tensors.Image, tv_tensors.Mask) -> (image, mask)` instead of the
-        built-in augmentation/resize (e.g. a v2.Compose); seeded per item like the built-in one.
+        """Use `transform` in place (see with_transform, which leaves this dataset as it is).
         Returns the dataset itself."""
         self._augment_tf = transform
         return self
+
+    @property
+    def transform(self):
+        """The joint transform given by transform= or with_transform (None: built-in)."""
+        return self._augment_tf
+
+    @property
+    def channels(self) -> int:
+        """Old name of in_channels (deprecated)."""
+        warnings.warn("GuidedDataset.channels is now .in_channels", DeprecationWarning, stacklevel=2)
+        return self.in_channels
 
     def subset(self, indices) -> "GuidedDataset":
         """A GuidedDataset over some items (same masks, same annotated choice, same transforms)."""
@@ -426,7 +385,7 @@ class GuidedDataset(Dataset):
 
     def __repr__(self) -> str:
         kept = int(self.mask_kept.sum())
-        return (f"GuidedDataset({len(self)} images, size={self.size}, channels={self.channels}, "
+        return (f"GuidedDataset({len(self)} images, size={self.size}, in_channels={self.in_channels}, "
                 f"augment={self.augment}, masks kept for {kept}, classes={self.class_names})")
 
 
@@ -440,6 +399,14 @@ def _seeded(seed):
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed is ~100x slower
         yield
+
+
+class _PathFiles:
+    """File paths behind the `files.open(key)` interface of agkit.data.io.check_images."""
+
+    @staticmethod
+    def open(path):
+        return open(path, "rb")
 
 
 class _Reindexed:

@@ -44,7 +44,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-SPLITS = ("train", "val", "test_id", "test_shifted")
+from agkit.data.io import scale
+
+SYNTHFRAC_SPLITS = ("train", "val", "test_id", "test_shifted")
 GUIDES = ("bone", "fracture")
 MIN_SIZE, MAX_SIZE = 32, 256
 CHUNK = 128  # images drawn per random stream; makes the first k images independent of n
@@ -128,7 +130,7 @@ class SynthFrac:
         """
         from PIL import Image
 
-        from agkit.data.masks import MaskStore
+        from agkit.data.mask_store import MaskStore
 
         folder = Path(folder)
         (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -154,9 +156,8 @@ class SynthFrac:
 
 def load_synthfrac(folder) -> SynthFrac:
     """Read a folder written by ``SynthFrac.save`` back into a SynthFrac (exactly)."""
-    from PIL import Image
-
-    from agkit.data.masks import MaskStore
+    from agkit.data.io import image_to_tensor
+    from agkit.data.mask_store import MaskStore
 
     folder = Path(folder)
     if not (folder / "labels.csv").exists():
@@ -165,11 +166,12 @@ def load_synthfrac(folder) -> SynthFrac:
     params = {}
     if (folder / "synthfrac.json").exists():
         params = json.loads((folder / "synthfrac.json").read_text())
-    images = np.stack([np.asarray(Image.open(folder / p).convert("L")) for p in meta["path"]]) if len(meta) else None
-    if images is None:
+    if len(meta):  # the one image reader: 8-bit PNGs read as value / 255, exactly as saved
+        images = torch.stack([image_to_tensor(folder / p, 1) for p in meta["path"]])
+    else:
         size = int(params.get("size", 64))
-        images = np.zeros((0, size, size), np.uint8)
-    shape = images.shape
+        images = torch.zeros((0, 1, size, size))
+    shape = (images.shape[0], *images.shape[2:])
 
     def read_store(name: str) -> torch.Tensor:
         out = np.zeros(shape, np.float32)
@@ -184,7 +186,7 @@ def load_synthfrac(folder) -> SynthFrac:
     meta = meta.drop(columns=["path"])
     meta["marker"] = meta["marker"].astype(str).str.lower().isin(["true", "1"])
     return SynthFrac(
-        images=torch.from_numpy(_from_uint8(images)[:, None]),
+        images=images,
         labels=torch.tensor(meta["label"].to_numpy(np.int64)),
         masks=read_store("masks"),
         bone_masks=read_store("masks_bone"),
@@ -196,10 +198,6 @@ def load_synthfrac(folder) -> SynthFrac:
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _from_uint8(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32) / np.float32(255.0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,7 +239,7 @@ def make_synthfrac(n: int, *, size: int = 64, seed: int = 0, split: str = "train
     parts = []
     for chunk, start in enumerate(range(0, n, CHUNK)):
         # Seed from (seed, split, chunk): splits never share images and prefixes are stable.
-        rng = np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), chunk]))
+        rng = np.random.default_rng(np.random.SeedSequence([seed, SYNTHFRAC_SPLITS.index(split), chunk]))
         parts.append(_draw_chunk(rng, min(CHUNK, n - start), size, split, positive_fraction,
                                  shortcut_strength, subtlety, noise))
     if parts:
@@ -258,7 +256,7 @@ def make_synthfrac(n: int, *, size: int = 64, seed: int = 0, split: str = "train
     guiding = fracture | (bone & (labels[:, None, None] == 0)) if guide == "fracture" else bone
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a[:, None], dtype=np.float32))  # noqa: E731
     return SynthFrac(
-        images=torch.from_numpy(_from_uint8(images)[:, None]),
+        images=torch.from_numpy(scale(images)[:, None]),  # uint8 / 255, the one rule
         labels=torch.from_numpy(labels),
         masks=as_tensor(guiding),
         bone_masks=as_tensor(bone),
@@ -281,8 +279,8 @@ def _check_params(n, size, seed, split, positive_fraction, shortcut_strength, su
                          "draw at 64 and resize for other sizes.")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a whole number >= 0, got {seed!r}.")
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+    if split not in SYNTHFRAC_SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SYNTHFRAC_SPLITS)}.")
     if guide not in GUIDES:
         raise ValueError(f"unknown guide {guide!r}; choose 'bone' or 'fracture'.")
     for name, value, high in (("positive_fraction", positive_fraction, 1.0),

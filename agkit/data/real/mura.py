@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from agkit.data.real_io import DatasetInfo, FolderFiles, RealSource, locate, require
-from agkit.data.real_splits import split_by_group
+from agkit.data.real.source import DatasetInfo, FolderFiles, RealSource, locate, require
+from agkit.data.real.splits import split_by_group
 
 INFO = DatasetInfo("MURA", "https://stanfordmlgroup.github.io/competitions/mura/", "MURA")
 TOP = "MURA-v1.1"
@@ -81,4 +81,4 @@ def load_mura(root, *, body_parts=None, val_fraction: float = 0.1, seed: int = 0
     test = _part("valid", folder, body_parts)
     test["split"] = "test"
     table = pd.concat([train, test], ignore_index=True)
-    return RealSource(INFO, table, FolderFiles(folder), None, ["normal", "abnormal"], channels=1)
+    return RealSource(INFO, table, FolderFiles(folder), None, ["normal", "abnormal"], in_channels=1)

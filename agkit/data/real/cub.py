@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agkit.data.real_io import DatasetInfo, FolderFiles, RealSource, missing_files_error
-from agkit.data.real_masks import ShapeMasks, Shapes
+from agkit.data.real.source import (DatasetInfo, FolderFiles, RealSource, ShapeMasks,
+                                     missing_files_error)
+from agkit.data.shapes import Shapes
 
 INFO = DatasetInfo("CUB-200-2011", "https://www.vision.caltech.edu/datasets/cub_200_2011/ "
                    "(doi 10.22002/D1.20098)", "CUB-200-2011")
@@ -71,7 +72,7 @@ def _scan_archive(path: str, mtime: float, size: int) -> tuple[str, dict, frozen
 class TarFiles:
     """Image members of a tar archive, read in one pass on first use and kept as bytes.
 
-    Same interface as real_io.FolderFiles: ``open(key)`` and ``exists(key)``, with keys
+    Same interface as source.FolderFiles: ``open(key)`` and ``exists(key)``, with keys
     relative to the archive's top folder ("images/001.Black_footed_Albatross/....jpg").
     """
 
@@ -189,13 +190,13 @@ def load_cub(root, *, images_per_class: int | None = None, val_per_class: int = 
     if mask_source == "parts":
         parts = _table(tables["parts/part_locs.txt"], ["cub_id", "part_id", "x", "y", "visible"])
         parts = parts[parts["visible"] == 1]
-        shapes = {id_of[c]: Shapes("discs", list(zip(g["x"], g["y"])), radius=radius)
+        shapes = {id_of[c]: Shapes(discs=list(zip(g["x"], g["y"])), radius=radius)
                   for c, g in parts.groupby("cub_id") if c in id_of}
         masks = ShapeMasks(shapes, files, key_of)
     elif mask_source == "box":
         boxes = _table(tables["bounding_boxes.txt"], ["cub_id", "x", "y", "w", "h"])
-        shapes = {id_of[c]: Shapes("boxes", [(x, y, x + w, y + h)])
+        shapes = {id_of[c]: Shapes(boxes=[(x, y, x + w, y + h)])
                   for c, x, y, w, h in boxes.itertuples(index=False) if c in id_of}
         masks = ShapeMasks(shapes, files, key_of)
-    return RealSource(INFO, table, files, masks, class_names, channels=3,
+    return RealSource(INFO, table, files, masks, class_names, in_channels=3,
                       cheap_scan=not isinstance(files, TarFiles))

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agkit.data.real_io import DatasetInfo, FolderFiles, RealSource, flag, locate, read_csv, require
-from agkit.data.real_masks import ShapeMasks, read_coco_polygons, read_voc_boxes, read_yolo_boxes
-from agkit.data.real_splits import check_fractions, split_stratified
+from agkit.data.real.source import (DatasetInfo, FolderFiles, RealSource, ShapeMasks, flag, locate,
+                                     read_csv, require)
+from agkit.data.real.splits import check_fractions, split_stratified
+from agkit.data.shapes import read_coco, read_voc, read_yolo
 
 INFO = DatasetInfo("FracAtlas", "https://doi.org/10.6084/m9.figshare.22363012", "FracAtlas")
 COCO = "Annotations/COCO JSON/COCO_fracture_masks.json"
@@ -99,15 +100,16 @@ def load_fracatlas(root, *, mask_source: str = "polygon", published_split: bool 
     masks = None
     key_of = dict(zip(table["image_id"], table["key"]))
     if mask_source == "polygon":
-        masks = ShapeMasks(read_coco_polygons(folder / COCO), files, key_of)
+        coco = read_coco(folder / COCO)  # keyed by file name; FracAtlas ids are the stems
+        masks = ShapeMasks({Path(name).stem: shapes for name, shapes in coco.items()}, files, key_of)
     elif mask_source in MASK_FOLDERS:
         annotations = folder / MASK_FOLDERS[mask_source]
         if mask_source == "yolo":
-            shapes = {i: read_yolo_boxes(annotations / f"{i}.txt") for i in table["image_id"]}
+            shapes = {i: read_yolo(annotations / f"{i}.txt") for i in table["image_id"]}
         else:
-            shapes = {i: read_voc_boxes(annotations / f"{i}.xml") for i in table["image_id"]}
+            shapes = {i: read_voc(annotations / f"{i}.xml") for i in table["image_id"]}
         masks = ShapeMasks(shapes, files, key_of)
-    return RealSource(INFO, table, files, masks, ["non_fractured", "fractured"], channels=1)
+    return RealSource(INFO, table, files, masks, ["non_fractured", "fractured"], in_channels=1)
 
 
 def _split(folder: Path, table: pd.DataFrame, published_split: bool, fractions, seed: int) -> pd.Series:

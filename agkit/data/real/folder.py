@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from agkit.data.real_io import DatasetInfo, FolderFiles, RealSource, read_csv
-from agkit.data.real_splits import SPLITS, split_stratified
+from agkit.data.mask_store import MaskStore
+from agkit.data.real.source import DatasetInfo, FolderFiles, RealSource, read_csv
+from agkit.data.real.splits import REAL_SPLITS, split_stratified
 
 INFO = DatasetInfo("folder dataset", "your own collection", "Your own images")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -34,12 +35,67 @@ def _class_folders(root: Path) -> pd.DataFrame:
                      if p.is_dir() and p.name != MASKS and not p.name.startswith((".", "_")))
     images = {folder.name: _images(folder) for folder in folders}
     classes = [name for name, paths in images.items() if paths]  # empty folders are no class
+    for name in classes:
+        _check_unique_stems(root, images[name])
     rows = []
     for label, name in enumerate(classes):
         for path in images[name]:
             relative = path.relative_to(root)
             rows.append((relative.with_suffix("").as_posix(), label, relative.as_posix(), name))
     return pd.DataFrame(rows, columns=["image_id", "label", "key", "class_name"])
+
+
+def _check_unique_stems(root: Path, paths: list[Path]) -> None:
+    """Two files differing only in their extension would become one image id."""
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        stem = path.with_suffix("")
+        if stem in seen:
+            raise ValueError(
+                f"{seen[stem].name} and {path.name} in {path.parent} share the name "
+                f"{stem.name!r}, so both would be image {stem.relative_to(root).as_posix()!r}; "
+                "rename or remove one of them (image ids are '<class>/<file name without "
+                "extension>').")
+        seen[stem] = path
+
+
+def read_labels_csv(folder) -> pd.DataFrame:
+    """``folder/labels.csv`` checked: columns image_id, path, label (class numbers), one
+    row per image, unique ids. Every problem is one ValueError naming the file and the fix.
+
+    Other columns are kept (they end up in ``ds.meta``).
+    """
+    csv = Path(folder) / "labels.csv"
+    layout = ("a header line image_id,path,label and one line per image, e.g. "
+              "'img_001,images/img_001.png,1' (label = class number 0, 1, ...)")
+    try:
+        table = read_csv(csv, dtype={"image_id": str, "path": str})
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{csv} is empty; it needs {layout}.") from None
+    missing = [c for c in ("image_id", "path", "label") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{csv} lacks the column(s) {missing} (it has {list(table.columns)}); "
+                         f"it needs {layout}.")
+    if table.empty:
+        raise ValueError(f"{csv} has a header but no rows; add {layout}.")
+    labels = pd.to_numeric(table["label"], errors="coerce")
+    bad = table.index[labels.isna() | (labels != labels.round()) | (labels < 0)]
+    if len(bad):
+        row = int(bad[0])
+        raise ValueError(
+            f"{csv}: the label column must hold class numbers 0, 1, ..., but line {row + 2} has "
+            f"{table['label'].iloc[row]!r}; write the class number there (a folder of class "
+            "subfolders without labels.csv takes the class names from the folder names).")
+    table["label"] = labels.astype(int)
+    blank = table.index[table["image_id"].isna() | table["path"].isna()]
+    if len(blank):
+        raise ValueError(f"{csv}: line {int(blank[0]) + 2} has no image_id or path; fill it in "
+                         "or remove the line.")
+    duplicated = table["image_id"][table["image_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"{csv}: the image_id {duplicated.iloc[0]!r} appears more than once; "
+                         "give every image its own id.")
+    return table
 
 
 def _images(folder: Path) -> list[Path]:
@@ -60,9 +116,7 @@ def load_folder(root, *, fractions=(0.7, 0.15, 0.15), split_column: str | None =
         raise FileNotFoundError(f"the folder {root} does not exist; pass a folder with one subfolder "
                                 "of images per class (see data/README.md, section 'Your own images').")
     if (root / "labels.csv").is_file():
-        table = read_csv(root / "labels.csv", dtype={"image_id": str, "path": str})
-        table = table.rename(columns={"path": "key"})
-        table["label"] = table["label"].astype(int)
+        table = read_labels_csv(root).rename(columns={"path": "key"})
         class_names = [str(c) for c in range(int(table["label"].max()) + 1)]
     else:
         table = _class_folders(root)
@@ -74,14 +128,10 @@ def load_folder(root, *, fractions=(0.7, 0.15, 0.15), split_column: str | None =
     if split_column is None:
         table = table.rename(columns={"split": "given_split"})
         table["split"] = split_stratified(table["label"], fractions, seed)
-    elif split_column not in table or not table[split_column].isin(SPLITS).all():
+    elif split_column not in table or not table[split_column].isin(REAL_SPLITS).all():
         raise ValueError(f"split_column={split_column!r} must name a labels.csv column holding only "
-                         f"{', '.join(SPLITS)}; leave it out for a seeded split.")
+                         f"{', '.join(REAL_SPLITS)}; leave it out for a seeded split.")
     else:
         table["split"] = table[split_column]
-    masks = None
-    if (root / MASKS).is_dir():
-        from agkit.data.masks import MaskStore
-
-        masks = MaskStore(root / MASKS)
-    return RealSource(INFO, table, FolderFiles(root), masks, class_names, channels=1)
+    masks = MaskStore(root / MASKS) if (root / MASKS).is_dir() else None
+    return RealSource(INFO, table, FolderFiles(root), masks, class_names, in_channels=1)

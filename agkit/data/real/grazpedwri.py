@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agkit.data.real_io import (DatasetInfo, FolderFiles, RealSource, flag, locate,
-                                missing_files_error, read_csv)
-from agkit.data.real_masks import ShapeMasks, read_yolo_boxes, yolo_classes
-from agkit.data.real_splits import split_by_group
+from agkit.data.real.source import (DatasetInfo, FolderFiles, RealSource, ShapeMasks, flag, locate,
+                                     missing_files_error, read_csv)
+from agkit.data.real.splits import split_by_group
+from agkit.data.shapes import read_yolo, yolo_classes
 
 INFO = DatasetInfo("GRAZPEDWRI-DX", "https://doi.org/10.6084/m9.figshare.14825193", "GRAZPEDWRI-DX")
 LABELS = "folder_structure/yolov5/labels"
@@ -82,6 +82,6 @@ def load_grazpedwri(root, *, label_source: str = "fracture_visible", mask_source
     masks = None
     if mask_source == "yolo":
         classes = None if mask_classes is None else tuple(int(c) for c in mask_classes)
-        shapes = {i: read_yolo_boxes(label_file[i], classes) for i in table["image_id"]}
+        shapes = {i: read_yolo(label_file[i], classes) for i in table["image_id"]}
         masks = ShapeMasks(shapes, FolderFiles(folder), dict(zip(table["image_id"], table["key"])))
-    return RealSource(INFO, table, FolderFiles(folder), masks, ["no_fracture", "fracture"], channels=1)
+    return RealSource(INFO, table, FolderFiles(folder), masks, ["no_fracture", "fracture"], in_channels=1)

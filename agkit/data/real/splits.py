@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-SPLITS = ("train", "val", "test")
+REAL_SPLITS = ("train", "val", "test")
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

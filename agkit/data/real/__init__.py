@@ -3,11 +3,12 @@
     ds = open_dataset("fracatlas", "~/data/FracAtlas", "train")
     image, label, mask, has_mask = ds[0]
 
-Each dataset has its own small module that knows its files (``real_fracatlas``,
-``real_grazpedwri``, ``real_mura``, ``real_cub``, ``real_folder``); this one picks the
-split, applies the options every dataset shares, and hands images and masks to
-GuidedDataset, which resizes/augments image and mask together. data/README.md says where
-to download each dataset and how its folder must look.
+Each dataset has its own small module in this package that knows its files
+(``fracatlas``, ``grazpedwri``, ``mura``, ``cub``, ``folder``; ``demo`` writes stand-ins
+in their formats); ``source`` holds what they share and ``splits`` the seeded splits.
+``open_dataset`` picks the split, applies the options every dataset shares, and hands
+images and masks to GuidedDataset, which resizes/augments image and mask together.
+data/README.md says where to download each dataset and how its folder must look.
 
 How the split names map onto what each dataset publishes:
 
@@ -27,14 +28,15 @@ from __future__ import annotations
 import torch
 
 from agkit.data.dataset import GuidedDataset
-from agkit.data.masks import MaskStore
-from agkit.data.real_cub import TarFiles, load_cub
-from agkit.data.real_folder import load_folder
-from agkit.data.real_fracatlas import load_fracatlas
-from agkit.data.real_grazpedwri import load_grazpedwri
-from agkit.data.real_io import ImageColumn, check_images, missing_files_error
-from agkit.data.real_mura import load_mura
-from agkit.data.real_splits import SPLITS
+from agkit.data.io import check_images, old_names
+from agkit.data.mask_store import MaskStore
+from agkit.data.real.cub import TarFiles, load_cub
+from agkit.data.real.folder import load_folder
+from agkit.data.real.fracatlas import load_fracatlas
+from agkit.data.real.grazpedwri import load_grazpedwri
+from agkit.data.real.source import ImageColumn, missing_files_error
+from agkit.data.real.mura import load_mura
+from agkit.data.real.splits import REAL_SPLITS
 
 LOADERS = {
     "fracatlas": load_fracatlas,
@@ -45,9 +47,10 @@ LOADERS = {
 }
 
 
-def open_dataset(name: str, root, split: str, *, size: int = 224, channels: int | None = None,
+def open_dataset(name: str, root, split: str, *, size: int = 224, in_channels: int | None = None,
                  augment: bool | None = None, annotated_fraction: float = 1.0, seed: int = 0,
-                 on_corrupt: str = "load", mask_store=None, **options) -> GuidedDataset:
+                 on_corrupt: str = "load", mask_store=None, channels: int | None = None,
+                 **options) -> GuidedDataset:
     """Open one split of a real dataset as a GuidedDataset.
 
     Args:
@@ -55,18 +58,21 @@ def open_dataset(name: str, root, split: str, *, size: int = 224, channels: int 
         root: the folder the dataset was unpacked into (for "cub" also the .tgz itself).
         split: "train", "val" or "test" (see the module docstring for each dataset's rule).
         size: side of the square output images (and masks).
-        channels: 1 or 3; default 1 for radiographs and folders, 3 for CUB.
+        in_channels: 1 or 3; default 1 for radiographs and folders, 3 for CUB.
         augment: random crop/flip/rotation applied jointly to image and mask;
             default True for "train", False otherwise.
         annotated_fraction: keep masks for only this share of the images (seeded,
             stratified by label); the rest train as unannotated.
         seed: seeds the split, the few-shot draws and annotated_fraction.
-        on_corrupt: truncated image files are "load"ed (missing part grey), "skip"ped or
-            raise ("error"); "load" and "skip" warn once with their count.
+        on_corrupt: empty, undecodable or truncated image files, found when the split is
+            opened: "load" reads truncated files as far as they go and skips the others,
+            "skip" leaves them all out (both warn once with their count), "error" raises
+            naming them (see agkit.data.io).
         mask_store: a MaskStore (or its folder) to take masks from instead of the
             dataset's own annotations, e.g. masks drawn with the annotation widget.
         **options: dataset-specific, see load_fracatlas, load_grazpedwri, load_mura,
             load_cub and load_folder (e.g. mask_source, body_parts, images_per_class).
+        channels: old name of in_channels (deprecated).
 
     Returns:
         GuidedDataset whose items are (image C x size x size float32 in [0, 1], label int64,
@@ -77,11 +83,12 @@ def open_dataset(name: str, root, split: str, *, size: int = 224, channels: int 
         FileNotFoundError naming the first missing files and where to download the data;
         ValueError for an unknown name, split or option value.
     """
+    in_channels, on_corrupt = old_names("open_dataset", in_channels, on_corrupt, channels)
     key = name.lower()
     if key not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}.")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r} "
+    if split not in REAL_SPLITS:
+        raise ValueError(f"split must be one of {REAL_SPLITS}, got {split!r} "
                          "(FracAtlas's 'valid' list is split='val'; MURA's 'valid' set is split='test').")
     source = LOADERS[key](root, seed=seed, **options)
 
@@ -98,14 +105,15 @@ def open_dataset(name: str, root, split: str, *, size: int = 224, channels: int 
     masks = source.masks
     if mask_store is not None:
         masks = mask_store if isinstance(mask_store, MaskStore) else MaskStore(mask_store)
-    channels = channels or source.channels
+    images = ImageColumn(source.files, rows["key"])
+    images.truncated_ok = on_corrupt == "load"
     return GuidedDataset(
-        ImageColumn(source.files, rows["key"]),
+        images,
         torch.tensor(rows["label"].to_numpy(), dtype=torch.int64),
         masks,
         image_ids=list(rows["image_id"]),
         size=size,
-        channels=channels,
+        in_channels=in_channels or source.in_channels,
         augment=(split == "train") if augment is None else augment,
         annotated_fraction=annotated_fraction,
         seed=seed,

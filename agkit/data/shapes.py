@@ -1,0 +1,390 @@
+"""Shapes -> masks: the rasterisers, masks -> boxes/polygons, and the COCO/YOLO/VOC parsers.
+
+One pixel convention for every shape (the one COCO, YOLO, Pascal VOC boxes and the
+annotation widget's canvas use):
+
+* coordinates are continuous image coordinates, x to the right, y down; pixel
+  ``mask[r, c]`` is the unit square [c, c + 1) x [r, r + 1), so its centre is
+  (c + 0.5, r + 0.5) and the image spans [0, W] x [0, H];
+* a pixel belongs to a shape when its *centre* is inside the shape. A centre exactly on
+  a box or polygon edge counts on the left and top edges and not on the right and bottom
+  ones, so shapes that share an edge never both claim a pixel, and a box (x0, y0, x1, y1)
+  with whole-number corners covers exactly ``mask[y0:y1, x0:x1]``;
+* polygons are filled with the even-odd rule; a disc includes the centres at exactly
+  ``radius`` from its middle.
+
+``mask_to_polygons`` walks the pixel edges of a mask, so ``rasterize_polygons`` of its
+output gives the mask back exactly (for masks without holes).
+
+The parsers read annotation files into ``Shapes`` (polygons, boxes and discs of one image,
+with the frame their coordinates refer to); ``Shapes.rasterize`` draws them at the image's
+real size. ``MaskStore.import_coco/import_yolo`` and the real-dataset loaders use these same
+parsers. A YOLO line ``cls xc yc w h`` is a box; ``cls x1 y1 x2 y2 x3 y3 ...`` (three or
+more points, YOLO's segmentation format) is a polygon, never a box.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["rasterize_boxes", "rasterize_polygons", "rasterize_discs", "mask_to_boxes",
+           "mask_to_polygons", "as_binary_mask", "check_shape", "Shapes", "read_coco",
+           "read_yolo", "yolo_classes", "read_voc"]
+
+
+def check_shape(shape) -> tuple[int, int]:
+    """(H, W) as two positive ints, or a ValueError."""
+    try:
+        h, w = (int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be (H, W), got {shape!r}.") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"shape must be positive (H, W), got {shape!r}.")
+    return h, w
+
+
+def as_binary_mask(mask, what: str = "mask") -> np.ndarray:
+    """Validate a mask (H x W, values 0/1 or bool) and return it as H x W uint8 0/1."""
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        hint = (" (drop the channel axis, e.g. mask[0])"
+                if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]) else "")
+        raise ValueError(f"{what} must be a 2-D H x W array but has shape {arr.shape}{hint}.")
+    if arr.size == 0:
+        raise ValueError(f"{what} is empty (shape {arr.shape}); a mask needs at least one pixel.")
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.number)):
+        raise ValueError(f"{what} has dtype {arr.dtype}; pass a numeric or bool array with 0/1.")
+    bad = (arr != 0) & (arr != 1)  # also catches NaN
+    if bad.any():
+        values = np.unique(arr[bad])[:5]
+        if np.all(np.isin(arr, (0, 255))):
+            fix = "it looks like a 0/255 image: pass (mask > 0)"
+        else:
+            fix = "threshold it first, e.g. (mask > 0.5)"
+        raise ValueError(f"{what} must contain only 0 and 1 (or bool) but has values like "
+                         f"{values.tolist()}; {fix}.")
+    return arr.astype(np.uint8)
+
+
+# ------------------------------------------------------------------------ rasterising
+def _first_centre_at_or_after(v: float, limit: int) -> int:
+    """Index of the first pixel whose centre c + 0.5 is >= v, clipped to [0, limit]."""
+    return min(max(math.ceil(v - 0.5), 0), limit)
+
+
+def rasterize_boxes(boxes: Iterable, shape) -> np.ndarray:
+    """Union of boxes as an H x W uint8 0/1 mask (convention: the module docstring).
+
+    boxes: iterable of (x0, y0, x1, y1) corners; pixel (r, c) is filled when
+    x0 <= c + 0.5 < x1 and y0 <= r + 0.5 < y1. Parts outside the image are dropped.
+    """
+    h, w = check_shape(shape)
+    mask = np.zeros((h, w), np.uint8)
+    for box in boxes:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if x1 < x0 or y1 < y0:
+            raise ValueError(
+                f"box {tuple(box)} has x1 < x0 or y1 < y0: boxes are corners (x0, y0, x1, y1); "
+                "convert a COCO/[x, y, w, h] box with x1 = x + w, y1 = y + h."
+            )
+        c0, c1 = _first_centre_at_or_after(x0, w), _first_centre_at_or_after(x1, w)
+        r0, r1 = _first_centre_at_or_after(y0, h), _first_centre_at_or_after(y1, h)
+        mask[r0:r1, c0:c1] = 1
+    return mask
+
+
+def _even_odd(xs: np.ndarray, ys: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Which points (px, py) lie inside the polygon (xs, ys): even-odd crossings of a ray
+    to the right. Half-open tests put points on left/top edges inside, right/bottom outside."""
+    inside = np.zeros(px.shape, bool)
+    for k in range(len(xs)):
+        x0, y0, x1, y1 = xs[k - 1], ys[k - 1], xs[k], ys[k]
+        if y0 == y1:
+            continue  # a horizontal edge is never crossed by a horizontal ray
+        crosses = (y0 > py) != (y1 > py)
+        x_at = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (px < x_at)
+    return inside
+
+
+def rasterize_polygons(polygons: Iterable, shape) -> np.ndarray:
+    """Union of polygons as an H x W uint8 0/1 mask (convention: the module docstring).
+
+    polygons: iterable of flat COCO-style lists [x1, y1, x2, y2, ...] of at least three
+    points; a pixel is filled when its centre is inside (even-odd rule).
+    """
+    h, w = check_shape(shape)
+    mask = np.zeros((h, w), np.uint8)
+    for poly in polygons:
+        flat = np.asarray([float(v) for v in poly])
+        if len(flat) % 2:
+            raise ValueError(f"a polygon must be a flat list [x1, y1, x2, y2, ...] with an even "
+                             f"length, got {len(flat)} numbers.")
+        if len(flat) < 6:
+            raise ValueError(f"a polygon needs at least 3 points (it covers no area otherwise), "
+                             f"got {len(flat) // 2}; draw a box for fewer points.")
+        if not np.isfinite(flat).all():
+            raise ValueError("polygon coordinates must be finite numbers (found NaN or inf).")
+        xs, ys = flat[0::2], flat[1::2]
+        c0, c1 = _first_centre_at_or_after(xs.min(), w), _first_centre_at_or_after(xs.max(), w)
+        r0, r1 = _first_centre_at_or_after(ys.min(), h), _first_centre_at_or_after(ys.max(), h)
+        if c0 >= c1 or r0 >= r1:
+            continue
+        py, px = np.mgrid[r0:r1, c0:c1] + 0.5  # pixel centres inside the bounding box
+        mask[r0:r1, c0:c1] |= _even_odd(xs, ys, px, py)
+    return mask
+
+
+def rasterize_discs(centers: Iterable, radius: float, shape) -> np.ndarray:
+    """Union of filled discs as an H x W uint8 0/1 mask (convention: the module docstring).
+
+    centers: iterable of (x, y); pixel (r, c) is filled when
+    (c + 0.5 - x)**2 + (r + 0.5 - y)**2 <= radius**2 for some centre (CUB parts: radius 50).
+    """
+    h, w = check_shape(shape)
+    if not radius >= 0:
+        raise ValueError(f"radius must be >= 0, got {radius}.")
+    rows, cols = np.ogrid[:h, :w]
+    mask = np.zeros((h, w), bool)
+    for x, y in centers:
+        mask |= (cols + 0.5 - float(x)) ** 2 + (rows + 0.5 - float(y)) ** 2 <= float(radius) ** 2
+    return mask.astype(np.uint8)
+
+
+# -------------------------------------------------------------- masks -> boxes/polygons
+def components(mask: np.ndarray) -> list[tuple[np.ndarray, tuple[slice, slice]]]:
+    """4-connected components of a 0/1 mask: (component as bool crop, its slices)."""
+    labels, _ = ndimage.label(mask)
+    found = ndimage.find_objects(labels)
+    return [((labels[sl] == k + 1), sl) for k, sl in enumerate(found) if sl is not None]
+
+
+def mask_to_boxes(mask) -> list[tuple[int, int, int, int]]:
+    """One (x0, y0, x1, y1) box per 4-connected component; ``rasterize_boxes`` convention."""
+    mask = as_binary_mask(mask)
+    return [(sl[1].start, sl[0].start, sl[1].stop, sl[0].stop) for _, sl in components(mask)]
+
+
+def _outline(region: np.ndarray) -> list[tuple[int, int]]:
+    """Corners (x, y) of the pixel-edge outline of one hole-free 4-connected region, in order.
+
+    Walks the pixel edges that separate the region from the outside (each corner has exactly
+    one outgoing edge because the region has no holes and no diagonal pinches) and keeps the
+    corners where the direction changes.
+    """
+    p = np.pad(region, 1)
+    inside = p[1:-1, 1:-1]
+    step = {}  # corner -> next corner, walking clockwise with the region on the right
+    for y, x in zip(*np.nonzero(inside & ~p[:-2, 1:-1])):  # top edge, walking right
+        step[(x, y)] = (x + 1, y)
+    for y, x in zip(*np.nonzero(inside & ~p[1:-1, 2:])):  # right edge, walking down
+        step[(x + 1, y)] = (x + 1, y + 1)
+    for y, x in zip(*np.nonzero(inside & ~p[2:, 1:-1])):  # bottom edge, walking left
+        step[(x + 1, y + 1)] = (x, y + 1)
+    for y, x in zip(*np.nonzero(inside & ~p[1:-1, :-2])):  # left edge, walking up
+        step[(x, y + 1)] = (x, y)
+    start = corner = min(step)
+    corners = []
+    while True:
+        corners.append((int(corner[0]), int(corner[1])))
+        corner = step[corner]
+        if corner == start:
+            break
+    n = len(corners)
+    return [corners[k] for k in range(n)
+            if (corners[k][0] - corners[k - 1][0], corners[k][1] - corners[k - 1][1])
+            != (corners[(k + 1) % n][0] - corners[k][0], corners[(k + 1) % n][1] - corners[k][1])]
+
+
+def mask_to_polygons(mask) -> list[list[float]]:
+    """One flat COCO polygon [x1, y1, ...] per 4-connected component (holes are filled).
+
+    The points are pixel corners on the component's outline, so
+    ``rasterize_polygons(mask_to_polygons(m), m.shape)`` equals ``m`` for masks without holes.
+    """
+    mask = as_binary_mask(mask)
+    polygons = []
+    for region, sl in components(mask):
+        points = _outline(ndimage.binary_fill_holes(region))
+        polygons.append([float(v) for x, y in points for v in (x + sl[1].start, y + sl[0].start)])
+    return polygons
+
+
+# ------------------------------------------------------------------------ annotations
+@dataclass
+class Shapes:
+    """The annotated shapes of one image.
+
+    polygons: flat [x1, y1, x2, y2, ...] lists; boxes: (x0, y0, x1, y1); discs: (x, y)
+        centres filled to ``radius``.
+    frame: (width, height) the coordinates refer to: (1.0, 1.0) for normalised YOLO
+        coordinates, the annotated image size for COCO/VOC; None when they are already in
+        the pixels of the image as stored. Coordinates are rescaled to the real image size.
+    """
+
+    polygons: list = field(default_factory=list)
+    boxes: list = field(default_factory=list)
+    discs: list = field(default_factory=list)
+    radius: float = 0.0
+    frame: tuple[float, float] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.polygons or self.boxes or self.discs)
+
+    def rasterize(self, shape) -> np.ndarray:
+        """The filled shapes as an H x W uint8 0/1 mask, with (H, W) = shape."""
+        height, width = check_shape(shape)
+        sx, sy = (1.0, 1.0) if self.frame is None else (width / self.frame[0],
+                                                         height / self.frame[1])
+
+        def scale(xy):  # rounding drops float noise such as 0.1 * 40 = 4.000000000000001
+            return [round(float(v) * (sx if k % 2 == 0 else sy), 6) for k, v in enumerate(xy)]
+
+        mask = rasterize_polygons([scale(p) for p in self.polygons], shape)
+        mask |= rasterize_boxes([scale(b) for b in self.boxes], shape)
+        if self.discs:  # a radius is in pixels of the frame: scale it like x
+            mask |= rasterize_discs([scale(c) for c in self.discs], self.radius * sx, shape)
+        return mask
+
+
+def read_coco(coco, *, categories=None, use: str = "auto") -> dict[str, Shapes]:
+    """COCO instance annotations (path or loaded dict) -> {images[].file_name: Shapes}.
+
+    categories: None (all) or an iterable of category ids and/or names to keep.
+    use: "polygon" (segmentations), "bbox", or "auto" (the polygon when present, else the
+        box; RLE segmentations are not decoded, "auto" uses their box with a warning).
+    Each Shapes has frame = (width, height) of its images[] entry. Only images with at
+    least one kept annotation appear.
+    """
+    import warnings
+
+    if use not in ("auto", "polygon", "bbox"):
+        raise ValueError(f"use must be 'auto', 'polygon' or 'bbox', got {use!r}.")
+    where = "the COCO dict"
+    if not isinstance(coco, Mapping):
+        where = str(coco)
+        path = Path(coco)
+        if not path.is_file():
+            raise FileNotFoundError(f"No COCO file at {path}; pass the path of the annotation "
+                                    "JSON.")
+        coco = json.loads(path.read_text(encoding="utf-8-sig"))
+    images = {}
+    for im in coco.get("images", []):
+        if "width" not in im or "height" not in im:
+            raise ValueError(f"{where}: COCO image {im.get('id')!r} ({im.get('file_name')!r}) "
+                             "lacks width/height, needed to draw its mask.")
+        images[im["id"]] = (im["file_name"], (float(im["width"]), float(im["height"])))
+    keep = None
+    if categories is not None:
+        names = {c["name"]: c["id"] for c in coco.get("categories", [])}
+        unknown = [c for c in categories if isinstance(c, str) and c not in names]
+        if unknown:
+            raise ValueError(f"categories {unknown} are not in the COCO file, which has "
+                             f"{sorted(names)}.")
+        keep = {names.get(c, c) for c in categories}
+    result: dict[str, Shapes] = {}
+    rle = 0
+    for ann in coco.get("annotations", []):
+        if keep is not None and ann.get("category_id") not in keep:
+            continue
+        if ann["image_id"] not in images:
+            raise ValueError(f"{where}: COCO annotation {ann.get('id')!r} refers to image "
+                             f"{ann['image_id']!r}, which is not in images[].")
+        file_name, frame = images[ann["image_id"]]
+        shapes = result.setdefault(file_name, Shapes(frame=frame))
+        seg = ann.get("segmentation")
+        if use != "bbox" and isinstance(seg, list) and seg:
+            polygons = seg if isinstance(seg[0], list) else [seg]
+            shapes.polygons += [list(map(float, p)) for p in polygons if len(p) >= 6]
+        elif use != "polygon" and ann.get("bbox"):
+            rle += isinstance(seg, dict)
+            x, y, w, h = map(float, ann["bbox"])
+            shapes.boxes.append((x, y, x + w, y + h))
+        elif use == "polygon":
+            raise ValueError(f"COCO annotation {ann.get('id')!r} has no polygon segmentation; "
+                             "use='bbox' or 'auto' uses its box.")
+    if rle:
+        warnings.warn(f"{rle} RLE segmentation(s) were replaced by their bounding boxes.",
+                      stacklevel=2)
+    return result
+
+
+def read_yolo(path, classes=None) -> Shapes:
+    """One YOLO label file -> its shapes in normalised coordinates (frame (1, 1)).
+
+    Lines are "cls xc yc w h" (a box) or "cls x1 y1 x2 y2 x3 y3 ..." (a polygon of three or
+    more points, YOLO's segmentation format). classes: class numbers to keep (None: all).
+    A missing or empty file (a negative image) gives no shapes. Any other line is a
+    ValueError naming the file and line.
+    """
+    keep = None if classes is None else {int(c) for c in classes}
+    path = Path(path)
+    shapes = Shapes(frame=(1.0, 1.0))
+    if not path.is_file():
+        return shapes
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            values = [float(v) for v in line.split()]
+        except ValueError:
+            values = []
+        if len(values) < 5 or (len(values) > 5 and (len(values) % 2 == 0 or len(values) < 7)):
+            raise ValueError(f"{path}:{n}: expected 'cls xc yc w h' (a box) or "
+                             f"'cls x1 y1 x2 y2 x3 y3 ...' (a polygon), got {line!r}.")
+        if keep is not None and int(values[0]) not in keep:
+            continue
+        if len(values) == 5:
+            xc, yc, w, h = values[1:]
+            shapes.boxes.append((xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2))
+        else:
+            shapes.polygons.append(values[1:])
+    return shapes
+
+
+def yolo_classes(path) -> set[int]:
+    """The class numbers that appear in one YOLO label file (empty if missing)."""
+    path = Path(path)
+    if not path.is_file():
+        return set()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    return {int(float(line.split()[0])) for line in lines if line.split()}
+
+
+def read_voc(path) -> Shapes:
+    """One Pascal VOC XML file -> its boxes, in the frame given by its <size>."""
+    path = Path(path)
+    if not path.is_file():
+        return Shapes()
+    root = ET.parse(path).getroot()
+    size = root.find("size")
+    frame = None
+    if size is not None and size.findtext("width") and size.findtext("height"):
+        frame = (float(size.findtext("width")), float(size.findtext("height")))
+        if frame[0] <= 0 or frame[1] <= 0:
+            frame = None
+    boxes = [tuple(float(box.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax"))
+             for box in root.iter("bndbox")]
+    return Shapes(boxes=boxes, frame=frame)
+
+
+def id_mapper(image_id) -> Callable[[str], str]:
+    """How a file name becomes an image id: "file_name" (as is), "stem" or a callable."""
+    if image_id == "file_name":
+        return lambda name: name
+    if image_id == "stem":
+        return lambda name: Path(name).stem
+    if callable(image_id):
+        return image_id
+    raise ValueError(f"image_id must be 'file_name', 'stem' or a callable file_name -> id, "
+                     f"got {image_id!r}.")
