@@ -188,3 +188,13 @@ def test_loss_approaches_its_floor_and_never_goes_below():
     for seed in range(5):
         cams = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(seed)) * 3
         assert attention_guidance_loss(cams, masks).item() > floor
+
+
+def test_mass_in_mask_sees_a_small_mask_on_the_same_grid_as_the_loss():
+    cams = torch.zeros(1, 2, 8, 8, dtype=torch.float64)
+    cams[0, :, 1, 1] = 2.0
+    masks = torch.zeros(1, 1, 64, 64, dtype=torch.float64)
+    masks[0, 0, 10:15, 10:15] = 1  # inside cell (1, 1) only
+    expected = math.exp(2.0) / (math.exp(2.0) + 63)
+    mass = mass_in_mask(cams, masks, torch.tensor([0]))
+    assert mass.item() == pytest.approx(expected, abs=1e-12)
