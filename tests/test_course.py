@@ -113,6 +113,10 @@ def test_edited_source_forces_retrain(tmp_path, monkeypatch):
 
     losses = package / "losses.py"
     losses.write_text(losses.read_text() + "\n# a student's edit\n")
+    with pytest.raises(course.SourceChangedError, match="Restart the kernel"):
+        course.run(config, tmp_path / "runs", progress=False, device="cpu")  # runs old code
+    assert fit.calls == []
+    monkeypatch.setattr(course, "_loaded_source", {})  # a restarted kernel imports the edit
     edited = course.run(config, tmp_path / "runs", progress=False, device="cpu")
     assert len(fit.calls) == 1  # the edit retrains
     assert edited["source_hash"] == course.source_fingerprint(package)
