@@ -32,6 +32,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -120,7 +121,8 @@ PROFILES = {
         lr_decay_at=0.75, batch_size=32, lr=3e-3, seeds=(0, 1, 2), lambdas=(1.0, 3.0, 10.0),
         time_limit=900, ablation_n_train=250, ablation_seeds=(0, 1, 2),
         ablation_lambdas=(0.0, 0.3, 3.0), ablation_sizes=(125, 250, 500),
-        ablation_fractions=(0.1, 0.3, 1.0), ablation_qualities=("exact", "box", "dilated", "shifted"),
+        ablation_fractions=(0.1, 0.3, 1.0),
+        ablation_qualities=("exact", "box", "dilated", "shifted"),
     ),
     "full": Profile(
         name="full", size=128, backbone="resnet18", n_train=2000, n_val=500, n_test=1000,
@@ -206,10 +208,11 @@ def guided_config(profile: Profile, lam: float, seed: int = 0, **changes) -> Run
 
 
 def _config(profile: Profile, seed: int, **changes) -> RunConfig:
-    base = dict(n_train=profile.n_train, n_val=profile.n_val, n_test=profile.n_test, seed=seed,
-                size=profile.size, backbone=profile.backbone, epochs=profile.epochs,
-                batch_size=profile.batch_size, lr=profile.lr, lr_decay_at=profile.lr_decay_at,
-                time_limit=profile.time_limit, data=tuple(sorted(profile.data.items())))
+    base = {"n_train": profile.n_train, "n_val": profile.n_val, "n_test": profile.n_test,
+            "seed": seed, "size": profile.size, "backbone": profile.backbone,
+            "epochs": profile.epochs, "batch_size": profile.batch_size, "lr": profile.lr,
+            "lr_decay_at": profile.lr_decay_at, "time_limit": profile.time_limit,
+            "data": tuple(sorted(profile.data.items()))}
     base.update(changes)
     return RunConfig(**base)
 
@@ -218,7 +221,8 @@ def _config(profile: Profile, seed: int, **changes) -> RunConfig:
 # Fingerprints: what a cache key hashes besides the config
 # ---------------------------------------------------------------------------------------
 
-_hash_memo: dict = {}  # (what, stats of its files) -> hash: files are read again only when they change
+# (folder, stats of its files) -> hash: a file is read again only when its stats change
+_hash_memo: dict = {}
 
 
 def _hash_files(files: list[Path], root: Path) -> str:
@@ -492,7 +496,8 @@ def default_jobs(device=None) -> int:
 
 def _cost(config: RunConfig) -> float:
     """Rough relative training time of a run (input-resolution guidance costs about double)."""
-    return config.n_train * config.epochs * (2 if config.guided and config.resolution == "input" else 1)
+    doubled = config.guided and config.resolution == "input"
+    return config.n_train * config.epochs * (2 if doubled else 1)
 
 
 def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = True,
@@ -699,37 +704,45 @@ def use_cache(archive_or_url, runs_dir="runs") -> dict:
 
 def _unpack(archive: Path, runs_dir: Path) -> dict:
     try:
-        tar = tarfile.open(archive, "r:*")
+        with tarfile.open(archive, "r:*") as tar:
+            manifest, unpacked = _unpack_runs(tar, archive, runs_dir)
     except tarfile.TarError as error:
-        raise ValueError(f"{archive} is not a runs archive made by `make cache` ({error}).") from None
-    with tar:
-        members = tar.getmembers()
-        if MANIFEST not in {m.name for m in members}:
-            raise ValueError(f"{archive} has no {MANIFEST}: it is not a runs archive made by "
-                             f"`make cache`.")
-        manifest = json.load(tar.extractfile(MANIFEST))
-        wanted = {f"experiments/{key}/{name}" for key in manifest.get("runs", {})
-                  for name in RUN_FILES}
-        odd = [m.name for m in members if m.name != MANIFEST and
-               (m.name not in wanted or not m.isfile())]
-        if odd:
-            raise ValueError(f"{archive} holds entries a runs archive never has (first: "
-                             f"{odd[0]!r}); nothing was unpacked.")
-        unpacked = 0
-        for key in manifest["runs"]:
-            target = runs_dir / "experiments" / key
-            if (target / "result.json").exists():
-                continue
-            staging = runs_dir / "experiments" / f".{key}.unpacking"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            for name in RUN_FILES:  # staged, then renamed: a run appears only complete
-                (staging / name).write_bytes(tar.extractfile(f"experiments/{key}/{name}").read())
-            shutil.rmtree(target, ignore_errors=True)
-            staging.replace(target)
-            unpacked += 1
+        raise ValueError(f"{archive} is not a runs archive made by `make cache` "
+                         f"({error}).") from None
     manifest["unpacked"] = unpacked
     same_source = manifest.get("source_hash") == source_fingerprint()
     manifest["reusable"] = len(manifest["runs"]) if same_source else 0
     return manifest
 
+
+def _unpack_runs(tar: tarfile.TarFile, archive: Path, runs_dir: Path) -> tuple[dict, int]:
+    """Check every entry of ``tar`` first, then unpack the runs not in ``runs_dir`` yet."""
+    members = tar.getmembers()
+    if MANIFEST not in {m.name for m in members}:
+        raise ValueError(f"{archive} has no {MANIFEST}: it is not a runs archive made by "
+                         f"`make cache`.")
+    manifest = json.load(tar.extractfile(MANIFEST))
+    runs = manifest.get("runs") if isinstance(manifest, dict) else None
+    if not isinstance(runs, dict) or not all(re.fullmatch(r"[0-9a-f]{12}", k) for k in runs):
+        raise ValueError(f"{archive}: {MANIFEST} does not list runs by their 12-digit keys; "
+                         f"nothing was unpacked.")
+    wanted = {f"experiments/{key}/{name}" for key in runs for name in RUN_FILES}
+    odd = [m.name for m in members if m.name != MANIFEST and
+           (m.name not in wanted or not m.isfile())]
+    if odd:
+        raise ValueError(f"{archive} holds entries a runs archive never has (first: "
+                         f"{odd[0]!r}); nothing was unpacked.")
+    unpacked = 0
+    for key in manifest["runs"]:
+        target = runs_dir / "experiments" / key
+        if (target / "result.json").exists():
+            continue
+        staging = runs_dir / "experiments" / f".{key}.unpacking"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name in RUN_FILES:  # staged, then renamed: a run appears only complete
+            (staging / name).write_bytes(tar.extractfile(f"experiments/{key}/{name}").read())
+        shutil.rmtree(target, ignore_errors=True)
+        staging.replace(target)
+        unpacked += 1
+    return manifest, unpacked

@@ -70,7 +70,8 @@ def test_run_is_cached_and_reloadable(tmp_path, monkeypatch):
 
 def test_time_limit_hit_raises_and_stores_nothing(tmp_path):
     config = course.guided_config(TINY, 1.0, epochs=3, time_limit=1e-6)
-    with pytest.raises(course.TimeLimitReached, match=r"time limit of 1e-06 s after \d of 3 epochs"):
+    message = r"time limit of 1e-06 s after \d of 3 epochs"
+    with pytest.raises(course.TimeLimitReached, match=message):
         course.run(config, tmp_path, progress=False, device="cpu")
     assert not course.is_stored(config, tmp_path)
     assert not list(tmp_path.rglob("result.json"))
@@ -87,8 +88,8 @@ def test_same_result_alone_and_under_load(tmp_path):
         hog.kill()
         hog.wait()
     assert without_timing(loaded) == without_timing(alone)
-    weights = [torch.load(tmp_path / d / "experiments" / config.key() / "model.pt", weights_only=True)
-               for d in ("alone", "loaded")]
+    weights = [torch.load(tmp_path / d / "experiments" / config.key() / "model.pt",
+                          weights_only=True) for d in ("alone", "loaded")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
@@ -173,7 +174,8 @@ def test_changed_mask_png_forces_retrain(tmp_path, monkeypatch):
 
 def test_annotations_from_missing_or_empty_store_say_how_many_and_where(tmp_path):
     folder = course.annotation_folder(TINY, tmp_path, seed=0)
-    with pytest.raises(course.NoMasksError, match=r"found 0 masks in .*seed0 \(the folder does not"):
+    missing = r"found 0 masks in .*seed0 \(the folder does not exist\)"
+    with pytest.raises(course.NoMasksError, match=missing):
         course.mask_changes("annotations", TINY, tmp_path, seed=0)
     assert not folder.exists()  # asking did not create the store
     MaskStore(folder)
@@ -189,7 +191,8 @@ def test_masks_of_other_images_stop_training(tmp_path, monkeypatch):
     MaskStore(folder).put("an-image-of-another-dataset", mask)
     config = course.guided_config(TINY, 1.0, masks_from=str(folder))
     monkeypatch.setattr(course, "fit", lambda *a, **k: pytest.fail("trained without masks"))
-    with pytest.raises(course.NoMasksError, match="found 1 masks in .*none of them for the 32 training"):
+    message = "found 1 masks in .*none of them for the 32 training images"
+    with pytest.raises(course.NoMasksError, match=message):
         course.run(config, tmp_path / "runs", progress=False, device="cpu")
 
 
@@ -215,7 +218,7 @@ def test_main_comparison_applies_every_change_to_both(monkeypatch, tmp_path):
                              "mass_in_mask_val": 0.5})
 
     monkeypatch.setattr(course, "run_many", fake_run_many)
-    changes = dict(n_train=48, data_seed=7, masks_from=str(tmp_path), mask_quality="box")
+    changes = {"n_train": 48, "data_seed": 7, "masks_from": str(tmp_path), "mask_quality": "box"}
     course.main_comparison(TINY, tmp_path, progress=False, device="cpu", **changes)
     for configs, kwargs in seen:
         assert kwargs["device"] == "cpu"
@@ -269,7 +272,8 @@ def test_packed_runs_of_other_source_are_never_reused(tmp_path, monkeypatch):
 
 
 def test_use_cache_offline_and_bad_archives(tmp_path):
-    with pytest.raises(ConnectionError, match="could not download the runs archive http://127.0.0.1:9/"):
+    message = "could not download the runs archive http://127.0.0.1:9/"
+    with pytest.raises(ConnectionError, match=message):
         course.use_cache("http://127.0.0.1:9/agkit-runs.tar.gz", tmp_path / "runs")
     with pytest.raises(FileNotFoundError, match="make cache"):
         course.use_cache(tmp_path / "missing.tar.gz", tmp_path / "runs")
@@ -277,13 +281,20 @@ def test_use_cache_offline_and_bad_archives(tmp_path):
     with pytest.raises(ValueError, match="not a runs archive"):
         course.use_cache(tmp_path / "empty.tar.gz", tmp_path / "runs")
     evil = tmp_path / "evil.tar.gz"
-    (tmp_path / "x").write_text("{}")
+    (tmp_path / "x").write_text('{"runs": {}}')
     with tarfile.open(evil, "w:gz") as tar:
         tar.add(tmp_path / "x", "manifest.json")
         tar.add(tmp_path / "x", "../outside.txt")
     with pytest.raises(ValueError, match=r"'\.\./outside.txt'\); nothing was unpacked"):
         course.use_cache(evil, tmp_path / "runs")
     assert not (tmp_path / "outside.txt").exists()
+    (tmp_path / "x").write_text('{"runs": {"../../outside": "baseline"}}')
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(tmp_path / "x", "manifest.json")
+        tar.add(tmp_path / "x", "experiments/../../outside/result.json")
+    with pytest.raises(ValueError, match="12-digit keys; nothing was unpacked"):
+        course.use_cache(evil, tmp_path / "runs")
+    assert not (tmp_path / "outside").exists()
 
 
 def test_pack_refuses_runs_never_trained(tmp_path):
