@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.agkit-installed
 PROFILE ?= workshop
 
-.PHONY: setup test test-fast course slides benchmarks clean
+.PHONY: setup test test-fast course slides cache course-time benchmarks clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ course: $(STAMP)
 slides: $(STAMP)
 	test -d build/course || $(MAKE) course PROFILE=$(PROFILE)
 	$(PY) tools/make_slides.py build/course build/slides
+
+# Train every run of a profile (those not in runs/ yet) and pack them into one archive that
+# students unpack with agkit.course.use_cache("build/agkit-runs-workshop.tar.gz").
+cache: $(STAMP)
+	$(PY) -m agkit.run_course --profile $(PROFILE) --runs runs --pack build/agkit-runs-$(PROFILE).tar.gz
+
+# Time of each notebook's training relative to a plain PyTorch loop (see the script).
+course-time: $(STAMP)
+	$(PY) benchmarks/course_time.py --profile $(PROFILE)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not notebooks and not browser"

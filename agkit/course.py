@@ -11,16 +11,34 @@ Profiles set the size of everything:
 * ``ci``: the smallest run that still exercises every code path (whole course in minutes);
 * ``workshop`` (default): shows the paper's effect clearly on a 2-core laptop;
 * ``full``: bigger images and backbone, for a GPU or Colab.
+
+A stored result is reused only when everything that decides it is unchanged: the
+``RunConfig``, the bytes of the mask files it trains with (``masks_from``) and the source
+text of the agkit modules that train and score it (``SOURCE_FILES``). Edit
+``agkit/losses.py`` or redraw a mask and the affected runs train again. Runs are sized by
+epochs, never by time: a run that hits its ``time_limit`` raises ``TimeLimitReached`` and is
+not stored, so a stored result never depends on how busy the machine was.
+
+``pack_runs`` and ``use_cache`` move trained runs between machines: an instructor packs a
+profile's runs into one archive, students unpack it and redraw every figure in seconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import io
 import json
 import multiprocessing
 import os
+import re
+import shutil
+import tarfile
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +53,28 @@ from agkit.data.mask_quality import degrade
 from agkit.models import CAMNet
 from agkit.train import evaluate, fit
 
-CACHE_VERSION = 1  # bump when a change to the code makes stored results stale
+CACHE_VERSION = 2  # bump when the layout of a stored run changes
 TEST_SEED = 10_000  # the test splits are the same for every run, whatever its seed
+EVAL_BATCH_SIZE = 64  # small batches score faster than large ones on a CPU (cache-friendly)
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+# The modules whose source decides what a run trains and scores, relative to PACKAGE_ROOT;
+# a missing one (backbones.py, guidance.py in older versions) is skipped.
+SOURCE_FILES = ("course.py", "models.py", "backbones.py", "losses.py", "train.py", "metrics.py",
+                "cam.py", "guidance.py", "data/__init__.py", "data/synthetic.py",
+                "data/dataset.py", "data/masks.py", "data/mask_quality.py")
+
+
+class TimeLimitReached(RuntimeError):
+    """A run needed more than its time limit; nothing of it was stored."""
+
+
+class NoMasksError(ValueError):
+    """Guided training was asked to use a mask store that holds no usable mask."""
+
+
+class SourceChangedError(RuntimeError):
+    """agkit's source changed on disk after this process imported it."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +92,9 @@ class Profile:
     lr: float
     seeds: tuple  # seeds of the main baseline-vs-guided comparison
     lambdas: tuple  # candidates for lambda, chosen on the validation split
-    time_limit: float  # a safety net only: runs are sized by epochs, so results do not depend on the machine
+    # Seconds per run after which it stops with TimeLimitReached and stores nothing: a safety
+    # net only. Runs are sized by epochs, so their results never depend on the machine.
+    time_limit: float | None
     # ablations (notebook 04): on a smaller training set, where guidance matters most
     ablation_n_train: int
     ablation_seeds: tuple
@@ -63,28 +103,34 @@ class Profile:
     ablation_fractions: tuple
     ablation_qualities: tuple
     data: dict = field(default_factory=dict)  # extra make_synthfrac parameters
+    lr_decay_at: float | None = None  # divide lr by 10 after this share of the epochs
 
 
 PROFILES = {
     "ci": Profile(
         name="ci", size=64, backbone="tiny", n_train=128, n_val=64, n_test=96, epochs=2,
-        batch_size=32, lr=3e-3, seeds=(0, 1), lambdas=(1.0, 3.0), time_limit=60,
+        batch_size=32, lr=3e-3, seeds=(0, 1), lambdas=(1.0, 3.0), time_limit=300,
         ablation_n_train=64, ablation_seeds=(0,), ablation_lambdas=(0.0, 1.0),
-        ablation_sizes=(32, 64), ablation_fractions=(0.5, 1.0), ablation_qualities=("exact", "box"),
+        ablation_sizes=(32, 64), ablation_fractions=(0.5, 1.0),
+        ablation_qualities=("exact", "box"),
     ),
+    # 8 epochs with the learning rate divided by 10 for the last quarter give the same
+    # picture as 24 at a constant rate, in a third of the time (benchmarks/course_time.py).
     "workshop": Profile(
-        name="workshop", size=64, backbone="tiny", n_train=500, n_val=300, n_test=600, epochs=24,
-        batch_size=32, lr=3e-3, seeds=(0, 1, 2), lambdas=(1.0, 3.0, 10.0), time_limit=300,
-        ablation_n_train=250, ablation_seeds=(0, 1, 2), ablation_lambdas=(0.0, 0.3, 3.0),
-        ablation_sizes=(125, 250, 500), ablation_fractions=(0.1, 0.3, 1.0),
+        name="workshop", size=64, backbone="tiny", n_train=500, n_val=300, n_test=600, epochs=8,
+        lr_decay_at=0.75, batch_size=32, lr=3e-3, seeds=(0, 1, 2), lambdas=(1.0, 3.0, 10.0),
+        time_limit=900, ablation_n_train=250, ablation_seeds=(0, 1, 2),
+        ablation_lambdas=(0.0, 0.3, 3.0), ablation_sizes=(125, 250, 500),
+        ablation_fractions=(0.1, 0.3, 1.0),
         ablation_qualities=("exact", "box", "dilated", "shifted"),
     ),
     "full": Profile(
         name="full", size=128, backbone="resnet18", n_train=2000, n_val=500, n_test=1000,
         epochs=20, batch_size=64, lr=1e-3, seeds=(0, 1, 2), lambdas=(0.3, 1.0, 3.0),
-        time_limit=600, ablation_n_train=500, ablation_seeds=(0, 1, 2),
+        time_limit=3600, ablation_n_train=500, ablation_seeds=(0, 1, 2),
         ablation_lambdas=(0.0, 0.01, 0.1, 1.0, 10.0), ablation_sizes=(250, 500, 1000, 2000, 4000),
-        ablation_fractions=(0.1, 0.25, 0.5, 1.0), ablation_qualities=("exact", "box", "dilated", "shifted"),
+        ablation_fractions=(0.1, 0.25, 0.5, 1.0),
+        ablation_qualities=("exact", "box", "dilated", "shifted"),
     ),
 }
 
@@ -98,7 +144,11 @@ def get_profile(name: str) -> Profile:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that decides the outcome of one training run (and so its cache key)."""
+    """Everything that decides the outcome of one training run (and so its cache key).
+
+    ``time_limit`` is the one field that is not part of the key: it does not change a
+    run's result, it only stops (with ``TimeLimitReached``) a run that takes too long.
+    """
 
     lam: float = 0.0
     pooling: str = "avg"
@@ -115,10 +165,11 @@ class RunConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 3e-3
-    time_limit: float = 60.0
+    lr_decay_at: float | None = None  # divide lr by 10 after this share of the epochs
+    time_limit: float | None = None  # seconds; None: no limit. Not part of the key
     data: tuple = ()  # sorted (name, value) pairs passed to make_synthfrac
     masks_from: str | None = None  # a MaskStore folder with drawn masks; None = built-in
-    masks_version: str = ""  # fingerprint of that store, so new drawings retrain
+    masks_version: str = ""  # kept for old notebooks; the key hashes the mask files anyway
 
     @property
     def guided(self) -> bool:
@@ -128,9 +179,20 @@ class RunConfig:
     def label(self) -> str:
         return f"guided (lambda={self.lam:g})" if self.guided else "baseline"
 
+    def fields(self) -> dict:
+        """The fields that decide the result (all but time_limit), as a plain dict."""
+        fields = dataclasses.asdict(self)
+        del fields["time_limit"]
+        return fields
+
+    def fingerprints(self) -> dict:
+        """Hashes of what the config names but does not hold: source code and mask files."""
+        return {"source_hash": source_fingerprint(),
+                "masks_hash": store_fingerprint(self.masks_from) if self.masks_from else ""}
+
     def key(self) -> str:
         # SynthFrac's defaults are part of the key: a new generator default means new data.
-        text = json.dumps([CACHE_VERSION, dataclasses.asdict(self), synthetic.DEFAULTS],
+        text = json.dumps([CACHE_VERSION, self.fields(), synthetic.DEFAULTS, self.fingerprints()],
                           sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -146,18 +208,127 @@ def guided_config(profile: Profile, lam: float, seed: int = 0, **changes) -> Run
 
 
 def _config(profile: Profile, seed: int, **changes) -> RunConfig:
-    base = dict(n_train=profile.n_train, n_val=profile.n_val, n_test=profile.n_test, seed=seed,
-                size=profile.size, backbone=profile.backbone, epochs=profile.epochs,
-                batch_size=profile.batch_size, lr=profile.lr, time_limit=profile.time_limit,
-                data=tuple(sorted(profile.data.items())))
+    base = {"n_train": profile.n_train, "n_val": profile.n_val, "n_test": profile.n_test,
+            "seed": seed, "size": profile.size, "backbone": profile.backbone,
+            "epochs": profile.epochs, "batch_size": profile.batch_size, "lr": profile.lr,
+            "lr_decay_at": profile.lr_decay_at, "time_limit": profile.time_limit,
+            "data": tuple(sorted(profile.data.items()))}
     base.update(changes)
     return RunConfig(**base)
 
 
+# ---------------------------------------------------------------------------------------
+# Fingerprints: what a cache key hashes besides the config
+# ---------------------------------------------------------------------------------------
+
+# (folder, stats of its files) -> hash: a file is read again only when its stats change
+_hash_memo: dict = {}
+
+
+def _hash_files(files: list[Path], root: Path) -> str:
+    """SHA-1 over the names (relative to root) and bytes of ``files``; memoised on their stats."""
+    stats = []
+    for path in files:
+        stat = path.stat()
+        stats.append((str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
+    memo_key = (str(root), tuple(stats))
+    if memo_key not in _hash_memo:
+        digest = hashlib.sha1()
+        for path in files:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+        _hash_memo[memo_key] = digest.hexdigest()[:12]
+    return _hash_memo[memo_key]
+
+
+def source_fingerprint(root=None) -> str:
+    """A short hash of the source text of the modules that train and score a run.
+
+    ``root``: the agkit package folder (default: the one this module was loaded from).
+    Any edit to one of ``SOURCE_FILES`` (say, agkit/losses.py) changes the hash, and with
+    it every cache key, so no stored result outlives the code that made it.
+    """
+    root = Path(root) if root is not None else PACKAGE_ROOT
+    return _hash_files([root / name for name in SOURCE_FILES if (root / name).is_file()], root)
+
+
+_loaded_source: dict = {}  # package folder -> source hash when this process first used it
+
+
+def check_source_loaded() -> None:
+    """Raise SourceChangedError when agkit's source on disk is not the code this process runs.
+
+    A cache key hashes the source on disk; training in a process that imported agkit
+    before an edit would store the old code's result under the new code's key.
+    """
+    now = source_fingerprint()
+    if _loaded_source.setdefault(str(PACKAGE_ROOT), now) != now:
+        raise SourceChangedError(
+            f"agkit's source in {PACKAGE_ROOT} changed after this process imported it, so "
+            f"training here would run the old code. Restart the kernel (Kernel > Restart) "
+            f"and run the notebook again; runs it has stored stay valid."
+        )
+
+
+check_source_loaded()  # records the source this process imported
+
+
 def store_fingerprint(folder) -> str:
-    """A short hash of a MaskStore's index: changes whenever a mask is drawn or deleted."""
-    index = Path(folder) / "index.json"
-    return hashlib.sha1(index.read_bytes()).hexdigest()[:12] if index.exists() else ""
+    """A short hash of a MaskStore's content: index.json and the bytes of every mask PNG.
+
+    Drawing, redrawing or deleting a mask changes it; touching a file without changing it
+    does not. A missing or empty folder gives the hash of nothing.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return _hash_files([], folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and (p.name == "index.json" or p.suffix == ".png"))
+    return _hash_files(files, folder)
+
+
+def check_mask_store(folder, image_ids=None) -> int:
+    """The number of masks in the MaskStore ``folder`` (of ``image_ids`` when given).
+
+    Raises NoMasksError, saying how many masks were found and where, when there are none:
+    guided training with no mask would silently be the baseline with softmax pooling.
+    """
+    folder = Path(folder)
+    found = set(MaskStore(folder).annotated_ids()) if (folder / "index.json").is_file() else set()
+    usable = len(found if image_ids is None else found & set(image_ids))
+    if usable == 0:
+        where = f"{folder}" + ("" if folder.is_dir() else " (the folder does not exist)")
+        matching = ("" if image_ids is None or not found
+                    else f", none of them for the {len(image_ids)} training images")
+        raise NoMasksError(
+            f"found {len(found)} masks in {where}{matching}; guided training needs masks to "
+            f"guide it. Draw some in notebook 02 (or run it with annotator='simulated'), or "
+            f"train with the built-in masks (masks='builtin')."
+        )
+    return usable
+
+
+def mask_changes(masks: str, profile: Profile, runs_dir="runs", seed: int = 0) -> dict:
+    """The config changes for a notebook's ``masks`` parameter.
+
+    "builtin": none (SynthFrac's own masks). "annotations": train on the masks drawn in
+    notebook 02 (``runs_dir/annotations/synthfrac-<profile>-seed<seed>``), every run on the
+    images of that seed so that the masks belong to the training images; raises
+    NoMasksError when that store is missing or empty.
+    """
+    if masks == "builtin":
+        return {}
+    if masks != "annotations":
+        raise ValueError(f"masks must be 'builtin' or 'annotations', got {masks!r}.")
+    folder = annotation_folder(profile, runs_dir, seed)
+    check_mask_store(folder)
+    return {"masks_from": str(folder), "data_seed": seed}
+
+
+def annotation_folder(profile: Profile, runs_dir="runs", seed: int = 0) -> Path:
+    """Where notebook 02 stores the masks drawn for the training images of ``seed``."""
+    return Path(runs_dir) / "annotations" / f"synthfrac-{profile.name}-seed{seed}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,15 +343,24 @@ def make_splits(config: RunConfig) -> dict:
     return {
         "train": make_synthfrac(config.n_train, size=config.size, seed=seed, split="train", **data),
         "val": make_synthfrac(config.n_val, size=config.size, seed=seed, split="val", **data),
-        "test_id": make_synthfrac(config.n_test, size=config.size, seed=TEST_SEED, split="test_id", **data),
-        "test_shifted": make_synthfrac(config.n_test, size=config.size, seed=TEST_SEED,
-                                       split="test_shifted", **data),
+        "test_id": _test_split(config.n_test, config.size, "test_id", config.data),
+        "test_shifted": _test_split(config.n_test, config.size, "test_shifted", config.data),
     }
 
 
+@functools.lru_cache(maxsize=8)
+def _test_split(n: int, size: int, split: str, data: tuple):
+    # Every run of a profile scores on the same test images: draw them once per process.
+    return make_synthfrac(n, size=size, seed=TEST_SEED, split=split, **dict(data))
+
+
 def training_masks(config: RunConfig, train) -> torch.Tensor | MaskStore:
-    """The masks that guide a run: built-in ones (maybe degraded) or a user's MaskStore."""
+    """The masks that guide a run: built-in ones (maybe degraded) or a user's MaskStore.
+
+    Raises NoMasksError when ``masks_from`` holds no mask for any training image.
+    """
     if config.masks_from is not None:
+        check_mask_store(config.masks_from, train.image_ids)
         return MaskStore(config.masks_from)
     return degrade(train.masks, config.mask_quality, seed=config.seed)
 
@@ -191,7 +371,8 @@ def make_datasets(config: RunConfig, splits: dict | None = None) -> dict:
     train = splits["train"]
     datasets = {"train": GuidedDataset(train.images, train.labels, training_masks(config, train),
                                        image_ids=train.image_ids, meta=train.meta,
-                                       annotated_fraction=config.annotated_fraction, seed=config.seed)}
+                                       annotated_fraction=config.annotated_fraction,
+                                       seed=config.seed)}
     for name in ("val", "test_id", "test_shifted"):
         datasets[name] = GuidedDataset.from_synthfrac(splits[name])
     return datasets
@@ -202,6 +383,7 @@ def make_datasets(config: RunConfig, splits: dict | None = None) -> dict:
 # ---------------------------------------------------------------------------------------
 
 SPLIT_TAGS = {"val": "val", "test_id": "id", "test_shifted": "shifted"}
+SCORES = ("accuracy", "auc", "mass_in_mask", "pointing_game", "iou")
 
 
 def run_folder(config: RunConfig, runs_dir="runs") -> Path:
@@ -213,38 +395,67 @@ def build_model(config: RunConfig) -> CAMNet:
     return CAMNet(config.backbone, num_classes=2, in_channels=1, pooling=config.pooling)
 
 
+def is_stored(config: RunConfig, runs_dir="runs") -> bool:
+    """Whether the run's result is in ``runs_dir`` (so ``run`` returns it without training)."""
+    return (run_folder(config, runs_dir) / "result.json").exists()
+
+
 def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=None) -> dict:
     """Train and score one configuration, or return its stored result.
 
-    Returns a flat dict: the config's fields, then for every split tag (val, id,
-    shifted) acc_<tag>, auc_<tag>, mass_in_mask_<tag>, pointing_game_<tag>, iou_<tag>,
-    plus mass_in_mask (= on the shifted test split), train_seconds and epochs_run.
+    device: where to train (None: a GPU when there is one). It is not part of the key: a
+    run trained on a GPU is reused on a CPU; the result records where it was trained.
+
+    Returns a flat dict: the config's fields (all but time_limit), key, label, source_hash,
+    masks_hash, then for every split tag (val, id, shifted) accuracy_<tag>, auc_<tag>,
+    mass_in_mask_<tag>, pointing_game_<tag>, iou_<tag>, plus mass_in_mask (= on the
+    shifted test split), epochs_run (= epochs: a shorter run is never stored),
+    train_seconds and device.
+
+    Raises TimeLimitReached, storing nothing, when training needs more than
+    ``config.time_limit`` seconds, and NoMasksError when ``masks_from`` holds no mask.
     """
     folder = run_folder(config, runs_dir)
     result_file = folder / "result.json"
     if result_file.exists():
         return json.loads(result_file.read_text())
 
+    check_source_loaded()
     datasets = make_datasets(config)
     model = build_model(config)
-    train_loader = make_loader(datasets["train"], config.batch_size, shuffle=True, seed=config.seed)
+    train_loader = make_loader(datasets["train"], config.batch_size, shuffle=True,
+                               seed=config.seed)
+    lr_step = max(1, round(config.lr_decay_at * config.epochs)) if config.lr_decay_at else None
     started = time.perf_counter()
     history = fit(model, train_loader, None, lam=config.lam, epochs=config.epochs, lr=config.lr,
-                  resolution=config.resolution, seed=config.seed, device=device,
-                  progress=progress, time_limit=config.time_limit)
+                  lr_step=lr_step, lr_gamma=0.1, resolution=config.resolution, seed=config.seed,
+                  device=device, progress=progress, time_limit=config.time_limit)
     seconds = time.perf_counter() - started
+    # fit stops at the first step past its limit, so a run that took longer than the limit
+    # may be cut short: it is never stored, whatever its number of epochs says.
+    if len(history) < config.epochs or (config.time_limit is not None
+                                        and seconds > config.time_limit):
+        raise TimeLimitReached(
+            f"{config.label} (seed {config.seed}) ran past its time limit of "
+            f"{config.time_limit:g} s after {len(history)} of {config.epochs} epochs; its result "
+            f"was not stored. Use a smaller profile, a GPU, a packed cache (use_cache) or a "
+            f"larger time_limit (None: no limit)."
+        )
 
-    result = dict(dataclasses.asdict(config), key=config.key(), label=config.label,
-                  train_seconds=round(seconds, 2), epochs_run=len(history))
+    result = dict(config.fields(), key=config.key(), label=config.label, **config.fingerprints(),
+                  epochs_run=len(history))
     for split, tag in SPLIT_TAGS.items():
-        scores = evaluate(model, make_loader(datasets[split], 256))
-        for metric, name in (("accuracy", "acc"), ("auc", "auc"), ("mass_in_mask", "mass_in_mask"),
-                             ("pointing_game", "pointing_game"), ("iou", "iou")):
-            result[f"{name}_{tag}"] = float(scores[metric])
+        scores = evaluate(model, make_loader(datasets[split], EVAL_BATCH_SIZE))
+        for metric in SCORES:
+            result[f"{metric}_{tag}"] = float(scores[metric])
     result["mass_in_mask"] = result["mass_in_mask_shifted"]
+    result["train_seconds"] = round(seconds, 2)
+    result["device"] = str(next(model.parameters()).device)
 
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), folder / "model.pt")
+    model_file = folder / "model.pt.tmp"
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, model_file)
+    model_file.replace(folder / "model.pt")
     history.to_csv(folder / "history.csv", index=False)
     temporary = folder / "result.json.tmp"
     temporary.write_text(json.dumps(result, indent=1, default=str))
@@ -252,11 +463,11 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
     return json.loads(result_file.read_text())  # the same form as a cached result
 
 
-def load_model(config: RunConfig, runs_dir="runs") -> CAMNet:
-    """The trained model of a run (trains it first if it was never run)."""
+def load_model(config: RunConfig, runs_dir="runs", device=None) -> CAMNet:
+    """The trained model of a run, on the CPU (trains it first, on ``device``, if needed)."""
     folder = run_folder(config, runs_dir)
     if not (folder / "result.json").exists():
-        run(config, runs_dir)
+        run(config, runs_dir, device=device)
     model = build_model(config)
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
     return model.eval()
@@ -270,75 +481,268 @@ def _start_worker() -> None:
     torch.set_num_threads(1)  # two one-thread processes beat one two-thread process on small nets
 
 
-def _run_quietly(config: RunConfig, runs_dir) -> dict:
-    return run(config, runs_dir, progress=False, device="cpu")
+def _run_quietly(config: RunConfig, runs_dir, device) -> dict:
+    return run(config, runs_dir, progress=False, device=device)
 
 
-def default_jobs() -> int:
+def default_jobs(device=None) -> int:
     """Parallel training processes: one per core (at most 4) on a CPU, one on a GPU."""
-    if torch.cuda.is_available():
-        return 1
-    return max(1, min(4, os.cpu_count() or 1))
+    if device is None:
+        on_cpu = not torch.cuda.is_available()
+    else:
+        on_cpu = torch.device(device).type == "cpu"
+    return max(1, min(4, os.cpu_count() or 1)) if on_cpu else 1
+
+
+def _cost(config: RunConfig) -> float:
+    """Rough relative training time of a run (input-resolution guidance costs about double)."""
+    doubled = config.guided and config.resolution == "input"
+    return config.n_train * config.epochs * (2 if doubled else 1)
 
 
 def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = True,
-             jobs: int | None = None) -> pd.DataFrame:
+             jobs: int | None = None, device=None) -> pd.DataFrame:
     """Run (or fetch) several configurations, one progress bar over them all.
 
     Uncached runs are trained ``jobs`` at a time in separate processes (default: one per
-    CPU core); each run seeds itself, so the order does not change any result.
-    Returns one row per config, in the order given.
+    CPU core, one on a GPU), on ``device``; each run seeds itself, so neither the order
+    nor the number of processes changes any result. Returns one row per config, in the
+    order given.
     """
     configs = list(configs)
-    todo = list({c.key(): c for c in configs if not (run_folder(c, runs_dir) / "result.json").exists()}.values())
-    jobs = default_jobs() if jobs is None else jobs
+    keys = [config.key() for config in configs]
+    todo = {key: config for key, config in zip(keys, configs) if not is_stored(config, runs_dir)}
+    # Longest runs first: the processes then finish at about the same time.
+    todo = dict(sorted(todo.items(), key=lambda item: -_cost(item[1])))
+    for config in todo.values():  # a missing mask store stops here, before any training
+        if config.masks_from is not None:
+            check_mask_store(config.masks_from)
+    jobs = default_jobs(device) if jobs is None else jobs
     bar = tqdm(total=len(configs), desc=desc, disable=not progress)
-    bar.update(len(configs) - sum(1 for c in configs if c.key() in {t.key() for t in todo}))
+    bar.update(sum(1 for key in keys if key not in todo))
     if jobs > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")  # safe with torch and inside Jupyter
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker) as pool:
-            futures = {pool.submit(_run_quietly, config, str(runs_dir)): config for config in todo}
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=context,
+                                 initializer=_start_worker) as pool:
+            futures = {pool.submit(_run_quietly, config, str(runs_dir), device): key
+                       for key, config in todo.items()}
             for future in as_completed(futures):
                 future.result()  # re-raises a worker's error here
-                bar.update(sum(1 for c in configs if c.key() == futures[future].key()))
+                bar.update(keys.count(futures[future]))
     else:
-        for config in todo:
+        for key, config in todo.items():
             bar.set_postfix_str(config.label)
-            run(config, runs_dir, progress=False)
-            bar.update(sum(1 for c in configs if c.key() == config.key()))
+            run(config, runs_dir, progress=False, device=device)
+            bar.update(keys.count(key))
     bar.close()
     return pd.DataFrame([run(config, runs_dir) for config in configs])
 
 
-def choose_lambda(profile: Profile, runs_dir="runs", *, progress: bool = True, **changes) -> tuple[float, pd.DataFrame]:
+def choose_lambda(profile: Profile, runs_dir="runs", *, progress: bool = True, device=None,
+                  **changes) -> tuple[float, pd.DataFrame]:
     """Pick lambda on the validation split (never on a test split).
 
     The validation split is drawn like the training split, shortcut included, so its
     accuracy alone cannot tell a shortcut from the fracture; ties within one point of
     accuracy go to the lambda whose CAMs keep more mass inside the validation masks.
+    ``changes`` (e.g. masks_from) apply to every candidate.
     """
-    table = run_many([guided_config(profile, lam, seed=profile.seeds[0], **changes) for lam in profile.lambdas],
-                     runs_dir, desc="choosing lambda", progress=progress)
-    best = table["acc_val"].max()
-    contenders = table[table["acc_val"] >= best - 0.01]
+    configs = [guided_config(profile, lam, seed=profile.seeds[0], **changes)
+               for lam in profile.lambdas]
+    table = run_many(configs, runs_dir, desc="choosing lambda", progress=progress, device=device)
+    best = table["accuracy_val"].max()
+    contenders = table[table["accuracy_val"] >= best - 0.01]
     chosen = float(contenders.sort_values("mass_in_mask_val", ascending=False)["lam"].iloc[0])
-    return chosen, table[["lam", "acc_val", "mass_in_mask_val"]]
+    return chosen, table[["lam", "accuracy_val", "mass_in_mask_val"]]
 
 
-def main_comparison(profile: Profile, runs_dir="runs", *, progress: bool = True, **changes) -> pd.DataFrame:
-    """Baseline and guided training over the profile's seeds: one row per run."""
-    lam, _ = choose_lambda(profile, runs_dir, progress=progress, **changes)
-    shared = {k: v for k, v in changes.items() if k == "data_seed"}  # same images for both
-    configs = [baseline_config(profile, seed, **shared) for seed in profile.seeds]
+def main_comparison(profile: Profile, runs_dir="runs", *, progress: bool = True, device=None,
+                    **changes) -> pd.DataFrame:
+    """Baseline and guided training over the profile's seeds: one row per run.
+
+    ``changes`` apply to the baseline and the guided runs alike (the baseline never uses
+    masks, but it trains on the same images), so the two always see the same data.
+    """
+    lam, _ = choose_lambda(profile, runs_dir, progress=progress, device=device, **changes)
+    configs = [baseline_config(profile, seed, **changes) for seed in profile.seeds]
     configs += [guided_config(profile, lam, seed, **changes) for seed in profile.seeds]
-    table = run_many(configs, runs_dir, desc="baseline vs guided", progress=progress)
+    table = run_many(configs, runs_dir, desc="baseline vs guided", progress=progress,
+                     device=device)
     table["method"] = np.where(table["lam"] > 0, "guided", "baseline")
     return table
 
 
-SUMMARY_METRICS = ("acc_shifted", "acc_id", "auc_shifted", "mass_in_mask")
+SUMMARY_METRICS = ("accuracy_shifted", "accuracy_id", "auc_shifted", "mass_in_mask")
 
 
 def summarize(table: pd.DataFrame, metrics=SUMMARY_METRICS) -> pd.DataFrame:
     """Mean over seeds per method (rows baseline, guided) of the summary metrics."""
     return table.groupby("method")[list(metrics)].mean().reindex(["baseline", "guided"])
+
+
+# ---------------------------------------------------------------------------------------
+# Which runs each notebook trains
+# ---------------------------------------------------------------------------------------
+
+
+def ablation_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]:
+    """Notebook 04's runs, by ablation: lambda, size, fraction, quality, design.
+
+    ``lam`` is the weight chosen on validation (``choose_lambda``). The ablations other
+    than the training-set size use ``profile.ablation_n_train`` images.
+    """
+    seeds, small = profile.ablation_seeds, {"n_train": profile.ablation_n_train}
+    return {
+        "lambda": [guided_config(profile, weight, s, **small) if weight > 0
+                   else baseline_config(profile, s, pooling="softmax", **small)
+                   for weight in profile.ablation_lambdas for s in seeds],
+        "size": [config for n in profile.ablation_sizes for s in seeds
+                 for config in (baseline_config(profile, s, n_train=n),
+                                guided_config(profile, lam, s, n_train=n))],
+        "fraction": [guided_config(profile, lam, s, annotated_fraction=f, **small)
+                     for f in profile.ablation_fractions for s in seeds],
+        "quality": [guided_config(profile, lam, s, mask_quality=q, **small)
+                    for q in profile.ablation_qualities for s in seeds],
+        "design": [config for s in seeds for config in (
+            baseline_config(profile, s, **small),
+            baseline_config(profile, s, pooling="softmax", **small),
+            guided_config(profile, lam, s, pooling="avg", **small),
+            guided_config(profile, lam, s, **small),
+            guided_config(profile, lam, s, resolution="input", **small))],
+    }
+
+
+def course_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]:
+    """The runs each notebook trains with the built-in masks, by notebook number.
+
+    "01": the baseline shown; "03": the lambda candidates and the baseline-vs-guided
+    comparison (with ``lam``, the chosen weight); "04": every ablation. A run that an
+    earlier notebook trained is listed again where a later one uses it.
+    """
+    seeds = profile.seeds
+    return {
+        "01": [baseline_config(profile, seeds[0])],
+        "03": ([guided_config(profile, weight, seeds[0]) for weight in profile.lambdas]
+               + [baseline_config(profile, s) for s in seeds]
+               + [guided_config(profile, lam, s) for s in seeds]),
+        "04": [config for group in ablation_configs(profile, lam).values() for config in group],
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# A shareable cache of trained runs
+# ---------------------------------------------------------------------------------------
+
+MANIFEST = "manifest.json"
+RUN_FILES = ("result.json", "model.pt", "history.csv")
+
+
+def pack_runs(configs, runs_dir="runs", archive="build/agkit-runs.tar.gz", *,
+              profile: str = "") -> Path:
+    """Pack the stored runs of ``configs`` into one .tar.gz archive for ``use_cache``.
+
+    The archive holds ``experiments/<key>/`` (result.json, model.pt, history.csv) of every
+    run and a manifest.json listing the keys, labels and the source hash they were made
+    with. Raises FileNotFoundError naming the first run that was never trained.
+    """
+    archive = Path(archive)
+    keys = list(dict.fromkeys(config.key() for config in configs))
+    runs = {}
+    for key in keys:
+        folder = Path(runs_dir) / "experiments" / key
+        if not (folder / "result.json").is_file():
+            raise FileNotFoundError(f"run {key} is not stored in {runs_dir}; train it first "
+                                    f"(run_many) and pack again.")
+        runs[key] = json.loads((folder / "result.json").read_text())["label"]
+    manifest = {"format": "agkit runs", "version": CACHE_VERSION, "profile": profile,
+                "source_hash": source_fingerprint(), "runs": runs}
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    temporary = archive.with_name(archive.name + ".tmp")
+    with tarfile.open(temporary, "w:gz") as tar:
+        data = json.dumps(manifest, indent=1).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime = len(data), int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+        for key in keys:
+            for name in RUN_FILES:
+                tar.add(Path(runs_dir) / "experiments" / key / name, f"experiments/{key}/{name}")
+    temporary.replace(archive)
+    return archive
+
+
+def use_cache(archive_or_url, runs_dir="runs") -> dict:
+    """Unpack runs packed by ``pack_runs`` (a file path or a URL) into ``runs_dir``.
+
+    Runs already in ``runs_dir`` are kept. A run is reused only where its key matches, and
+    keys hash the source of agkit and the mask files: runs packed from other source code
+    are unpacked but never reused (the returned dict says how many match). Returns the
+    manifest plus ``unpacked`` (runs added) and ``reusable`` (runs whose source matches).
+    Raises ConnectionError with the URL when a download fails, ValueError when the
+    archive is not one of ours.
+    """
+    source = str(archive_or_url)
+    with tempfile.TemporaryDirectory() as scratch:
+        if "://" in source:
+            path = Path(scratch) / "runs.tar.gz"
+            try:
+                with urllib.request.urlopen(source, timeout=60) as response, open(path, "wb") as f:
+                    shutil.copyfileobj(response, f)
+            except (urllib.error.URLError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                raise ConnectionError(
+                    f"could not download the runs archive {source} ({reason}). Without a "
+                    f"network, copy the archive onto this machine and pass its path instead; "
+                    f"or train the runs here (every notebook trains what it does not find)."
+                ) from None
+        else:
+            path = Path(source).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"no runs archive at {path}; run `make cache` to build "
+                                        f"one or pass the archive's path or URL.")
+        return _unpack(path, Path(runs_dir))
+
+
+def _unpack(archive: Path, runs_dir: Path) -> dict:
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            manifest, unpacked = _unpack_runs(tar, archive, runs_dir)
+    except tarfile.TarError as error:
+        raise ValueError(f"{archive} is not a runs archive made by `make cache` "
+                         f"({error}).") from None
+    manifest["unpacked"] = unpacked
+    same_source = manifest.get("source_hash") == source_fingerprint()
+    manifest["reusable"] = len(manifest["runs"]) if same_source else 0
+    return manifest
+
+
+def _unpack_runs(tar: tarfile.TarFile, archive: Path, runs_dir: Path) -> tuple[dict, int]:
+    """Check every entry of ``tar`` first, then unpack the runs not in ``runs_dir`` yet."""
+    members = tar.getmembers()
+    if MANIFEST not in {m.name for m in members}:
+        raise ValueError(f"{archive} has no {MANIFEST}: it is not a runs archive made by "
+                         f"`make cache`.")
+    manifest = json.load(tar.extractfile(MANIFEST))
+    runs = manifest.get("runs") if isinstance(manifest, dict) else None
+    if not isinstance(runs, dict) or not all(re.fullmatch(r"[0-9a-f]{12}", k) for k in runs):
+        raise ValueError(f"{archive}: {MANIFEST} does not list runs by their 12-digit keys; "
+                         f"nothing was unpacked.")
+    wanted = {f"experiments/{key}/{name}" for key in runs for name in RUN_FILES}
+    odd = [m.name for m in members if m.name != MANIFEST and
+           (m.name not in wanted or not m.isfile())]
+    if odd:
+        raise ValueError(f"{archive} holds entries a runs archive never has (first: "
+                         f"{odd[0]!r}); nothing was unpacked.")
+    unpacked = 0
+    for key in manifest["runs"]:
+        target = runs_dir / "experiments" / key
+        if (target / "result.json").exists():
+            continue
+        staging = runs_dir / "experiments" / f".{key}.unpacking"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name in RUN_FILES:  # staged, then renamed: a run appears only complete
+            (staging / name).write_bytes(tar.extractfile(f"experiments/{key}/{name}").read())
+        shutil.rmtree(target, ignore_errors=True)
+        staging.replace(target)
+        unpacked += 1
+    return manifest, unpacked

@@ -1,52 +1,336 @@
-"""Course plumbing: cached runs, lambda chosen on validation only, degraded masks, summaries."""
+"""Course plumbing: cached runs and their keys, lambda chosen on validation only, degraded masks,
+summaries, mask-store checks, time limits and the shareable cache of trained runs."""
 
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from agkit import course
+from agkit.data import MaskStore
 from agkit.data.mask_quality import bounding_boxes, degrade, dilate, shift
 
 TINY = course.Profile(
     name="test", size=32, backbone="tiny", n_train=32, n_val=16, n_test=16, epochs=1, batch_size=16,
-    lr=3e-3, seeds=(0,), lambdas=(1.0,), time_limit=30, ablation_n_train=32, ablation_seeds=(0,), ablation_lambdas=(0.0,),
-    ablation_sizes=(32,), ablation_fractions=(1.0,), ablation_qualities=("exact",))
+    lr=3e-3, seeds=(0,), lambdas=(1.0,), time_limit=None, ablation_n_train=32, ablation_seeds=(0,),
+    ablation_lambdas=(0.0,), ablation_sizes=(32,), ablation_fractions=(1.0,),
+    ablation_qualities=("exact",))
+
+
+class FitCalls:
+    """Stands in for course.fit: counts calls, then trains for real (or refuses)."""
+
+    def __init__(self, allow: bool = True):
+        self.calls, self.allow, self.real = [], allow, course.fit
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(kwargs)
+        if not self.allow:
+            pytest.fail("a stored run was trained again")
+        return self.real(*args, **kwargs)
+
+
+def without_timing(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "train_seconds"}
 
 
 def test_config_key_changes_with_every_field():
     base = course.guided_config(TINY, 1.0)
     assert base.key() == course.guided_config(TINY, 1.0).key()
     for change in ({"lam": 2.0}, {"seed": 1}, {"mask_quality": "box"}, {"annotated_fraction": 0.5},
-                   {"resolution": "input"}, {"masks_version": "abc"}):
+                   {"resolution": "input"}, {"masks_version": "abc"}, {"lr_decay_at": 0.5},
+                   {"epochs": 2}):
         assert course.guided_config(TINY, **{"lam": 1.0, **change}).key() != base.key()
+    # the time limit decides whether a run finishes, never what it gives
+    assert course.guided_config(TINY, 1.0, time_limit=5).key() == base.key()
 
 
 def test_run_is_cached_and_reloadable(tmp_path, monkeypatch):
     config = course.guided_config(TINY, 1.0)
     first = course.run(config, tmp_path, progress=False, device="cpu")
-    assert {"acc_id", "acc_shifted", "auc_shifted", "mass_in_mask", "acc_val"} <= set(first)
-    monkeypatch.setattr(course, "fit", lambda *a, **k: pytest.fail("a cached run was trained again"))
-    assert course.run(config, tmp_path) == first
+    assert {"accuracy_id", "accuracy_shifted", "auc_shifted", "mass_in_mask", "accuracy_val",
+            "pointing_game_shifted", "iou_val", "source_hash", "masks_hash"} <= set(first)
+    assert not [k for k in first if k.startswith("acc_")]  # one name per idea: accuracy_
+    assert first["epochs_run"] == first["epochs"] == 1 and first["device"] == "cpu"
+    monkeypatch.setattr(course, "fit", FitCalls(allow=False))
+    assert course.run(config, tmp_path) == first  # same everything: reused
     model = course.load_model(config, tmp_path)
     out = model(torch.rand(2, 1, 32, 32))
     assert out.cams.shape == (2, 2, 4, 4)
 
 
+# ---- issue 9 item 4: results never depend on machine speed
+
+
+def test_time_limit_hit_raises_and_stores_nothing(tmp_path):
+    config = course.guided_config(TINY, 1.0, epochs=3, time_limit=1e-6)
+    message = r"time limit of 1e-06 s after \d of 3 epochs"
+    with pytest.raises(course.TimeLimitReached, match=message):
+        course.run(config, tmp_path, progress=False, device="cpu")
+    assert not course.is_stored(config, tmp_path)
+    assert not list(tmp_path.rglob("result.json"))
+
+
+def test_same_result_alone_and_under_load(tmp_path):
+    config = course.guided_config(TINY, 1.0, epochs=2, time_limit=600)
+    alone = course.run(config, tmp_path / "alone", progress=False, device="cpu")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        loaded = course.run(config, tmp_path / "loaded", progress=False, device="cpu")
+    finally:
+        hog.kill()
+        hog.wait()
+    assert without_timing(loaded) == without_timing(alone)
+    weights = [torch.load(tmp_path / d / "experiments" / config.key() / "model.pt",
+                          weights_only=True) for d in ("alone", "loaded")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+# ---- issue 9 item 8: a stored run is reused only when config, masks and source are the same
+
+
+def copy_of_package(tmp_path):
+    copy = tmp_path / "agkit"
+    shutil.copytree(course.PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def test_edited_source_forces_retrain(tmp_path, monkeypatch):
+    package = copy_of_package(tmp_path)
+    monkeypatch.setattr(course, "PACKAGE_ROOT", package)
+    config = course.guided_config(TINY, 1.0)
+    course.run(config, tmp_path / "runs", progress=False, device="cpu")
+    fit = FitCalls()
+    monkeypatch.setattr(course, "fit", fit)
+    course.run(config, tmp_path / "runs", progress=False)
+    assert fit.calls == []  # nothing changed: reused
+
+    losses = package / "losses.py"
+    losses.write_text(losses.read_text() + "\n# a student's edit\n")
+    with pytest.raises(course.SourceChangedError, match="Restart the kernel"):
+        course.run(config, tmp_path / "runs", progress=False, device="cpu")  # runs old code
+    assert fit.calls == []
+    monkeypatch.setattr(course, "_loaded_source", {})  # a restarted kernel imports the edit
+    edited = course.run(config, tmp_path / "runs", progress=False, device="cpu")
+    assert len(fit.calls) == 1  # the edit retrains
+    assert edited["source_hash"] == course.source_fingerprint(package)
+    assert len(list((tmp_path / "runs" / "experiments").iterdir())) == 2
+
+
+def test_source_fingerprint_reads_content_not_timestamps(tmp_path):
+    package = copy_of_package(tmp_path)
+    before = course.source_fingerprint(package)
+    metrics = package / "metrics.py"
+    text = metrics.read_text()
+    metrics.write_text(text)  # same bytes, new timestamp
+    assert course.source_fingerprint(package) == before
+    metrics.write_text(text.replace("def ", "def  ", 1))
+    assert course.source_fingerprint(package) != before
+
+
+def drawn_store(folder, config, n=8):
+    """A MaskStore with a box drawn on the first n training images of ``config``."""
+    train = course.make_splits(config)["train"]
+    store = MaskStore(folder)
+    for i in range(n):
+        mask = np.zeros((config.size, config.size), np.uint8)
+        mask[8:20, 8:20] = 1
+        store.put(train.image_ids[i], mask)
+    return store, train
+
+
+def test_changed_mask_png_forces_retrain(tmp_path, monkeypatch):
+    folder = tmp_path / "masks"
+    config = course.guided_config(TINY, 1.0, masks_from=str(folder))
+    store, train = drawn_store(folder, config)
+    first = course.run(config, tmp_path / "runs", progress=False, device="cpu")
+    assert first["masks_hash"] == course.store_fingerprint(folder)
+
+    png = store.path(train.image_ids[0])
+    png.touch()  # a new timestamp alone changes nothing
+    assert config.key() == first["key"]
+    mask = np.zeros((TINY.size, TINY.size), np.uint8)
+    mask[2:6, 2:6] = 1
+    changed = MaskStore(tmp_path / "scratch").put(train.image_ids[0], mask)
+    index = (folder / "index.json").read_bytes()
+    png.write_bytes(changed.read_bytes())  # the PNG's bytes change; the index does not
+    assert (folder / "index.json").read_bytes() == index
+    assert config.key() != first["key"]
+    fit = FitCalls()
+    monkeypatch.setattr(course, "fit", fit)
+    course.run(config, tmp_path / "runs", progress=False, device="cpu")
+    assert len(fit.calls) == 1
+
+
+# ---- issue 9 item 9: guided training with no drawn mask stops with a clear message
+
+
+def test_annotations_from_missing_or_empty_store_say_how_many_and_where(tmp_path):
+    folder = course.annotation_folder(TINY, tmp_path, seed=0)
+    missing = r"found 0 masks in .*seed0 \(the folder does not exist\)"
+    with pytest.raises(course.NoMasksError, match=missing):
+        course.mask_changes("annotations", TINY, tmp_path, seed=0)
+    assert not folder.exists()  # asking did not create the store
+    MaskStore(folder)
+    with pytest.raises(course.NoMasksError, match=r"found 0 masks in .*seed0; guided"):
+        course.mask_changes("annotations", TINY, tmp_path, seed=0)
+    assert course.mask_changes("builtin", TINY, tmp_path) == {}
+
+
+def test_masks_of_other_images_stop_training(tmp_path, monkeypatch):
+    folder = tmp_path / "masks"
+    mask = np.zeros((TINY.size, TINY.size), np.uint8)
+    mask[4:9, 4:9] = 1
+    MaskStore(folder).put("an-image-of-another-dataset", mask)
+    config = course.guided_config(TINY, 1.0, masks_from=str(folder))
+    monkeypatch.setattr(course, "fit", lambda *a, **k: pytest.fail("trained without masks"))
+    message = "found 1 masks in .*none of them for the 32 training images"
+    with pytest.raises(course.NoMasksError, match=message):
+        course.run(config, tmp_path / "runs", progress=False, device="cpu")
+
+
+def test_annotations_give_changes_that_train_on_the_drawn_masks(tmp_path):
+    folder = course.annotation_folder(TINY, tmp_path, seed=0)
+    drawn_store(folder, course.baseline_config(TINY, 0))
+    changes = course.mask_changes("annotations", TINY, tmp_path, seed=0)
+    assert changes == {"masks_from": str(folder), "data_seed": 0}
+    datasets = course.make_datasets(course.guided_config(TINY, 1.0, **changes))
+    assert int(sum(bool(datasets["train"][i][3]) for i in range(TINY.n_train))) == 8
+
+
+# ---- issue 9 item 10: changes apply to baseline and guided alike; device reaches fit
+
+
+def test_main_comparison_applies_every_change_to_both(monkeypatch, tmp_path):
+    seen = []
+
+    def fake_run_many(configs, runs_dir, **kwargs):
+        configs = list(configs)
+        seen.append((configs, kwargs))
+        return pd.DataFrame({"lam": [c.lam for c in configs], "accuracy_val": 0.9,
+                             "mass_in_mask_val": 0.5})
+
+    monkeypatch.setattr(course, "run_many", fake_run_many)
+    changes = {"n_train": 48, "data_seed": 7, "masks_from": str(tmp_path), "mask_quality": "box"}
+    course.main_comparison(TINY, tmp_path, progress=False, device="cpu", **changes)
+    for configs, kwargs in seen:
+        assert kwargs["device"] == "cpu"
+        for config in configs:
+            assert {k: getattr(config, k) for k in changes} == changes
+    compared = seen[-1][0]
+    assert [c.lam > 0 for c in compared] == [False, True]
+
+
+def test_device_is_passed_to_fit(tmp_path, monkeypatch):
+    fit = FitCalls()
+    monkeypatch.setattr(course, "fit", fit)
+    configs = [course.baseline_config(TINY, 0), course.guided_config(TINY, 1.0, 0)]
+    course.run_many(configs, tmp_path, progress=False, jobs=1, device="cpu")
+    assert [call["device"] for call in fit.calls] == ["cpu", "cpu"]
+
+
+# ---- issue 13 item 2: a shareable cache of trained runs
+
+
+def test_packed_runs_are_reused_from_a_path_or_file_url(tmp_path, monkeypatch):
+    configs = [course.baseline_config(TINY, 0), course.guided_config(TINY, 1.0, 0)]
+    trained = course.run_many(configs, tmp_path / "teacher", progress=False, jobs=1, device="cpu")
+    archive = course.pack_runs(configs, tmp_path / "teacher", tmp_path / "runs.tar.gz",
+                               profile="test")
+    with tarfile.open(archive) as tar:
+        names = sorted(tar.getnames())
+    assert names[-1] == "manifest.json" and len(names) == 1 + 3 * len(configs)
+
+    monkeypatch.setattr(course, "fit", FitCalls(allow=False))
+    manifest = course.use_cache(archive.as_uri(), tmp_path / "student")
+    assert manifest["unpacked"] == manifest["reusable"] == 2 and manifest["profile"] == "test"
+    again = course.run_many(configs, tmp_path / "student", progress=False, jobs=1)
+    pd.testing.assert_frame_equal(again, trained)
+    assert course.use_cache(archive, tmp_path / "student")["unpacked"] == 0  # kept as they are
+
+
+def test_packed_runs_of_other_source_are_never_reused(tmp_path, monkeypatch):
+    config = course.guided_config(TINY, 1.0)
+    course.run(config, tmp_path / "teacher", progress=False, device="cpu")
+    archive = course.pack_runs([config], tmp_path / "teacher", tmp_path / "runs.tar.gz")
+    package = copy_of_package(tmp_path)
+    (package / "losses.py").write_text((package / "losses.py").read_text() + "\n# edited\n")
+    monkeypatch.setattr(course, "PACKAGE_ROOT", package)
+    manifest = course.use_cache(archive, tmp_path / "student")
+    assert manifest["unpacked"] == 1 and manifest["reusable"] == 0
+    fit = FitCalls()
+    monkeypatch.setattr(course, "fit", fit)
+    course.run(config, tmp_path / "student", progress=False, device="cpu")
+    assert len(fit.calls) == 1  # the edited source trains again
+
+
+def test_use_cache_offline_and_bad_archives(tmp_path):
+    message = "could not download the runs archive http://127.0.0.1:9/"
+    with pytest.raises(ConnectionError, match=message):
+        course.use_cache("http://127.0.0.1:9/agkit-runs.tar.gz", tmp_path / "runs")
+    with pytest.raises(FileNotFoundError, match="make cache"):
+        course.use_cache(tmp_path / "missing.tar.gz", tmp_path / "runs")
+    (tmp_path / "empty.tar.gz").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a runs archive"):
+        course.use_cache(tmp_path / "empty.tar.gz", tmp_path / "runs")
+    evil = tmp_path / "evil.tar.gz"
+    (tmp_path / "x").write_text('{"runs": {}}')
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(tmp_path / "x", "manifest.json")
+        tar.add(tmp_path / "x", "../outside.txt")
+    with pytest.raises(ValueError, match=r"'\.\./outside.txt'\); nothing was unpacked"):
+        course.use_cache(evil, tmp_path / "runs")
+    assert not (tmp_path / "outside.txt").exists()
+    (tmp_path / "x").write_text('{"runs": {"../../outside": "baseline"}}')
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(tmp_path / "x", "manifest.json")
+        tar.add(tmp_path / "x", "experiments/../../outside/result.json")
+    with pytest.raises(ValueError, match="12-digit keys; nothing was unpacked"):
+        course.use_cache(evil, tmp_path / "runs")
+    assert not (tmp_path / "outside").exists()
+
+
+def test_pack_refuses_runs_never_trained(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not stored"):
+        course.pack_runs([course.baseline_config(TINY, 0)], tmp_path, tmp_path / "a.tar.gz")
+
+
+# ---- lambda, summaries, profiles, masks
+
+
 def test_lambda_is_chosen_on_validation_with_mass_as_tie_break(monkeypatch):
-    fake = pd.DataFrame({"lam": [0.1, 1.0, 10.0], "acc_val": [0.90, 0.895, 0.70],
-                         "mass_in_mask_val": [0.3, 0.8, 0.9], "acc_shifted": [0.99, 0.1, 0.1]})
+    fake = pd.DataFrame({"lam": [0.1, 1.0, 10.0], "accuracy_val": [0.90, 0.895, 0.70],
+                         "mass_in_mask_val": [0.3, 0.8, 0.9], "accuracy_shifted": [0.99, 0.1, 0.1]})
     monkeypatch.setattr(course, "run_many", lambda *a, **k: fake)
     lam, table = course.choose_lambda(TINY)
     assert lam == 1.0  # within a point of the best validation accuracy, more mass inside
-    assert "acc_shifted" not in table  # the test split plays no part
+    assert "accuracy_shifted" not in table  # the test split plays no part
 
 
 def test_summarize_means_over_seeds():
-    table = pd.DataFrame({"method": ["baseline", "baseline", "guided"], "acc_shifted": [0.4, 0.6, 0.9],
-                          "acc_id": [1, 1, 1], "auc_shifted": [0.5, 0.5, 0.9], "mass_in_mask": [0.1, 0.3, 0.8]})
+    table = pd.DataFrame({"method": ["baseline", "baseline", "guided"],
+                          "accuracy_shifted": [0.4, 0.6, 0.9], "accuracy_id": [1, 1, 1],
+                          "auc_shifted": [0.5, 0.5, 0.9], "mass_in_mask": [0.1, 0.3, 0.8]})
     summary = course.summarize(table)
-    assert summary.loc["baseline", "acc_shifted"] == pytest.approx(0.5)
+    assert summary.loc["baseline", "accuracy_shifted"] == pytest.approx(0.5)
     assert summary.loc["guided", "mass_in_mask"] == pytest.approx(0.8)
+
+
+def test_course_configs_list_each_notebooks_runs():
+    profile = course.get_profile("workshop")
+    runs = course.course_configs(profile, 3.0)
+    assert runs["01"] == [course.baseline_config(profile, 0)]
+    assert len(runs["03"]) == len(profile.lambdas) + 2 * len(profile.seeds)
+    ablations = course.ablation_configs(profile, 3.0)
+    assert sum(map(len, ablations.values())) == len(runs["04"])
+    assert {c.n_train for c in ablations["size"]} == set(profile.ablation_sizes)
 
 
 def test_unknown_profile_is_explained():

@@ -1,0 +1,136 @@
+"""How long each notebook's training takes, relative to a plain PyTorch loop.
+
+    python benchmarks/course_time.py [--profile workshop] [--max-runs N] [--threads 1]
+    python benchmarks/course_time.py --epochs 24 --no-decay --eval-batch 256   # the old setting
+
+Trains, in this one process and in notebook order, the runs each notebook of a profile
+trains with the built-in masks (``course.course_configs``: notebook 01's baseline, notebook
+03's lambda candidates and baseline-vs-guided comparison, notebook 04's ablations), each run
+once, into a scratch runs folder. Right after each run it times a plain PyTorch loop over
+the same batches: the same CAMNet, AdamW, cross-entropy plus the attention loss for guided
+runs, the same loader, the same number of epochs, and nothing else. Per notebook it prints
+
+* runs, image-epochs: how much training the notebook asks for (exact, machine-free);
+* seconds: the course's time (data, training, scoring, storing), summed over its runs;
+* x plain: seconds / the plain loop's seconds over the same batches (the course's overhead);
+* plain epochs: seconds / one plain epoch over the profile's training set, measured at the
+  start: the notebook's size in a unit that a busy or a fast machine changes alike.
+
+``--max-runs N`` times only the N largest new runs of each notebook and scales the rest by
+image-epochs (marked "~"), for a quick reading on a busy machine. Times are for one
+process with one thread; ``make course`` trains two runs at a time on two cores.
+
+Log (workshop profile; "plain epochs" as printed; machine load from `uptime`):
+
+* before (24 epochs at a constant lr, scoring in batches of 256): 01 1 run, 12,000
+  image-epochs; 03 7 runs, 84,000; 04 39 runs, 216,000 (312,000 in all). Scoring 1,500
+  images per run at batch 256 took 2.3x as long as at batch 64 (6.0 s vs 2.6 s, idle).
+* 8 epochs, lr / 10 for the last quarter (lr_decay_at=0.75): a third of the image-epochs
+  (104,000 in all); shifted-test gap over 3 seeds 36.7 points at lambda 3 (24 epochs: 38).
+* scoring in batches of 64, test splits drawn once per process, runs longest first:
+  see the measured table in the closing report of this change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from agkit import course
+from agkit.data import make_loader
+from agkit.losses import attention_guidance_loss
+
+
+def plain_loop(config: course.RunConfig) -> float:
+    """Seconds of a bare training loop over the batches ``course.run(config)`` trains on."""
+    datasets = course.make_datasets(config)
+    loader = make_loader(datasets["train"], config.batch_size, shuffle=True, seed=config.seed)
+    model = course.build_model(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    started = time.perf_counter()
+    for _ in range(config.epochs):
+        for images, labels, masks, _has_mask in loader:
+            out = model(images)
+            loss = F.cross_entropy(out.logits, labels)
+            if config.guided:
+                loss = loss + config.lam * attention_guidance_loss(
+                    out.cams, masks, resolution=config.resolution)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return time.perf_counter() - started
+
+
+def image_epochs(config: course.RunConfig) -> int:
+    return config.n_train * config.epochs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="workshop")
+    parser.add_argument("--max-runs", type=int, default=None,
+                        help="time only the N largest new runs of each notebook")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    parser.add_argument("--no-decay", action="store_true", help="constant learning rate")
+    parser.add_argument("--eval-batch", type=int, default=None,
+                        help=f"scoring batch size (default {course.EVAL_BATCH_SIZE})")
+    parser.add_argument("--lam", type=float, default=3.0,
+                        help="the lambda notebook 04 uses (the one validation chose)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    profile = course.get_profile(args.profile)
+    changes = {}
+    if args.epochs:
+        changes["epochs"] = args.epochs
+    if args.no_decay:
+        changes["lr_decay_at"] = None
+    profile = dataclasses.replace(profile, **changes)
+    if args.eval_batch:
+        course.EVAL_BATCH_SIZE = args.eval_batch
+
+    # The unit: one plain epoch over the profile's training set, baseline, median of 3.
+    unit_config = dataclasses.replace(course.baseline_config(profile, 0), epochs=1)
+    plain_loop(unit_config)  # warm-up
+    unit = statistics.median(plain_loop(unit_config) for _ in range(3))
+    print(f"profile {profile.name}: {profile.epochs} epochs, lr_decay_at={profile.lr_decay_at}, "
+          f"scoring batch {course.EVAL_BATCH_SIZE}, {args.threads} thread(s); one plain epoch "
+          f"({profile.n_train} images) = {unit:.2f} s")
+    print(f"{'notebook':>8} {'runs':>5} {'image-epochs':>13} {'seconds':>9} {'x plain':>8} "
+          f"{'plain epochs':>13}")
+
+    done: set[str] = set()
+    total = {"seconds": 0.0, "image_epochs": 0, "runs": 0}
+    with tempfile.TemporaryDirectory() as runs_dir:
+        for notebook, configs in course.course_configs(profile, args.lam).items():
+            new = {c.key(): c for c in configs if c.key() not in done}
+            done.update(new)
+            ordered = sorted(new.values(), key=image_epochs, reverse=True)
+            timed = ordered if args.max_runs is None else ordered[:args.max_runs]
+            seconds = plain = 0.0
+            for config in timed:
+                started = time.perf_counter()
+                course.run(config, runs_dir, progress=False, device="cpu")
+                seconds += time.perf_counter() - started
+                plain += plain_loop(config)
+            work = sum(map(image_epochs, ordered))
+            scale = work / max(1, sum(map(image_epochs, timed)))
+            seconds *= scale
+            mark = "~" if len(timed) < len(ordered) else " "
+            print(f"{notebook:>8} {len(ordered):>5} {work:>13,} {mark}{seconds:>8.0f} "
+                  f"{seconds / (plain * scale):>8.2f} {mark}{seconds / unit:>12.1f}", flush=True)
+            total["seconds"] += seconds
+            total["image_epochs"] += work
+            total["runs"] += len(ordered)
+    print(f"{'all':>8} {total['runs']:>5} {total['image_epochs']:>13,} "
+          f"{total['seconds']:>9.0f} {'':>8} {total['seconds'] / unit:>13.1f}")
+
+
+if __name__ == "__main__":
+    main()
