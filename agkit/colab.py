@@ -62,10 +62,9 @@ def source_checkout() -> Path | None:
     """The repository folder when agkit is imported from a source checkout, else None."""
     root = Path(__file__).resolve().parents[1]
     pyproject = root / "pyproject.toml"
-    if pyproject.is_file() and (root / "notebooks").is_dir():
-        if re.search(r'(?m)^name\s*=\s*"agkit"', pyproject.read_text(encoding="utf-8")):
-            return root
-    return None
+    is_checkout = (pyproject.is_file() and (root / "notebooks").is_dir()
+                   and re.search(r'(?m)^name\s*=\s*"agkit"', pyproject.read_text(encoding="utf-8")))
+    return root if is_checkout else None
 
 
 def default_runs_dir(drive: bool = False) -> Path:
@@ -114,8 +113,8 @@ def require_masks(folder):
     if store is not None and len(store):
         return store
     where = folder.resolve()
-    lines = [f"No drawn masks in {where} ({'empty index' if has_index else 'no index.json'})."
-             " Notebook 2 saves the masks you draw there."]
+    state = "empty index" if has_index else "no index.json"
+    lines = [f"No drawn masks in {where} ({state}). Notebook 2 saves the masks you draw there."]
     if in_colab():
         lines.append(
             "On Colab every notebook opens in a fresh runtime, so masks drawn in another "
@@ -168,8 +167,8 @@ def upload_masks(folder, archive=None, *, overwrite: bool = False):
     """Unpack a zip made by ``download_masks`` into ``folder``; returns the MaskStore.
 
     archive: the zip's path; on Colab leave it out to pick the file in the browser.
-    A folder that already holds masks is kept: pass ``overwrite=True`` to replace it (the old
-    folder is renamed to ``<folder>.replaced-<time>``, never deleted).
+    A folder that already holds masks is kept: pass ``overwrite=True`` to replace it. A folder
+    that holds any file is renamed to ``<folder>.replaced-<time>``, never deleted.
     """
     from agkit.data import MaskStore
 
@@ -203,8 +202,10 @@ def upload_masks(folder, archive=None, *, overwrite: bool = False):
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    if folder.exists():
+    if folder.exists() and any(folder.iterdir()):
         folder.rename(folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"))
+    elif folder.exists():
+        folder.rmdir()
     staging.rename(folder)
     store = MaskStore(folder)
     print(f"{len(store)} masks in {folder}")

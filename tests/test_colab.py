@@ -218,6 +218,14 @@ def test_uploading_over_drawn_masks_keeps_them(not_colab, tmp_path):
     assert len(kept) == 1 and MaskStore(kept[0]).annotated_ids() == ["img_a"]
 
 
+def test_uploading_into_an_empty_folder_leaves_no_copy_aside(not_colab, tmp_path):
+    store, _ = _store_with_masks(tmp_path / "there")
+    archive = colab.download_masks(store.folder)
+    (tmp_path / "masks").mkdir()  # as notebook 2 leaves it before the first mask is drawn
+    colab.upload_masks(tmp_path / "masks", archive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "there", "there.zip"]
+
+
 def test_a_zip_that_escapes_its_folder_is_refused(not_colab, tmp_path):
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -263,7 +271,7 @@ def _run_cell(source):
         def run_line_magic(self, name, line, *_):
             magics.append((name, line))
 
-    exec(TransformerManager().transform_cell(source), {"get_ipython": Shell})
+    exec(TransformerManager().transform_cell(source), {"get_ipython": Shell})  # noqa: S102
     return magics
 
 
@@ -495,8 +503,8 @@ def test_notebook_01_install_cell_leaves_colab_pins_unchanged(tmp_path):
     python = str(runtime / "bin" / "python")
 
     def pip(*args, check=True):
-        done = subprocess.run([python, "-m", "pip", *args], capture_output=True, text=True,
-                              env=env, cwd=tmp_path)
+        done = subprocess.run([python, "-m", "pip", *args], check=False, capture_output=True,
+                              text=True, env=env, cwd=tmp_path)
         assert not check or done.returncode == 0, f"pip {args}:\n{done.stdout}\n{done.stderr}"
         return done
 
@@ -533,8 +541,8 @@ def test_notebook_01_install_cell_leaves_colab_pins_unchanged(tmp_path):
     assert after == before, f"the install cell changed Colab's packages:\n{report}"
     check = pip("check", check=False)
     assert check.returncode == 0, f"pip check after the install cell:\n{check.stdout}"
-    imported = subprocess.run(
-        [python, "-c", "import agkit, agkit.widgets, agkit.colab, anywidget; print(agkit.__file__)"],
-        capture_output=True, text=True, env=env, cwd=tmp_path)
+    script = "import agkit, agkit.widgets, agkit.colab, anywidget; print(agkit.__file__)"
+    imported = subprocess.run([python, "-c", script], check=False, capture_output=True,
+                              text=True, env=env, cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip().startswith(str(runtime)), imported.stdout
