@@ -221,6 +221,7 @@ _COLAB_LINK = re.compile(  # group 1: the file's path in the repository
     r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w./-]+?/"
     r"(notebooks/[\w./-]+?\.ipynb)")
 _BINDER_LINK = re.compile(r"https://mybinder\.org/v2/gh/[\w.-]+/[\w.-]+/[\w./-]+?(?=[?)\s])")
+_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 _GIT_REQUIREMENT = re.compile(
     r"agkit @ git\+https://github\.com/[\w.-]+/[\w.-]+?(?:\.git)?(?:@[\w./-]+)?(?=[\s\"'`]|$)")
 
@@ -270,30 +271,47 @@ def _is_install_cell(cell: dict) -> bool:
     return cell.get("cell_type") == "code" and INSTALL_MARK in source and "pip install" in source
 
 
-def stamp_notebook(path, repo_root) -> bool:
-    """Write the badge and install cell into the notebook at ``path``; True if it changed.
+def required_badges(path, repo_root) -> list[str]:
+    """Repository paths the first cell of notebook ``path`` must have Colab badges for.
 
-    The first cell's badge opens this very file (``path`` relative to ``repo_root``), so a
-    student copy in ``notebooks/student/`` opens itself; other Colab links keep their paths.
-    Adds a missing badge (after the title line) or install cell (after the first cell).
-    Only these are touched: the file is otherwise rewritten byte for byte as it was read.
+    ``notebooks/X.ipynb`` and, where it exists, its student version
+    ``notebooks/student/X.ipynb``; the same two for the student version itself.
     """
-    path = Path(path)
-    relative = path.resolve().relative_to(Path(repo_root).resolve()).as_posix()
-    original = path.read_text(encoding="utf-8")
+    name = Path(path).name
+    paths = [f"notebooks/{name}"]
+    if (Path(repo_root) / "notebooks" / "student" / name).is_file():
+        paths.append(f"notebooks/student/{name}")
+    return paths
+
+
+def stamp_notebook(path, repo_root) -> bool:
+    """Write REPOSITORY and REF into the notebook's badges and install cell; True if changed.
+
+    Every Colab link keeps its path and gets REPOSITORY and REF. A badge that
+    ``required_badges`` asks for and the first cell lacks is added (on the line of its last
+    badge, or after the title line), an install cell is added after the first cell if there
+    is none. Nothing else changes: the file is rewritten byte for byte as it was read.
+    """
+    original = Path(path).read_text(encoding="utf-8")
     notebook = json.loads(original)
     cells = notebook["cells"]
     for cell in cells:
         if cell["cell_type"] == "markdown":
             _set_source(cell, stamp_text(_source(cell)))
     first = _source(cells[0])
-    own = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
-    if own.search(first):
-        first = own.sub(lambda m: badge(relative), first, count=1)
-    else:
-        title, _, rest = first.partition("\n")
-        first = f"{title}\n\n{badge(relative)}\n" + (f"\n{rest.lstrip(chr(10))}" if rest else "")
-    _set_source(cells[0], first)
+    missing = [p for p in required_badges(path, repo_root) if f"{colab_url(p)})" not in first]
+    if missing:
+        added = " · ".join(badge(p) + (" **student version**" if "/student/" in p else "")
+                           for p in missing)
+        badges = list(_BADGE.finditer(first))
+        if badges:
+            end = badges[-1].end()
+            end += len(first[end:].split("\n", 1)[0])  # after the label that follows it
+            first = f"{first[:end]} · {added}{first[end:]}"
+        else:
+            title, _, rest = first.partition("\n")
+            first = f"{title}\n\n{added}\n" + (f"\n{rest.lstrip(chr(10))}" if rest else "")
+        _set_source(cells[0], first)
     install = [cell for cell in cells if _is_install_cell(cell)]
     if install:
         _set_source(install[0], install_cell_source())
@@ -303,7 +321,7 @@ def stamp_notebook(path, repo_root) -> bool:
     stamped = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
     if stamped == original:
         return False
-    path.write_text(stamped, encoding="utf-8")
+    Path(path).write_text(stamped, encoding="utf-8")
     return True
 
 
