@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.agkit-installed
 PROFILE ?= workshop
 
-.PHONY: setup test test-fast course slides cache course-time benchmarks clean
+.PHONY: setup test test-fast course slides cache course-time benchmarks stamp clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test-fast: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/step_ratio.py
+
+# Write agkit.colab's REPOSITORY and REF into every notebook's Colab badge and install cell
+# and README's badges (after changing them for a fork or a release).
+stamp: $(STAMP)
+	$(PY) -m agkit.colab stamp .
 
 clean:
 	rm -rf build runs .pytest_cache

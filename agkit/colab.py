@@ -1,0 +1,360 @@
+"""Running the course on Google Colab (and knowing when we are not).
+
+Colab opens every notebook in a fresh runtime with its own pinned Jupyter stack, so the kit:
+
+* installs itself alone, from one repository and ref (``REPOSITORY``, ``REF``); ``make stamp``
+  writes them into every notebook's Colab badge and install cell (``stamp_notebook``);
+* finds a runs folder that is valid wherever a notebook starts (``default_runs_dir``);
+* turns on Colab's widget manager so that third-party widgets can load
+  (``enable_widget_manager``);
+* carries the masks drawn in notebook 2 to a notebook running in another runtime
+  (``require_masks``, ``download_masks``, ``upload_masks``), or keeps them on Google Drive.
+
+Everything here is a no-op or a plain local path outside Colab, so notebooks call it freely.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import platformdirs
+
+# The one place that names where the kit is installed from on Colab and where the badges point.
+REPOSITORY = "agkit-course/agkit"
+REF = "main"
+
+COLAB_RUNS_DIR = Path("/content/agkit-runs")
+DRIVE_MOUNT = Path("/content/drive")
+DRIVE_RUNS_DIR = DRIVE_MOUNT / "MyDrive" / "agkit-runs"
+
+
+# ---------------------------------------------------------------------------------------
+# where we are
+
+
+def in_colab() -> bool:
+    """True inside a Colab runtime (whose kernel imports ``google.colab`` at start)."""
+    return "google.colab" in sys.modules
+
+
+def enable_widget_manager() -> bool:
+    """Let Colab load third-party widgets; returns True when it did, False elsewhere.
+
+    Colab's front end only renders its built-in widgets until the custom widget manager is
+    enabled; JupyterLab, Notebook 7 and VS Code need nothing, so this is a no-op there.
+    """
+    if not in_colab():
+        return False
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+    return True
+
+
+def source_checkout() -> Path | None:
+    """The repository folder when agkit is imported from a source checkout, else None."""
+    root = Path(__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    is_checkout = (pyproject.is_file() and (root / "notebooks").is_dir()
+                   and re.search(r'(?m)^name\s*=\s*"agkit"', pyproject.read_text(encoding="utf-8")))
+    return root if is_checkout else None
+
+
+def default_runs_dir(drive: bool = False) -> Path:
+    """An absolute folder for trained models and results, valid in any working directory.
+
+    * Colab: ``/content/agkit-runs`` (lost when the runtime ends), or with ``drive=True``
+      ``MyDrive/agkit-runs`` on Google Drive (mounted here; Colab asks for permission), so
+      that every notebook, in any runtime, sees the same runs and masks;
+    * a source checkout (``git clone``, ``pip install -e .``, Binder): its ``runs/`` folder;
+    * an installed package: the per-user cache folder (``~/.cache/agkit/runs`` on Linux).
+    """
+    if in_colab():
+        if not drive:
+            return COLAB_RUNS_DIR
+        from google.colab import drive as google_drive
+
+        google_drive.mount(str(DRIVE_MOUNT))
+        return DRIVE_RUNS_DIR
+    if drive:
+        raise ValueError("drive=True keeps runs on Google Drive and only works on Colab; "
+                         "elsewhere pass runs_dir= a folder of your choice.")
+    checkout = source_checkout()
+    if checkout is not None:
+        return checkout / "runs"
+    return platformdirs.user_cache_path("agkit") / "runs"
+
+
+# ---------------------------------------------------------------------------------------
+# masks drawn in another runtime
+
+
+class MissingMasksError(FileNotFoundError):
+    """No drawn masks where a notebook looked for them."""
+
+
+def require_masks(folder):
+    """Open the MaskStore in ``folder``; a clear error if it holds no masks.
+
+    Returns an ``agkit.data.MaskStore`` with at least one mask. Does not create ``folder``.
+    """
+    from agkit.data import MaskStore
+
+    folder = Path(folder)
+    has_index = (folder / "index.json").is_file()
+    store = MaskStore(folder) if has_index else None
+    if store is not None and len(store):
+        return store
+    where = folder.resolve()
+    state = "empty index" if has_index else "no index.json"
+    lines = [f"No drawn masks in {where} ({state}). Notebook 2 saves the masks you draw there."]
+    if in_colab():
+        lines.append(
+            "On Colab every notebook opens in a fresh runtime, so masks drawn in another "
+            "runtime are not here. Either run notebook 2 with runs_dir on Google Drive "
+            "(agkit.colab.default_runs_dir(drive=True)) and use the same runs_dir here, or "
+            "run agkit.colab.download_masks(folder) where you drew them and "
+            f"agkit.colab.upload_masks({str(folder)!r}) here.")
+    else:
+        lines.append("Run notebook 2 with the same runs_dir, profile and seed first, or copy "
+                     "the folder (agkit.colab.download_masks / upload_masks zip it).")
+    lines.append('To train with the built-in masks instead, set masks = "builtin".')
+    raise MissingMasksError(" ".join(lines))
+
+
+def download_masks(folder, archive=None) -> Path:
+    """Zip a MaskStore folder (index.json and the mask PNGs); on Colab also download it.
+
+    Returns the path of the zip file (by default ``<folder>.zip`` next to the folder).
+    """
+    store = require_masks(folder)
+    archive = Path(archive) if archive is not None else store.folder.with_suffix(".zip")
+    names = ["index.json"] + sorted(store.provenance(i)["file"] for i in store.annotated_ids())
+    partial = archive.with_name(f".{archive.name}.tmp")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in names:
+            zf.write(store.folder / name, arcname=name)
+    partial.replace(archive)
+    if in_colab():
+        from google.colab import files
+
+        files.download(str(archive))
+    print(f"{len(store)} masks from {store.folder} in {archive}")
+    return archive
+
+
+def _safe_members(zf: zipfile.ZipFile) -> list[str]:
+    names = [info.filename for info in zf.infolist() if not info.is_dir()]
+    bad = [n for n in names if Path(n).is_absolute() or ".." in Path(n).parts or "/" in n
+           or "\\" in n]
+    if bad:
+        raise ValueError(f"The zip file holds paths outside a mask folder ({bad[:3]}); "
+                         "make it with agkit.colab.download_masks.")
+    if "index.json" not in names:
+        raise ValueError("The zip file has no index.json at its top level, so it is not a "
+                         "MaskStore folder; make it with agkit.colab.download_masks.")
+    return names
+
+
+def upload_masks(folder, archive=None, *, overwrite: bool = False):
+    """Unpack a zip made by ``download_masks`` into ``folder``; returns the MaskStore.
+
+    archive: the zip's path; on Colab leave it out to pick the file in the browser.
+    A folder that already holds masks is kept: pass ``overwrite=True`` to replace it. A folder
+    that holds any file is renamed to ``<folder>.replaced-<time>``, never deleted.
+    """
+    from agkit.data import MaskStore
+
+    folder = Path(folder)
+    existing = (folder / "index.json").is_file() and len(MaskStore(folder))
+    if existing and not overwrite:
+        raise FileExistsError(f"{folder} already holds {existing} masks; pass overwrite=True to "
+                              "replace them (the old folder is kept under another name).")
+    with tempfile.TemporaryDirectory() as tmp:
+        if archive is None:
+            if not in_colab():
+                raise ValueError("Outside Colab pass archive= the zip file made by "
+                                 "agkit.colab.download_masks.")
+            from google.colab import files
+
+            uploaded = files.upload()
+            zips = [name for name in uploaded if name.endswith(".zip")]
+            if len(zips) != 1:
+                raise ValueError("Upload one .zip file made by download_masks; "
+                                 f"got {list(uploaded)}.")
+            archive = Path(tmp) / "masks.zip"
+            archive.write_bytes(uploaded[zips[0]])
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(staging, members=_safe_members(zf))
+            report = MaskStore(staging).check()
+            if report.missing_files or report.corrupt:
+                raise ValueError(f"The masks in {archive} are damaged: {report}")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    if folder.exists() and any(folder.iterdir()):
+        folder.rename(folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"))
+    elif folder.exists():
+        folder.rmdir()
+    staging.rename(folder)
+    store = MaskStore(folder)
+    print(f"{len(store)} masks in {folder}")
+    return store
+
+
+# ---------------------------------------------------------------------------------------
+# the Colab badge and install cell of every notebook (`make stamp`)
+
+INSTALL_MARK = "google.colab"
+BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+_COLAB_LINK = re.compile(  # group 1: the file's path in the repository
+    r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w./-]+?/"
+    r"(notebooks/[\w./-]+?\.ipynb)")
+_BINDER_LINK = re.compile(r"https://mybinder\.org/v2/gh/[\w.-]+/[\w.-]+/[\w./-]+?(?=[?)\s])")
+_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+_GIT_REQUIREMENT = re.compile(
+    r"agkit @ git\+https://github\.com/[\w.-]+/[\w.-]+?(?:\.git)?(?:@[\w./-]+)?(?=[\s\"'`]|$)")
+
+
+def install_requirement() -> str:
+    """The pip requirement that installs the kit alone (no extras) from REPOSITORY at REF."""
+    return f"agkit @ git+https://github.com/{REPOSITORY}@{REF}"
+
+
+def install_cell_source() -> str:
+    """The source of every notebook's install cell; it runs only on Colab.
+
+    No extras: Colab has its own front end and pins ipykernel, ipython, notebook, tornado,
+    pandas and requests, which the kit's plain dependencies accept as they are.
+    """
+    return ("# On Colab, install agkit first (this cell does nothing anywhere else).\n"
+            "import sys\n"
+            "\n"
+            f'if "{INSTALL_MARK}" in sys.modules:\n'
+            f'    %pip install -q "{install_requirement()}"')
+
+
+def colab_url(path: str) -> str:
+    """Colab's address for the repository file ``path`` (relative to the repository root)."""
+    return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{REF}/{path}"
+
+
+def binder_url(path: str | None = None) -> str:
+    """mybinder.org's address for the repository at REF, opening ``path`` in JupyterLab."""
+    url = f"https://mybinder.org/v2/gh/{REPOSITORY}/{REF}"
+    return url + (f"?labpath={path}" if path else "")
+
+
+def badge(path: str) -> str:
+    return f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(path)})"
+
+
+def stamp_text(text: str) -> str:
+    """Point every Colab/Binder link and git requirement in ``text`` at REPOSITORY and REF."""
+    text = _COLAB_LINK.sub(lambda m: colab_url(m.group(1)), text)
+    text = _GIT_REQUIREMENT.sub(install_requirement(), text)
+    return _BINDER_LINK.sub(binder_url(), text)
+
+
+def _is_install_cell(cell: dict) -> bool:
+    source = "".join(cell.get("source", ""))
+    return cell.get("cell_type") == "code" and INSTALL_MARK in source and "pip install" in source
+
+
+def required_badges(path, repo_root) -> list[str]:
+    """Repository paths the first cell of notebook ``path`` must have Colab badges for.
+
+    ``notebooks/X.ipynb`` and, where it exists, its student version
+    ``notebooks/student/X.ipynb``; the same two for the student version itself.
+    """
+    name = Path(path).name
+    paths = [f"notebooks/{name}"]
+    if (Path(repo_root) / "notebooks" / "student" / name).is_file():
+        paths.append(f"notebooks/student/{name}")
+    return paths
+
+
+def stamp_notebook(path, repo_root) -> bool:
+    """Write REPOSITORY and REF into the notebook's badges and install cell; True if changed.
+
+    Every Colab link keeps its path and gets REPOSITORY and REF. A badge that
+    ``required_badges`` asks for and the first cell lacks is added (on the line of its last
+    badge, or after the title line), an install cell is added after the first cell if there
+    is none. Nothing else changes: the file is rewritten byte for byte as it was read.
+    """
+    original = Path(path).read_text(encoding="utf-8")
+    notebook = json.loads(original)
+    cells = notebook["cells"]
+    for cell in cells:
+        if cell["cell_type"] == "markdown":
+            _set_source(cell, stamp_text(_source(cell)))
+    first = _source(cells[0])
+    missing = [p for p in required_badges(path, repo_root) if f"{colab_url(p)})" not in first]
+    if missing:
+        added = " · ".join(badge(p) + (" **student version**" if "/student/" in p else "")
+                           for p in missing)
+        badges = list(_BADGE.finditer(first))
+        if badges:
+            end = badges[-1].end()
+            end += len(first[end:].split("\n", 1)[0])  # after the label that follows it
+            first = f"{first[:end]} · {added}{first[end:]}"
+        else:
+            title, _, rest = first.partition("\n")
+            first = f"{title}\n\n{added}\n" + (f"\n{rest.lstrip(chr(10))}" if rest else "")
+        _set_source(cells[0], first)
+    install = [cell for cell in cells if _is_install_cell(cell)]
+    if install:
+        _set_source(install[0], install_cell_source())
+    else:
+        cells.insert(1, {"cell_type": "code", "execution_count": None, "metadata": {},
+                         "outputs": [], "source": install_cell_source()})
+    stamped = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+    if stamped == original:
+        return False
+    Path(path).write_text(stamped, encoding="utf-8")
+    return True
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def _set_source(cell: dict, text: str) -> None:
+    """Store ``text`` as a list of lines, as Jupyter writes it (unchanged text stays as is)."""
+    if _source(cell) != text:
+        cell["source"] = text.splitlines(keepends=True)
+
+
+def stamp(repo_root) -> list[Path]:
+    """Stamp every course notebook (and student copy) and README.md; returns what changed."""
+    root = Path(repo_root)
+    changed = []
+    notebooks = [*sorted(root.glob("notebooks/*.ipynb")),
+                 *sorted(root.glob("notebooks/student/*.ipynb"))]
+    for path in notebooks:
+        if stamp_notebook(path, root):
+            changed.append(path)
+    readme = root / "README.md"
+    if readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        if stamp_text(text) != text:
+            readme.write_text(stamp_text(text), encoding="utf-8")
+            changed.append(readme)
+    return changed
+
+
+if __name__ == "__main__":  # python -m agkit.colab stamp [repo root]
+    if sys.argv[1:2] != ["stamp"]:
+        sys.exit("usage: python -m agkit.colab stamp [repository folder]")
+    for changed_path in stamp(sys.argv[2] if len(sys.argv) > 2 else "."):
+        print("stamped", changed_path)
