@@ -41,6 +41,15 @@ def with_masks(dataset: GuidedDataset, indices: Iterable[int]) -> GuidedDataset:
     return result
 
 
+def annotated_images(dataset: GuidedDataset) -> torch.Tensor:
+    """n bools: which images of ``dataset`` train with a mask (kept and not empty).
+
+    ``dataset.mask_kept`` alone is not enough: with masks from a MaskStore it is True for
+    every image, also for those nobody has annotated yet.
+    """
+    return torch.tensor([bool(dataset[i][3]) for i in range(len(dataset))], dtype=torch.bool)
+
+
 def batch_coverage(n_annotated: int, n_images: int, batch_size: int) -> float:
     """Probability that a batch drawn without replacement holds at least one annotated image."""
     if n_annotated <= 0:
@@ -63,12 +72,12 @@ def oversampling_loader(dataset: GuidedDataset, batch_size: int, annotated_share
     """Batches of (image, label, mask, has_mask) in which annotated images make up about
     ``annotated_share`` of the draws (with replacement; len(dataset) draws an epoch).
 
-    Annotated images are those whose mask is kept (``dataset.mask_kept``); with none, or
-    with none unannotated, it is a plain shuffled loader.
+    Annotated images are those with a kept, non-empty mask (``annotated_images``); with
+    none, or with none unannotated, it is a plain shuffled loader.
     """
     if not 0 < annotated_share < 1:
         raise ValueError(f"annotated_share must lie strictly between 0 and 1, got {annotated_share}.")
-    kept = dataset.mask_kept.bool()
+    kept = annotated_images(dataset)
     n_kept = int(kept.sum())
     if n_kept in (0, len(dataset)):
         return make_loader(dataset, batch_size, shuffle=True, seed=seed)
@@ -90,7 +99,7 @@ def train_with_few_masks(dataset: GuidedDataset, *, lam: float, epochs: int, lr:
                          batch_size: int, seed: int = 0, baseline=None, model=None,
                          annotated_share: float | None = None, balance_lam: bool = False,
                          device=None, **fit_options):
-    """Guided training on ``dataset`` (whose ``mask_kept`` says which images have masks).
+    """Guided training on ``dataset``, some of whose images have masks.
 
     Args:
         dataset: the training GuidedDataset, e.g. ``with_masks(train, chosen)``.
@@ -112,7 +121,7 @@ def train_with_few_masks(dataset: GuidedDataset, *, lam: float, epochs: int, lr:
     else:
         loader = oversampling_loader(dataset, batch_size, annotated_share, seed)
     if balance_lam:
-        lam = balanced_lam(lam, int(dataset.mask_kept.sum()), len(dataset), batch_size)
+        lam = balanced_lam(lam, int(annotated_images(dataset).sum()), len(dataset), batch_size)
     history = fit(model, loader, lam=lam, epochs=epochs, lr=lr, seed=seed, device=device,
                   progress=False, **fit_options)
     return model, history

@@ -22,10 +22,12 @@ The scoring functions work on plain tensors, so they can be checked by hand.
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.cluster import SpectralClustering
 
 from agkit.data import make_loader
@@ -94,6 +96,15 @@ def outlier_scores(peaks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return scores
 
 
+def smoothed(maps: torch.Tensor) -> torch.Tensor:
+    """maps n x h x w averaged over 3 x 3 neighbourhoods (n x h x w).
+
+    Peaked maps one cell apart would otherwise share nothing, and look as different as
+    maps with peaks in opposite corners; SpRAy blurs its heatmaps for the same reason.
+    """
+    return F.avg_pool2d(maps[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+
+
 def cam_clusters(maps: torch.Tensor, labels: torch.Tensor, n_clusters: int = 4,
                  seed: int = 0) -> torch.Tensor:
     """Cluster the attention maps of each class separately (spectral clustering).
@@ -113,11 +124,16 @@ def cam_clusters(maps: torch.Tensor, labels: torch.Tensor, n_clusters: int = 4,
         if k < 2:
             found = np.zeros(len(members), dtype=np.int64)
         else:
-            features = maps[members].flatten(1).numpy()
-            neighbours = min(10, len(members) - 1)
-            found = SpectralClustering(k, affinity="nearest_neighbors", n_neighbors=neighbours,
-                                       assign_labels="cluster_qr",
-                                       random_state=seed).fit_predict(features)
+            features = smoothed(maps[members]).flatten(1).numpy()
+            neighbours = min(max(10, len(members) // 10), len(members) - 1)
+            clustering = SpectralClustering(k, affinity="nearest_neighbors",
+                                            n_neighbors=neighbours, assign_labels="cluster_qr",
+                                            random_state=seed)
+            with warnings.catch_warnings():
+                # separate groups of maps (a marker in each of four corners) leave the
+                # neighbour graph in pieces: that is a clustering, not a failure
+                warnings.filterwarnings("ignore", message="Graph is not fully connected")
+                found = clustering.fit_predict(features)
         ids[members] = torch.as_tensor(found, dtype=torch.long) + offset
         offset += int(found.max()) + 1
     return ids

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agkit.data import GuidedDataset, make_loader
-from agkit.few_masks import (balanced_lam, batch_coverage, oversampling_loader,
+from agkit.few_masks import (annotated_images, balanced_lam, batch_coverage, oversampling_loader,
                              switch_guidance_on, train_with_few_masks, with_masks)
 from agkit.models import CAMNet
 from agkit.selection import (STRATEGIES, attention_maps, cam_clusters, outlier_scores,
@@ -160,6 +160,26 @@ def test_with_masks_keeps_only_the_chosen_masks_and_leaves_the_original():
     assert bool(ds.mask_kept.all())
     with pytest.raises(ValueError, match="12"):
         with_masks(ds, [12])
+
+
+def test_annotated_images_skip_empty_and_unkept_masks():
+    masks = torch.zeros(12, 1, 16, 16)
+    masks[[1, 4, 6], :, 2:5, 2:5] = 1  # image 0 has an empty mask: not annotated
+    ds = GuidedDataset(torch.rand(12, 1, 16, 16), torch.arange(12) % 2, masks)
+    assert annotated_images(ds).nonzero().flatten().tolist() == [1, 4, 6]
+    assert annotated_images(with_masks(ds, [0, 4])).nonzero().flatten().tolist() == [4]
+
+
+def test_oversampling_counts_only_images_that_have_a_mask():
+    """A MaskStore-like source keeps every image, but only a few have masks."""
+    images = torch.rand(40, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    ids = [f"im{i}" for i in range(40)]
+    drawn = {f"im{i}": torch.ones(16, 16) for i in (3, 9)}  # two masks in a mapping
+    ds = GuidedDataset(images, torch.arange(40) % 2, drawn, image_ids=ids)
+    assert bool(ds.mask_kept.all())
+    loader = oversampling_loader(ds, 40, annotated_share=0.5, seed=0)
+    has_mask = torch.cat([batch[3] for _ in range(10) for batch in loader])
+    assert 0.4 < has_mask.float().mean() < 0.6
 
 
 def test_batch_coverage_by_hand():
