@@ -1,0 +1,175 @@
+"""How far do a few masks go? Shifted accuracy against the number of masks, per strategy.
+
+    python benchmarks/few_masks.py                        # workshop profile, 3 seeds
+    python benchmarks/few_masks.py --seeds 0 --n-masks 20 --strategies random,clusters
+    python benchmarks/few_masks.py --json few_masks.json  # also {"strategy": {"n": share}}
+
+For every seed: the course's baseline (no masks) and the course's guided run with every
+training image annotated are trained (or fetched from ``--runs-dir``). The baseline
+ranks the training images with each strategy of ``agkit.selection`` ("random" is the
+control); the first k images of a ranking get their (built-in SynthFrac) masks, and a
+guided network is trained with those k masks only. Each cell reports the shifted test
+accuracy and the share of the full-annotation gain it recovers:
+
+    share = (acc_k - acc_baseline) / (acc_all - acc_baseline)
+
+where acc_all is the course's guided run with all masks. The row "all" trains the chosen
+recipe with every mask, to show what the recipe itself gives.
+
+The recipe (``--recipe``): "finetune" switches guidance on in the trained baseline and
+trains on for ``--finetune-epochs``; "scratch" trains a new guided network for the
+profile's epochs. ``--share`` oversamples annotated images to that share of the draws
+(0 = plain shuffling); ``--balance-lam`` divides lambda by the chance that a batch holds
+a mask. Results of single runs are cached in ``<runs-dir>/few_masks/``.
+Runs use one torch thread each, ``--jobs`` at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from agkit.course import (baseline_config, build_model, get_profile, guided_config,
+                          load_model, make_datasets, run_many)
+from agkit.data import make_loader
+from agkit.few_masks import train_with_few_masks, with_masks
+from agkit.selection import STRATEGIES, rank_for_annotation
+from agkit.train import evaluate
+
+ALL = "all"
+
+
+def share_of_gain(accuracy: float, baseline: float, full: float) -> float:
+    """(accuracy - baseline) / (full - baseline); NaN when full annotation gains nothing."""
+    gain = full - baseline
+    return (accuracy - baseline) / gain if gain > 0 else float("nan")
+
+
+def one_run(job: dict) -> dict:
+    """Train one (seed, strategy, k) cell; cached as JSON under the runs folder."""
+    cache = Path(job["runs_dir"]) / "few_masks" / f"{job['key']}.json"
+    labels = {k: job[k] for k in ("seed", "strategy", "n_masks")}
+    if cache.exists():  # the same images may be chosen by two strategies: relabel
+        return {**json.loads(cache.read_text()), **labels}
+    torch.set_num_threads(1)
+    profile = get_profile(job["profile"])
+    base = baseline_config(profile, job["seed"])
+    datasets = make_datasets(base)
+    train = with_masks(datasets["train"], job["chosen"])
+    recipe = job["recipe"]
+    if recipe["name"] == "finetune":
+        start = dict(baseline=load_model(base, job["runs_dir"]), epochs=recipe["epochs"])
+    else:
+        config = guided_config(profile, recipe["lam"], job["seed"])
+        start = dict(model=build_model(config), epochs=profile.epochs)
+    started = time.perf_counter()
+    model, _ = train_with_few_masks(
+        train, lam=recipe["lam"], lr=recipe["lr"], batch_size=profile.batch_size,
+        seed=job["seed"], annotated_share=recipe["share"] or None,
+        balance_lam=recipe["balance_lam"], device="cpu", **start)
+    result = dict(labels)
+    result["train_seconds"] = round(time.perf_counter() - started, 1)
+    for split in ("val", "test_shifted"):
+        scores = evaluate(model, make_loader(datasets[split], 256))
+        result[f"accuracy_{split}"] = scores["accuracy"]
+        result[f"mass_in_mask_{split}"] = scores["mass_in_mask"]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(result))
+    return result
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="workshop")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--n-masks", default="5,10,20,50,all")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--recipe", choices=("finetune", "scratch"), default="finetune")
+    parser.add_argument("--finetune-epochs", type=int, default=12)
+    parser.add_argument("--lam", type=float, default=3.0)
+    parser.add_argument("--lr", type=float, default=None, help="default: the profile's")
+    parser.add_argument("--share", type=float, default=0.25,
+                        help="oversample annotated images to this share of draws; 0 = off")
+    parser.add_argument("--balance-lam", action="store_true")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--json", default=None, help="write {strategy: {n_masks: share}}")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    profile = get_profile(args.profile)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    sizes = [s if s == ALL else int(s) for s in args.n_masks.split(",")]
+    strategies = args.strategies.split(",")
+    if "random" not in strategies:
+        strategies.insert(0, "random")
+    recipe = dict(name=args.recipe, lam=args.lam, lr=args.lr or profile.lr,
+                  share=args.share, balance_lam=args.balance_lam,
+                  epochs=args.finetune_epochs if args.recipe == "finetune" else profile.epochs)
+
+    # the course's own runs: baseline (no masks) and guided with every mask
+    references = [baseline_config(profile, s) for s in seeds]
+    references += [guided_config(profile, args.lam, s) for s in seeds]
+    table = run_many(references, args.runs_dir, desc="baseline and full", jobs=args.jobs)
+    reference = {(row.lam > 0, row.seed): row.acc_shifted for row in table.itertuples()}
+
+    jobs = []
+    for seed in seeds:
+        base = baseline_config(profile, seed)
+        train = make_datasets(base)["train"]
+        model = load_model(base, args.runs_dir)
+        for strategy in strategies:
+            order = rank_for_annotation(model, train, strategy, seed=seed)
+            for k in sizes:
+                if k == ALL and strategy != strategies[0]:
+                    continue  # every strategy chooses the same images when all are chosen
+                chosen = order if k == ALL else order[:k]
+                key = hashlib.sha1(json.dumps([profile.name, seed, sorted(chosen), recipe],
+                                              sort_keys=True).encode()).hexdigest()[:12]
+                jobs.append(dict(profile=profile.name, seed=seed, strategy=strategy, n_masks=k,
+                                 chosen=chosen, recipe=recipe, key=key, runs_dir=args.runs_dir))
+    started = time.perf_counter()
+    if args.jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            rows = list(pool.map(one_run, jobs))
+    else:
+        rows = [one_run(job) for job in jobs]
+    results = pd.DataFrame(rows)
+    everything = results[results["n_masks"] == ALL]  # the same run for every strategy
+    results = pd.concat([results] + [everything.assign(strategy=s) for s in strategies[1:]])
+    results["baseline"] = [reference[(False, s)] for s in results["seed"]]
+    results["full"] = [reference[(True, s)] for s in results["seed"]]
+    results["share_of_gain"] = [share_of_gain(r.accuracy_test_shifted, r.baseline, r.full)
+                                for r in results.itertuples()]
+
+    print(f"recipe: {recipe}; {len(jobs)} runs in {time.perf_counter() - started:.0f} s "
+          "(cached runs count as 0)")
+    print(f"shifted accuracy, mean of seeds {seeds}: baseline "
+          f"{results.groupby('seed')['baseline'].first().mean():.3f}, full annotation "
+          f"(course's guided run) {results.groupby('seed')['full'].first().mean():.3f}")
+    results["n_masks"] = results["n_masks"].astype(str)
+    columns = [str(k) for k in sizes]
+    for value in ("accuracy_test_shifted", "share_of_gain", "accuracy_val", "mass_in_mask_val"):
+        pivot = results.pivot_table(index="strategy", columns="n_masks", values=value,
+                                    aggfunc="mean").reindex(columns=columns)
+        print(f"\n{value} (mean over seeds)\n{pivot.round(3).to_string()}")
+    if args.json:
+        shares = results.pivot_table(index="strategy", columns="n_masks", values="share_of_gain",
+                                     aggfunc="mean")
+        data = {s: {k: round(float(v), 4) for k, v in row.dropna().items()}
+                for s, row in shares.iterrows()}
+        Path(args.json).write_text(json.dumps(data, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()

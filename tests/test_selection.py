@@ -1,0 +1,257 @@
+"""Choosing images to annotate (agkit.selection) and training with few masks (agkit.few_masks)."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from agkit.data import GuidedDataset, make_loader
+from agkit.few_masks import (annotated_images, balanced_lam, batch_coverage, oversampling_loader,
+                             switch_guidance_on, train_with_few_masks, with_masks)
+from agkit.models import CAMNet
+from agkit.selection import (STRATEGIES, attention_maps, cam_clusters, outlier_scores,
+                             peak_positions, rank_for_annotation, rank_scores, round_robin,
+                             uncertainty_scores)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spike_cams(peaks, labels, n_classes=2, size=4, height=5.0):
+    """n x N x size x size CAMs that are 0 except one spike at peaks[i] in the own class map."""
+    cams = torch.zeros(len(peaks), n_classes, size, size)
+    for i, ((r, c), label) in enumerate(zip(peaks, labels)):
+        cams[i, label, r, c] = height
+    return cams
+
+
+def tiny_dataset(n=12, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 1, size, size, generator=g)
+    labels = torch.arange(n) % 2
+    masks = torch.zeros(n, 1, size, size)
+    masks[:, :, 4:12, 4:12] = 1
+    return GuidedDataset(images, labels, masks, image_ids=[f"im{i}" for i in range(n)])
+
+
+# ----------------------------------------------------------------- scores on plain tensors
+
+
+def test_attention_maps_take_the_own_class_and_sum_to_one():
+    cams = torch.zeros(2, 2, 2, 2)
+    cams[0, 1, 0, 1] = 10.0  # image 0, class 1
+    cams[1, 0, 1, 0] = 10.0  # image 1, class 0
+    maps = attention_maps(cams, torch.tensor([1, 0]))
+    assert maps.shape == (2, 2, 2)
+    assert torch.allclose(maps.sum(dim=(1, 2)), torch.ones(2))
+    assert maps[0].argmax() == 1 and maps[1].argmax() == 2
+    # the own class map of image 0 with label 0 is flat: uniform attention
+    assert torch.allclose(attention_maps(cams, torch.tensor([0, 0]))[0], torch.full((2, 2), 0.25))
+
+
+def test_peak_positions_are_row_and_column():
+    maps = torch.zeros(2, 4, 5)
+    maps[0, 2, 3] = 1
+    maps[1, 0, 4] = 1
+    assert peak_positions(maps).tolist() == [[2.0, 3.0], [0.0, 4.0]]
+
+
+def test_uncertainty_is_entropy():
+    probs = torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.9, 0.1]])
+    expected = [math.log(2), 0.0, -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))]
+    assert torch.allclose(uncertainty_scores(probs), torch.tensor(expected), atol=1e-6)
+
+
+def test_outlier_scores_measure_distance_from_the_class_median_peak():
+    peaks = torch.tensor([[0, 0], [0, 0], [0, 0], [3, 4], [2, 2], [2, 2], [2, 2]]).float()
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    assert outlier_scores(peaks, labels).tolist() == [0, 0, 0, 5, 0, 0, 0]
+
+
+def test_round_robin_visits_largest_cluster_first_and_best_priority_within():
+    clusters = torch.tensor([0, 0, 0, 1, 1, 2])
+    priority = torch.tensor([0.1, 0.9, 0.5, 0.2, 0.8, 0.0])
+    assert round_robin(clusters, priority) == [1, 4, 5, 2, 3, 0]
+
+
+def test_spectral_clusters_separate_two_obvious_groups_per_class():
+    # class 0: peaks top-left or bottom-right; class 1: all top-right
+    peaks = [(0, 0)] * 6 + [(3, 3)] * 6 + [(0, 3)] * 6
+    labels = torch.tensor([0] * 12 + [1] * 6)
+    cams = spike_cams(peaks, labels) + 0.01 * torch.randn(18, 2, 4, 4,
+                                                           generator=torch.Generator().manual_seed(0))
+    ids = cam_clusters(attention_maps(cams, labels), labels, n_clusters=2, seed=0)
+    assert len(set(ids[:6].tolist())) == 1 and len(set(ids[6:12].tolist())) == 1
+    assert ids[0] != ids[6]
+    assert not set(ids[12:].tolist()) & set(ids[:12].tolist())  # ids unique across classes
+
+
+def test_clusters_strategy_covers_every_cam_cluster_first():
+    """The first three proposals come from three different kinds of CAM."""
+    peaks = [(0, 0)] * 6 + [(3, 3)] * 6 + [(0, 3)] * 6
+    labels = torch.tensor([0] * 12 + [1] * 6)
+    cams = spike_cams(peaks, labels) + 0.01 * torch.randn(18, 2, 4, 4,
+                                                           generator=torch.Generator().manual_seed(1))
+    probs = torch.full((18, 2), 0.5)
+    order = rank_scores("clusters", probs, cams, labels, n_clusters=2)
+    groups = [i // 6 for i in order[:3]]
+    assert sorted(groups) == [0, 1, 2]
+
+
+def test_outlier_strategy_puts_the_odd_peak_first():
+    peaks = [(1, 1)] * 5 + [(3, 0)] + [(2, 2)] * 4 + [(0, 3)]
+    labels = torch.tensor([0] * 6 + [1] * 5)
+    order = rank_scores("outlier", torch.full((11, 2), 0.5), spike_cams(peaks, labels), labels)
+    assert set(order[:2]) == {5, 10}
+    assert sorted(order) == list(range(11))
+
+
+def test_uncertainty_strategy_orders_by_entropy_with_margin_breaking_nothing_else():
+    probs = torch.tensor([[0.99, 0.01], [0.5, 0.5], [0.8, 0.2], [0.3, 0.7]])
+    labels = torch.tensor([0, 0, 1, 1])
+    order = rank_scores("uncertainty", probs, torch.zeros(4, 2, 2, 2), labels)
+    assert order == [1, 3, 2, 0]
+
+
+def test_random_is_a_seeded_permutation():
+    labels = torch.zeros(50, dtype=torch.long)
+    none = torch.empty(0)
+    first = rank_scores("random", none, none, labels, seed=3)
+    assert sorted(first) == list(range(50))
+    assert first == rank_scores("random", none, none, labels, seed=3)
+    assert first != rank_scores("random", none, none, labels, seed=4)
+
+
+def test_unknown_strategy_names_the_choices():
+    with pytest.raises(ValueError, match="clusters"):
+        rank_scores("entropy", torch.empty(0), torch.empty(0), torch.zeros(2))
+
+
+# ----------------------------------------------------------------- on a model and a dataset
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_rank_for_annotation_skips_excluded_images(strategy):
+    torch.manual_seed(0)
+    model = CAMNet("tiny", num_classes=2, in_channels=1).eval()
+    ds = tiny_dataset()
+    order = rank_for_annotation(model, ds, strategy, exclude=[0, "im5"], seed=1, n_clusters=2)
+    assert sorted(order) == [i for i in range(12) if i not in (0, 5)]
+    assert order == rank_for_annotation(model, ds, strategy, exclude=[0, "im5"], seed=1,
+                                        n_clusters=2)
+
+
+def test_rank_for_annotation_rejects_an_unknown_image_id():
+    model = CAMNet("tiny", num_classes=2, in_channels=1).eval()
+    with pytest.raises(ValueError, match="im99"):
+        rank_for_annotation(model, tiny_dataset(), "random", exclude=["im99"])
+
+
+# ----------------------------------------------------------------- few masks
+
+
+def test_with_masks_keeps_only_the_chosen_masks_and_leaves_the_original():
+    ds = tiny_dataset()
+    few = with_masks(ds, [2, 7])
+    assert few.mask_kept.nonzero().flatten().tolist() == [2, 7]
+    assert bool(few[2][3]) and not bool(few[3][3]) and few[3][2].sum() == 0
+    assert bool(ds.mask_kept.all())
+    with pytest.raises(ValueError, match="12"):
+        with_masks(ds, [12])
+
+
+def test_annotated_images_skip_empty_and_unkept_masks():
+    masks = torch.zeros(12, 1, 16, 16)
+    masks[[1, 4, 6], :, 2:5, 2:5] = 1  # image 0 has an empty mask: not annotated
+    ds = GuidedDataset(torch.rand(12, 1, 16, 16), torch.arange(12) % 2, masks)
+    assert annotated_images(ds).nonzero().flatten().tolist() == [1, 4, 6]
+    assert annotated_images(with_masks(ds, [0, 4])).nonzero().flatten().tolist() == [4]
+
+
+def test_oversampling_counts_only_images_that_have_a_mask():
+    """A MaskStore-like source keeps every image, but only a few have masks."""
+    images = torch.rand(40, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    ids = [f"im{i}" for i in range(40)]
+    drawn = {f"im{i}": torch.ones(16, 16) for i in (3, 9)}  # two masks in a mapping
+    ds = GuidedDataset(images, torch.arange(40) % 2, drawn, image_ids=ids)
+    assert bool(ds.mask_kept.all())
+    loader = oversampling_loader(ds, 40, annotated_share=0.5, seed=0)
+    has_mask = torch.cat([batch[3] for _ in range(10) for batch in loader])
+    assert 0.4 < has_mask.float().mean() < 0.6
+
+
+def test_batch_coverage_by_hand():
+    # 1 annotated of 4, batches of 2: P(no mask) = 3/4 * 2/3 = 1/2
+    assert batch_coverage(1, 4, 2) == pytest.approx(0.5)
+    assert batch_coverage(0, 4, 2) == 0.0
+    assert batch_coverage(3, 4, 2) == 1.0  # one unannotated image cannot fill a batch of 2
+    assert balanced_lam(3.0, 1, 4, 2) == pytest.approx(6.0)
+    assert balanced_lam(3.0, 0, 4, 2) == 3.0
+
+
+def test_oversampling_loader_draws_annotated_images_at_the_asked_share():
+    ds = with_masks(tiny_dataset(n=100), [0, 1, 2, 3, 4])
+    loader = oversampling_loader(ds, 50, annotated_share=0.5, seed=0)
+    drawn = torch.cat([batch[3] for _ in range(20) for batch in loader])
+    assert len(drawn) == 2000
+    assert 0.45 < drawn.float().mean() < 0.55  # 5 % of the images, half of the draws
+    with pytest.raises(ValueError, match="annotated_share"):
+        oversampling_loader(ds, 50, annotated_share=1.0)
+
+
+def test_switch_guidance_on_copies_and_changes_pooling_only():
+    base = CAMNet("tiny", num_classes=2, in_channels=1, pooling="avg").eval()
+    guided = switch_guidance_on(base)
+    assert base.pooling == "avg" and guided.pooling == "softmax"
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.equal(base(x).cams, guided(x).cams)
+
+
+def test_finetuning_with_few_masks_leaves_the_baseline_untouched_and_repeats():
+    ds = with_masks(tiny_dataset(), [1, 2])
+    torch.manual_seed(0)
+    base = CAMNet("tiny", num_classes=2, in_channels=1)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    runs = [train_with_few_masks(ds, lam=3.0, epochs=2, lr=1e-2, batch_size=4, baseline=base,
+                                 annotated_share=0.5, balance_lam=True) for _ in range(2)]
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    (m1, h1), (m2, h2) = runs
+    assert m1.pooling == "softmax" and len(h1) == 2 and (h1["att"] > 0).all()
+    assert h1["loss"].tolist() == h2["loss"].tolist()
+    with pytest.raises(ValueError, match="baseline="):
+        train_with_few_masks(ds, lam=1.0, epochs=1, lr=1e-3, batch_size=4)
+
+
+# ----------------------------------------------------------------- the benchmark
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("few_masks", ROOT / "benchmarks" / "few_masks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_share_of_gain_by_hand():
+    bench = load_benchmark()
+    assert bench.share_of_gain(0.8, 0.6, 1.0) == pytest.approx(0.5)
+    assert bench.share_of_gain(0.5, 0.6, 1.0) == pytest.approx(-0.25)
+    assert math.isnan(bench.share_of_gain(0.7, 0.6, 0.6))
+
+
+@pytest.mark.slow
+def test_benchmark_writes_the_share_table(tmp_path):
+    bench = load_benchmark()
+    out = tmp_path / "shares.json"
+    results = bench.main(["--profile", "ci", "--seeds", "0", "--n-masks", "5,all",
+                          "--strategies", "uncertainty", "--finetune-epochs", "1", "--jobs", "1",
+                          "--runs-dir", str(tmp_path / "runs"), "--json", str(out)])
+    shares = json.loads(out.read_text())
+    assert set(shares) == {"random", "uncertainty"}
+    assert set(shares["random"]) == {"5", "all"}
+    assert shares["random"]["all"] == shares["uncertainty"]["all"]
+    row = results[(results.strategy == "uncertainty") & (results.n_masks == "5")].iloc[0]
+    assert row.share_of_gain == pytest.approx(
+        bench.share_of_gain(row.accuracy_test_shifted, row.baseline, row.full))
