@@ -39,6 +39,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,7 @@ from tqdm.auto import tqdm
 from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, synthetic
 from agkit.data.mask_quality import degrade
 from agkit.models import CAMNet
-from agkit.train import evaluate, fit
+from agkit.train import TimeLimitWarning, evaluate, fit
 
 CACHE_VERSION = 2  # bump when the layout of a stored run changes
 TEST_SEED = 10_000  # the test splits are the same for every run, whatever its seed
@@ -427,23 +428,29 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
                                seed=config.seed)
     lr_step = max(1, round(config.lr_decay_at * config.epochs)) if config.lr_decay_at else None
     started = time.perf_counter()
-    history = fit(model, train_loader, None, lam=config.lam, epochs=config.epochs, lr=config.lr,
-                  lr_step=lr_step, lr_gamma=0.1, resolution=config.resolution, seed=config.seed,
-                  device=device, progress=progress, time_limit=config.time_limit)
+    try:
+        with warnings.catch_warnings():
+            # fit warns and keeps the whole epochs it finished; a course run is all or nothing.
+            warnings.simplefilter("ignore", TimeLimitWarning)
+            history = fit(model, train_loader, None, lam=config.lam, epochs=config.epochs,
+                          lr=config.lr, lr_step=lr_step, lr_gamma=0.1,
+                          resolution=config.resolution, seed=config.seed, device=device,
+                          progress=progress, time_limit=config.time_limit)
+        epochs_run = len(history)
+        stopped = bool(history.attrs.get("stopped_by_time_limit"))
+    except TimeoutError:  # the limit passed inside the first epoch
+        epochs_run, stopped = 0, True
     seconds = time.perf_counter() - started
-    # fit stops at the first step past its limit, so a run that took longer than the limit
-    # may be cut short: it is never stored, whatever its number of epochs says.
-    if len(history) < config.epochs or (config.time_limit is not None
-                                        and seconds > config.time_limit):
+    if stopped or epochs_run < config.epochs:
         raise TimeLimitReached(
             f"{config.label} (seed {config.seed}) ran past its time limit of "
-            f"{config.time_limit:g} s after {len(history)} of {config.epochs} epochs; its result "
+            f"{config.time_limit:g} s after {epochs_run} of {config.epochs} epochs; its result "
             f"was not stored. Use a smaller profile, a GPU, a packed cache (use_cache) or a "
             f"larger time_limit (None: no limit)."
         )
 
     result = dict(config.fields(), key=config.key(), label=config.label, **config.fingerprints(),
-                  epochs_run=len(history))
+                  epochs_run=epochs_run)
     for split, tag in SPLIT_TAGS.items():
         scores = evaluate(model, make_loader(datasets[split], EVAL_BATCH_SIZE))
         for metric in SCORES:

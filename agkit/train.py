@@ -70,10 +70,10 @@ class NonFiniteImages(ValueError):
         self.indices = indices
 
 
-class TimeLimitReached(UserWarning):
+class TimeLimitWarning(UserWarning):
     """Warned when ``fit`` stops at its time limit before the requested epochs.
 
-    Turn it into an error with ``warnings.simplefilter("error", TimeLimitReached)``.
+    Turn it into an error with ``warnings.simplefilter("error", TimeLimitWarning)``.
     """
 
 
@@ -434,7 +434,7 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
             it is.
         time_limit: a safety net in seconds. When it passes, training stops at the end of
             the last *complete* epoch (an epoch it cuts is rolled back), warns
-            ``TimeLimitReached`` and records the stop in the history's attrs. Runs whose
+            ``TimeLimitWarning`` and records the stop in the history's attrs. Runs whose
             results are kept should be sized by epochs, not time.
         recalibrate_bn: re-measure BatchNorm statistics at the end (see
             recalibrate_batchnorm); the history's val columns are from before it.
@@ -569,7 +569,7 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
             f"time_limit={time_limit:g} s reached after {len(rows)} of {epochs} epochs; the "
             "model and checkpoint hold the last complete epoch. Size runs by epochs when "
             "their results are kept (history.attrs['stopped_by_time_limit'] is True).",
-            TimeLimitReached, stacklevel=2)
+            TimeLimitWarning, stacklevel=2)
     train_buffers = _norm_buffers(model)
     rng_after_training = torch.get_rng_state()  # what a resumed run continues from
     if recalibrate_bn and rows:

@@ -17,7 +17,7 @@ from agkit.losses import attention_guidance_loss, attention_loss_floor
 from agkit.models import CAMNet
 from agkit.train import (
     NonFiniteImages,
-    TimeLimitReached,
+    TimeLimitWarning,
     TrainingDiverged,
     evaluate,
     fit,
@@ -195,7 +195,7 @@ def test_time_limit_never_keeps_a_partial_epoch(tmp_path, monkeypatch):
     monkeypatch.setattr(time, "perf_counter", clock)
     torch.manual_seed(0)
     model = CAMNet("tiny", 2, pooling="softmax")
-    with pytest.warns(TimeLimitReached, match="after 1 of 3 epochs"):
+    with pytest.warns(TimeLimitWarning, match="after 1 of 3 epochs"):
         history = fit(model, clock.wrap(toy_loader()), lam=0.1, epochs=3, lr=3e-3,
                       progress=False, device="cpu", time_limit=500,
                       checkpoint=tmp_path / "run.pt")
@@ -229,7 +229,7 @@ def test_time_limit_inside_the_first_epoch_raises_and_keeps_the_model(tmp_path, 
 
 def test_time_limit_not_reached_records_a_full_run():
     with warnings.catch_warnings():
-        warnings.simplefilter("error", TimeLimitReached)
+        warnings.simplefilter("error", TimeLimitWarning)
         _, history = train(epochs=2, time_limit=1e6)
     assert history.attrs == {**history.attrs, "epochs_run": 2, "epochs": 2,
                              "stopped_by_time_limit": False}
