@@ -580,4 +580,12 @@ def test_notebook_01_install_cell_leaves_colab_pins_unchanged(tmp_path):
     imported = subprocess.run([python, "-c", script], check=False, capture_output=True,
                               text=True, env=env, cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
-    assert imported.stdout.strip().startswith(str(runtime)), imported.stdout
+    installed_package = Path(imported.stdout.strip()).parent
+    assert installed_package.is_relative_to(runtime), installed_package
+
+    def package_files(folder):
+        return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts}
+
+    lost = package_files(source / "agkit") - package_files(installed_package)
+    assert not lost, f"files of the package that a git install leaves out: {sorted(lost)}"
