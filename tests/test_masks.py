@@ -28,6 +28,7 @@ from agkit.data.shapes import (
     rasterize_boxes,
     rasterize_discs,
     rasterize_polygons,
+    rasterize_strokes,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +94,19 @@ def test_rasterize_discs_by_hand():
     np.testing.assert_array_equal(rasterize_discs([(2.5, 2.5), (0.5, 0.5)], 1.5, (5, 5)), expected)
     # x is the column: a disc of radius 0 at (x=3.5, y=1.5) marks mask[1, 3] only
     np.testing.assert_array_equal(np.argwhere(rasterize_discs([(3.5, 1.5)], 0, (4, 5))), [[1, 3]])
+
+
+def test_rasterize_strokes_by_hand():
+    # a stroke along y = 1.5 from x = 0.5 to 3.5, radius 1: rows 0-2 of columns 0-3 are at most
+    # 1 away; column 4's centre (4.5, 1.5) is exactly 1 from the end point (in), (4.5, 0.5) is not
+    expected = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    np.testing.assert_array_equal(rasterize_strokes([[(0.5, 1.5), (3.5, 1.5)]], 1, (3, 5)), expected)
+    # a flat list is the same stroke; one point is a disc
+    np.testing.assert_array_equal(rasterize_strokes([[0.5, 1.5, 3.5, 1.5]], 1, (3, 5)), expected)
+    np.testing.assert_array_equal(rasterize_strokes([[(2.5, 2.5)]], 1.5, (5, 5)),
+                                  rasterize_discs([(2.5, 2.5)], 1.5, (5, 5)))
+    with pytest.raises(ValueError, match="finite"):
+        rasterize_strokes([[(0, 0), (np.nan, 1)]], 1, (3, 3))
 
 
 def test_mask_to_polygons_and_boxes_round_trip():

@@ -248,6 +248,21 @@ def test_editor_rasterisation_rules():
         polygon_pixels([(0, 0), (1, 1)], (4, 4))
 
 
+def test_editor_uses_the_kits_pixel_convention():
+    from agkit.data.shapes import rasterize_polygons
+
+    # pixel centres on a polygon's left/top edges are in, on its right/bottom edges out
+    # (agkit.data.shapes): the square with corners (0.5, 0.5), (2.5, 2.5) holds pixels [0:2, 0:2]
+    square = [(0.5, 0.5), (2.5, 0.5), (2.5, 2.5), (0.5, 2.5)]
+    expected = np.zeros((4, 4), bool)
+    expected[0:2, 0:2] = True
+    np.testing.assert_array_equal(polygon_pixels(square, (4, 4)), expected)
+    np.testing.assert_array_equal(rasterize_polygons([np.ravel(square)], (4, 4)) > 0, expected)
+    editor = MaskEditor(np.zeros((4, 4)))
+    editor.fill_polygon(square)
+    np.testing.assert_array_equal(editor.mask, expected)
+
+
 # ----------------------------------------------------------------------------- the browser half
 def decode_png(data_url):
     """A "data:image/png;base64,..." string -> the PIL image it holds."""
