@@ -1,4 +1,5 @@
-"""Tests for agkit.data.masks: rasterising, MaskStore, COCO/YOLO, crash safety."""
+"""Tests for agkit.data.shapes and agkit.data.mask_store: rasterising, MaskStore, COCO/YOLO,
+crash safety."""
 import io
 import json
 import os
