@@ -2,8 +2,9 @@
 
 Each ``make_*`` writes a miniature dataset under a folder and returns a ``Truth`` with
 what a correct loader must find there (labels, boxes/polygons/part points in pixels,
-image sizes, patients, the published split). File and column names follow
-/work/shared/datasets.md; the untidy parts of real copies are reproduced on purpose:
+image sizes, patients, the published split). File and column names follow each
+dataset's published layout (data/README.md); the untidy parts of real copies are reproduced
+on purpose:
 a nested top folder and a UTF-8 byte-order mark (FracAtlas), blank flags and 16-bit
 PNGs (GRAZPEDWRI-DX), a truncated JPEG, headerless CSVs (MURA), a .tgz (CUB).
 
