@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-import types
 import urllib.request
 import venv
 import zipfile

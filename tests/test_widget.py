@@ -4,7 +4,6 @@ import io
 import os
 import re
 import sys
-import types
 from pathlib import Path
 
 import numpy as np

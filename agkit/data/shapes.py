@@ -36,8 +36,8 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["rasterize_boxes", "rasterize_polygons", "rasterize_discs", "rasterize_strokes",
-           "mask_to_boxes", "mask_to_polygons", "as_binary_mask", "check_shape", "Shapes", "read_coco",
-           "read_yolo", "yolo_classes", "read_voc"]
+           "mask_to_boxes", "mask_to_polygons", "as_binary_mask", "check_shape", "Shapes",
+           "read_coco", "read_yolo", "yolo_classes", "read_voc"]
 
 
 def check_shape(shape) -> tuple[int, int]:
