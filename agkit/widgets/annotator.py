@@ -50,7 +50,9 @@ def _is_pair(item):
 
 
 def image_source(data, image_ids=None):
-    """(image ids, get) for any supported collection; get(i) -> H x W (x 3) array of image i.
+    """(image ids, get) for any supported collection; get(i) -> image i as an H x W (or
+    H x W x 3) float32 array in [0, 1], read by ``agkit.data.io.to_array`` (the kit's one
+    reader and scaling rule).
 
     data: a GuidedDataset (its native-size images), a SynthFrac or any object with
     `.image_ids` and `.images`, a dict image_id -> image, a sequence of (image_id, image)
@@ -386,7 +388,7 @@ class MaskAnnotator(widgets.VBox):
                                               max=64, description="brush radius",
                                               style={"description_width": "auto"})
         self.brush_radius.observe(lambda _: self._sync_radius(), "value")
-        self.window = widgets.FloatRangeSlider(description="window",
+        self.window = widgets.FloatRangeSlider(description="window", readout_format=".2f",
                                                layout=widgets.Layout(width="360px"))
         self.window.observe(lambda _: self._render_image(), "value")
         self.position = widgets.Label()
@@ -441,7 +443,6 @@ class MaskAnnotator(widgets.VBox):
             w.min, w.max = min(w.min, vmin), max(w.max, vmax)
             w.value = (float(lo), float(hi))
             w.min, w.max, w.step = vmin, vmax, (vmax - vmin) / 255
-            w.readout_format = ".0f" if vmax - vmin > 100 else ".2f"
         finally:
             self._quiet = False
         self._render_image()
