@@ -49,11 +49,13 @@ def shrink_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.adaptive_max_pool2d(masks, (int(size[0]), int(size[1])))
 
 
-def _resolve_classes(classes: str, channels: str | None, labels: torch.Tensor | None,
-                     targets: torch.Tensor | None) -> tuple[str, torch.Tensor | None]:
-    """Map the old argument names (channels=, targets=, "target") to the new ones."""
+def old_names(where: str, classes: str, channels: str | None = None,
+              labels: torch.Tensor | None = None,
+              targets: torch.Tensor | None = None) -> tuple[str, torch.Tensor | None]:
+    """(classes, labels) after applying the deprecated names channels=, targets= and the
+    value "target" (kept for one release), with a DeprecationWarning naming ``where``."""
     if channels is not None:
-        warnings.warn("attention_guidance_loss(channels=...) is now classes=...; the old "
+        warnings.warn(f"{where}(channels=...) is now classes=...; the old "
                       "name goes away in the next release.", DeprecationWarning, stacklevel=3)
         classes = channels
     if classes == "target":
@@ -61,7 +63,7 @@ def _resolve_classes(classes: str, channels: str | None, labels: torch.Tensor | 
                       "the next release.", DeprecationWarning, stacklevel=3)
         classes = "label"
     if targets is not None:
-        warnings.warn("attention_guidance_loss(targets=...) is now labels=...; the old name "
+        warnings.warn(f"{where}(targets=...) is now labels=...; the old name "
                       "goes away in the next release.", DeprecationWarning, stacklevel=3)
         labels = targets if labels is None else labels
     return classes, labels
@@ -100,7 +102,7 @@ def attention_guidance_loss(
     Raises:
         ValueError for malformed masks or labels and for CAMs holding NaN or inf.
     """
-    classes, labels = _resolve_classes(classes, channels, labels, targets)
+    classes, labels = old_names("attention_guidance_loss", classes, channels, labels, targets)
     if cams.ndim != 4:
         raise ValueError(f"cams must be shaped B x N x h x w, got {tuple(cams.shape)}.")
     if resolution not in RESOLUTIONS:

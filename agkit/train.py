@@ -42,7 +42,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agkit import metrics
-from agkit.losses import attention_guidance_loss, attention_loss_floor, chance_attention_loss
+from agkit.losses import (attention_guidance_loss, attention_loss_floor, chance_attention_loss,
+                          old_names)
 
 #: A guidance term: (model, images, labels, masks, has_mask, out, forbidden) -> scalar.
 GuidanceTerm = Callable[..., torch.Tensor]
@@ -142,14 +143,6 @@ def guidance_name(guidance: str | GuidanceTerm | None) -> str | None:
     return described
 
 
-def _resolve_classes(classes: str, channels: str | None) -> str:
-    if channels is not None:
-        warnings.warn("channels=... is now classes=... ('target' is now 'label'); the old "
-                      "name goes away in the next release.", DeprecationWarning, stacklevel=3)
-        classes = channels
-    return "label" if classes == "target" else classes
-
-
 def _diverged(ce: torch.Tensor, att: torch.Tensor, what: str) -> TrainingDiverged:
     return TrainingDiverged(
         f"{what} (cross-entropy {ce.item():.4g}, attention {att.item():.4g}); training has "
@@ -182,7 +175,7 @@ def training_step(model: nn.Module, batch: Sequence[Any], optimizer: torch.optim
         TrainingDiverged when the loss is NaN/inf or far past its value at chance;
         NonFiniteImages when an image holds NaN or inf.
     """
-    classes = _resolve_classes(classes, channels)
+    classes, _ = old_names("training_step", classes, channels)
     device = device or next(model.parameters()).device
     images, labels, masks, has_mask = (
         t.to(device) if isinstance(t, torch.Tensor) else t for t in batch[:4])
@@ -453,7 +446,7 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
         ValueError for an empty loader or a checkpoint made with another configuration;
         TimeoutError when time_limit passes before the first epoch is complete.
     """
-    classes = _resolve_classes(classes, channels)
+    classes, _ = old_names("fit", classes, channels)
     set_seed(seed)
     device = torch.device(device) if device is not None else default_device()
     if _loader_length(train_loader) == 0:

@@ -119,7 +119,7 @@ def main(argv=None) -> pd.DataFrame:
     references = [baseline_config(profile, s) for s in seeds]
     references += [guided_config(profile, args.lam, s) for s in seeds]
     table = run_many(references, args.runs_dir, desc="baseline and full", jobs=args.jobs)
-    reference = {(row.lam > 0, row.seed): row.acc_shifted for row in table.itertuples()}
+    reference = {(row.lam > 0, row.seed): row.accuracy_shifted for row in table.itertuples()}
 
     jobs = []
     for seed in seeds:

@@ -2,8 +2,9 @@
 
 Each ``make_*`` writes a miniature dataset under a folder and returns a ``Truth`` with
 what a correct loader must find there (labels, boxes/polygons/part points in pixels,
-image sizes, patients, the published split). File and column names follow
-/work/shared/datasets.md; the untidy parts of real copies are reproduced on purpose:
+image sizes, patients, the published split). File and column names follow each
+dataset's published layout (data/README.md); the untidy parts of real copies are reproduced
+on purpose:
 a nested top folder and a UTF-8 byte-order mark (FracAtlas), blank flags and 16-bit
 PNGs (GRAZPEDWRI-DX), a truncated JPEG, headerless CSVs (MURA), a .tgz (CUB).
 
@@ -34,9 +35,9 @@ class Truth:
     extra: dict = field(default_factory=dict)      # dataset-specific facts
 
 
-def _pixels(rng, height, width, channels=1, bits=8):
+def _pixels(rng, height, width, in_channels=1, bits=8):
     high = 2**bits - 1
-    shape = (height, width) if channels == 1 else (height, width, 3)
+    shape = (height, width) if in_channels == 1 else (height, width, 3)
     return rng.integers(0, high + 1, size=shape).astype(np.uint16 if bits == 16 else np.uint8)
 
 
@@ -98,8 +99,8 @@ def make_fracatlas(folder, *, n_pos=10, n_neg=30, nested=True, split_files=True,
         rows.append([f"{stem}.jpg", flags["hand"], flags["leg"], flags["hip"], flags["shoulder"],
                      int(region == "mixed"), number % 2, 0, label, len(boxes), 1, 0, 0])
         sub = "Fractured" if label else "Non_fractured"
-        channels = 3 if number % 4 == 0 else 1
-        _save(base / "images" / sub / f"{stem}.jpg", _pixels(rng, height, width, channels), quality=90)
+        in_channels = 3 if number % 4 == 0 else 1
+        _save(base / "images" / sub / f"{stem}.jpg", _pixels(rng, height, width, in_channels), quality=90)
         truth.labels[stem], truth.sizes[stem], truth.shapes[stem] = label, (height, width), boxes
         truth.extra.setdefault("region", {})[stem] = region
 
@@ -234,7 +235,7 @@ def make_mura(folder, *, n_patients=12, seed=0) -> Truth:
             for i in range(1 + (p + s) % 2):
                 path = f"{study}image{i + 1}.png"
                 height, width = 30 + 2 * i, 26
-                _save(root / path, _pixels(rng, height, width, channels=3 if i == 1 else 1))
+                _save(root / path, _pixels(rng, height, width, in_channels=3 if i == 1 else 1))
                 lists[part][0].append(path)
                 image_id = path.removeprefix("MURA-v1.1/").removesuffix(".png")
                 truth.labels[image_id], truth.sizes[image_id] = label, (height, width)
@@ -268,7 +269,7 @@ def _cub_files(n_train=6, n_test=2, seed=0):
             rel = f"{name}/{name.split('.')[1]}_{k:04d}_{100 + cub_id}"
             height, width = 40 + 4 * (k % 2), 48
             buffer = io.BytesIO()
-            Image.fromarray(_pixels(rng, height, width, channels=3)).save(buffer, "JPEG")
+            Image.fromarray(_pixels(rng, height, width, in_channels=3)).save(buffer, "JPEG")
             files[f"images/{rel}.jpg"] = buffer.getvalue()
             is_train = int(k < n_train)
             images.append(f"{cub_id} {rel}.jpg")

@@ -1,7 +1,8 @@
 """Colab: the install cell leaves Colab's pins alone, badges and install cells come from one
 constant, runs and masks have a home in any runtime, Binder needs no install cell.
 
-Colab itself is simulated: a fake ``google.colab`` module in sys.modules for the helpers, and
+Colab itself is simulated: a fake ``google.colab`` module in sys.modules for the helpers
+(the ``fake_colab`` fixture of conftest.py), and
 for the install a virtual environment holding Colab's pinned Jupyter stack, with the heavy
 packages Colab ships (torch, numpy, ...) lent from this interpreter's site-packages.
 """
@@ -14,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-import types
 import urllib.request
 import venv
 import zipfile
@@ -47,38 +47,7 @@ COLAB_PREINSTALLED = ["torch", "torchvision", "numpy", "scipy", "matplotlib", "s
 
 
 # ---------------------------------------------------------------------------------------
-# a fake Colab
-
-
-@pytest.fixture
-def fake_colab(monkeypatch):
-    """Install a recording ``google.colab`` (output, drive, files) into sys.modules."""
-    calls = []
-    google = types.ModuleType("google")
-    package = types.ModuleType("google.colab")
-    output = types.ModuleType("google.colab.output")
-    drive = types.ModuleType("google.colab.drive")
-    files = types.ModuleType("google.colab.files")
-    output.enable_custom_widget_manager = lambda: calls.append(("enable_custom_widget_manager",))
-    drive.mount = lambda where: calls.append(("mount", where))
-    files.download = lambda path: calls.append(("download", path))
-    files.uploads = {}
-    files.upload = lambda: calls.append(("upload",)) or dict(files.uploads)
-    google.colab = package
-    package.output, package.drive, package.files = output, drive, files
-    for name, module in [("google", google), ("google.colab", package),
-                         ("google.colab.output", output), ("google.colab.drive", drive),
-                         ("google.colab.files", files)]:
-        monkeypatch.setitem(sys.modules, name, module)
-    package.calls = calls
-    return package
-
-
-@pytest.fixture
-def not_colab(monkeypatch):
-    for name in ["google.colab", "google.colab.output", "google.colab.drive",
-                 "google.colab.files"]:
-        monkeypatch.delitem(sys.modules, name, raising=False)
+# where we are (fake_colab and not_colab: conftest.py)
 
 
 def test_in_colab_and_widget_manager_outside_colab(not_colab):

@@ -192,6 +192,13 @@ def test_one_image_and_one_annotation_read_identically_through_every_path(tmp_pa
         ds = open_dataset("folder", classes, "train", size=24, augment=False, fractions=(1, 0, 0))
         images["open_dataset folder"] = ds[0][0]
         masks["open_dataset folder"] = ds[0][2][0].numpy()
+    # the annotation widget: the image it shows and the polygon drawn with the mouse tools
+    from agkit.widgets import MaskAnnotator
+
+    widget = MaskAnnotator([("IMG0000001", image_file)], tmp_path / "drawn")
+    images["MaskAnnotator"] = torch.from_numpy(widget._get_image(0))[None]
+    widget.fill_polygon(corners)
+    masks["MaskAnnotator.fill_polygon"] = MaskStore(tmp_path / "drawn").get("IMG0000001")
     for path, image in images.items():
         assert torch.equal(image, expected_image), path
     for path, mask in masks.items():

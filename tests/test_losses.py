@@ -90,14 +90,14 @@ def test_gradient_moves_cam_mass_into_the_mask():
     cams = torch.randn(4, 2, 8, 8, requires_grad=True)
     masks = torch.zeros(4, 1, 64, 64)
     masks[:, :, 8:32, 16:48] = 1
-    classes = torch.zeros(4, dtype=torch.long)
-    before = mass_in_mask(cams.detach(), masks, classes).mean().item()
+    labels = torch.zeros(4, dtype=torch.long)
+    before = mass_in_mask(cams.detach(), masks, labels).mean().item()
     optimiser = torch.optim.Adam([cams], lr=0.3)
     for _ in range(40):
         optimiser.zero_grad()
         attention_guidance_loss(cams, masks).backward()
         optimiser.step()
-    after = mass_in_mask(cams.detach(), masks, classes).mean().item()
+    after = mass_in_mask(cams.detach(), masks, labels).mean().item()
     assert before < 0.3 and after > 0.9
 
 

@@ -1,4 +1,5 @@
-"""Tests for agkit.data.masks: rasterising, MaskStore, COCO/YOLO, crash safety."""
+"""Tests for agkit.data.shapes and agkit.data.mask_store: rasterising, MaskStore, COCO/YOLO,
+crash safety."""
 import io
 import json
 import os
@@ -28,6 +29,7 @@ from agkit.data.shapes import (
     rasterize_boxes,
     rasterize_discs,
     rasterize_polygons,
+    rasterize_strokes,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +95,19 @@ def test_rasterize_discs_by_hand():
     np.testing.assert_array_equal(rasterize_discs([(2.5, 2.5), (0.5, 0.5)], 1.5, (5, 5)), expected)
     # x is the column: a disc of radius 0 at (x=3.5, y=1.5) marks mask[1, 3] only
     np.testing.assert_array_equal(np.argwhere(rasterize_discs([(3.5, 1.5)], 0, (4, 5))), [[1, 3]])
+
+
+def test_rasterize_strokes_by_hand():
+    # a stroke along y = 1.5 from x = 0.5 to 3.5, radius 1: rows 0-2 of columns 0-3 are at most
+    # 1 away; column 4's centre (4.5, 1.5) is exactly 1 from the end point (in), (4.5, 0.5) is not
+    expected = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    np.testing.assert_array_equal(rasterize_strokes([[(0.5, 1.5), (3.5, 1.5)]], 1, (3, 5)), expected)
+    # a flat list is the same stroke; one point is a disc
+    np.testing.assert_array_equal(rasterize_strokes([[0.5, 1.5, 3.5, 1.5]], 1, (3, 5)), expected)
+    np.testing.assert_array_equal(rasterize_strokes([[(2.5, 2.5)]], 1.5, (5, 5)),
+                                  rasterize_discs([(2.5, 2.5)], 1.5, (5, 5)))
+    with pytest.raises(ValueError, match="finite"):
+        rasterize_strokes([[(0, 0), (np.nan, 1)]], 1, (3, 3))
 
 
 def test_mask_to_polygons_and_boxes_round_trip():
@@ -531,3 +546,19 @@ def test_a_concurrent_delete_and_put_keep_index_and_pngs_in_agreement(tmp_path):
     store = MaskStore(folder)
     assert store.annotated_ids() == sorted(f"new{k}" for k in range(150))  # no deleted mask came back
     _files_agree_with_index(store)
+
+
+def test_mask_exchange_round_trips_without_a_store():
+    from agkit.data.mask_exchange import coco_masks, mask_to_yolo, masks_to_coco
+
+    mask = np.zeros((4, 8), np.uint8)
+    mask[1:3, 2:6] = 1  # one component: box x 2..6, y 1..3
+    mask[0, 7] = 1  # a second one
+    coco = masks_to_coco([("a/b.png", mask)], file_name=lambda iid: iid.upper())
+    # components in raster order: the pixel at row 0 comes first
+    assert [a["bbox"] for a in coco["annotations"]] == [[7, 0, 1, 1], [2, 1, 4, 2]]
+    back = coco_masks(coco, image_id=lambda name: name.lower())
+    np.testing.assert_array_equal(back["a/b.png"], mask)
+    # centres (7.5 / 8, 0.5 / 4) and (4 / 8, 2 / 4), sizes (1 / 8, 1 / 4) and (4 / 8, 2 / 4)
+    assert mask_to_yolo(mask, 3) == ("3 0.937500 0.125000 0.125000 0.250000\n"
+                                     "3 0.500000 0.500000 0.500000 0.500000\n")

@@ -43,10 +43,10 @@ def test_pointing_game_and_iou():
     masks = torch.zeros(2, 1, 16, 16)
     masks[0, 0, 2:10, 2:10] = 1  # contains the peak
     masks[1, 0, 10:, 10:] = 1  # does not
-    classes = torch.zeros(2, dtype=torch.long)
-    assert metrics.pointing_game(cams, masks, classes).tolist() == [True, False]
-    iou = metrics.cam_iou(cams, masks, classes)
-    region = cam.cam_at_input(cams, classes, 16)[0, 0] >= 0.5
+    labels = torch.zeros(2, dtype=torch.long)
+    assert metrics.pointing_game(cams, masks, labels).tolist() == [True, False]
+    iou = metrics.cam_iou(cams, masks, labels)
+    region = cam.cam_at_input(cams, labels, 16)[0, 0] >= 0.5
     truth = masks[0, 0] > 0
     assert iou[0].item() == pytest.approx(((region & truth).sum() / (region | truth).sum()).item())
     assert iou[1].item() == 0.0

@@ -147,7 +147,6 @@ def test_empty():
 
 
 def test_save_and_load_round_trip_exactly(tmp_path):
-    pytest.importorskip("agkit.data.masks")
     s = make_synthfrac(24, seed=5, split="test_shifted", guide="fracture")
     folder = s.save(tmp_path / "synth")
     assert (folder / "labels.csv").exists() and (folder / "images" / "test_shifted_00000.png").exists()

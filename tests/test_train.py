@@ -98,6 +98,22 @@ def test_baseline_step_reports_the_attention_loss_without_training_on_it():
     assert losses["loss"] == losses["ce"]  # the baseline's loss is the cross-entropy only
 
 
+def test_old_classes_names_of_training_step_warn_and_mean_the_same():
+    batch = next(iter(toy_loader(shuffle=False)))
+    steps = {}
+    for name, options in [("new", {"classes": "label"}), ("old", {"channels": "target"})]:
+        torch.manual_seed(0)
+        model = CAMNet("tiny", 2, pooling="avg")
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            steps[name] = training_step(model, batch, opt, lam=1.0, **options)
+        said = [str(w.message) for w in caught if w.category is DeprecationWarning]
+        assert bool(said) == (name == "old")
+    assert any("training_step(channels=...) is now classes=" in m for m in said)
+    assert steps["old"] == steps["new"]
+
+
 def test_nan_loss_stops_with_a_clear_message():
     model = CAMNet("tiny", 2)
     with torch.no_grad():

@@ -4,7 +4,6 @@ import io
 import os
 import re
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from agkit.data.masks import MaskStore
-from agkit.widgets import (MaskAnnotator, MaskEditor, box_pixels, enable_colab_widget_manager,
-                           polygon_pixels, stroke_pixels)
+from agkit.data.mask_store import MaskStore
+from agkit.widgets import MaskAnnotator, MaskEditor, box_pixels, polygon_pixels, stroke_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,7 +174,8 @@ def test_accepts_datasets_dicts_tensors_and_rgb(tmp_path):
     rgb = {"x": np.random.default_rng(0).integers(0, 255, (10, 20, 3), dtype=np.uint8)}
     ann = MaskAnnotator(rgb, tmp_path / "s2", display_size=40)
     assert ann.current_mask.shape == (10, 20)
-    assert ann.window.value == (rgb["x"].min(), rgb["x"].max())
+    # values are read by agkit.data.io.to_array: uint8 / 255
+    assert ann.window.value == pytest.approx((rgb["x"].min() / 255, rgb["x"].max() / 255))
     with pytest.raises(TypeError, match="image_ids"):
         MaskAnnotator(42, tmp_path / "s3")
 
@@ -184,11 +183,12 @@ def test_accepts_datasets_dicts_tensors_and_rgb(tmp_path):
 def test_window_level_controls(tmp_path):
     image = np.linspace(0, 4095, 50 * 50).reshape(50, 50).astype(np.uint16)  # 12-bit radiograph
     ann = MaskAnnotator([("r", image)], tmp_path)
-    assert ann.window.min == 0 and ann.window.max == 4095 and ann.window.value == (0, 4095)
+    # 16-bit values are scaled by the image's own range (agkit.data.io): 0 .. 4095 -> 0 .. 1
+    assert ann.window.min == 0 and ann.window.max == 1 and ann.window.value == (0, 1)
     ann._auto_window()
     lo, hi = ann.window.value
-    assert lo == pytest.approx(np.percentile(image, 1), abs=20)
-    assert hi == pytest.approx(np.percentile(image, 99), abs=20)
+    assert lo == pytest.approx(np.percentile(image, 1) / 4095, abs=0.005)
+    assert hi == pytest.approx(np.percentile(image, 99) / 4095, abs=0.005)
     MaskAnnotator([("flat", np.zeros((8, 8)))], tmp_path)  # a constant image: no division by 0
 
 
@@ -247,6 +247,21 @@ def test_editor_rasterisation_rules():
         polygon_pixels([(0, 0), (1, 1)], (4, 4))
 
 
+def test_editor_uses_the_kits_pixel_convention():
+    from agkit.data.shapes import rasterize_polygons
+
+    # pixel centres on a polygon's left/top edges are in, on its right/bottom edges out
+    # (agkit.data.shapes): the square with corners (0.5, 0.5), (2.5, 2.5) holds pixels [0:2, 0:2]
+    square = [(0.5, 0.5), (2.5, 0.5), (2.5, 2.5), (0.5, 2.5)]
+    expected = np.zeros((4, 4), bool)
+    expected[0:2, 0:2] = True
+    np.testing.assert_array_equal(polygon_pixels(square, (4, 4)), expected)
+    np.testing.assert_array_equal(rasterize_polygons([np.ravel(square)], (4, 4)) > 0, expected)
+    editor = MaskEditor(np.zeros((4, 4)))
+    editor.fill_polygon(square)
+    np.testing.assert_array_equal(editor.mask, expected)
+
+
 # ----------------------------------------------------------------------------- the browser half
 def decode_png(data_url):
     """A "data:image/png;base64,..." string -> the PIL image it holds."""
@@ -286,21 +301,21 @@ def test_polygon_preview_and_brush_radius_reach_the_canvas(tmp_path):
     assert "img0" not in MaskStore(tmp_path)
 
 
-def test_colab_widget_manager_is_enabled_by_the_kit(tmp_path, monkeypatch):
-    calls = []
-    output = types.ModuleType("google.colab.output")
-    output.enable_custom_widget_manager = lambda: calls.append("enabled")
-    colab = types.ModuleType("google.colab")
-    colab.output = output
-    google = types.ModuleType("google")
-    google.colab = colab
-    for name, module in [("google", google), ("google.colab", colab),
-                         ("google.colab.output", output)]:
-        monkeypatch.setitem(sys.modules, name, module)
+def test_colab_widget_manager_is_enabled_by_the_kit(tmp_path, fake_colab, monkeypatch):
+    from agkit import colab
+    from agkit.widgets import annotator
+
+    asked = []
+    monkeypatch.setattr(annotator, "enable_widget_manager",
+                        lambda: asked.append(1) or colab.enable_widget_manager())
     MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16)
-    assert "enabled" in calls
-    monkeypatch.setitem(sys.modules, "google.colab", None)  # not on Colab: nothing to do
-    assert enable_colab_widget_manager() is False
+    # agkit.colab's one switch is used (anywidget may ask Colab again by itself)
+    assert asked == [1] and ("enable_custom_widget_manager",) in fake_colab.calls
+
+
+def test_no_widget_manager_call_outside_colab(tmp_path, not_colab):
+    ann = MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16)
+    assert ann.current_mask.shape == (8, 8)  # built without touching google.colab
 
 
 # ----------------------------------------------------------------------------- bad input (issue 9)

@@ -122,7 +122,7 @@ class JupyterServer:
 
 def _stored_mask(folder, image_id):
     """The mask saved on disk, read with a fresh MaskStore, or None while there is none."""
-    from agkit.data.masks import MaskStore
+    from agkit.data.mask_store import MaskStore
 
     if not (folder / "index.json").exists():
         return None

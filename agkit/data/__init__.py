@@ -6,8 +6,9 @@ Every source ends up as a ``GuidedDataset`` whose items are
 
 Where things live: ``io`` reads every image (one scaling rule, corrupt files),
 ``shapes`` turns boxes/polygons/discs and COCO/YOLO/VOC files into masks, ``mask_store``
-keeps masks on disk, ``dataset`` is GuidedDataset and make_loader, ``synthetic`` makes
-SynthFrac, and ``real/`` opens real datasets (``open_dataset``).
+keeps masks on disk (``mask_exchange``: masks to and from COCO/YOLO files), ``dataset`` is
+GuidedDataset and make_loader, ``synthetic`` makes SynthFrac, ``mask_quality`` spoils masks
+on purpose, and ``real/`` opens real datasets (``open_dataset``).
 """
 
 from agkit.data.dataset import GuidedDataset, make_loader

@@ -1,5 +1,10 @@
-"""Old home of the demo datasets, kept so that old imports keep working; the code now
-lives in ``agkit.data.real.demo``."""
+"""Deprecated: the old home of the demo datasets (goes in the next release); the code lives
+in ``agkit.data.real.demo``."""
+
+import warnings
 
 from agkit.data.real.demo import (DEMO_FORMATS, demo_synthfrac,  # noqa: F401
                                   write_demo_dataset)
+
+warnings.warn("agkit.data.demo is now agkit.data.real.demo; the old module goes in the next "
+              "release.", DeprecationWarning, stacklevel=2)

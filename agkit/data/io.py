@@ -183,8 +183,9 @@ def _layout(arr: np.ndarray, name: str) -> np.ndarray:
 def to_array(image_like, name: str | None = None, *, truncated_ok: bool = False) -> np.ndarray:
     """Any image -> H x W (gray) or H x W x 3 (colour) float32 array in [0, 1].
 
-    image_like: a file path, an open binary file, a PIL image, a NumPy array or a torch
-    tensor (H x W, H x W x C or C x H x W). Values are scaled by the module's rule.
+    image_like: a file path, an open binary file, a PIL image, a NumPy array (H x W,
+    H x W x C or C x H x W) or a torch tensor (H x W or C x H x W). Values are scaled by
+    the module's rule.
     """
     if isinstance(image_like, (str, os.PathLike)) or hasattr(image_like, "read"):
         name = name or str(image_like)
@@ -193,6 +194,8 @@ def to_array(image_like, name: str | None = None, *, truncated_ok: bool = False)
         arr = _pixels(image_like)
     elif isinstance(image_like, torch.Tensor):
         arr = image_like.detach().cpu().numpy()
+        if arr.ndim == 3 and arr.shape[0] in (1, 3):
+            arr = np.moveaxis(arr, 0, -1)  # a tensor is C x H x W, even 1 x H x 4
     else:
         arr = np.asarray(image_like)
     name = name or "image"

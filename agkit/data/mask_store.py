@@ -30,7 +30,8 @@ applies its one change and writes the index back, so no writer loses another's m
 brings back one that another deleted.
 
 Masks are drawn from boxes, polygons and discs by ``agkit.data.shapes`` (its docstring
-states the pixel convention); COCO and YOLO files are parsed there too.
+states the pixel convention); ``agkit.data.mask_exchange`` turns COCO and YOLO files into
+masks and back, for ``import_coco/export_coco/import_yolo/export_yolo``.
 """
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ from filelock import FileLock
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from agkit.data.shapes import (as_binary_mask, check_shape, components, id_mapper,
-                               mask_to_boxes, mask_to_polygons, read_coco, read_yolo)
+from agkit.data.mask_exchange import (coco_masks, mask_to_yolo, masks_to_coco, shape_of,
+                                      yolo_masks)
+from agkit.data.shapes import as_binary_mask, check_shape
 
 __all__ = ["MaskStore", "MaskStoreReport", "CorruptIndexError", "CorruptMaskError",
            "safe_file_name"]
@@ -396,7 +398,7 @@ class MaskStore:
                     report.corrupt.append(image_id)
                     continue
             if image_shapes is not None:
-                shape = _lookup_shape(image_shapes, image_id)
+                shape = shape_of(image_shapes, image_id)
                 if shape is not None and tuple(entry.get("shape", ())) != tuple(shape):
                     report.wrong_shape.append(image_id)
         known = {entry["file"] for entry in self._masks.values()}
@@ -452,85 +454,36 @@ class MaskStore:
         data = {"format": "agkit MaskStore", "version": 1, "masks": dict(sorted(masks.items()))}
         _atomic_write(index_path, json.dumps(data, indent=1).encode("utf-8"), durable)
 
-    # ---- COCO
+    # ---- COCO and YOLO files (the conversions live in agkit.data.mask_exchange)
     def import_coco(self, coco, *, image_id="file_name", categories=None, use: str = "auto",
                     overwrite: bool = False, tool: str = "coco") -> list[str]:
-        """Add masks from a COCO annotation file (path or already-loaded dict); returns the ids written.
-
-        image_id: how a COCO images[].file_name becomes an image id: "file_name" (as is),
-            "stem" (file name without folders and extension) or a callable file_name -> id.
-        categories: None (all) or an iterable of category ids and/or names to keep.
-        use: "polygon" (segmentation), "bbox", or "auto" (polygon when present, else bbox).
-            RLE segmentations are not decoded; "auto" uses their bbox instead (with a warning).
-        overwrite: replace masks that already exist; otherwise nothing is written and a
-            ValueError lists the clashing ids.  All annotations of one image are unioned.
-        """
-        to_id = id_mapper(image_id)
-        masks: dict[str, np.ndarray] = {}
-        for name, shapes in read_coco(coco, categories=categories, use=use).items():
-            width, height = shapes.frame
-            drawn = shapes.rasterize((int(height), int(width)))
-            iid = to_id(name)
-            masks[iid] = masks[iid] | drawn if iid in masks else drawn
+        """Add masks from a COCO annotation file (path or already-loaded dict); returns the ids
+        written. Options: ``mask_exchange.coco_masks``. overwrite: replace masks that exist;
+        otherwise nothing is written and a ValueError lists the clashing ids."""
+        masks = coco_masks(coco, image_id=image_id, categories=categories, use=use)
         return self._put_imported(masks, overwrite, tool)
 
     def export_coco(self, path, *, image_ids=None, file_name=None, category: str = "fracture",
                     polygons: bool = True) -> dict:
         """Write the masks as a COCO JSON file (atomically) and return the dict.
 
-        One annotation per 4-connected component: bbox [x, y, w, h], area (pixels), and, when
-        `polygons`, the component outline as a polygon (holes are filled).
+        One annotation per 4-connected component (``mask_exchange.masks_to_coco``).
         file_name: callable image_id -> images[].file_name (default: the id itself, matching
         import_coco's default image_id="file_name").
         """
         ids = self.annotated_ids() if image_ids is None else list(image_ids)
-        coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": category}]}
-        for k, iid in enumerate(ids, start=1):
-            mask = self.get(iid)
-            if mask is None:
-                raise KeyError(f"No mask stored for image {iid!r}; export only store.annotated_ids().")
-            coco["images"].append({"id": k, "file_name": file_name(iid) if file_name else iid,
-                                   "height": int(mask.shape[0]), "width": int(mask.shape[1])})
-            for region, sl in components(mask):
-                ann = {"id": len(coco["annotations"]) + 1, "image_id": k, "category_id": 1, "iscrowd": 0,
-                       "bbox": [sl[1].start, sl[0].start, sl[1].stop - sl[1].start, sl[0].stop - sl[0].start],
-                       "area": int(region.sum())}
-                if polygons:
-                    component = np.zeros_like(mask)
-                    component[sl] = region
-                    ann["segmentation"] = mask_to_polygons(component)
-                coco["annotations"].append(ann)
+        coco = masks_to_coco(((iid, self._stored(iid)) for iid in ids), file_name=file_name,
+                             category=category, polygons=polygons)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, json.dumps(coco).encode("utf-8"), self.durable)
         return coco
 
-    # ---- YOLO
-    def import_yolo(self, folder, image_shapes, *, classes=None, image_id=None, overwrite: bool = False,
-                    tool: str = "yolo") -> list[str]:
+    def import_yolo(self, folder, image_shapes, *, classes=None, image_id=None,
+                    overwrite: bool = False, tool: str = "yolo") -> list[str]:
         """Add masks from a folder of YOLO label files <stem>.txt; returns the ids written.
-
-        Lines are "cls xc yc w h" (normalised box) or "cls x1 y1 x2 y2 ..." (normalised polygon).
-        image_shapes: dict image_id -> (H, W) or callable image_id -> (H, W), needed to draw.
-        classes: None (all) or an iterable of class numbers to keep (GRAZPEDWRI-DX fracture: [3]).
-        image_id: callable stem -> id (default: the stem).  Empty files (negatives) add no mask.
-        """
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"No YOLO label folder at {folder}; pass the folder holding <stem>.txt files.")
-        to_id = image_id or (lambda stem: stem)
-        found = {}
-        for txt in sorted(folder.glob("*.txt")):
-            if txt.name != "classes.txt":
-                shapes = read_yolo(txt, classes)
-                if shapes:
-                    found[to_id(txt.stem)] = shapes
-        sizes = {iid: _lookup_shape(image_shapes, iid) for iid in found}
-        unknown = [iid for iid, size in sizes.items() if size is None]
-        if unknown:
-            raise ValueError(f"image_shapes has no (H, W) for {len(unknown)} image(s), e.g. {unknown[:3]}; "
-                             "add them to draw their shapes.")
-        masks = {iid: shapes.rasterize(sizes[iid]) for iid, shapes in found.items()}
+        Options: ``mask_exchange.yolo_masks``; overwrite as in import_coco."""
+        masks = yolo_masks(folder, image_shapes, classes=classes, image_id=image_id)
         return self._put_imported(masks, overwrite, tool)
 
     def export_yolo(self, folder, *, class_id: int = 0, image_ids=None, name=None) -> list[Path]:
@@ -548,16 +501,19 @@ class MaskStore:
                              "pass name=callable(image_id) -> unique stem.")
         written = []
         for iid in ids:
-            mask = self.get(iid)
-            if mask is None:
-                raise KeyError(f"No mask stored for image {iid!r}; export only store.annotated_ids().")
-            h, w = mask.shape
-            lines = [f"{class_id} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
-                     for x0, y0, x1, y1 in mask_to_boxes(mask)]
             path = folder / f"{stems[iid]}.txt"
-            _atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"), self.durable)
+            text = mask_to_yolo(self._stored(iid), class_id)
+            _atomic_write(path, text.encode("utf-8"), self.durable)
             written.append(path)
         return written
+
+    def _stored(self, image_id: str) -> np.ndarray:
+        """The stored mask of an id to export; KeyError naming the fix when there is none."""
+        mask = self.get(image_id)
+        if mask is None:
+            raise KeyError(f"No mask stored for image {image_id!r}; export only "
+                           "store.annotated_ids().")
+        return mask
 
     def _put_imported(self, masks: dict, overwrite: bool, tool: str) -> list[str]:
         with self.batch():
@@ -627,15 +583,3 @@ def _file_problem(folder: Path, name: str) -> str | None:
     if path.exists() and not path.is_file():
         return "which is not a regular file"
     return None
-
-
-def _lookup_shape(image_shapes, image_id):
-    """(H, W) for an id from a dict or callable; None when unknown."""
-    if callable(image_shapes):
-        try:
-            shape = image_shapes(image_id)
-        except KeyError:
-            return None
-    else:
-        shape = image_shapes.get(image_id)
-    return None if shape is None else check_shape(shape)

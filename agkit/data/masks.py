@@ -1,14 +1,16 @@
-"""Old home of the mask store and the rasterisers, kept so that old imports keep working.
+"""Deprecated: the old home of the mask store and the rasterisers (goes in the next release).
 
-The store now lives in ``agkit.data.mask_store`` and the shapes (rasterisers, masks ->
+The store lives in ``agkit.data.mask_store`` and the shapes (rasterisers, masks ->
 boxes/polygons, COCO/YOLO/VOC parsing) in ``agkit.data.shapes``; import from there.
 """
 
-from agkit.data.mask_store import (CorruptIndexError, CorruptMaskError, MaskStore,
-                                   MaskStoreReport, safe_file_name)
-from agkit.data.shapes import (mask_to_boxes, mask_to_polygons, rasterize_boxes, rasterize_discs,
-                               rasterize_polygons)
+import warnings
 
-__all__ = ["MaskStore", "MaskStoreReport", "CorruptIndexError", "CorruptMaskError",
-           "rasterize_boxes", "rasterize_polygons", "rasterize_discs", "mask_to_boxes",
-           "mask_to_polygons", "safe_file_name"]
+from agkit.data.mask_store import (CorruptIndexError, CorruptMaskError,  # noqa: F401
+                                   MaskStore, MaskStoreReport, safe_file_name)
+from agkit.data.shapes import (mask_to_boxes, mask_to_polygons, rasterize_boxes,  # noqa: F401
+                               rasterize_discs, rasterize_polygons)
+
+warnings.warn("agkit.data.masks is now agkit.data.mask_store (MaskStore) and agkit.data.shapes "
+              "(rasterisers); the old module goes in the next release.", DeprecationWarning,
+              stacklevel=2)

@@ -10,8 +10,8 @@ annotation widget's canvas use):
   a box or polygon edge counts on the left and top edges and not on the right and bottom
   ones, so shapes that share an edge never both claim a pixel, and a box (x0, y0, x1, y1)
   with whole-number corners covers exactly ``mask[y0:y1, x0:x1]``;
-* polygons are filled with the even-odd rule; a disc includes the centres at exactly
-  ``radius`` from its middle.
+* polygons are filled with the even-odd rule; a disc (or a brush stroke, a thick
+  polyline) includes the centres at exactly ``radius`` from its middle (line).
 
 ``mask_to_polygons`` walks the pixel edges of a mask, so ``rasterize_polygons`` of its
 output gives the mask back exactly (for masks without holes).
@@ -35,9 +35,9 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["rasterize_boxes", "rasterize_polygons", "rasterize_discs", "mask_to_boxes",
-           "mask_to_polygons", "as_binary_mask", "check_shape", "Shapes", "read_coco",
-           "read_yolo", "yolo_classes", "read_voc"]
+__all__ = ["rasterize_boxes", "rasterize_polygons", "rasterize_discs", "rasterize_strokes",
+           "mask_to_boxes", "mask_to_polygons", "as_binary_mask", "check_shape", "Shapes",
+           "read_coco", "read_yolo", "yolo_classes", "read_voc"]
 
 
 def check_shape(shape) -> tuple[int, int]:
@@ -145,20 +145,49 @@ def rasterize_polygons(polygons: Iterable, shape) -> np.ndarray:
     return mask
 
 
+def rasterize_strokes(strokes: Iterable, radius: float, shape) -> np.ndarray:
+    """Union of thick polylines (brush strokes) as an H x W uint8 0/1 mask.
+
+    strokes: iterable of polylines, each a sequence of (x, y) points (or a flat list
+    [x1, y1, x2, y2, ...]); one point is a disc. Pixel (r, c) is filled when its centre
+    (c + 0.5, r + 0.5) is within ``radius`` (inclusive) of a segment of some polyline.
+    """
+    h, w = check_shape(shape)
+    radius = float(radius)
+    if not radius >= 0:
+        raise ValueError(f"radius must be >= 0, got {radius}.")
+    mask = np.zeros((h, w), bool)
+    for stroke in strokes:
+        pts = np.asarray(stroke, float).reshape(-1, 2)
+        if len(pts) == 0:
+            raise ValueError("a stroke needs at least one (x, y) point.")
+        if not np.isfinite(pts).all():
+            raise ValueError("stroke coordinates must be finite numbers (found NaN or inf).")
+        pts = np.vstack([pts, pts]) if len(pts) == 1 else pts
+        for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:]):
+            # only the pixels whose centres can be near: the segment's box grown by radius
+            c0 = _first_centre_at_or_after(min(ax, bx) - radius, w)
+            c1 = _first_centre_at_or_after(np.nextafter(max(ax, bx) + radius, np.inf), w)
+            r0 = _first_centre_at_or_after(min(ay, by) - radius, h)
+            r1 = _first_centre_at_or_after(np.nextafter(max(ay, by) + radius, np.inf), h)
+            if c0 >= c1 or r0 >= r1:
+                continue
+            py, px = np.mgrid[r0:r1, c0:c1] + 0.5  # pixel centres
+            dx, dy = bx - ax, by - ay
+            length2 = dx * dx + dy * dy
+            t = 0.0 if length2 == 0 else np.clip(((px - ax) * dx + (py - ay) * dy) / length2, 0, 1)
+            mask[r0:r1, c0:c1] |= (px - ax - t * dx) ** 2 + (py - ay - t * dy) ** 2 <= radius ** 2
+    return mask.astype(np.uint8)
+
+
 def rasterize_discs(centers: Iterable, radius: float, shape) -> np.ndarray:
     """Union of filled discs as an H x W uint8 0/1 mask (convention: the module docstring).
 
     centers: iterable of (x, y); pixel (r, c) is filled when
     (c + 0.5 - x)**2 + (r + 0.5 - y)**2 <= radius**2 for some centre (CUB parts: radius 50).
+    A disc is a stroke of one point (``rasterize_strokes``).
     """
-    h, w = check_shape(shape)
-    if not radius >= 0:
-        raise ValueError(f"radius must be >= 0, got {radius}.")
-    rows, cols = np.ogrid[:h, :w]
-    mask = np.zeros((h, w), bool)
-    for x, y in centers:
-        mask |= (cols + 0.5 - float(x)) ** 2 + (rows + 0.5 - float(y)) ** 2 <= float(radius) ** 2
-    return mask.astype(np.uint8)
+    return rasterize_strokes([[c] for c in centers], radius, shape)
 
 
 # -------------------------------------------------------------- masks -> boxes/polygons

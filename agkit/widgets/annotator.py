@@ -26,9 +26,10 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image
 
-from agkit.data.masks import MaskStore
-from agkit.widgets.canvas import (MaskCanvas, enable_colab_widget_manager, overlay_data_url,
-                                  png_data_url)
+from agkit.colab import enable_widget_manager
+from agkit.data.io import to_array
+from agkit.data.mask_store import MaskStore
+from agkit.widgets.canvas import MaskCanvas, overlay_data_url, png_data_url
 from agkit.widgets.editor import MaskEditor, check_radius, finite_points
 
 TOOLS = ("box", "brush", "eraser", "polygon")
@@ -36,29 +37,6 @@ CLOSE_DISTANCE = 8  # canvas pixels: a polygon click this close to the first ver
 
 
 # ----------------------------------------------------------------------------- image access
-def image_to_array(image):
-    """File path, torch tensor or array -> H x W or H x W x 3 numpy array (values unchanged).
-
-    Accepts H x W, 1 x H x W, 3 x H x W, H x W x 1 and H x W x 3. The widget's only image
-    conversion, kept alone so that it can be swapped for the kit's shared image reader.
-    """
-    if isinstance(image, (str, Path)):
-        with Image.open(image) as im:
-            keep = ("L", "I", "I;16", "F", "RGB")
-            return np.asarray(im if im.mode in keep else im.convert("L"))
-    if hasattr(image, "detach"):  # torch tensor
-        image = image.detach().cpu().numpy()
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
-        a = np.moveaxis(a, 0, -1)  # C x H x W -> H x W x C
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3) or a.dtype.kind not in "biuf":
-        raise ValueError("Expected an image of numbers of shape H x W, 1 x H x W or H x W x 3, "
-                         f"got shape {a.shape} of {a.dtype}.")
-    return a
-
-
 def _shrink(image, size):
     """H x W (x C) float32 image -> the same resized to size = (width, height), bilinear."""
     planes = image.reshape(image.shape[:2] + (-1,))
@@ -72,7 +50,9 @@ def _is_pair(item):
 
 
 def image_source(data, image_ids=None):
-    """(image ids, get) for any supported collection; get(i) -> H x W (x 3) array of image i.
+    """(image ids, get) for any supported collection; get(i) -> image i as an H x W (or
+    H x W x 3) float32 array in [0, 1], read by ``agkit.data.io.to_array`` (the kit's one
+    reader and scaling rule).
 
     data: a GuidedDataset (its native-size images), a SynthFrac or any object with
     `.image_ids` and `.images`, a dict image_id -> image, a sequence of (image_id, image)
@@ -118,7 +98,7 @@ def image_source(data, image_ids=None):
         raise ValueError(f"Got {len(ids)} image_ids for {len(data)} images; pass one id per image.")
     if len(set(ids)) != len(ids):
         raise ValueError("Image ids must be unique: masks are stored by image id.")
-    return ids, lambda i: image_to_array(get(i))
+    return ids, lambda i: to_array(get(i), f"image {ids[i]!r}")
 
 
 # ----------------------------------------------------------------------------- the widget
@@ -146,7 +126,7 @@ class MaskAnnotator(widgets.VBox):
     def __init__(self, images, store, *, image_ids=None, display_size=512, start=None,
                  brush_radius=4, order=None):
         super().__init__()
-        enable_colab_widget_manager()
+        enable_widget_manager()
         self.add_class("agkit-mask-annotator")
         self.image_ids, self._get_image = image_source(images, image_ids)
         if not self.image_ids:
@@ -408,7 +388,7 @@ class MaskAnnotator(widgets.VBox):
                                               max=64, description="brush radius",
                                               style={"description_width": "auto"})
         self.brush_radius.observe(lambda _: self._sync_radius(), "value")
-        self.window = widgets.FloatRangeSlider(description="window",
+        self.window = widgets.FloatRangeSlider(description="window", readout_format=".2f",
                                                layout=widgets.Layout(width="360px"))
         self.window.observe(lambda _: self._render_image(), "value")
         self.position = widgets.Label()
@@ -463,7 +443,6 @@ class MaskAnnotator(widgets.VBox):
             w.min, w.max = min(w.min, vmin), max(w.max, vmax)
             w.value = (float(lo), float(hi))
             w.min, w.max, w.step = vmin, vmax, (vmax - vmin) / 255
-            w.readout_format = ".0f" if vmax - vmin > 100 else ".2f"
         finally:
             self._quiet = False
         self._render_image()

@@ -28,20 +28,6 @@ OVERLAY_ALPHA = 110
 MOUSE_EVENTS = ("mouse_down", "mouse_move", "mouse_up", "mouse_out")
 
 
-def enable_colab_widget_manager():
-    """On Colab, let third-party widgets render; elsewhere do nothing. Returns whether it ran.
-
-    Colab shows only its built-in widgets until its custom widget manager is enabled; doing
-    it here means a student never has to run a set-up cell for the annotation widget.
-    """
-    try:
-        from google.colab import output
-    except ImportError:
-        return False
-    output.enable_custom_widget_manager()
-    return True
-
-
 def png_data_url(image):
     """uint8 array H x W (grey) or H x W x 3 (RGB) -> "data:image/png;base64,..."."""
     buffer = io.BytesIO()

@@ -1,26 +1,26 @@
-"""The editing model of the annotation widget: rasterise shapes, keep one mask and its history.
+"""The editing model of the annotation widget: turn mouse shapes into pixels, keep one mask
+and its history.
 
 Everything here is plain numpy, at the image's own resolution, so the rules can be read and
-tested without a browser. Coordinates are image pixels, x to the right, y down, measured on
-pixel *edges*: pixel ``mask[i, j]`` covers x in [j, j+1) and y in [i, i+1), so its centre is
-(j + 0.5, i + 0.5).
+tested without a browser. The pixels come from the kit's rasterisers in
+``agkit.data.shapes``, with their one convention: coordinates are image pixels, x to the
+right, y down; pixel ``mask[i, j]`` covers x in [j, j+1) and y in [i, i+1), and belongs to a
+shape when its centre (j + 0.5, i + 0.5) is inside it.
 
-* box (x0, y0, x1, y1): covers ``mask[y0:y1, x0:x1]``, corners rounded to the nearest edge
-  (``agkit.data.masks.rasterize_boxes``);
+* box (x0, y0, x1, y1): whole-number corners cover ``mask[y0:y1, x0:x1]``;
 * brush/eraser: the pixels whose centre lies within ``radius`` of the stroke's polyline;
-* polygon: the pixels whose centre lies inside it.
+* polygon: the pixels whose centre lies inside it (even-odd rule).
 
-Every function rejects NaN or infinite coordinates and a brush radius below 1 with a
-ValueError before anything is changed.
+This module adds what a mouse needs on top: corners in any order, and NaN or infinite
+coordinates or a brush radius below 1 rejected with a ValueError before anything changes.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from matplotlib.path import Path as PolygonPath
 
-from agkit.data.masks import rasterize_boxes
+from agkit.data.shapes import rasterize_boxes, rasterize_polygons, rasterize_strokes
 
 
 def finite_points(points, what="point"):
@@ -52,7 +52,10 @@ def check_radius(radius):
 
 
 def box_pixels(x0, y0, x1, y1, shape):
-    """H x W bool array, True on mask[y0:y1, x0:x1]; corners in any order, clipped to the image."""
+    """H x W bool array of the box with corners (x0, y0), (x1, y1) given in any order.
+
+    The box as the mouse drags it; rasterised by ``agkit.data.shapes.rasterize_boxes``.
+    """
     (x0, y0), (x1, y1) = finite_points([(x0, y0), (x1, y1)], "box corner")
     x0, x1 = sorted((x0, x1))
     y0, y1 = sorted((y0, y1))
@@ -60,53 +63,26 @@ def box_pixels(x0, y0, x1, y1, shape):
 
 
 def stroke_pixels(points, radius, shape):
-    """H x W bool array, True where the pixel centre is within `radius` of the polyline.
+    """H x W bool array of one brush stroke through `points` [(x, y), ...] (radius >= 1).
 
-    points: sequence of (x, y) in image pixels; one point gives a disc. radius >= 1.
+    Rasterised by ``agkit.data.shapes.rasterize_strokes``; one point gives a disc.
     """
-    h, w = shape
     pts = finite_points(points, "stroke point")
     radius = check_radius(radius)
     if len(pts) == 0:
         raise ValueError("A stroke needs at least one point.")
-    if len(pts) == 1:
-        pts = np.vstack([pts, pts])
-    out = np.zeros(shape, bool)
-    for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:]):
-        # only look at the segment's bounding box grown by the radius
-        x0 = max(int(np.floor(min(ax, bx) - radius)), 0)
-        x1 = min(int(np.ceil(max(ax, bx) + radius)) + 1, w)
-        y0 = max(int(np.floor(min(ay, by) - radius)), 0)
-        y1 = min(int(np.ceil(max(ay, by) + radius)) + 1, h)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        cy, cx = np.mgrid[y0:y1, x0:x1] + 0.5  # pixel centres
-        dx, dy = bx - ax, by - ay
-        length2 = dx * dx + dy * dy
-        t = 0.0 if length2 == 0 else np.clip(((cx - ax) * dx + (cy - ay) * dy) / length2, 0, 1)
-        dist2 = (cx - ax - t * dx) ** 2 + (cy - ay - t * dy) ** 2
-        out[y0:y1, x0:x1] |= dist2 <= radius * radius
-    return out
+    return rasterize_strokes([pts], radius, shape) > 0
 
 
 def polygon_pixels(points, shape):
-    """H x W bool array, True where the pixel centre is inside the polygon [(x, y), ...].
+    """H x W bool array of the polygon clicked at `points` [(x, y), ...].
 
-    The one polygon rasteriser of the widget; kept alone so that it can be replaced by the
-    kit's shared rasteriser with the same pixel-centre rule.
+    Rasterised by ``agkit.data.shapes.rasterize_polygons``.
     """
     pts = finite_points(points, "polygon vertex")
     if len(pts) < 3:
         raise ValueError(f"A polygon needs at least 3 vertices, got {len(pts)}; click more points.")
-    h, w = shape
-    x0, y0 = np.maximum(np.floor(pts.min(0)).astype(int), 0)
-    x1, y1 = np.minimum(np.ceil(pts.max(0)).astype(int) + 1, (w, h))
-    out = np.zeros(shape, bool)
-    if x0 < x1 and y0 < y1:
-        cy, cx = np.mgrid[y0:y1, x0:x1] + 0.5  # pixel centres
-        inside = PolygonPath(pts).contains_points(np.column_stack([cx.ravel(), cy.ravel()]))
-        out[y0:y1, x0:x1] = inside.reshape(cx.shape)
-    return out
+    return rasterize_polygons([pts.ravel()], shape) > 0
 
 
 class MaskEditor:

@@ -1,0 +1,119 @@
+"""Masks to and from the annotation formats other tools use: COCO JSON and YOLO label files.
+
+The parsing and the drawing live in ``agkit.data.shapes`` (one pixel convention); this module
+adds what exchanging *masks* needs on top: naming images, unioning the shapes of one image,
+and turning a mask back into one COCO annotation or one YOLO box per 4-connected component.
+``MaskStore.import_coco/export_coco/import_yolo/export_yolo`` are these functions plus the
+store's reading and atomic writing.
+
+Every mask here is an H x W uint8 array of 0/1.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from agkit.data.shapes import (check_shape, components, id_mapper, mask_to_boxes,
+                               mask_to_polygons, read_coco, read_yolo)
+
+__all__ = ["coco_masks", "masks_to_coco", "yolo_masks", "mask_to_yolo", "shape_of"]
+
+
+def coco_masks(coco, *, image_id="file_name", categories=None,
+               use: str = "auto") -> dict[str, np.ndarray]:
+    """A COCO annotation file (path or loaded dict) -> {image id: H x W mask}.
+
+    image_id: how images[].file_name becomes an image id: "file_name" (as is), "stem" (file
+        name without folders and extension) or a callable file_name -> id.
+    categories: None (all) or an iterable of category ids and/or names to keep.
+    use: "polygon" (segmentation), "bbox", or "auto" (polygon when present, else bbox).
+        RLE segmentations are not decoded; "auto" uses their bbox instead (with a warning).
+    Every annotation of one image (and of file names mapping to one id) is unioned; masks are
+    drawn at the height and width the file gives for the image.
+    """
+    to_id = id_mapper(image_id)
+    masks: dict[str, np.ndarray] = {}
+    for name, shapes in read_coco(coco, categories=categories, use=use).items():
+        width, height = shapes.frame
+        drawn = shapes.rasterize((int(height), int(width)))
+        iid = to_id(name)
+        masks[iid] = masks[iid] | drawn if iid in masks else drawn
+    return masks
+
+
+def masks_to_coco(masks: Iterable[tuple[str, np.ndarray]], *, file_name=None,
+                  category: str = "fracture", polygons: bool = True) -> dict:
+    """(image id, mask) pairs -> a COCO dict with one category.
+
+    One annotation per 4-connected component: bbox [x, y, w, h], area (pixels), and, when
+    `polygons`, the component's outline as a polygon (holes are filled).
+    file_name: callable image_id -> images[].file_name (default: the id itself).
+    """
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": category}]}
+    for k, (iid, mask) in enumerate(masks, start=1):
+        coco["images"].append({"id": k, "file_name": file_name(iid) if file_name else iid,
+                               "height": int(mask.shape[0]), "width": int(mask.shape[1])})
+        for region, sl in components(mask):
+            rows, cols = sl
+            ann = {"id": len(coco["annotations"]) + 1, "image_id": k, "category_id": 1,
+                   "iscrowd": 0,
+                   "bbox": [cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start],
+                   "area": int(region.sum())}
+            if polygons:
+                component = np.zeros_like(mask)
+                component[sl] = region
+                ann["segmentation"] = mask_to_polygons(component)
+            coco["annotations"].append(ann)
+    return coco
+
+
+def yolo_masks(folder, image_shapes, *, classes=None, image_id=None) -> dict[str, np.ndarray]:
+    """A folder of YOLO label files <stem>.txt -> {image id: H x W mask}.
+
+    Lines are "cls xc yc w h" (normalised box) or "cls x1 y1 x2 y2 ..." (normalised polygon).
+    image_shapes: dict image_id -> (H, W) or callable image_id -> (H, W), needed to draw.
+    classes: None (all) or an iterable of class numbers to keep (GRAZPEDWRI-DX fracture: [3]).
+    image_id: callable stem -> id (default: the stem). Empty files (negatives) give no mask;
+    classes.txt is a list of names, not labels, and is passed over.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No YOLO label folder at {folder}; pass the folder holding "
+                                "<stem>.txt files.")
+    to_id = image_id or (lambda stem: stem)
+    found = {}
+    for txt in sorted(folder.glob("*.txt")):
+        if txt.name != "classes.txt":
+            shapes = read_yolo(txt, classes)
+            if shapes:
+                found[to_id(txt.stem)] = shapes
+    sizes = {iid: shape_of(image_shapes, iid) for iid in found}
+    unknown = [iid for iid, size in sizes.items() if size is None]
+    if unknown:
+        raise ValueError(f"image_shapes has no (H, W) for {len(unknown)} image(s), e.g. "
+                         f"{unknown[:3]}; add them to draw their shapes.")
+    return {iid: shapes.rasterize(sizes[iid]) for iid, shapes in found.items()}
+
+
+def mask_to_yolo(mask: np.ndarray, class_id: int = 0) -> str:
+    """H x W mask -> the text of a YOLO label file: one "cls xc yc w h" line (normalised) per
+    4-connected component."""
+    h, w = mask.shape
+    lines = [f"{class_id} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
+             f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+             for x0, y0, x1, y1 in mask_to_boxes(mask)]
+    return "\n".join(lines) + "\n"
+
+
+def shape_of(image_shapes, image_id) -> tuple[int, int] | None:
+    """(H, W) of an image from a dict or a callable image_id -> (H, W); None when unknown."""
+    if callable(image_shapes):
+        try:
+            shape = image_shapes(image_id)
+        except KeyError:
+            return None
+    else:
+        shape = image_shapes.get(image_id)
+    return None if shape is None else check_shape(shape)
