@@ -225,18 +225,22 @@ def _config(profile: Profile, seed: int, **changes) -> RunConfig:
 _hash_memo: dict = {}
 
 
-def _hash_files(files: list[Path], root: Path) -> str:
-    """SHA-1 over the names (relative to root) and bytes of ``files``; memoised on their stats."""
+def _hash_files(files: list[Path], root: Path, *, text: bool = False) -> str:
+    """SHA-1 over the names (relative to root) and bytes of ``files``; memoised on their stats.
+
+    text=True reads Windows line ends as Unix ones, so one source hashes alike everywhere.
+    """
     stats = []
     for path in files:
         stat = path.stat()
         stats.append((str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
-    memo_key = (str(root), tuple(stats))
+    memo_key = (str(root), text, tuple(stats))
     if memo_key not in _hash_memo:
         digest = hashlib.sha1()
         for path in files:
+            content = path.read_bytes()
             digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
+            digest.update(content.replace(b"\r\n", b"\n") if text else content)
             digest.update(b"\0")
         _hash_memo[memo_key] = digest.hexdigest()[:12]
     return _hash_memo[memo_key]
@@ -250,7 +254,8 @@ def source_fingerprint(root=None) -> str:
     it every cache key, so no stored result outlives the code that made it.
     """
     root = Path(root) if root is not None else PACKAGE_ROOT
-    return _hash_files([root / name for name in SOURCE_FILES if (root / name).is_file()], root)
+    files = [root / name for name in SOURCE_FILES if (root / name).is_file()]
+    return _hash_files(files, root, text=True)
 
 
 _loaded_source: dict = {}  # package folder -> source hash when this process first used it

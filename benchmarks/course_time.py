@@ -1,6 +1,6 @@
 """How long each notebook's training takes, relative to a plain PyTorch loop.
 
-    python benchmarks/course_time.py [--profile workshop] [--max-runs N] [--threads 1]
+    python benchmarks/course_time.py [--profile workshop] [--max-runs N] [--notebooks 01 03]
     python benchmarks/course_time.py --epochs 24 --no-decay --eval-batch 256   # the old setting
 
 Trains, in this one process and in notebook order, the runs each notebook of a profile
@@ -76,6 +76,8 @@ def main() -> None:
     parser.add_argument("--profile", default="workshop")
     parser.add_argument("--max-runs", type=int, default=None,
                         help="time only the N largest new runs of each notebook")
+    parser.add_argument("--notebooks", nargs="*", default=None,
+                        help="time only these notebooks, e.g. 01 03 (earlier ones are skipped)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     parser.add_argument("--no-decay", action="store_true", help="constant learning rate")
@@ -111,6 +113,8 @@ def main() -> None:
         for notebook, configs in course.course_configs(profile, args.lam).items():
             new = {c.key(): c for c in configs if c.key() not in done}
             done.update(new)
+            if args.notebooks and notebook not in args.notebooks:
+                continue
             ordered = sorted(new.values(), key=image_epochs, reverse=True)
             timed = ordered if args.max_runs is None else ordered[:args.max_runs]
             seconds = plain = 0.0

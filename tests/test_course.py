@@ -131,6 +131,8 @@ def test_source_fingerprint_reads_content_not_timestamps(tmp_path):
     text = metrics.read_text()
     metrics.write_text(text)  # same bytes, new timestamp
     assert course.source_fingerprint(package) == before
+    metrics.write_bytes(text.replace("\n", "\r\n").encode())  # a Windows checkout
+    assert course.source_fingerprint(package) == before
     metrics.write_text(text.replace("def ", "def  ", 1))
     assert course.source_fingerprint(package) != before
 
