@@ -544,7 +544,7 @@ def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = T
 
 
 def choose_lambda(profile: Profile, runs_dir="runs", *, progress: bool = True, device=None,
-                  **changes) -> tuple[float, pd.DataFrame]:
+                  jobs: int | None = None, **changes) -> tuple[float, pd.DataFrame]:
     """Pick lambda on the validation split (never on a test split).
 
     The validation split is drawn like the training split, shortcut included, so its
@@ -554,7 +554,8 @@ def choose_lambda(profile: Profile, runs_dir="runs", *, progress: bool = True, d
     """
     configs = [guided_config(profile, lam, seed=profile.seeds[0], **changes)
                for lam in profile.lambdas]
-    table = run_many(configs, runs_dir, desc="choosing lambda", progress=progress, device=device)
+    table = run_many(configs, runs_dir, desc="choosing lambda", progress=progress, device=device,
+                     jobs=jobs)
     best = table["accuracy_val"].max()
     contenders = table[table["accuracy_val"] >= best - 0.01]
     chosen = float(contenders.sort_values("mass_in_mask_val", ascending=False)["lam"].iloc[0])

@@ -299,6 +299,21 @@ def test_use_cache_offline_and_bad_archives(tmp_path):
     assert not (tmp_path / "outside").exists()
 
 
+def test_make_cache_packs_every_run_of_a_profile(tmp_path, monkeypatch):
+    from agkit import run_course
+
+    monkeypatch.setitem(course.PROFILES, "test", TINY)
+    archive = run_course.pack_profile("test", tmp_path / "teacher", tmp_path / "runs.tar.gz",
+                                      device="cpu", jobs=1)
+    monkeypatch.setattr(course, "fit", FitCalls(allow=False))  # the student trains nothing
+    manifest = course.use_cache(archive, tmp_path / "student")
+    lam = course.choose_lambda(TINY, tmp_path / "student", jobs=1, progress=False)[0]
+    wanted = {c.key() for group in course.course_configs(TINY, lam).values() for c in group}
+    assert set(manifest["runs"]) == wanted and manifest["unpacked"] == len(wanted)
+    assert all(course.is_stored(c, tmp_path / "student")
+               for group in course.course_configs(TINY, lam).values() for c in group)
+
+
 def test_pack_refuses_runs_never_trained(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not stored"):
         course.pack_runs([course.baseline_config(TINY, 0)], tmp_path, tmp_path / "a.tar.gz")
