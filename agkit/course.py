@@ -25,6 +25,7 @@ profile's runs into one archive, students unpack it and redraw every figure in s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -51,7 +52,7 @@ from tqdm.auto import tqdm
 from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, synthetic
 from agkit.data.mask_quality import degrade
 from agkit.models import CAMNet
-from agkit.train import evaluate, fit
+from agkit.train import default_device, evaluate, fit
 
 CACHE_VERSION = 2  # bump when the layout of a stored run changes
 TEST_SEED = 10_000  # the test splits are the same for every run, whatever its seed
@@ -409,7 +410,9 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
     """Train and score one configuration, or return its stored result.
 
     device: where to train (None: a GPU when there is one). It is not part of the key: a
-    run trained on a GPU is reused on a CPU; the result records where it was trained.
+    run trained on a GPU is reused on a CPU; the result records where it was trained. On a
+    CPU a run trains with one torch thread, whatever the process's setting, so its numbers
+    do not depend on the process (or machine) it was trained in.
 
     Returns a flat dict: the config's fields (all but time_limit), key, label, source_hash,
     masks_hash, then for every split tag (val, id, shifted) accuracy_<tag>, auc_<tag>,
@@ -426,6 +429,32 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
         return json.loads(result_file.read_text())
 
     check_source_loaded()
+    device = torch.device(device) if device is not None else default_device()
+    with _threads_for(device):
+        return _train_and_store(config, folder, device, progress)
+
+
+@contextlib.contextmanager
+def _threads_for(device: torch.device):
+    """One torch thread while a run trains on a CPU.
+
+    The thread count changes the order of float sums and with it the last digits of every
+    weight: one thread everywhere makes a run in a notebook's own process equal to the same
+    run in run_many's one-thread workers.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_store(config: RunConfig, folder: Path, device: torch.device,
+                     progress: bool) -> dict:
     datasets = make_datasets(config)
     model = build_model(config)
     train_loader = make_loader(datasets["train"], config.batch_size, shuffle=True,
@@ -455,7 +484,7 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
             result[f"{metric}_{tag}"] = float(scores[metric])
     result["mass_in_mask"] = result["mass_in_mask_shifted"]
     result["train_seconds"] = round(seconds, 2)
-    result["device"] = str(next(model.parameters()).device)
+    result["device"] = device.type
 
     folder.mkdir(parents=True, exist_ok=True)
     model_file = folder / "model.pt.tmp"
@@ -464,8 +493,8 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
     history.to_csv(folder / "history.csv", index=False)
     temporary = folder / "result.json.tmp"
     temporary.write_text(json.dumps(result, indent=1, default=str))
-    temporary.replace(result_file)  # the result appears only once everything is saved
-    return json.loads(result_file.read_text())  # the same form as a cached result
+    temporary.replace(folder / "result.json")  # the result appears once everything is saved
+    return json.loads((folder / "result.json").read_text())  # the form of a stored result
 
 
 def load_model(config: RunConfig, runs_dir="runs", device=None) -> CAMNet:
