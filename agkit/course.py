@@ -25,6 +25,7 @@ profile's runs into one archive, students unpack it and redraw every figure in s
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -41,6 +42,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -515,6 +517,32 @@ def _start_worker() -> None:
     torch.set_num_threads(1)  # two one-thread processes beat one two-thread process on small nets
 
 
+# The worker processes outlive one run_many call: starting one (importing torch) takes
+# seconds, and a notebook calls run_many once per figure. A new pool starts when the
+# number of jobs or agkit's source changes, so a worker never runs code older than the key.
+_pool: dict = {"key": None, "executor": None}
+
+
+def _worker_pool(jobs: int) -> ProcessPoolExecutor:
+    key = (jobs, source_fingerprint())
+    if _pool["key"] != key:
+        shutdown_workers()
+        context = multiprocessing.get_context("spawn")  # safe with torch and inside Jupyter
+        _pool.update(key=key, executor=ProcessPoolExecutor(jobs, mp_context=context,
+                                                           initializer=_start_worker))
+    return _pool["executor"]
+
+
+def shutdown_workers() -> None:
+    """Stop run_many's worker processes (they stop by themselves when Python exits)."""
+    if _pool["executor"] is not None:
+        _pool["executor"].shutdown(wait=True, cancel_futures=True)
+    _pool.update(key=None, executor=None)
+
+
+atexit.register(shutdown_workers)
+
+
 def _run_quietly(config: RunConfig, runs_dir, device) -> dict:
     return run(config, runs_dir, progress=False, device=device)
 
@@ -555,14 +583,19 @@ def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = T
     bar = tqdm(total=len(configs), desc=desc, disable=not progress)
     bar.update(sum(1 for key in keys if key not in todo))
     if jobs > 1 and len(todo) > 1:
-        context = multiprocessing.get_context("spawn")  # safe with torch and inside Jupyter
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=context,
-                                 initializer=_start_worker) as pool:
-            futures = {pool.submit(_run_quietly, config, str(runs_dir), device): key
-                       for key, config in todo.items()}
+        pool = _worker_pool(jobs)
+        futures = {pool.submit(_run_quietly, config, str(runs_dir), device): key
+                   for key, config in todo.items()}
+        try:
             for future in as_completed(futures):
                 future.result()  # re-raises a worker's error here
                 bar.update(keys.count(futures[future]))
+        except BaseException as error:  # an error, or a notebook's stop button
+            for future in futures:
+                future.cancel()  # runs not started yet; a started one finishes and is stored
+            if isinstance(error, BrokenProcessPool):
+                shutdown_workers()
+            raise
     else:
         for key, config in todo.items():
             bar.set_postfix_str(config.label)

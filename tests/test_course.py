@@ -246,6 +246,21 @@ def test_device_is_passed_to_fit(tmp_path, monkeypatch):
     assert [str(call["device"]) for call in fit.calls] == ["cpu", "cpu"]
 
 
+def test_workers_give_the_numbers_of_the_notebook_process_and_are_reused(tmp_path):
+    configs = [course.baseline_config(TINY, 0), course.guided_config(TINY, 1.0, 0)]
+    here = course.run_many(configs, tmp_path / "here", progress=False, jobs=1, device="cpu")
+    try:
+        pooled = course.run_many(configs, tmp_path / "pool", progress=False, jobs=2, device="cpu")
+        pool = course._pool["executor"]
+        more = [course.guided_config(TINY, 3.0, 0), course.guided_config(TINY, 1.0, 1)]
+        course.run_many(more, tmp_path / "pool", progress=False, jobs=2, device="cpu")
+        assert course._pool["executor"] is pool  # no new processes for the second call
+    finally:
+        course.shutdown_workers()
+    columns = [c for c in here.columns if c != "train_seconds"]
+    pd.testing.assert_frame_equal(pooled[columns], here[columns])
+
+
 # ---- issue 13 item 2: a shareable cache of trained runs
 
 
