@@ -36,6 +36,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import tarfile
 import tempfile
 import time
@@ -515,6 +516,9 @@ def load_history(config: RunConfig, runs_dir="runs") -> pd.DataFrame:
 
 def _start_worker() -> None:
     torch.set_num_threads(1)  # two one-thread processes beat one two-thread process on small nets
+    # Jupyter's stop button and kernel shutdown send SIGINT to the whole process group; the
+    # notebook's process handles it (run_many cancels what has not started), the workers not.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # The worker processes outlive one run_many call: starting one (importing torch) takes
@@ -562,6 +566,33 @@ def _cost(config: RunConfig) -> float:
     return config.n_train * config.epochs * (2 if doubled else 1)
 
 
+def _train_in_workers(todo: dict, runs_dir, device, jobs: int, done) -> None:
+    """Train the configs of ``todo`` (key -> config) in the worker processes.
+
+    Calls ``done(key)`` as each run is stored. When a worker was killed (the pool is
+    broken), new workers take over the runs not stored yet, once.
+    """
+    for attempt in (1, 2):
+        pending = {k: c for k, c in todo.items() if not is_stored(c, runs_dir)}
+        try:
+            pool = _worker_pool(jobs)
+            futures = {pool.submit(_run_quietly, config, str(runs_dir), device): key
+                       for key, config in pending.items()}
+            try:
+                for future in as_completed(futures):
+                    future.result()  # re-raises a worker's error here
+                    done(futures[future])
+            except BaseException:  # an error, or a notebook's stop button
+                for future in futures:
+                    future.cancel()  # runs not started; a started one finishes and is stored
+                raise
+            return
+        except BrokenProcessPool:
+            shutdown_workers()
+            if attempt == 2:
+                raise
+
+
 def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = True,
              jobs: int | None = None, device=None) -> pd.DataFrame:
     """Run (or fetch) several configurations, one progress bar over them all.
@@ -583,19 +614,7 @@ def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = T
     bar = tqdm(total=len(configs), desc=desc, disable=not progress)
     bar.update(sum(1 for key in keys if key not in todo))
     if jobs > 1 and len(todo) > 1:
-        pool = _worker_pool(jobs)
-        futures = {pool.submit(_run_quietly, config, str(runs_dir), device): key
-                   for key, config in todo.items()}
-        try:
-            for future in as_completed(futures):
-                future.result()  # re-raises a worker's error here
-                bar.update(keys.count(futures[future]))
-        except BaseException as error:  # an error, or a notebook's stop button
-            for future in futures:
-                future.cancel()  # runs not started yet; a started one finishes and is stored
-            if isinstance(error, BrokenProcessPool):
-                shutdown_workers()
-            raise
+        _train_in_workers(todo, runs_dir, device, jobs, lambda key: bar.update(keys.count(key)))
     else:
         for key, config in todo.items():
             bar.set_postfix_str(config.label)

@@ -255,6 +255,12 @@ def test_workers_give_the_numbers_of_the_notebook_process_and_are_reused(tmp_pat
         more = [course.guided_config(TINY, 3.0, 0), course.guided_config(TINY, 1.0, 1)]
         course.run_many(more, tmp_path / "pool", progress=False, jobs=2, device="cpu")
         assert course._pool["executor"] is pool  # no new processes for the second call
+        for worker in list(pool._processes.values()):
+            worker.kill()  # killed from outside (out of memory, a task manager)
+            worker.join()
+        last = [course.guided_config(TINY, 3.0, 1), course.guided_config(TINY, 1.0, 2)]
+        course.run_many(last, tmp_path / "pool", progress=False, jobs=2, device="cpu")
+        assert all(course.is_stored(c, tmp_path / "pool") for c in last)
     finally:
         course.shutdown_workers()
     columns = [c for c in here.columns if c != "train_seconds"]
