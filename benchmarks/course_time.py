@@ -39,10 +39,14 @@ so only ratios measured within one process and the exact image-epoch counts are 
 * where a run's time goes now (cProfile, 2-epoch run of 500 images, load 14): training
   steps 54 %, scoring 1,500 images 33 %, BatchNorm recalibration 9 %, data 4 %; at 8
   epochs scoring is about 13 % of a 500-image run and 22 % of a 250-image ablation run.
-* notebook 01 as printed by this script (``--notebooks 01``): 9.8 plain epochs, 2.11 x the
-  plain loop over the same batches (plain loop and course timed minutes apart under a
-  load that varied between 13 and 18, so the overhead ratio is noisy; cProfile above
-  puts it near 1.2 for an 8-epoch run).
+* notebook 01 as printed by this script (``--notebooks 01``, run at the same time as the
+  old setting, load 13-18): now 9.8 plain epochs (2.11 x the plain loop over the same
+  batches); with ``--epochs 24 --no-decay --eval-batch 256`` 21.3 plain epochs (1.52 x).
+  The overhead ratios are noisy (course and plain loop timed minutes apart while the load
+  moved); cProfile above puts the overhead near 1.2 x for an 8-epoch run.
+* ``PROFILE=ci`` course, load 15-20: 176 / 36 / 206 / 343 / 95 s for notebooks 01-05
+  with the old process pool per run_many call, 59 / 28 / 110 / 112 / 104 s with worker
+  processes kept between calls (04 calls run_many once per figure).
 """
 
 from __future__ import annotations
