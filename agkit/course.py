@@ -25,6 +25,8 @@ profile's runs into one archive, students unpack it and redraw every figure in s
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -34,6 +36,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import tarfile
 import tempfile
 import time
@@ -41,6 +44,7 @@ import urllib.error
 import urllib.request
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +56,7 @@ from tqdm.auto import tqdm
 from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, synthetic
 from agkit.data.mask_quality import degrade
 from agkit.models import CAMNet
-from agkit.train import TimeLimitWarning, evaluate, fit
+from agkit.train import TimeLimitWarning, default_device, evaluate, fit
 
 CACHE_VERSION = 2  # bump when the layout of a stored run changes
 TEST_SEED = 10_000  # the test splits are the same for every run, whatever its seed
@@ -226,18 +230,22 @@ def _config(profile: Profile, seed: int, **changes) -> RunConfig:
 _hash_memo: dict = {}
 
 
-def _hash_files(files: list[Path], root: Path) -> str:
-    """SHA-1 over the names (relative to root) and bytes of ``files``; memoised on their stats."""
+def _hash_files(files: list[Path], root: Path, *, text: bool = False) -> str:
+    """SHA-1 over the names (relative to root) and bytes of ``files``; memoised on their stats.
+
+    text=True reads Windows line ends as Unix ones, so one source hashes alike everywhere.
+    """
     stats = []
     for path in files:
         stat = path.stat()
         stats.append((str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
-    memo_key = (str(root), tuple(stats))
+    memo_key = (str(root), text, tuple(stats))
     if memo_key not in _hash_memo:
         digest = hashlib.sha1()
         for path in files:
+            content = path.read_bytes()
             digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
+            digest.update(content.replace(b"\r\n", b"\n") if text else content)
             digest.update(b"\0")
         _hash_memo[memo_key] = digest.hexdigest()[:12]
     return _hash_memo[memo_key]
@@ -251,7 +259,8 @@ def source_fingerprint(root=None) -> str:
     it every cache key, so no stored result outlives the code that made it.
     """
     root = Path(root) if root is not None else PACKAGE_ROOT
-    return _hash_files([root / name for name in SOURCE_FILES if (root / name).is_file()], root)
+    files = [root / name for name in SOURCE_FILES if (root / name).is_file()]
+    return _hash_files(files, root, text=True)
 
 
 _loaded_source: dict = {}  # package folder -> source hash when this process first used it
@@ -405,7 +414,9 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
     """Train and score one configuration, or return its stored result.
 
     device: where to train (None: a GPU when there is one). It is not part of the key: a
-    run trained on a GPU is reused on a CPU; the result records where it was trained.
+    run trained on a GPU is reused on a CPU; the result records where it was trained. On a
+    CPU a run trains with one torch thread, whatever the process's setting, so its numbers
+    do not depend on the process (or machine) it was trained in.
 
     Returns a flat dict: the config's fields (all but time_limit), key, label, source_hash,
     masks_hash, then for every split tag (val, id, shifted) accuracy_<tag>, auc_<tag>,
@@ -422,6 +433,32 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
         return json.loads(result_file.read_text())
 
     check_source_loaded()
+    device = torch.device(device) if device is not None else default_device()
+    with _threads_for(device):
+        return _train_and_store(config, folder, device, progress)
+
+
+@contextlib.contextmanager
+def _threads_for(device: torch.device):
+    """One torch thread while a run trains on a CPU.
+
+    The thread count changes the order of float sums and with it the last digits of every
+    weight: one thread everywhere makes a run in a notebook's own process equal to the same
+    run in run_many's one-thread workers.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_store(config: RunConfig, folder: Path, device: torch.device,
+                     progress: bool) -> dict:
     datasets = make_datasets(config)
     model = build_model(config)
     train_loader = make_loader(datasets["train"], config.batch_size, shuffle=True,
@@ -457,7 +494,7 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
             result[f"{metric}_{tag}"] = float(scores[metric])
     result["mass_in_mask"] = result["mass_in_mask_shifted"]
     result["train_seconds"] = round(seconds, 2)
-    result["device"] = str(next(model.parameters()).device)
+    result["device"] = device.type
 
     folder.mkdir(parents=True, exist_ok=True)
     model_file = folder / "model.pt.tmp"
@@ -466,8 +503,8 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
     history.to_csv(folder / "history.csv", index=False)
     temporary = folder / "result.json.tmp"
     temporary.write_text(json.dumps(result, indent=1, default=str))
-    temporary.replace(result_file)  # the result appears only once everything is saved
-    return json.loads(result_file.read_text())  # the same form as a cached result
+    temporary.replace(folder / "result.json")  # the result appears once everything is saved
+    return json.loads((folder / "result.json").read_text())  # the form of a stored result
 
 
 def load_model(config: RunConfig, runs_dir="runs", device=None) -> CAMNet:
@@ -486,6 +523,35 @@ def load_history(config: RunConfig, runs_dir="runs") -> pd.DataFrame:
 
 def _start_worker() -> None:
     torch.set_num_threads(1)  # two one-thread processes beat one two-thread process on small nets
+    # Jupyter's stop button and kernel shutdown send SIGINT to the whole process group; the
+    # notebook's process handles it (run_many cancels what has not started), the workers not.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# The worker processes outlive one run_many call: starting one (importing torch) takes
+# seconds, and a notebook calls run_many once per figure. A new pool starts when the
+# number of jobs or agkit's source changes, so a worker never runs code older than the key.
+_pool: dict = {"key": None, "executor": None}
+
+
+def _worker_pool(jobs: int) -> ProcessPoolExecutor:
+    key = (jobs, source_fingerprint())
+    if _pool["key"] != key:
+        shutdown_workers()
+        context = multiprocessing.get_context("spawn")  # safe with torch and inside Jupyter
+        _pool.update(key=key, executor=ProcessPoolExecutor(jobs, mp_context=context,
+                                                           initializer=_start_worker))
+    return _pool["executor"]
+
+
+def shutdown_workers() -> None:
+    """Stop run_many's worker processes (they stop by themselves when Python exits)."""
+    if _pool["executor"] is not None:
+        _pool["executor"].shutdown(wait=True, cancel_futures=True)
+    _pool.update(key=None, executor=None)
+
+
+atexit.register(shutdown_workers)
 
 
 def _run_quietly(config: RunConfig, runs_dir, device) -> dict:
@@ -505,6 +571,33 @@ def _cost(config: RunConfig) -> float:
     """Rough relative training time of a run (input-resolution guidance costs about double)."""
     doubled = config.guided and config.resolution == "input"
     return config.n_train * config.epochs * (2 if doubled else 1)
+
+
+def _train_in_workers(todo: dict, runs_dir, device, jobs: int, done) -> None:
+    """Train the configs of ``todo`` (key -> config) in the worker processes.
+
+    Calls ``done(key)`` as each run is stored. When a worker was killed (the pool is
+    broken), new workers take over the runs not stored yet, once.
+    """
+    for attempt in (1, 2):
+        pending = {k: c for k, c in todo.items() if not is_stored(c, runs_dir)}
+        try:
+            pool = _worker_pool(jobs)
+            futures = {pool.submit(_run_quietly, config, str(runs_dir), device): key
+                       for key, config in pending.items()}
+            try:
+                for future in as_completed(futures):
+                    future.result()  # re-raises a worker's error here
+                    done(futures[future])
+            except BaseException:  # an error, or a notebook's stop button
+                for future in futures:
+                    future.cancel()  # runs not started; a started one finishes and is stored
+                raise
+            return
+        except BrokenProcessPool:
+            shutdown_workers()
+            if attempt == 2:
+                raise
 
 
 def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = True,
@@ -528,14 +621,7 @@ def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = T
     bar = tqdm(total=len(configs), desc=desc, disable=not progress)
     bar.update(sum(1 for key in keys if key not in todo))
     if jobs > 1 and len(todo) > 1:
-        context = multiprocessing.get_context("spawn")  # safe with torch and inside Jupyter
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=context,
-                                 initializer=_start_worker) as pool:
-            futures = {pool.submit(_run_quietly, config, str(runs_dir), device): key
-                       for key, config in todo.items()}
-            for future in as_completed(futures):
-                future.result()  # re-raises a worker's error here
-                bar.update(keys.count(futures[future]))
+        _train_in_workers(todo, runs_dir, device, jobs, lambda key: bar.update(keys.count(key)))
     else:
         for key, config in todo.items():
             bar.set_postfix_str(config.label)
@@ -546,7 +632,7 @@ def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = T
 
 
 def choose_lambda(profile: Profile, runs_dir="runs", *, progress: bool = True, device=None,
-                  **changes) -> tuple[float, pd.DataFrame]:
+                  jobs: int | None = None, **changes) -> tuple[float, pd.DataFrame]:
     """Pick lambda on the validation split (never on a test split).
 
     The validation split is drawn like the training split, shortcut included, so its
@@ -556,7 +642,8 @@ def choose_lambda(profile: Profile, runs_dir="runs", *, progress: bool = True, d
     """
     configs = [guided_config(profile, lam, seed=profile.seeds[0], **changes)
                for lam in profile.lambdas]
-    table = run_many(configs, runs_dir, desc="choosing lambda", progress=progress, device=device)
+    table = run_many(configs, runs_dir, desc="choosing lambda", progress=progress, device=device,
+                     jobs=jobs)
     best = table["accuracy_val"].max()
     contenders = table[table["accuracy_val"] >= best - 0.01]
     chosen = float(contenders.sort_values("mass_in_mask_val", ascending=False)["lam"].iloc[0])

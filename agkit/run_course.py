@@ -99,14 +99,15 @@ def summarize_runs(profile_name: str, runs: Path, out: Path) -> dict:
     return results
 
 
-def pack_profile(profile_name: str, runs: Path, archive: Path, device=None) -> Path:
-    """Train every built-in-mask run of the profile's notebooks (those not stored) and pack them."""
+def pack_profile(profile_name: str, runs: Path, archive: Path, device=None,
+                 jobs: int | None = None) -> Path:
+    """Train every built-in-mask run of the profile's notebooks (those not stored), pack them."""
     from agkit import course
 
     profile = course.get_profile(profile_name)
-    lam, _ = course.choose_lambda(profile, runs, device=device)
+    lam, _ = course.choose_lambda(profile, runs, device=device, jobs=jobs)
     configs = [c for group in course.course_configs(profile, lam).values() for c in group]
-    course.run_many(configs, runs, desc=f"{profile_name} runs", device=device)
+    course.run_many(configs, runs, desc=f"{profile_name} runs", device=device, jobs=jobs)
     archive = course.pack_runs(configs, runs, archive, profile=profile_name)
     count = len({c.key() for c in configs})
     print(f"packed {count} runs ({archive.stat().st_size / 1e6:.1f} MB) into {archive}")

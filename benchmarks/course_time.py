@@ -1,6 +1,6 @@
 """How long each notebook's training takes, relative to a plain PyTorch loop.
 
-    python benchmarks/course_time.py [--profile workshop] [--max-runs N] [--threads 1]
+    python benchmarks/course_time.py [--profile workshop] [--max-runs N] [--notebooks 01 03]
     python benchmarks/course_time.py --epochs 24 --no-decay --eval-batch 256   # the old setting
 
 Trains, in this one process and in notebook order, the runs each notebook of a profile
@@ -20,15 +20,33 @@ runs, the same loader, the same number of epochs, and nothing else. Per notebook
 image-epochs (marked "~"), for a quick reading on a busy machine. Times are for one
 process with one thread; ``make course`` trains two runs at a time on two cores.
 
-Log (workshop profile; "plain epochs" as printed; machine load from `uptime`):
+Log (workshop profile). The machine was shared while these were measured (load average
+13-18 on 2 cores, from `uptime`; one plain epoch took 25-45 s instead of about 1.7 s idle),
+so only ratios measured within one process and the exact image-epoch counts are given:
 
-* before (24 epochs at a constant lr, scoring in batches of 256): 01 1 run, 12,000
-  image-epochs; 03 7 runs, 84,000; 04 39 runs, 216,000 (312,000 in all). Scoring 1,500
-  images per run at batch 256 took 2.3x as long as at batch 64 (6.0 s vs 2.6 s, idle).
-* 8 epochs, lr / 10 for the last quarter (lr_decay_at=0.75): a third of the image-epochs
-  (104,000 in all); shifted-test gap over 3 seeds 36.7 points at lambda 3 (24 epochs: 38).
-* scoring in batches of 64, test splits drawn once per process, runs longest first:
-  see the measured table in the closing report of this change.
+* before: 24 epochs at a constant lr, scoring in batches of 256. Image-epochs: 01 12,000;
+  03 84,000 (7 new runs); 04 216,000 (39 new runs); 312,000 in all. `make course` took
+  17.5 min idle, notebook 04 674 s (issue 13's measurements).
+* 8 epochs, lr / 10 for the last quarter (``lr_decay_at=0.75``): 104,000 image-epochs in
+  all (a third). Baseline vs guided on the shifted test split over seeds 0-2, lambda 3
+  chosen on validation: 56.1 % vs 92.7 %, a gap of 36.7 points (24 epochs: 58.1 % vs
+  96.1 %, 38.0 points).
+* scoring in batches of 64 instead of 256: scoring 600 images takes half as long (11.9 s vs
+  23.6 s, alternated 3 times in one process, load 18).
+* one torch thread per run (results no longer depend on the process's thread count), test
+  splits drawn once per process, runs longest first, worker processes kept between
+  run_many calls (no new processes for each figure of notebook 04).
+* where a run's time goes now (cProfile, 2-epoch run of 500 images, load 14): training
+  steps 54 %, scoring 1,500 images 33 %, BatchNorm recalibration 9 %, data 4 %; at 8
+  epochs scoring is about 13 % of a 500-image run and 22 % of a 250-image ablation run.
+* notebook 01 as printed by this script (``--notebooks 01``, run at the same time as the
+  old setting, load 13-18): now 9.8 plain epochs (2.11 x the plain loop over the same
+  batches); with ``--epochs 24 --no-decay --eval-batch 256`` 21.3 plain epochs (1.52 x).
+  The overhead ratios are noisy (course and plain loop timed minutes apart while the load
+  moved); cProfile above puts the overhead near 1.2 x for an 8-epoch run.
+* ``PROFILE=ci`` course, load 15-20: 176 / 36 / 206 / 343 / 95 s for notebooks 01-05
+  with the old process pool per run_many call, 59 / 28 / 110 / 112 / 104 s with worker
+  processes kept between calls (04 calls run_many once per figure).
 """
 
 from __future__ import annotations
@@ -76,6 +94,8 @@ def main() -> None:
     parser.add_argument("--profile", default="workshop")
     parser.add_argument("--max-runs", type=int, default=None,
                         help="time only the N largest new runs of each notebook")
+    parser.add_argument("--notebooks", nargs="*", default=None,
+                        help="time only these notebooks, e.g. 01 03 (earlier ones are skipped)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     parser.add_argument("--no-decay", action="store_true", help="constant learning rate")
@@ -111,6 +131,8 @@ def main() -> None:
         for notebook, configs in course.course_configs(profile, args.lam).items():
             new = {c.key(): c for c in configs if c.key() not in done}
             done.update(new)
+            if args.notebooks and notebook not in args.notebooks:
+                continue
             ordered = sorted(new.values(), key=image_epochs, reverse=True)
             timed = ordered if args.max_runs is None else ordered[:args.max_runs]
             seconds = plain = 0.0

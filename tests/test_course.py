@@ -79,7 +79,14 @@ def test_time_limit_hit_raises_and_stores_nothing(tmp_path):
 
 def test_same_result_alone_and_under_load(tmp_path):
     config = course.guided_config(TINY, 1.0, epochs=2, time_limit=600)
-    alone = course.run(config, tmp_path / "alone", progress=False, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a notebook's process; run_many's workers have one thread
+    try:
+        alone = course.run(config, tmp_path / "alone", progress=False, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
+    torch.set_num_threads(1)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.2)
@@ -87,6 +94,7 @@ def test_same_result_alone_and_under_load(tmp_path):
     finally:
         hog.kill()
         hog.wait()
+        torch.set_num_threads(threads)
     assert without_timing(loaded) == without_timing(alone)
     weights = [torch.load(tmp_path / d / "experiments" / config.key() / "model.pt",
                           weights_only=True) for d in ("alone", "loaded")]
@@ -130,6 +138,8 @@ def test_source_fingerprint_reads_content_not_timestamps(tmp_path):
     metrics = package / "metrics.py"
     text = metrics.read_text()
     metrics.write_text(text)  # same bytes, new timestamp
+    assert course.source_fingerprint(package) == before
+    metrics.write_bytes(text.replace("\n", "\r\n").encode())  # a Windows checkout
     assert course.source_fingerprint(package) == before
     metrics.write_text(text.replace("def ", "def  ", 1))
     assert course.source_fingerprint(package) != before
@@ -233,7 +243,28 @@ def test_device_is_passed_to_fit(tmp_path, monkeypatch):
     monkeypatch.setattr(course, "fit", fit)
     configs = [course.baseline_config(TINY, 0), course.guided_config(TINY, 1.0, 0)]
     course.run_many(configs, tmp_path, progress=False, jobs=1, device="cpu")
-    assert [call["device"] for call in fit.calls] == ["cpu", "cpu"]
+    assert [str(call["device"]) for call in fit.calls] == ["cpu", "cpu"]
+
+
+def test_workers_give_the_numbers_of_the_notebook_process_and_are_reused(tmp_path):
+    configs = [course.baseline_config(TINY, 0), course.guided_config(TINY, 1.0, 0)]
+    here = course.run_many(configs, tmp_path / "here", progress=False, jobs=1, device="cpu")
+    try:
+        pooled = course.run_many(configs, tmp_path / "pool", progress=False, jobs=2, device="cpu")
+        pool = course._pool["executor"]
+        more = [course.guided_config(TINY, 3.0, 0), course.guided_config(TINY, 1.0, 1)]
+        course.run_many(more, tmp_path / "pool", progress=False, jobs=2, device="cpu")
+        assert course._pool["executor"] is pool  # no new processes for the second call
+        for worker in list(pool._processes.values()):
+            worker.kill()  # killed from outside (out of memory, a task manager)
+            worker.join()
+        last = [course.guided_config(TINY, 3.0, 1), course.guided_config(TINY, 1.0, 2)]
+        course.run_many(last, tmp_path / "pool", progress=False, jobs=2, device="cpu")
+        assert all(course.is_stored(c, tmp_path / "pool") for c in last)
+    finally:
+        course.shutdown_workers()
+    columns = [c for c in here.columns if c != "train_seconds"]
+    pd.testing.assert_frame_equal(pooled[columns], here[columns])
 
 
 # ---- issue 13 item 2: a shareable cache of trained runs
@@ -295,6 +326,21 @@ def test_use_cache_offline_and_bad_archives(tmp_path):
     with pytest.raises(ValueError, match="12-digit keys; nothing was unpacked"):
         course.use_cache(evil, tmp_path / "runs")
     assert not (tmp_path / "outside").exists()
+
+
+def test_make_cache_packs_every_run_of_a_profile(tmp_path, monkeypatch):
+    from agkit import run_course
+
+    monkeypatch.setitem(course.PROFILES, "test", TINY)
+    archive = run_course.pack_profile("test", tmp_path / "teacher", tmp_path / "runs.tar.gz",
+                                      device="cpu", jobs=1)
+    monkeypatch.setattr(course, "fit", FitCalls(allow=False))  # the student trains nothing
+    manifest = course.use_cache(archive, tmp_path / "student")
+    lam = course.choose_lambda(TINY, tmp_path / "student", jobs=1, progress=False)[0]
+    wanted = {c.key() for group in course.course_configs(TINY, lam).values() for c in group}
+    assert set(manifest["runs"]) == wanted and manifest["unpacked"] == len(wanted)
+    assert all(course.is_stored(c, tmp_path / "student")
+               for group in course.course_configs(TINY, lam).values() for c in group)
 
 
 def test_pack_refuses_runs_never_trained(tmp_path):
