@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.agkit-installed
 PROFILE ?= workshop
 
-.PHONY: setup test test-fast course benchmarks clean
+.PHONY: setup test test-fast course benchmarks clean student
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ benchmarks: $(STAMP)
 
 clean:
 	rm -rf build runs .pytest_cache
+
+# Student versions of the notebooks (exercise solutions blanked), written to notebooks/student/.
+student: $(STAMP)
+	$(PY) -m agkit.student
