@@ -84,9 +84,15 @@ class TextBar(std_tqdm):
         super().__init__(*args, **kwargs)
 
     def display(self, msg=None, pos=None):
+        from IPython import get_ipython
         from IPython.display import display
 
-        text = {"text/plain": self.__str__() if msg is None else msg}
+        line = self.__str__() if msg is None else msg
+        if get_ipython() is None:  # not in a notebook: one printed line per state
+            if line:
+                print(line)
+            return True
+        text = {"text/plain": line}
         if self._handle is None:
             self._handle = display(text, raw=True, display_id=True)
         else:

@@ -31,9 +31,16 @@ def draw_chance(ax, levels: dict | None, orientation: str = "h") -> None:
 
     orientation "h" draws horizontal lines (the metric on the y axis), "v" vertical ones.
     """
-    for (label, value), style in zip((levels or {}).items(), CHANCE_STYLES):
+    groups: list[list] = []  # levels closer than 0.03 share one line and one label
+    for label, value in (levels or {}).items():
         if value is None or not np.isfinite(value):
             continue
+        close = [g for g in groups if abs(g[1] - value) < 0.03]
+        if close:
+            close[0][0] += f" ≈ {label}"
+        else:
+            groups.append([label, float(value)])
+    for (label, value), style in zip(groups, CHANCE_STYLES):
         if orientation == "h":
             ax.axhline(value, color="grey", lw=0.9, ls=style, zorder=0)
             ax.annotate(label, (1.0, value), xycoords=("axes fraction", "data"), fontsize=7,

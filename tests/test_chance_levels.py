@@ -97,3 +97,20 @@ def test_chance_headline_sorts_scores_into_above_and_near_chance():
     assert "above chance: accuracy 0.58" in baseline  # 8 points over a coin toss
     assert "at or near chance: mass in mask 0.15 (chance 0.13), pointing game 0.10" in baseline
     assert gap.endswith("+38.0 points.")
+
+
+def test_close_chance_levels_share_one_line_and_label():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agkit import plots
+
+    fig, ax = plt.subplots()
+    plots.draw_chance(ax, {"uniform attention": 0.13, "random CAM": 0.14, "coin toss": 0.5,
+                           "missing": float("nan")})
+    heights = sorted(line.get_ydata()[0] for line in ax.get_lines())
+    assert heights == [0.13, 0.5]
+    assert sorted(t.get_text() for t in ax.texts) == ["coin toss", "uniform attention ≈ random CAM"]
+    plt.close(fig)
