@@ -33,14 +33,15 @@ def _check(title: str):
     def decorate(body):
         def verdict(fn) -> tuple[bool, str]:
             if not callable(fn):
-                return False, f"✗ {title}: pass your function itself (no brackets after its name)."
+                return False, (f"✗ {title}: pass your function itself "
+                               "(no brackets after its name).")
             try:
                 return True, f"✓ {title}: {body(fn)}"
             except Hint as hint:
                 return False, f"✗ {title}: {hint}"
             except NotImplementedError:
                 return False, f"✗ {title}: not written yet; replace the blank with your code."
-            except Exception as error:  # the student's code failed: say where, not how to fix
+            except Exception as error:  # noqa: BLE001 (any error of the student's code is news)
                 return False, (f"✗ {title}: your function raised {type(error).__name__}: "
                                f"{str(error).splitlines()[0] if str(error) else ''}")
 
@@ -454,7 +455,9 @@ def check_sensitivity_specificity(fn) -> str:
         raise Hint("your function returned nothing; it should return (sensitivity, "
                    "specificity).")
     sensitivity, specificity = (float(v) for v in answer)
-    if math.isclose(sensitivity, 4 / 6, rel_tol=1e-6) and math.isclose(specificity, 3 / 4, rel_tol=1e-6):
+    swapped = (math.isclose(sensitivity, 4 / 6, rel_tol=1e-6)
+               and math.isclose(specificity, 3 / 4, rel_tol=1e-6))
+    if swapped:
         raise Hint("those are the share of normal images called normal and of fractured "
                    "images found, in the other order.")
     if not math.isclose(sensitivity, 3 / 4, rel_tol=1e-6):

@@ -224,8 +224,8 @@ def attention_table(scores: dict, chance: dict, metrics=ATTENTION_METRICS):
 
     rows = {name: {m: float(values.get(m, float("nan"))) for m in metrics}
             for name, values in scores.items()}
-    rows["uniform attention (chance)"] = {m: chance["uniform"].get(m, float("nan")) for m in metrics}
-    rows["random CAM (chance)"] = {m: chance["random_cam"].get(m, float("nan")) for m in metrics}
+    for name, key in (("uniform attention (chance)", "uniform"), ("random CAM (chance)", "random_cam")):
+        rows[name] = {m: chance[key].get(m, float("nan")) for m in metrics}
     return pd.DataFrame(rows).T[list(metrics)]
 
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class Setup:
     """What a notebook runs with."""
 
-    profile: "course.Profile"  # noqa: F821 (imported lazily: course pulls in the data code)
+    profile: object  # an agkit.course.Profile (imported lazily: course pulls in the data code)
     device: torch.device
     runs_dir: Path
     seed: int
@@ -82,6 +82,13 @@ class TextBar(std_tqdm):
         kwargs.setdefault("ncols", 90)
         kwargs.setdefault("ascii", False)  # block characters, as a terminal would show
         super().__init__(*args, **kwargs)
+
+    def close(self):
+        # A loop left early (fit's time limit) leaves the bar short of its total: say so,
+        # rather than let a saved notebook show what looks like a bar that froze.
+        if not self.disable and self.total and self.n < self.total and self.leave:
+            self.desc = f"{self.desc} (stopped early)" if self.desc else "stopped early"
+        super().close()
 
     def display(self, msg=None, pos=None):
         from IPython import get_ipython

@@ -165,7 +165,8 @@ def plot_histories(histories: dict, columns=("loss", "att")):
     return fig
 
 
-def compare_methods(table: pd.DataFrame, metrics=("acc_id", "acc_shifted", "auc_shifted", "mass_in_mask"),
+def compare_methods(table: pd.DataFrame,
+                    metrics=("acc_id", "acc_shifted", "auc_shifted", "mass_in_mask"),
                     chance: dict | None = None):
     """Baseline vs guided: bars = mean over seeds, dots = single seeds, one panel per metric.
 

@@ -9,10 +9,14 @@ are tagged for what they are in a lesson:
 * ``exercise``: a coding exercise; its solution lines sit between ``# BEGIN SOLUTION`` and
   ``# END SOLUTION`` (the markers otter-grader uses too) and become a blank, ``...``, in
   the student version;
+* ``exercise-intro``: the markdown that sets an exercise, kept as it is;
 * ``check``: the instant check after an exercise (``exercises.check_*``), kept as it is;
 * ``questionnaire`` and ``answers``: questions, and their answers, which the student
   version replaces with a cell for the student's own answers;
 * ``experiment``: an open "try this" experiment; ``setup``, ``parameters``: as named.
+
+The student notebooks live one folder deeper, so relative links in markdown (``](../``) get
+one more ``../``.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ def student_version(notebook, name: str):
         elif BEGIN in cell.source:
             raise MarkerError(f"{name}, cell {index}: solution markers in a cell that is not "
                               "tagged 'exercise'; tag it, or the solution would reach students.")
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.replace("](../", "](../../")
         if "answers" in kinds:
             blank = nbformat.v4.new_markdown_cell(ANSWER_CELL, metadata={"tags": ["answers"]})
             if "id" in cell:

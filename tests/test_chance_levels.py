@@ -112,5 +112,6 @@ def test_close_chance_levels_share_one_line_and_label():
                            "missing": float("nan")})
     heights = sorted(line.get_ydata()[0] for line in ax.get_lines())
     assert heights == [0.13, 0.5]
-    assert sorted(t.get_text() for t in ax.texts) == ["coin toss", "uniform attention ≈ random CAM"]
+    labels = sorted(t.get_text() for t in ax.texts)
+    assert labels == ["coin toss", "uniform attention ≈ random CAM"]
     plt.close(fig)

@@ -2,7 +2,6 @@
 mistakes fail with the sentence meant for them."""
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -75,10 +74,10 @@ def test_mass_in_mask_check():
     fails_with(exercises.check_mass_in_mask, blank, "returned nothing")
     fails_with(exercises.check_mass_in_mask, lambda c, m, k: mass(c, m, torch.zeros_like(k)),
                "same class for every image")
-    raw = lambda c, m, k: (c[torch.arange(len(c)), k].flatten(1)  # noqa: E731
+    raw = lambda c, m, k: (c[torch.arange(len(c)), k].flatten(1)
                            * F.interpolate(m, size=(8, 8)).flatten(1)).sum(1)
     fails_with(exercises.check_mass_in_mask, raw, "between 0 and 1")
-    by_row = lambda c, m, k: (c[torch.arange(len(c)), k].softmax(-1)  # noqa: E731
+    by_row = lambda c, m, k: (c[torch.arange(len(c)), k].softmax(-1)
                               * F.interpolate(m, size=(8, 8))[:, 0]).flatten(1).sum(1)
     fails_with(exercises.check_mass_in_mask, by_row, "all h x w positions")
 
@@ -99,8 +98,8 @@ def test_box_mask_check():
     fails_with(exercises.check_box_mask, blank, "returned nothing")
     fails_with(exercises.check_box_mask, lambda b, h, w: box((b[1], b[0], b[3], b[2]), h, w),
                "x and y are swapped")
-    fails_with(exercises.check_box_mask, lambda b, h, w: box((b[0], b[1], b[2] + 1, b[3] + 1), h, w),
-               "exclusive ends")
+    fails_with(exercises.check_box_mask,
+               lambda b, h, w: box((b[0], b[1], b[2] + 1, b[3] + 1), h, w), "exclusive ends")
     fails_with(exercises.check_box_mask, lambda b, h, w: torch.zeros(h, w), "empty")
     fails_with(exercises.check_box_mask, lambda b, h, w: torch.zeros(w, h), "shape")
 
@@ -129,8 +128,8 @@ def iou(a, b):
 def test_mask_iou_check():
     passes(exercises.check_mask_iou, iou)
     fails_with(exercises.check_mask_iou, blank, "returned nothing")
-    fails_with(exercises.check_mask_iou, lambda a, b: float(2 * (a * b).sum() / (a.sum() + b.sum())),
-               "Dice")
+    fails_with(exercises.check_mask_iou,
+               lambda a, b: float(2 * (a * b).sum() / (a.sum() + b.sum())), "Dice")
     fails_with(exercises.check_mask_iou, lambda a, b: float((a * b).sum() / (a.sum() + b.sum())),
                "counts the shared pixels twice")
     fails_with(exercises.check_mask_iou, lambda a, b: float((a * b).sum() / ((a + b) > 0).sum()),
@@ -167,7 +166,7 @@ def test_attention_loss_check():
     fails_with(exercises.check_attention_loss, blank, "returned nothing")
     fails_with(exercises.check_attention_loss, lambda c, m: -att_loss(c, m), "sign")
     fails_with(exercises.check_attention_loss, lambda c, m: att_loss(c, m) * 3, "differs")
-    naive = lambda c, m: -(F.interpolate(m, size=c.shape[-2:]).flatten(2)  # noqa: E731
+    naive = lambda c, m: -(F.interpolate(m, size=c.shape[-2:]).flatten(2)
                            * c.flatten(2).log_softmax(2)).sum() / (
                                F.interpolate(m, size=c.shape[-2:]).sum() * c.shape[1])
     fails_with(exercises.check_attention_loss, naive, "exactly 0 (not NaN)")

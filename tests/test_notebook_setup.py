@@ -85,3 +85,11 @@ def test_a_disabled_text_bar_shows_nothing(capsys):
     for _ in notebook.TextBar(range(3), disable=True):
         pass
     assert capsys.readouterr().out == ""
+
+
+def test_a_text_bar_left_early_says_so(capsys):
+    for step in notebook.TextBar(range(4), desc="lam=1", mininterval=0):
+        if step == 2:
+            break  # what fit's time limit does
+    last = [line for line in capsys.readouterr().out.splitlines() if line.strip()][-1]
+    assert last.startswith("lam=1 (stopped early):") and "2/4" in last

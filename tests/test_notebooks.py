@@ -52,7 +52,8 @@ def check_name(cell) -> str:
 def assert_checks_pass(notebook, name):
     for cell in tagged(notebook.cells, "check"):
         text = outputs_text(cell)
-        assert text.startswith("✓") and text.count("\n") == 1, f"{name}: {cell.source} printed {text!r}"
+        assert text.startswith("✓") and text.count("\n") == 1, \
+            f"{name}: {cell.source} printed {text!r}"
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,9 @@ def test_notebook_runs_top_to_bottom(path, course_dirs):
                 assert "MaskAnnotator" in cell.source, f"{path.name} cell {index}: a widget output"
             bar = data.get("text/plain", "") + output.get("text", "")
             if re.search(r"\d+%\|", bar):
-                assert all(re.search(r"100%\|", line) for line in bar.splitlines() if "%|" in line), \
+                finished = [re.search(r"100%\||stopped early", line) for line in bar.splitlines()
+                            if "%|" in line]
+                assert all(finished), \
                     f"{path.name} cell {index}: an unfinished progress bar {bar[:200]!r}"
 
 
@@ -148,16 +151,16 @@ def test_notebook_has_exercises_questions_and_experiments(path):
     assert f"notebooks/student/{path.name}" in cells[0].source, "a badge for the student version"
     questionnaire = tagged(cells, "questionnaire")
     assert len(questionnaire) == 1
-    questions = re.findall(r"^\d+\. ", questionnaire[0].source, flags=re.M)
+    questions = re.findall(r"^\d+\. ", questionnaire[0].source, flags=re.MULTILINE)
     assert 5 <= len(questions) <= 10, f"{len(questions)} questions"
     answers = tagged(cells, "answers")
     assert len(answers) == 1
-    assert len(re.findall(r"^\d+\. ", answers[0].source, flags=re.M)) == len(questions)
+    assert len(re.findall(r"^\d+\. ", answers[0].source, flags=re.MULTILINE)) == len(questions)
     exercise_cells = tagged(cells, "exercise")
     assert 2 <= len(exercise_cells) <= 4, f"{len(exercise_cells)} coding exercises"
     experiments = tagged(cells, "experiment")
     assert len(experiments) == 1
-    assert 1 <= len(re.findall(r"^- \*\*", experiments[0].source, flags=re.M)) <= 2
+    assert 1 <= len(re.findall(r"^- \*\*", experiments[0].source, flags=re.MULTILINE)) <= 2
     setup_cells = tagged(cells, "setup")
     assert len(setup_cells) == 1 and "nb = setup(" in setup_cells[0].source
     assert cells.index(setup_cells[0]) == cells.index(tagged(cells, "parameters")[0]) + 1
@@ -168,11 +171,12 @@ def test_every_exercise_is_followed_by_its_check(path):
     cells = nbformat.read(path, as_version=4).cells
     for cell in tagged(cells, "exercise"):
         after = cells[cells.index(cell) + 1]
-        assert "check" in after.metadata.get("tags", []), f"no check cell after {cell.source[:60]!r}"
+        assert "check" in after.metadata.get("tags", []), \
+            f"no check cell after {cell.source[:60]!r}"
         name = check_name(after)
         assert hasattr(exercises, name), f"exercises.{name} does not exist"
-        function = re.search(r"^def (\w+)\(", cell.source, flags=re.M).group(1)
-        assert after.source.strip().endswith(f"({function})"), "the check gets the exercise's function"
+        function = re.search(r"^def (\w+)\(", cell.source, flags=re.MULTILINE).group(1)
+        assert after.source.strip().endswith(f"({function})"), "check the exercise's function"
 
 
 def test_student_versions_are_up_to_date():
@@ -180,7 +184,8 @@ def test_student_versions_are_up_to_date():
     committed = sorted((ROOT / "notebooks" / "student").glob("*.ipynb"))
     assert sorted(expected) == committed, "run `make student`"
     for path, text in expected.items():
-        assert path.read_text(encoding="utf-8") == text, f"{path.name} is out of date: run `make student`"
+        assert path.read_text(encoding="utf-8") == text, \
+            f"{path.name} is out of date: run `make student`"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -200,7 +205,8 @@ def test_student_version_holds_no_solution_code(path):
 def test_student_tool_says_where_markers_do_not_pair_up():
     cell = nbformat.v4.new_code_cell("def f():\n    # BEGIN SOLUTION\n    return 1\n",
                                      metadata={"tags": ["exercise"]})
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# t"), cell])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# t [d](../data/x.md)"),
+                                               cell])
     with pytest.raises(student.MarkerError, match="x.ipynb, cell 1.*without # END SOLUTION"):
         student.student_version(notebook, "x.ipynb")
     cell.metadata["tags"] = []
@@ -210,6 +216,8 @@ def test_student_tool_says_where_markers_do_not_pair_up():
     cell.metadata["tags"] = ["exercise"]
     blanked = student.student_version(notebook, "x.ipynb").cells[1].source
     assert blanked == "def f():\n    ...  # your code here"
+    header = student.student_version(notebook, "x.ipynb").cells[0].source
+    assert header.startswith("# t [d](../../data/x.md)")  # one folder deeper
 
 
 def run_exercise_cells(path: Path, runs: Path) -> nbformat.NotebookNode:
