@@ -27,11 +27,12 @@ CHANCE_STYLES = ("--", ":", "-.")  # one line style per chance level of a panel
 
 
 def draw_chance(ax, levels: dict | None, orientation: str = "h") -> None:
-    """Draw chance levels {label: value} as grey lines across a panel, labelled at the edge.
+    """Draw chance levels {label: value} as grey lines across a panel, named in its legend.
 
+    Levels closer than 0.03 share one line ("uniform attention ≈ random CAM").
     orientation "h" draws horizontal lines (the metric on the y axis), "v" vertical ones.
     """
-    groups: list[list] = []  # levels closer than 0.03 share one line and one label
+    groups: list[list] = []
     for label, value in (levels or {}).items():
         if value is None or not np.isfinite(value):
             continue
@@ -41,29 +42,27 @@ def draw_chance(ax, levels: dict | None, orientation: str = "h") -> None:
         else:
             groups.append([label, float(value)])
     for (label, value), style in zip(groups, CHANCE_STYLES):
-        if orientation == "h":
-            ax.axhline(value, color="grey", lw=0.9, ls=style, zorder=0)
-            ax.annotate(label, (1.0, value), xycoords=("axes fraction", "data"), fontsize=7,
-                        color="dimgrey", ha="right", va="bottom")
-        else:
-            ax.axvline(value, color="grey", lw=0.9, ls=style, zorder=0)
-            ax.annotate(label, (value, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
-                        color="dimgrey", ha="left", va="top", rotation=90)
+        line = ax.axhline if orientation == "h" else ax.axvline
+        line(value, color="grey", lw=0.9, ls=style, zorder=0, label=f"chance: {label}")
+    if groups:
+        ax.legend(fontsize=7, loc="best", frameon=False)
 
 
 def chance_lines(chance: dict | None) -> dict:
     """Chance levels for the plotting functions: {metric column: {label: value}}.
 
-    Accuracy columns get a coin toss (0.5, two balanced classes); with ``chance`` (what
+    Accuracy and AUC columns get a coin toss (0.5 for two balanced classes; any ranking by
+    chance has an AUC of 0.5); with ``chance`` (what
     ``metrics.chance_levels`` returned for the test masks) the attention columns get the
     uniform-attention and random-CAM levels.
     """
-    lines = {name: {"coin toss": 0.5} for name in ("acc_id", "acc_shifted", "acc_val", "accuracy")}
+    lines = {name: {"coin toss": 0.5}
+             for name in ("acc_id", "acc_shifted", "acc_val", "accuracy", "auc_shifted", "auc")}
     if chance:
         for metric, columns in (("mass_in_mask", ("mass_in_mask",)),
                                 ("pointing_game", ("pointing_game", "pointing_game_shifted"))):
             for column in columns:
-                lines[column] = {"uniform attention": chance["uniform"].get(metric),
+                lines[column] = {"uniform": chance["uniform"].get(metric),
                                  "random CAM": chance["random_cam"].get(metric)}
     return lines
 
@@ -152,15 +151,22 @@ def plot_confusion(confusion, class_names=("normal", "fractured"), ax=None, titl
 
 
 def plot_histories(histories: dict, columns=("loss", "att")):
-    """Training curves: {name: history DataFrame} -> one panel per column."""
+    """Training curves: {name: history DataFrame} -> one panel per column.
+
+    An attention-loss column that is all zero (a baseline trained with lam = 0, whose
+    attention loss was never computed) is left out, not drawn as a perfect 0.
+    """
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), squeeze=False)
     for ax, column in zip(axes[0], columns):
         for name, history in histories.items():
+            if column == "att" and column in history and not (history[column] != 0).any():
+                ax.plot([], [], ls="none", label=f"{name}: not computed (λ = 0)")
+                continue
             if column in history:
                 ax.plot(history["epoch"], history[column], marker="o", ms=3, label=name,
                         color=METHOD_PALETTE.get(name.split()[0]))
         ax.set_xlabel("epoch"), ax.set_title(column)
-    axes[0, 0].legend(fontsize=8)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
