@@ -284,3 +284,11 @@ def test_uniform_chance_check():
     fails_with(exercises.check_uniform_chance,
                lambda m, s: m[m.flatten(1).sum(1) > 0].flatten(1).mean(1).mean(), "shrink")
     assert metrics.chance_levels  # the reference the check compares with
+
+
+def test_a_check_leaves_the_random_state_of_the_notebook_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    exercises.check_cam.verdict(cam)  # seeds its own model and inputs inside
+    assert torch.equal(torch.rand(3), expected)
