@@ -205,8 +205,8 @@ def test_student_version_holds_no_solution_code(path):
 def test_student_tool_says_where_markers_do_not_pair_up():
     cell = nbformat.v4.new_code_cell("def f():\n    # BEGIN SOLUTION\n    return 1\n",
                                      metadata={"tags": ["exercise"]})
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# t [d](../data/x.md)"),
-                                               cell])
+    header = nbformat.v4.new_markdown_cell("# t [d](../data/x.md)")
+    notebook = nbformat.v4.new_notebook(cells=[header, cell])
     with pytest.raises(student.MarkerError, match="x.ipynb, cell 1.*without # END SOLUTION"):
         student.student_version(notebook, "x.ipynb")
     cell.metadata["tags"] = []
@@ -220,27 +220,34 @@ def test_student_tool_says_where_markers_do_not_pair_up():
     assert header.startswith("# t [d](../../data/x.md)")  # one folder deeper
 
 
-def run_exercise_cells(path: Path, runs: Path) -> nbformat.NotebookNode:
-    """Execute a notebook's parameters, setup, exercise and check cells (ci profile)."""
-    notebook = nbformat.read(path, as_version=4)
-    keep = ("parameters", "setup", "exercise", "check")
-    notebook.cells = [c for c in notebook.cells
-                      if c.cell_type == "code" and set(keep) & set(c.metadata.get("tags", []))]
-    parameters = tagged(notebook.cells, "parameters")[0]
-    parameters.source += f"\nprofile = 'ci'\nruns_dir = {str(runs)!r}\n"
-    NotebookClient(notebook, kernel_name="python3", timeout=300,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    return notebook
+def exercise_cells(path: Path, runs: Path) -> list:
+    """A notebook's parameters, setup, exercise and check cells, set to the ci profile."""
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+             and {"parameters", "setup", "exercise", "check"} & set(c.metadata.get("tags", []))]
+    for cell in cells:
+        cell.metadata["notebook"] = path.name
+        if "parameters" in cell.metadata["tags"]:
+            cell.source += f"\nprofile = 'ci'\nruns_dir = {str(runs)!r}\n"
+    return cells
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_checks_fail_with_their_hint_on_the_student_blanks(path, tmp_path):
-    # (on the solutions, test_notebook_runs_top_to_bottom asserts that every check passes)
-    blanks = run_exercise_cells(ROOT / "notebooks" / "student" / path.name, tmp_path)
-    for cell in tagged(blanks.cells, "check"):
+def test_checks_fail_with_their_hint_on_the_student_blanks(tmp_path):
+    # The exercise and check cells of every student notebook, one notebook after the other,
+    # in one kernel (one start instead of five). On the solutions,
+    # test_notebook_runs_top_to_bottom asserts that every check passes.
+    student_dir = ROOT / "notebooks" / "student"
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [c for path in NOTEBOOKS
+                      for c in exercise_cells(student_dir / path.name, tmp_path)]
+    NotebookClient(notebook, kernel_name="python3", timeout=300,
+                   resources={"metadata": {"path": str(student_dir)}}).execute()
+    checks = tagged(notebook.cells, "check")
+    assert {c.metadata["notebook"] for c in checks} == {p.name for p in NOTEBOOKS}
+    for cell in checks:
         check = getattr(exercises, check_name(cell))
         _, hint = check.verdict(lambda *args: None)  # what a blank function returns
         printed = outputs_text(cell)
-        assert printed.startswith("✗"), f"{path.name}: {cell.source} passed on a blank"
-        assert printed.strip() == hint, f"{path.name}: {cell.source} printed {printed!r}"
+        where = f"{cell.metadata['notebook']}: {cell.source}"
+        assert printed.startswith("✗"), f"{where} passed on a blank"
+        assert printed.strip() == hint, f"{where} printed {printed!r}, not {hint!r}"
