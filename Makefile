@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.agkit-installed
 PROFILE ?= workshop
 
-.PHONY: setup test test-fast course slides cache course-time benchmarks stamp clean
+.PHONY: setup test test-fast course slides cache course-time benchmarks stamp student clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,3 +51,7 @@ stamp: $(STAMP)
 
 clean:
 	rm -rf build runs .pytest_cache
+
+# Student versions of the notebooks (exercise solutions blanked), written to notebooks/student/.
+student: $(STAMP)
+	$(PY) -m agkit.student

@@ -6,6 +6,12 @@ the CAM of the *predicted* class against the guidance mask:
 * mass in mask: the share of the softmax attention A_c inside the mask (1 = all inside);
 * pointing game: whether the CAM's maximum, at input resolution, falls inside the mask;
 * IoU: overlap of the thresholded, normalised, upsampled CAM with the mask.
+
+A score means little without its chance level: a mask that covers a fifth of the image
+catches a fifth of a uniform attention map. ``mass_in_mask_chance`` and
+``pointing_game_chance`` give that level per image (the mask's share of the positions),
+and ``random_cam_baseline`` scores CAMs of pure noise, the level a network reaches by
+looking nowhere in particular. ``chance_levels`` collects both for a set of masks.
 """
 
 from __future__ import annotations
@@ -99,3 +105,170 @@ def cam_iou(cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor,
     intersection = (region & truth).flatten(1).sum(dim=1)
     union = (region | truth).flatten(1).sum(dim=1)
     return intersection / union.clamp_min(1)
+
+
+# ---------------------------------------------------------------------------------------
+# Chance levels
+# ---------------------------------------------------------------------------------------
+
+
+def _annotated(masks: torch.Tensor) -> torch.Tensor:
+    """Masks B x 1 x H x W -> the rows that are not all zero (images without a mask)."""
+    masks = torch.as_tensor(masks).float()
+    if masks.ndim != 4 or masks.shape[1] != 1:
+        raise ValueError(f"masks must be shaped B x 1 x H x W, got {tuple(masks.shape)}.")
+    return masks[masks.flatten(1).sum(dim=1) > 0]
+
+
+def mass_in_mask_chance(masks: torch.Tensor, cam_size=None) -> torch.Tensor:
+    """Mass in mask of uniform attention, per image: the mask's share of the positions.
+
+    Args:
+        masks: B x 1 x H x W, 0/1. cam_size: (h, w) of the CAMs for the "feature"
+            resolution of ``mass_in_mask`` (the mask is shrunk the same way, nearest);
+            None scores at input resolution.
+
+    Returns:
+        B values in [0, 1]; an all-zero mask gives 0.
+    """
+    masks = torch.as_tensor(masks).float()
+    if cam_size is not None:
+        masks = F.interpolate(masks, size=tuple(cam_size), mode="nearest")
+    return masks.flatten(1).mean(dim=1)
+
+
+def pointing_game_chance(masks: torch.Tensor) -> torch.Tensor:
+    """Chance that a peak placed uniformly at random hits the mask: B values in [0, 1].
+
+    masks B x 1 x H x W, 0/1 (the share of mask pixels at input resolution).
+    """
+    return torch.as_tensor(masks).float().flatten(1).mean(dim=1)
+
+
+def random_cam_baseline(masks: torch.Tensor, cam_size, draws: int = 20, seed: int = 0) -> dict:
+    """Attention scores of CAMs made of Gaussian noise, a network that looks nowhere.
+
+    Args:
+        masks: B x 1 x H x W, 0/1 (images with an all-zero mask are left out).
+        cam_size: (h, w) of the noise CAMs, the model's feature grid.
+        draws: noise CAMs per image; seed: makes the draws repeat.
+
+    Returns:
+        {"mass_in_mask", "pointing_game", "iou"}: each the mean over images and draws.
+    """
+    masks = _annotated(masks)
+    if len(masks) == 0:
+        return {"mass_in_mask": float("nan"), "pointing_game": float("nan"), "iou": float("nan")}
+    generator = torch.Generator().manual_seed(seed)
+    classes = torch.zeros(len(masks), dtype=torch.long)
+    totals = {"mass_in_mask": 0.0, "pointing_game": 0.0, "iou": 0.0}
+    for _ in range(draws):
+        cams = torch.randn(len(masks), 1, *tuple(cam_size), generator=generator)
+        totals["mass_in_mask"] += mass_in_mask(cams, masks, classes).mean().item()
+        totals["pointing_game"] += pointing_game(cams, masks, classes).float().mean().item()
+        totals["iou"] += cam_iou(cams, masks, classes).mean().item()
+    return {k: v / draws for k, v in totals.items()}
+
+
+def chance_levels(masks: torch.Tensor, cam_size, draws: int = 20, seed: int = 0) -> dict:
+    """Chance levels of the attention metrics on a set of masks (annotated images only).
+
+    Args:
+        masks: B x 1 x H x W, 0/1; cam_size: (h, w) of the model's CAMs.
+
+    Returns:
+        {"uniform": {"mass_in_mask", "pointing_game"}, "random_cam": {"mass_in_mask",
+        "pointing_game", "iou"}}: means over the annotated images. "uniform" is attention
+        spread evenly (the mask's area share); "random_cam" scores CAMs of noise.
+    """
+    annotated = _annotated(masks)
+    if len(annotated) == 0:
+        uniform = {"mass_in_mask": float("nan"), "pointing_game": float("nan")}
+    else:
+        uniform = {"mass_in_mask": mass_in_mask_chance(annotated, cam_size).mean().item(),
+                   "pointing_game": pointing_game_chance(annotated).mean().item()}
+    return {"uniform": uniform, "random_cam": random_cam_baseline(annotated, cam_size, draws, seed)}
+
+
+def attention_loss_floor(masks: torch.Tensor, cam_size) -> float:
+    """The smallest value the attention loss (feature resolution) can reach on these masks.
+
+    -log A summed over a mask of |S| cells is smallest when A is spread evenly over the
+    mask, A = 1/|S| there, giving |S| log|S|. Over a batch the loss divides by the total
+    mask area, so its floor is sum_n |S_n| log|S_n| / sum_n |S_n|: never 0 unless every
+    mask is a single cell.
+
+    masks: B x 1 x H x W, 0/1; cam_size: (h, w) of the CAMs. Returns a float (NaN when no
+    image has a mask).
+    """
+    cells = F.interpolate(torch.as_tensor(masks).float(), size=tuple(cam_size), mode="nearest")
+    area = cells.flatten(1).sum(dim=1)
+    area = area[area > 0]
+    if len(area) == 0:
+        return float("nan")
+    return float((area * area.log()).sum() / area.sum())
+
+
+ATTENTION_METRICS = ("mass_in_mask", "pointing_game")
+
+
+def attention_table(scores: dict, chance: dict, metrics=ATTENTION_METRICS):
+    """Attention scores of some models next to their chance levels, as a table.
+
+    Args:
+        scores: {model name: {metric: value}} (e.g. ``agkit.train.evaluate`` results).
+        chance: what ``chance_levels`` returned for the same test masks.
+        metrics: which columns to show.
+
+    Returns:
+        pandas DataFrame: one row per model, then "uniform attention (chance)" and
+        "random CAM (chance)"; NaN where a chance level does not exist.
+    """
+    import pandas as pd
+
+    rows = {name: {m: float(values.get(m, float("nan"))) for m in metrics}
+            for name, values in scores.items()}
+    for name, key in (("uniform attention (chance)", "uniform"), ("random CAM (chance)", "random_cam")):
+        rows[name] = {m: chance[key].get(m, float("nan")) for m in metrics}
+    return pd.DataFrame(rows).T[list(metrics)]
+
+
+def chance_headline(summary, chance: dict, margin: float = 0.05) -> list[str]:
+    """The course's result in words, leading with what is above chance.
+
+    Args:
+        summary: pandas DataFrame, rows "baseline" and "guided", columns acc_shifted,
+            mass_in_mask and (optionally) pointing_game_shifted: means over seeds on the
+            shifted test split.
+        chance: ``chance_levels`` of the shifted test split's masks.
+        margin: how far above the highest chance level a score must be to count as
+            "above chance".
+
+    Returns:
+        one sentence per method, then one for the gap in accuracy.
+    """
+    levels = {"acc_shifted": 0.5,
+              "mass_in_mask": max(chance["uniform"]["mass_in_mask"],
+                                  chance["random_cam"]["mass_in_mask"]),
+              "pointing_game_shifted": max(chance["uniform"]["pointing_game"],
+                                           chance["random_cam"]["pointing_game"])}
+    names = {"acc_shifted": "accuracy", "mass_in_mask": "mass in mask",
+             "pointing_game_shifted": "pointing game"}
+    lines = []
+    for method in ("guided", "baseline"):
+        above, near = [], []
+        for column, level in levels.items():
+            if column not in summary.columns:
+                continue
+            value = float(summary.loc[method, column])
+            text = f"{names[column]} {value:.2f} (chance {level:.2f})"
+            (above if value > level + margin else near).append(text)
+        parts = []
+        if above:
+            parts.append("above chance: " + ", ".join(above))
+        if near:
+            parts.append("at or near chance: " + ", ".join(near))
+        lines.append(f"{method}: " + "; ".join(parts) + ".")
+    gap = 100 * (summary.loc["guided", "acc_shifted"] - summary.loc["baseline", "acc_shifted"])
+    lines.append(f"guided - baseline accuracy on the shifted test split: {gap:+.1f} points.")
+    return lines

@@ -23,6 +23,48 @@ METRIC_NAMES = {
     "pointing_game_shifted": "pointing game, shifted test",
     "acc_val": "accuracy, validation",
 }
+CHANCE_STYLES = ("--", ":", "-.")  # one line style per chance level of a panel
+
+
+def draw_chance(ax, levels: dict | None, orientation: str = "h") -> None:
+    """Draw chance levels {label: value} as grey lines across a panel, named in its legend.
+
+    Levels closer than 0.03 share one line ("uniform attention ≈ random CAM").
+    orientation "h" draws horizontal lines (the metric on the y axis), "v" vertical ones.
+    """
+    groups: list[list] = []
+    for label, value in (levels or {}).items():
+        if value is None or not np.isfinite(value):
+            continue
+        close = [g for g in groups if abs(g[1] - value) < 0.03]
+        if close:
+            close[0][0] += f" ≈ {label}"
+        else:
+            groups.append([label, float(value)])
+    for (label, value), style in zip(groups, CHANCE_STYLES):
+        line = ax.axhline if orientation == "h" else ax.axvline
+        line(value, color="grey", lw=0.9, ls=style, zorder=0, label=f"chance: {label}")
+    if groups:
+        ax.legend(fontsize=7, loc="best", frameon=False)
+
+
+def chance_lines(chance: dict | None) -> dict:
+    """Chance levels for the plotting functions: {metric column: {label: value}}.
+
+    Accuracy and AUC columns get a coin toss (0.5 for two balanced classes; any ranking by
+    chance has an AUC of 0.5); with ``chance`` (what
+    ``metrics.chance_levels`` returned for the test masks) the attention columns get the
+    uniform-attention and random-CAM levels.
+    """
+    lines = {name: {"coin toss": 0.5}
+             for name in ("acc_id", "acc_shifted", "acc_val", "accuracy", "auc_shifted", "auc")}
+    if chance:
+        for metric, columns in (("mass_in_mask", ("mass_in_mask",)),
+                                ("pointing_game", ("pointing_game", "pointing_game_shifted"))):
+            for column in columns:
+                lines[column] = {"uniform": chance["uniform"].get(metric),
+                                 "random CAM": chance["random_cam"].get(metric)}
+    return lines
 
 
 def _gray(image) -> np.ndarray:
@@ -109,21 +151,33 @@ def plot_confusion(confusion, class_names=("normal", "fractured"), ax=None, titl
 
 
 def plot_histories(histories: dict, columns=("loss", "att")):
-    """Training curves: {name: history DataFrame} -> one panel per column."""
+    """Training curves: {name: history DataFrame} -> one panel per column.
+
+    An attention-loss column that is all zero (a baseline trained with lam = 0, whose
+    attention loss was never computed) is left out, not drawn as a perfect 0.
+    """
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), squeeze=False)
     for ax, column in zip(axes[0], columns):
         for name, history in histories.items():
+            if column == "att" and column in history and not (history[column] != 0).any():
+                ax.plot([], [], ls="none", label=f"{name}: not computed (λ = 0)")
+                continue
             if column in history:
                 ax.plot(history["epoch"], history[column], marker="o", ms=3, label=name,
                         color=METHOD_PALETTE.get(name.split()[0]))
         ax.set_xlabel("epoch"), ax.set_title(column)
-    axes[0, 0].legend(fontsize=8)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def compare_methods(table: pd.DataFrame, metrics=("acc_id", "acc_shifted", "auc_shifted", "mass_in_mask")):
-    """Baseline vs guided: bars = mean over seeds, dots = single seeds, one panel per metric."""
+def compare_methods(table: pd.DataFrame,
+                    metrics=("acc_id", "acc_shifted", "auc_shifted", "mass_in_mask"),
+                    chance: dict | None = None):
+    """Baseline vs guided: bars = mean over seeds, dots = single seeds, one panel per metric.
+
+    chance: {metric: {label: value}} chance levels drawn as grey lines (see chance_lines).
+    """
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         sns.barplot(data=table, x="method", y=metric, hue="method", palette=METHOD_PALETTE,
@@ -136,33 +190,83 @@ def compare_methods(table: pd.DataFrame, metrics=("acc_id", "acc_shifted", "auc_
                             ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
         ax.set_ylim(0, 1.08), ax.set_xlabel(""), ax.set_ylabel("")
         ax.set_title(METRIC_NAMES.get(metric, metric), fontsize=9)
+        draw_chance(ax, (chance or {}).get(metric))
     fig.tight_layout()
     return fig
 
 
+def seed_range(values) -> tuple[float, float]:
+    """The error bar of the ablation plots: the lowest and highest value over the seeds."""
+    return float(np.min(values)), float(np.max(values))
+
+
 def ablation_plot(table: pd.DataFrame, x: str, y: str = "acc_shifted", hue: str | None = None,
-                  logx: bool = False, ax=None, title: str = "", xlabel: str | None = None):
-    """Mean and 95 % confidence interval over seeds of ``y`` against ``x``."""
+                  logx: bool = False, ax=None, title: str = "", xlabel: str | None = None,
+                  chance: dict | None = None):
+    """Mean over seeds of ``y`` against ``x``, with the range (min to max) of the seeds.
+
+    With three seeds a bootstrap "95 % confidence interval" of the mean is almost exactly
+    this range (the resampled means cannot leave it), so the plot draws the range and
+    says so. chance: {label: value} levels drawn as grey lines (for ``y``).
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(4.2, 3))
     kind = table[x].dtype.kind in "if"
     if kind:
-        sns.lineplot(data=table, x=x, y=y, hue=hue, marker="o", errorbar=("ci", 95), ax=ax,
+        sns.lineplot(data=table, x=x, y=y, hue=hue, marker="o", errorbar=seed_range, ax=ax,
+                     err_style="bars", err_kws={"capsize": 3},
                      palette=METHOD_PALETTE if hue == "method" else None)
         if logx:
             ax.set_xscale("symlog", linthresh=min(v for v in table[x].unique() if v > 0))
     else:
-        sns.pointplot(data=table, x=x, y=y, hue=hue, errorbar=("ci", 95), ax=ax, capsize=0.1,
+        sns.pointplot(data=table, x=x, y=y, hue=hue, errorbar=seed_range, ax=ax, capsize=0.1,
                       linestyle="none", palette=METHOD_PALETTE if hue == "method" else None)
     ax.set_ylim(*((0.3, 1.02) if y.startswith("acc") or y.startswith("auc") else (0, 1.02)))
-    if y.startswith("acc"):
-        ax.axhline(0.5, color="grey", lw=0.8, ls=":")  # a coin toss on balanced classes
-    ax.set_ylabel(METRIC_NAMES.get(y, y)), ax.set_xlabel(xlabel or x), ax.set_title(title, fontsize=10)
+    levels = dict(chance or {})
+    if y.startswith("acc") and not levels:
+        levels = {"coin toss": 0.5}  # two balanced classes
+    draw_chance(ax, levels)
+    ax.set_ylabel(METRIC_NAMES.get(y, y)), ax.set_xlabel(xlabel or x)
+    ax.set_title(title, fontsize=10)
+    ax.annotate("dots: mean of the seeds · bars: lowest to highest seed", (0, -0.3),
+                xycoords="axes fraction", fontsize=7, color="dimgrey")
     return ax.figure
 
 
-def summary_figure(table: pd.DataFrame, examples: dict | None = None):
+def plot_attention_loss(histories: dict, floor: float | None = None, uniform: float | None = None,
+                        after_training: dict | None = None, ax=None):
+    """The attention loss per epoch, with what it can and cannot reach.
+
+    Args:
+        histories: {name: history DataFrame with epoch and att}; a history whose att is
+            all zero (a baseline whose attention loss was not computed) is not drawn.
+        floor: the loss's lowest possible value on these masks (metrics.attention_loss_floor).
+        uniform: the loss of uniform attention, log(h*w).
+        after_training: {name: value} measured once after training (e.g. for a baseline),
+            drawn as a point at the last epoch.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 3))
+    last = 1
+    for name, history in histories.items():
+        if "att" not in history or not (history["att"] != 0).any():
+            continue
+        ax.plot(history["epoch"], history["att"], marker="o", ms=3, label=name,
+                color=METHOD_PALETTE.get(name.split()[0]))
+        last = max(last, int(history["epoch"].max()))
+    for name, value in (after_training or {}).items():
+        ax.plot([last], [value], marker="D", ms=6, ls="none", label=f"{name}, after training",
+                color=METHOD_PALETTE.get(name.split()[0], "black"))
+    draw_chance(ax, {"uniform attention, log(h·w)": uniform, "floor, log|S|": floor})
+    ax.set_xlabel("epoch"), ax.set_ylabel("attention loss")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def summary_figure(table: pd.DataFrame, examples: dict | None = None, chance: dict | None = None):
     """The course's one-picture summary: the metric bars, and (optionally) CAM examples.
+
+    chance: {metric: {label: value}} drawn as grey lines (see chance_lines).
 
     examples: {"images": n x 1 x H x W, "masks": n x 1 x H x W, "baseline": n x h x w, "guided": n x h x w}.
     """
@@ -178,6 +282,7 @@ def summary_figure(table: pd.DataFrame, examples: dict | None = None):
         sns.stripplot(data=table, x="method", y=metric, color="black", size=4, ax=ax, order=["baseline", "guided"])
         ax.set_ylim(0, 1.05), ax.set_xlabel(""), ax.set_ylabel("")
         ax.set_title(METRIC_NAMES[metric], fontsize=9)
+        draw_chance(ax, (chance or chance_lines(None)).get(metric))
     for i, name in enumerate(("baseline", "guided"), start=1):
         for j in range(n):
             ax = fig.add_subplot(grid[i, j])

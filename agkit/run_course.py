@@ -62,7 +62,7 @@ def summarize_runs(profile_name: str, runs: Path, out: Path) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    from agkit import course, plots
+    from agkit import course, metrics, plots
 
     profile = course.get_profile(profile_name)
     table = course.main_comparison(profile, runs, progress=False)
@@ -77,7 +77,8 @@ def summarize_runs(profile_name: str, runs: Path, out: Path) -> dict:
     for name, config in (("baseline", course.baseline_config(profile, profile.seeds[0])),
                          ("guided", course.guided_config(profile, lam, profile.seeds[0]))):
         examples[name] = plots.predicted_cams(course.load_model(config, runs), test.images[picked])[0]
-    figure = plots.summary_figure(table, examples)
+    chance = metrics.chance_levels(test.masks, examples["baseline"].shape[-2:])
+    figure = plots.summary_figure(table, examples, chance=plots.chance_lines(chance))
     figure.savefig(out / "summary.png", dpi=120, bbox_inches="tight")
 
     results = {method: {metric: float(summary.loc[method, metric]) for metric in summary.columns}
@@ -85,10 +86,15 @@ def summarize_runs(profile_name: str, runs: Path, out: Path) -> dict:
     results["profile"] = profile_name
     results["lambda"] = lam
     results["seeds"] = list(profile.seeds)
+    results["chance_shifted"] = chance
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
     print(f"\nAttention guidance on SynthFrac ({profile_name} profile, mean of {len(profile.seeds)} seeds, "
           f"lambda={lam:g} chosen on validation)")
+    with_pointing = course.summarize(
+        table, metrics=("accuracy_shifted", "mass_in_mask", "pointing_game_shifted"))
+    print("
+".join(metrics.chance_headline(with_pointing, chance)))
     print((100 * summary).round(1).rename(columns={
         "accuracy_shifted": "accuracy shifted %", "accuracy_id": "accuracy in-dist %",
         "auc_shifted": "AUC shifted %", "mass_in_mask": "mass in mask %"}).to_string())

@@ -1,0 +1,161 @@
+"""The one call that opens every course notebook.
+
+    from agkit.notebook import setup
+    nb = setup(profile=profile, seed=seed, runs_dir=runs_dir, device=device)
+
+does what each notebook used to repeat in its first code cell: it picks the profile, the
+device and the runs folder, seeds the random generators, sets the plotting and table
+defaults and makes the kit's progress bars plain text, then prints one line saying what
+it chose. The returned ``Setup`` carries ``.profile`` (an ``agkit.course.Profile``),
+``.device`` (a ``torch.device``), ``.runs_dir`` (a ``pathlib.Path``) and ``.seed``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.std import tqdm as std_tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a notebook runs with."""
+
+    profile: object  # an agkit.course.Profile (imported lazily: course pulls in the data code)
+    device: torch.device
+    runs_dir: Path
+    seed: int
+
+    def __str__(self) -> str:
+        p = self.profile
+        return (f"profile={p.name} · images {p.size}x{p.size} · backbone {p.backbone} · "
+                f"device {self.device} · seed {self.seed} · runs in {self.runs_dir}")
+
+
+def default_runs_dir() -> Path:
+    """Where trained runs go when a notebook does not say.
+
+    In a checkout of the repository (the package sits next to ``pyproject.toml`` and
+    ``notebooks/``) it is the repository's ``runs/`` folder, whatever the working directory;
+    for an installed package it is ``agkit/runs`` in the user's cache folder
+    (``$XDG_CACHE_HOME``, else ``~/.cache``).
+    """
+    if (ROOT / "pyproject.toml").is_file() and (ROOT / "notebooks").is_dir():
+        return ROOT / "runs"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "agkit" / "runs"
+
+
+def resolve_device(device="auto") -> torch.device:
+    """"auto" or None: a GPU when there is one (cuda, then Apple's mps), else the CPU;
+    anything else is passed to ``torch.device`` ("cpu", "cuda:1", ...)."""
+    if device is None or device == "auto":
+        from agkit.train import default_device
+
+        return default_device()
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA GPU; "
+                         "use device='auto' or 'cpu'.")
+    return device
+
+
+class TextBar(std_tqdm):
+    """A tqdm bar drawn as one line of plain text that is replaced in place.
+
+    ipywidget bars are drawn by the browser, so an executed copy (papermill, ``make
+    course``, GitHub's viewer) keeps only their first frame, a frozen "0%". This bar sends
+    its line as a display that is updated in place (``display_id``): live it moves like any
+    bar, and a saved notebook holds its last state, the finished bar.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._handle = None
+        kwargs["file"] = io.StringIO()  # tqdm's own writes go nowhere; display() draws
+        kwargs.setdefault("mininterval", 0.5)
+        kwargs.setdefault("ncols", 90)
+        kwargs.setdefault("ascii", False)  # block characters, as a terminal would show
+        super().__init__(*args, **kwargs)
+
+    def close(self):
+        # A loop left early (fit's time limit) leaves the bar short of its total: say so,
+        # rather than let a saved notebook show what looks like a bar that froze.
+        if not self.disable and self.total and self.n < self.total and self.leave:
+            self.desc = f"{self.desc} (stopped early)" if self.desc else "stopped early"
+        super().close()
+
+    def display(self, msg=None, pos=None):
+        from IPython import get_ipython
+        from IPython.display import display
+
+        line = self.__str__() if msg is None else msg
+        if get_ipython() is None:  # not in a notebook: one printed line per state
+            if line:
+                print(line)
+            return True
+        text = {"text/plain": line}
+        if self._handle is None:
+            self._handle = display(text, raw=True, display_id=True)
+        else:
+            self._handle.update(text, raw=True)
+        return True
+
+
+def use_text_progress_bars() -> None:
+    """Draw the kit's progress bars (training epochs, runs) as ``TextBar``s."""
+    from agkit import course, train
+
+    for module in (train, course):
+        module.tqdm = TextBar
+
+
+def plotting_defaults() -> None:
+    """Compact figures and tables that fit a notebook column."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    pd.set_option("display.precision", 3)
+    plt.rcParams.update({"figure.dpi": 90, "axes.spines.top": False,
+                         "axes.spines.right": False})
+
+
+def setup(profile: str = "workshop", seed: int = 0, runs_dir=None, device="auto",
+          *, quiet: bool = False) -> Setup:
+    """Prepare a course notebook; see the module docstring.
+
+    Args:
+        profile: "ci", "workshop" or "full" (``agkit.course.PROFILES``).
+        seed: seeds Python, NumPy and torch now, and names the run a notebook shows.
+        runs_dir: folder for data, masks and trained runs; None: ``default_runs_dir()``.
+            A relative path is taken from the current directory (a notebook's own folder).
+        device: "auto" (or None), "cpu", "cuda", "mps", or a ``torch.device``.
+        quiet: do not print the one-line summary.
+
+    Returns:
+        a ``Setup`` with ``.profile``, ``.device``, ``.runs_dir`` (absolute) and ``.seed``.
+    """
+    from agkit import course
+    from agkit.train import set_seed
+
+    chosen = course.get_profile(profile)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be a whole number, got {seed!r}.")
+    folder = default_runs_dir() if runs_dir is None else Path(runs_dir).expanduser()
+    folder = folder.resolve()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"runs_dir {str(folder)!r} is a file; pass a folder (it is created "
+                         "when missing).")
+    folder.mkdir(parents=True, exist_ok=True)
+    set_seed(seed)
+    plotting_defaults()
+    use_text_progress_bars()
+    result = Setup(profile=chosen, device=resolve_device(device), runs_dir=folder, seed=seed)
+    if not quiet:
+        print(result)
+    return result

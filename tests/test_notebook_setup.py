@@ -1,0 +1,95 @@
+"""agkit.notebook: the one-line setup of every course notebook, and its progress bars."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from agkit import course, notebook, train
+
+
+@pytest.fixture
+def restore_bars(monkeypatch):
+    # setup() swaps the bars of agkit.train and agkit.course; undo it after each test
+    monkeypatch.setattr(train, "tqdm", train.tqdm)
+    monkeypatch.setattr(course, "tqdm", course.tqdm)
+
+
+def test_setup_returns_what_a_notebook_needs(tmp_path, monkeypatch, restore_bars, capsys):
+    monkeypatch.chdir(tmp_path)
+    nb = notebook.setup(profile="ci", seed=3, runs_dir="runs", device="cpu")
+    assert nb.profile is course.get_profile("ci")
+    assert nb.device == torch.device("cpu")
+    assert nb.runs_dir == tmp_path / "runs" and nb.runs_dir.is_dir()  # absolute, created
+    assert nb.seed == 3
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1 and "profile=ci" in printed and str(nb.runs_dir) in printed
+    assert train.tqdm is notebook.TextBar and course.tqdm is notebook.TextBar
+
+
+def test_setup_seeds_torch(tmp_path, restore_bars):
+    notebook.setup(profile="ci", seed=5, runs_dir=tmp_path, quiet=True)
+    first = torch.rand(3)
+    notebook.setup(profile="ci", seed=5, runs_dir=tmp_path, quiet=True)
+    assert torch.equal(first, torch.rand(3))
+
+
+def test_default_runs_dir_is_the_checkout_runs_folder_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert notebook.default_runs_dir() == Path(notebook.__file__).resolve().parents[1] / "runs"
+
+
+def test_default_runs_dir_of_an_installed_package_is_a_user_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(notebook, "ROOT", tmp_path / "site-packages")  # no pyproject, no notebooks
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert notebook.default_runs_dir() == tmp_path / "cache" / "agkit" / "runs"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert notebook.default_runs_dir() == Path.home() / ".cache" / "agkit" / "runs"
+
+
+def test_auto_device_is_the_training_default():
+    assert notebook.resolve_device("auto") == train.default_device()
+    assert notebook.resolve_device(None) == train.default_device()
+    assert notebook.resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_asking_for_a_missing_gpu_says_so():
+    with pytest.raises(ValueError, match="sees no CUDA GPU; use device='auto' or 'cpu'"):
+        notebook.resolve_device("cuda")
+
+
+def test_bad_arguments_are_named(tmp_path, restore_bars):
+    with pytest.raises(ValueError, match="unknown profile 'big'"):
+        notebook.setup(profile="big", runs_dir=tmp_path, quiet=True)
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        notebook.setup(profile="ci", seed="0", runs_dir=tmp_path, quiet=True)
+    a_file = tmp_path / "runs.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(ValueError, match="is a file; pass a folder"):
+        notebook.setup(profile="ci", runs_dir=a_file, quiet=True)
+    assert a_file.read_text() == "not a folder"  # left alone
+
+
+def test_text_bar_ends_with_the_finished_bar(capsys):
+    # Outside a kernel each state is a printed line; in a kernel the one output is replaced
+    # in place (test_notebooks checks the executed copies), so only the last line stays.
+    for _ in notebook.TextBar(range(5), desc="runs", mininterval=0):
+        pass
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert lines[-1].startswith("runs: 100%") and "5/5" in lines[-1]
+    assert all("%|" in line for line in lines)  # nothing but bar states
+
+
+def test_a_disabled_text_bar_shows_nothing(capsys):
+    for _ in notebook.TextBar(range(3), disable=True):
+        pass
+    assert capsys.readouterr().out == ""
+
+
+def test_a_text_bar_left_early_says_so(capsys):
+    for step in notebook.TextBar(range(4), desc="lam=1", mininterval=0):
+        if step == 2:
+            break  # what fit's time limit does
+    last = [line for line in capsys.readouterr().out.splitlines() if line.strip()][-1]
+    assert last.startswith("lam=1 (stopped early):") and "2/4" in last
