@@ -160,7 +160,7 @@ def check_mass_in_mask(fn) -> str:
                        "each image.")
     by_row = cams.softmax(dim=-1)
     picked = by_row[torch.arange(4), classes]
-    small = F.interpolate(masks, size=(8, 8), mode="nearest")[:, 0]
+    small = F.adaptive_max_pool2d(masks, (8, 8))[:, 0]
     if _close((picked * small).flatten(1).sum(1) / 8, value, 1e-5) or _close(
             (picked * small).flatten(1).sum(1), value, 1e-5):
         raise Hint("the softmax must run over all h x w positions at once, not along one row.")
@@ -168,7 +168,8 @@ def check_mass_in_mask(fn) -> str:
         raise Hint("a share of attention must lie between 0 and 1: turn the CAM into a "
                    "probability distribution over its positions first.")
     raise Hint("the values differ from the reference; shrink the mask to the CAM's size "
-               "(nearest neighbour) and sum the attention of the given class inside it.")
+               "(a cell counts when the mask touches it: F.adaptive_max_pool2d) and sum the "
+               "attention of the given class inside it.")
 
 
 # --------------------------------------------------------------------------------------
@@ -293,7 +294,7 @@ def check_attention_loss(fn) -> str:
     if _close(value, -expected, 1e-5):
         raise Hint("the sign is wrong: the loss is the mean of -log A, a positive number.")
     if not _close(value, expected, 1e-5):
-        flat = F.interpolate(masks, size=(8, 8), mode="nearest").flatten(2)
+        flat = F.adaptive_max_pool2d(masks, (8, 8)).flatten(2)
         log_a = cams.flatten(2).log_softmax(dim=2)
         per_image = -(flat * log_a).sum() / (4 * 2)
         if _close(value, per_image, 1e-5):
@@ -303,7 +304,7 @@ def check_attention_loss(fn) -> str:
             raise Hint("each class map counts: divide by the mask area times the number of "
                        "classes.")
         raise Hint("the value differs from attention_guidance_loss: shrink the mask to the "
-                   "CAM's size (nearest), take log softmax over all positions of each map, "
+                   "CAM's size (F.adaptive_max_pool2d), take log softmax over all positions of each map, "
                    "and average -log A over every masked position of every class map.")
     cams.grad = None
     value.backward()
@@ -486,7 +487,7 @@ def check_uniform_chance(fn) -> str:
         raise Hint("leave out the images without a mask: they have no mass in mask at all.")
     at_input = metrics.pointing_game_chance(masks[masks.flatten(1).sum(1) > 0]).mean().item()
     if math.isclose(value, at_input, abs_tol=1e-6):
-        raise Hint("close: shrink the masks to the CAM's size (nearest) first, as "
+        raise Hint("close: shrink the masks to the CAM's size (F.adaptive_max_pool2d) first, as "
                    "mass_in_mask does.")
     raise Hint("uniform attention puts 1/(h*w) on every cell, so it scores the share of "
                "cells inside the mask; average that over the annotated images.")

@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike
 from sklearn import metrics as skm
 
 from agkit import cam as cam_utils
-from agkit.losses import shrink_masks
+from agkit.losses import attention_loss_floor, shrink_masks  # noqa: F401 (shown with the metrics)
 
 
 def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def mass_in_mask_chance(masks: torch.Tensor, cam_size=None) -> torch.Tensor:
 
     Args:
         masks: B x 1 x H x W, 0/1. cam_size: (h, w) of the CAMs for the "feature"
-            resolution of ``mass_in_mask`` (the mask is shrunk the same way, nearest);
+            resolution of ``mass_in_mask`` (the mask is shrunk the same way, by shrink_masks);
             None scores at input resolution.
 
     Returns:
@@ -133,7 +133,7 @@ def mass_in_mask_chance(masks: torch.Tensor, cam_size=None) -> torch.Tensor:
     """
     masks = torch.as_tensor(masks).float()
     if cam_size is not None:
-        masks = F.interpolate(masks, size=tuple(cam_size), mode="nearest")
+        masks = shrink_masks(masks, tuple(cam_size))
     return masks.flatten(1).mean(dim=1)
 
 
@@ -190,25 +190,6 @@ def chance_levels(masks: torch.Tensor, cam_size, draws: int = 20, seed: int = 0)
     return {"uniform": uniform, "random_cam": random_cam_baseline(annotated, cam_size, draws, seed)}
 
 
-def attention_loss_floor(masks: torch.Tensor, cam_size) -> float:
-    """The smallest value the attention loss (feature resolution) can reach on these masks.
-
-    -log A summed over a mask of |S| cells is smallest when A is spread evenly over the
-    mask, A = 1/|S| there, giving |S| log|S|. Over a batch the loss divides by the total
-    mask area, so its floor is sum_n |S_n| log|S_n| / sum_n |S_n|: never 0 unless every
-    mask is a single cell.
-
-    masks: B x 1 x H x W, 0/1; cam_size: (h, w) of the CAMs. Returns a float (NaN when no
-    image has a mask).
-    """
-    cells = F.interpolate(torch.as_tensor(masks).float(), size=tuple(cam_size), mode="nearest")
-    area = cells.flatten(1).sum(dim=1)
-    area = area[area > 0]
-    if len(area) == 0:
-        return float("nan")
-    return float((area * area.log()).sum() / area.sum())
-
-
 ATTENTION_METRICS = ("mass_in_mask", "pointing_game")
 
 
@@ -237,7 +218,7 @@ def chance_headline(summary, chance: dict, margin: float = 0.05) -> list[str]:
     """The course's result in words, leading with what is above chance.
 
     Args:
-        summary: pandas DataFrame, rows "baseline" and "guided", columns acc_shifted,
+        summary: pandas DataFrame, rows "baseline" and "guided", columns accuracy_shifted,
             mass_in_mask and (optionally) pointing_game_shifted: means over seeds on the
             shifted test split.
         chance: ``chance_levels`` of the shifted test split's masks.
@@ -247,12 +228,12 @@ def chance_headline(summary, chance: dict, margin: float = 0.05) -> list[str]:
     Returns:
         one sentence per method, then one for the gap in accuracy.
     """
-    levels = {"acc_shifted": 0.5,
+    levels = {"accuracy_shifted": 0.5,
               "mass_in_mask": max(chance["uniform"]["mass_in_mask"],
                                   chance["random_cam"]["mass_in_mask"]),
               "pointing_game_shifted": max(chance["uniform"]["pointing_game"],
                                            chance["random_cam"]["pointing_game"])}
-    names = {"acc_shifted": "accuracy", "mass_in_mask": "mass in mask",
+    names = {"accuracy_shifted": "accuracy", "mass_in_mask": "mass in mask",
              "pointing_game_shifted": "pointing game"}
     lines = []
     for method in ("guided", "baseline"):
@@ -269,6 +250,6 @@ def chance_headline(summary, chance: dict, margin: float = 0.05) -> list[str]:
         if near:
             parts.append("at or near chance: " + ", ".join(near))
         lines.append(f"{method}: " + "; ".join(parts) + ".")
-    gap = 100 * (summary.loc["guided", "acc_shifted"] - summary.loc["baseline", "acc_shifted"])
+    gap = 100 * (summary.loc["guided", "accuracy_shifted"] - summary.loc["baseline", "accuracy_shifted"])
     lines.append(f"guided - baseline accuracy on the shifted test split: {gap:+.1f} points.")
     return lines

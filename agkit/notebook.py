@@ -20,9 +20,6 @@ from pathlib import Path
 import torch
 from tqdm.std import tqdm as std_tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 @dataclass(frozen=True)
 class Setup:
     """What a notebook runs with."""
@@ -36,20 +33,6 @@ class Setup:
         p = self.profile
         return (f"profile={p.name} · images {p.size}x{p.size} · backbone {p.backbone} · "
                 f"device {self.device} · seed {self.seed} · runs in {self.runs_dir}")
-
-
-def default_runs_dir() -> Path:
-    """Where trained runs go when a notebook does not say.
-
-    In a checkout of the repository (the package sits next to ``pyproject.toml`` and
-    ``notebooks/``) it is the repository's ``runs/`` folder, whatever the working directory;
-    for an installed package it is ``agkit/runs`` in the user's cache folder
-    (``$XDG_CACHE_HOME``, else ``~/.cache``).
-    """
-    if (ROOT / "pyproject.toml").is_file() and (ROOT / "notebooks").is_dir():
-        return ROOT / "runs"
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "agkit" / "runs"
 
 
 def resolve_device(device="auto") -> torch.device:
@@ -126,27 +109,31 @@ def plotting_defaults() -> None:
 
 
 def setup(profile: str = "workshop", seed: int = 0, runs_dir=None, device="auto",
-          *, quiet: bool = False) -> Setup:
+          *, drive: bool = False, quiet: bool = False) -> Setup:
     """Prepare a course notebook; see the module docstring.
 
     Args:
         profile: "ci", "workshop" or "full" (``agkit.course.PROFILES``).
         seed: seeds Python, NumPy and torch now, and names the run a notebook shows.
-        runs_dir: folder for data, masks and trained runs; None: ``default_runs_dir()``.
+        runs_dir: folder for data, masks and trained runs; None:
+            ``agkit.colab.default_runs_dir(drive)`` (the checkout's runs/, a per-user cache
+            folder, or on Colab /content/agkit-runs).
             A relative path is taken from the current directory (a notebook's own folder).
         device: "auto" (or None), "cpu", "cuda", "mps", or a ``torch.device``.
+        drive: on Colab, keep runs (and drawn masks) on Google Drive, so notebooks opened
+            in other runtimes find them.
         quiet: do not print the one-line summary.
 
     Returns:
         a ``Setup`` with ``.profile``, ``.device``, ``.runs_dir`` (absolute) and ``.seed``.
     """
-    from agkit import course
+    from agkit import colab, course
     from agkit.train import set_seed
 
     chosen = course.get_profile(profile)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be a whole number, got {seed!r}.")
-    folder = default_runs_dir() if runs_dir is None else Path(runs_dir).expanduser()
+    folder = colab.default_runs_dir(drive) if runs_dir is None else Path(runs_dir).expanduser()
     folder = folder.resolve()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"runs_dir {str(folder)!r} is a file; pass a folder (it is created "
@@ -155,6 +142,7 @@ def setup(profile: str = "workshop", seed: int = 0, runs_dir=None, device="auto"
     set_seed(seed)
     plotting_defaults()
     use_text_progress_bars()
+    colab.enable_widget_manager()  # the annotation widget needs it on Colab; no-op elsewhere
     result = Setup(profile=chosen, device=resolve_device(device), runs_dir=folder, seed=seed)
     if not quiet:
         print(result)

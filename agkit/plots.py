@@ -16,12 +16,12 @@ from agkit import cam as cam_utils
 BASELINE_COLOUR, GUIDED_COLOUR = "#d1495b", "#00798c"
 METHOD_PALETTE = {"baseline": BASELINE_COLOUR, "guided": GUIDED_COLOUR}
 METRIC_NAMES = {
-    "acc_id": "accuracy, in-distribution test",
-    "acc_shifted": "accuracy, shifted test",
+    "accuracy_id": "accuracy, in-distribution test",
+    "accuracy_shifted": "accuracy, shifted test",
     "auc_shifted": "ROC AUC, shifted test",
     "mass_in_mask": "CAM mass inside the mask",
     "pointing_game_shifted": "pointing game, shifted test",
-    "acc_val": "accuracy, validation",
+    "accuracy_val": "accuracy, validation",
 }
 CHANCE_STYLES = ("--", ":", "-.")  # one line style per chance level of a panel
 
@@ -57,7 +57,7 @@ def chance_lines(chance: dict | None) -> dict:
     uniform-attention and random-CAM levels.
     """
     lines = {name: {"coin toss": 0.5}
-             for name in ("acc_id", "acc_shifted", "acc_val", "accuracy", "auc_shifted", "auc")}
+             for name in ("accuracy_id", "accuracy_shifted", "accuracy_val", "accuracy", "auc_shifted", "auc")}
     if chance:
         for metric, columns in (("mass_in_mask", ("mass_in_mask",)),
                                 ("pointing_game", ("pointing_game", "pointing_game_shifted"))):
@@ -172,7 +172,7 @@ def plot_histories(histories: dict, columns=("loss", "att")):
 
 
 def compare_methods(table: pd.DataFrame,
-                    metrics=("acc_id", "acc_shifted", "auc_shifted", "mass_in_mask"),
+                    metrics=("accuracy_id", "accuracy_shifted", "auc_shifted", "mass_in_mask"),
                     chance: dict | None = None):
     """Baseline vs guided: bars = mean over seeds, dots = single seeds, one panel per metric.
 
@@ -200,7 +200,7 @@ def seed_range(values) -> tuple[float, float]:
     return float(np.min(values)), float(np.max(values))
 
 
-def ablation_plot(table: pd.DataFrame, x: str, y: str = "acc_shifted", hue: str | None = None,
+def ablation_plot(table: pd.DataFrame, x: str, y: str = "accuracy_shifted", hue: str | None = None,
                   logx: bool = False, ax=None, title: str = "", xlabel: str | None = None,
                   chance: dict | None = None):
     """Mean over seeds of ``y`` against ``x``, with the range (min to max) of the seeds.
@@ -270,7 +270,7 @@ def summary_figure(table: pd.DataFrame, examples: dict | None = None, chance: di
 
     examples: {"images": n x 1 x H x W, "masks": n x 1 x H x W, "baseline": n x h x w, "guided": n x h x w}.
     """
-    metrics = ("acc_id", "acc_shifted", "auc_shifted", "mass_in_mask")
+    metrics = ("accuracy_id", "accuracy_shifted", "auc_shifted", "mass_in_mask")
     n = 0 if examples is None else len(examples["images"])
     fig = plt.figure(figsize=(max(11, 1.6 * n), 3.4 + (3.4 if n else 0)))
     grid = fig.add_gridspec(3 if n else 1, max(len(metrics), n), height_ratios=[1.3, 1, 1] if n else [1])

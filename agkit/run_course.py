@@ -93,8 +93,7 @@ def summarize_runs(profile_name: str, runs: Path, out: Path) -> dict:
           f"lambda={lam:g} chosen on validation)")
     with_pointing = course.summarize(
         table, metrics=("accuracy_shifted", "mass_in_mask", "pointing_game_shifted"))
-    print("
-".join(metrics.chance_headline(with_pointing, chance)))
+    print("\n".join(metrics.chance_headline(with_pointing, chance)))
     print((100 * summary).round(1).rename(columns={
         "accuracy_shifted": "accuracy shifted %", "accuracy_id": "accuracy in-dist %",
         "auc_shifted": "AUC shifted %", "mass_in_mask": "mass in mask %"}).to_string())

@@ -69,7 +69,7 @@ def test_attention_loss_floor_is_reached_by_attention_spread_over_the_mask():
     for seed in range(5):
         noise = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(seed)) * 5
         assert attention_guidance_loss(noise, masks).item() >= floor
-    assert math.isnan(metrics.attention_loss_floor(torch.zeros(1, 1, 16, 16), (4, 4)))
+    assert metrics.attention_loss_floor(torch.zeros(1, 1, 16, 16), (4, 4)) == 0.0
 
 
 def test_attention_table_puts_the_chance_rows_under_the_models():
@@ -89,7 +89,7 @@ def test_chance_headline_sorts_scores_into_above_and_near_chance():
 
     chance = {"uniform": {"mass_in_mask": 0.13, "pointing_game": 0.13},
               "random_cam": {"mass_in_mask": 0.13, "pointing_game": 0.11}}
-    summary = pd.DataFrame({"acc_shifted": [0.58, 0.96], "mass_in_mask": [0.15, 0.91],
+    summary = pd.DataFrame({"accuracy_shifted": [0.58, 0.96], "mass_in_mask": [0.15, 0.91],
                             "pointing_game_shifted": [0.10, 0.95]}, index=["baseline", "guided"])
     guided, baseline, gap = metrics.chance_headline(summary, chance)
     assert guided.startswith("guided: above chance: accuracy 0.96 (chance 0.50), mass in mask "

@@ -65,7 +65,7 @@ def test_average_pooling_check():
 
 def mass(cams, masks, classes):
     maps = cams[torch.arange(len(cams)), classes]
-    small = F.interpolate(masks, size=maps.shape[-2:], mode="nearest")[:, 0]
+    small = F.adaptive_max_pool2d(masks, maps.shape[-2:])[:, 0]
     return (maps.flatten(1).softmax(1) * small.flatten(1)).sum(1)
 
 
@@ -75,10 +75,10 @@ def test_mass_in_mask_check():
     fails_with(exercises.check_mass_in_mask, lambda c, m, k: mass(c, m, torch.zeros_like(k)),
                "same class for every image")
     raw = lambda c, m, k: (c[torch.arange(len(c)), k].flatten(1)
-                           * F.interpolate(m, size=(8, 8)).flatten(1)).sum(1)
+                           * F.adaptive_max_pool2d(m, (8, 8)).flatten(1)).sum(1)
     fails_with(exercises.check_mass_in_mask, raw, "between 0 and 1")
     by_row = lambda c, m, k: (c[torch.arange(len(c)), k].softmax(-1)
-                              * F.interpolate(m, size=(8, 8))[:, 0]).flatten(1).sum(1)
+                              * F.adaptive_max_pool2d(m, (8, 8))[:, 0]).flatten(1).sum(1)
     fails_with(exercises.check_mass_in_mask, by_row, "all h x w positions")
 
 
@@ -154,7 +154,7 @@ def test_softmax_pooling_check():
 
 
 def att_loss(cams, masks):
-    small = F.interpolate(masks, size=cams.shape[-2:], mode="nearest").flatten(2)
+    small = F.adaptive_max_pool2d(masks, cams.shape[-2:]).flatten(2)
     log_a = cams.flatten(2).log_softmax(2)
     area = small.sum() * cams.shape[1]
     return -(small * log_a).sum() / area if area > 0 else cams.sum() * 0
@@ -166,9 +166,9 @@ def test_attention_loss_check():
     fails_with(exercises.check_attention_loss, blank, "returned nothing")
     fails_with(exercises.check_attention_loss, lambda c, m: -att_loss(c, m), "sign")
     fails_with(exercises.check_attention_loss, lambda c, m: att_loss(c, m) * 3, "differs")
-    naive = lambda c, m: -(F.interpolate(m, size=c.shape[-2:]).flatten(2)
+    naive = lambda c, m: -(F.adaptive_max_pool2d(m, c.shape[-2:]).flatten(2)
                            * c.flatten(2).log_softmax(2)).sum() / (
-                               F.interpolate(m, size=c.shape[-2:]).sum() * c.shape[1])
+                               F.adaptive_max_pool2d(m, c.shape[-2:]).sum() * c.shape[1])
     fails_with(exercises.check_attention_loss, naive, "exactly 0 (not NaN)")
 
 
@@ -272,14 +272,14 @@ def test_sensitivity_specificity_check():
 
 def test_uniform_chance_check():
     def right(masks, cam_size):
-        small = F.interpolate(masks, size=cam_size, mode="nearest").flatten(1)
+        small = F.adaptive_max_pool2d(masks, cam_size).flatten(1)
         annotated = masks.flatten(1).sum(1) > 0
         return small.mean(1)[annotated].mean()
 
     passes(exercises.check_uniform_chance, right)
     fails_with(exercises.check_uniform_chance, blank, "returned nothing")
     fails_with(exercises.check_uniform_chance,
-               lambda m, s: F.interpolate(m, size=s, mode="nearest").flatten(1).mean(1).mean(),
+               lambda m, s: F.adaptive_max_pool2d(m, s).flatten(1).mean(1).mean(),
                "leave out the images without a mask")
     fails_with(exercises.check_uniform_chance,
                lambda m, s: m[m.flatten(1).sum(1) > 0].flatten(1).mean(1).mean(), "shrink")

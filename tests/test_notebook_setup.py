@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agkit import course, notebook, train
+from agkit import colab, course, notebook, train
 
 
 @pytest.fixture
@@ -34,17 +34,20 @@ def test_setup_seeds_torch(tmp_path, restore_bars):
     assert torch.equal(first, torch.rand(3))
 
 
-def test_default_runs_dir_is_the_checkout_runs_folder_from_anywhere(tmp_path, monkeypatch):
+def test_setup_without_runs_dir_uses_the_kits_default_from_anywhere(tmp_path, monkeypatch,
+                                                                   restore_bars, not_colab):
     monkeypatch.chdir(tmp_path)
-    assert notebook.default_runs_dir() == Path(notebook.__file__).resolve().parents[1] / "runs"
+    nb = notebook.setup(profile="ci", quiet=True)
+    assert nb.runs_dir == colab.default_runs_dir() == Path(notebook.__file__).parents[1] / "runs"
 
 
-def test_default_runs_dir_of_an_installed_package_is_a_user_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(notebook, "ROOT", tmp_path / "site-packages")  # no pyproject, no notebooks
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert notebook.default_runs_dir() == tmp_path / "cache" / "agkit" / "runs"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    assert notebook.default_runs_dir() == Path.home() / ".cache" / "agkit" / "runs"
+def test_setup_on_colab_enables_the_widget_manager_and_keeps_runs_on_drive(
+        fake_colab, restore_bars, tmp_path, monkeypatch):
+    monkeypatch.setattr(colab, "DRIVE_RUNS_DIR", tmp_path / "drive-runs")
+    nb = notebook.setup(profile="ci", drive=True, quiet=True)
+    assert nb.runs_dir == tmp_path / "drive-runs"
+    assert ("enable_custom_widget_manager",) in fake_colab.calls
+    assert ("mount", str(colab.DRIVE_MOUNT)) in fake_colab.calls
 
 
 def test_auto_device_is_the_training_default():

@@ -134,7 +134,7 @@ def test_course_summary_writes_results_json(course_dirs):
     run_course.summarize_runs("ci", runs, executed)
     results = json.loads((executed / "results.json").read_text())
     for method in ("baseline", "guided"):
-        assert set(results[method]) == {"acc_shifted", "acc_id", "auc_shifted", "mass_in_mask"}
+        assert set(results[method]) == {"accuracy_shifted", "accuracy_id", "auc_shifted", "mass_in_mask"}
         assert all(0.0 <= value <= 1.0 for value in results[method].values())
     assert (executed / "summary.png").stat().st_size > 10_000
 
