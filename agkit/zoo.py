@@ -199,6 +199,31 @@ def decoy_run(train_set, test_set, method: str, seed: int, *, lam: float | None 
             "step_seconds": float(np.median(run.step_seconds)), "steps": len(run.step_seconds)}
 
 
+def interleaved_step_ratios(make_model, batch, methods=METHODS, *, lams: dict | None = None,
+                            repeats: int = 20, warmup: int = 2) -> pd.Series:
+    """Median training-step time of each method divided by the baseline's.
+
+    The methods take turns, one step each, ``repeats`` times on the same five-part batch,
+    so a machine whose load drifts slows them all alike (timings taken run after run on a
+    shared machine are not comparable). ``make_model(pooling)`` builds a fresh model;
+    ``lams`` gives each term's weight (default 1). Returns a Series indexed by method.
+    """
+    lams = lams or {}
+    state = {}
+    for method in methods:
+        model = make_model(pooling_of(method)).train()
+        term = None if method == "baseline" else get_term(method)
+        state[method] = (model, term, torch.optim.AdamW(model.parameters(), lr=1e-4))
+    seconds = {method: [] for method in methods}
+    for repeat in range(warmup + repeats):
+        for method, (model, term, optimizer) in state.items():
+            elapsed = guided_step(model, batch, optimizer, term, lams.get(method, 1.0))
+            if repeat >= warmup:
+                seconds[method].append(elapsed)
+    medians = pd.Series({method: float(np.median(v)) for method, v in seconds.items()})
+    return medians / medians["baseline"]
+
+
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds per method, and each method's median step
     time as a multiple of the baseline's (``step_ratio``)."""
