@@ -1,0 +1,320 @@
+"""Guidance terms: values on hand-made cases, gradients by gradcheck, and training with them."""
+
+import inspect
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agkit import guidance, zoo
+from agkit.data import make_synthfrac
+from agkit.diagnostics import synthfrac_marker_masks
+from agkit.guidance import (
+    CAMGuidance,
+    ForbiddenGuidance,
+    GAINGuidance,
+    GradCAMGuidance,
+    RRRGuidance,
+    get_term,
+)
+from agkit.models import CAMNet, CAMOutput, pool_cams
+
+
+class Pixels(nn.Module):
+    """A backbone that passes the image through: the CAM is a 1x1 convolution of the pixels."""
+
+    out_channels = 1
+
+    def forward(self, x):
+        return x
+
+
+class SmoothConv(nn.Module):
+    """One strided 3x3 convolution and a tanh: smooth, so gradcheck sees no kinks."""
+
+    out_channels = 3
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, 2, 1)
+
+    def forward(self, x):
+        return torch.tanh(self.conv(x))
+
+
+def pixel_model(pooling="avg"):
+    """CAMNet on raw pixels with classifier z_0 = pool(x), z_1 = 0 (hand-computable)."""
+    model = CAMNet("tiny", num_classes=2, in_channels=1, pooling=pooling)
+    model.backbone = Pixels()
+    model.classifier = nn.Linear(1, 2)
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.tensor([[1.0], [0.0]]))
+        model.classifier.bias.zero_()
+    return model.double().eval()
+
+
+def smooth_model(pooling="avg", classes=3, seed=0):
+    torch.manual_seed(seed)
+    model = CAMNet("tiny", num_classes=classes, in_channels=1, pooling=pooling)
+    model.backbone = SmoothConv()
+    model.classifier = nn.Linear(3, classes)
+    return model.double().eval()
+
+
+def one_pixel(row, col, size=4):
+    region = torch.zeros(1, 1, size, size, dtype=torch.float64)
+    region[0, 0, row, col] = 1.0
+    return region
+
+
+YES = torch.tensor([True])
+
+
+# ------------------------------------------------------------------ values by hand
+
+
+def test_cam_term_is_log_of_positions_for_flat_maps():
+    cams = torch.zeros(1, 2, 2, 2, dtype=torch.float64)  # uniform softmax: 1/4 per cell
+    out = CAMOutput(cams.sum((2, 3)), cams)
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    mask[0, 0, :2, :2] = 1.0
+    value = CAMGuidance()(None, None, torch.tensor([0]), mask, YES, out, None)
+    assert value.item() == pytest.approx(math.log(4))
+    # an image flagged as unannotated adds nothing
+    none = CAMGuidance()(None, None, torch.tensor([0]), mask, torch.tensor([False]), out, None)
+    assert none.item() == 0.0
+
+
+def test_forbidden_term_counts_the_covered_share_of_a_cell():
+    cams = torch.zeros(1, 2, 2, 2, dtype=torch.float64)  # each cell: 1/4 of the attention
+    out = CAMOutput(cams.sum((2, 3)), cams)
+    # one pixel of a 4 x 4 image covers a quarter of one 2 x 2 cell: mass = 1/4 * 1/4
+    value = ForbiddenGuidance()(None, None, torch.tensor([0]), None, YES, out, one_pixel(0, 0))
+    assert value.item() == pytest.approx(-math.log(1 - 1 / 16))
+    both = ForbiddenGuidance(with_positive=True)
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    mask[0, 0, 2:, 2:] = 1.0
+    value = both(None, None, torch.tensor([0]), mask, YES, out, one_pixel(0, 0))
+    assert value.item() == pytest.approx(-math.log(15 / 16) + math.log(4))
+
+
+def test_forbidden_term_stays_finite_when_the_region_is_everything():
+    cams = torch.randn(2, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    out = CAMOutput(cams.sum((2, 3)), cams)
+    value = ForbiddenGuidance()(None, None, None, None, None, out,
+                                torch.ones(2, 1, 4, 4, dtype=torch.float64))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(cams.grad).all()
+
+
+def test_rrr_is_the_squared_input_gradient_on_the_forbidden_pixels():
+    model = pixel_model()
+    images = torch.tensor([[[[2.0, 2.0], [0.0, 0.0]]]], dtype=torch.float64, requires_grad=True)
+    out = model(images)  # z_0 = mean(x) = 1, z_1 = 0
+    value = RRRGuidance()(model, images, torch.tensor([0]), None, YES, out, one_pixel(0, 1, 2))
+    # d/dx (log p_0 + log p_1) = (1 - 2 sigmoid(z_0)) / 4 on every pixel
+    expected = ((1 - 2 * torch.sigmoid(torch.tensor(1.0, dtype=torch.float64))) / 4) ** 2
+    assert value.item() == pytest.approx(expected.item())
+
+
+def test_rrr_names_the_fix_when_images_do_not_require_grad():
+    model = pixel_model()
+    images = torch.ones(1, 1, 2, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="requires_grad_"):
+        RRRGuidance()(model, images, torch.tensor([0]), None, YES, model(images),
+                      one_pixel(0, 0, 2))
+
+
+def test_gradcam_of_a_camnet_is_its_relu_cam_over_the_cell_count():
+    model = pixel_model()
+    images = torch.tensor([[[[3.0, 1.0], [0.0, -2.0]]]], dtype=torch.float64)
+    maps = guidance.gradcam(model, model(images), torch.tensor([0]))
+    assert torch.allclose(maps, F.relu(images) / 4)
+    value = GradCAMGuidance()(model, images, torch.tensor([0]), one_pixel(0, 0, 2), YES,
+                              model(images), None)
+    # G = (3, 1, 0, 0) / 4 plus the floor d = 0.1 * mean |(3, 1, 0, -2) / 4| on every cell
+    floor = 0.1 * 6 / 16
+    assert value.item() == pytest.approx((1 / 4 + 3 * floor) / (1 + 4 * floor))
+
+
+@pytest.mark.parametrize("pooling", ["avg", "softmax"])
+def test_gradcam_matches_grad_cam_taken_at_the_features(pooling):
+    model = smooth_model(pooling)
+    images = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    labels = torch.tensor([0, 2, 1])
+    ours = guidance.gradcam(model, model(images), labels)
+    # textbook Grad-CAM: gradients of the class score with respect to the kept features
+    features = model.features(images)
+    logits = pool_cams(model.cams_from_features(features), pooling)
+    (grads,) = torch.autograd.grad(logits.gather(1, labels[:, None]).sum(), features)
+    reference = F.relu((grads.mean((2, 3), keepdim=True) * features).sum(1, keepdim=True))
+    assert torch.allclose(ours, reference)
+
+
+def test_gain_scores_the_erased_image():
+    model = pixel_model()
+    images = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]], dtype=torch.float64)
+    labels = torch.tensor([0])
+    # CAM of class 0 = the image, already in [0, 1]; T = sigmoid(10 (A - 0.5))
+    kept = 1 - torch.sigmoid(torch.tensor(5.0, dtype=torch.float64))
+    score = kept / 4  # avg pooling of the erased image
+    expected = torch.sigmoid(score).item()
+    term = GAINGuidance()
+    value = term(model, images, labels, None, YES, model(images), None)
+    assert value.item() == pytest.approx(expected)
+    assert term(model, images, labels, one_pixel(0, 0, 2), YES, model(images), None).item() \
+        == pytest.approx(expected)  # the map equals the mask: no supervision error
+    # mask on the other pixel: (1 - 0)^2 + (0 - 1)^2 over 4 pixels = 0.5
+    assert term(model, images, labels, one_pixel(0, 1, 2), YES, model(images), None).item() \
+        == pytest.approx(expected + 0.5)
+
+
+@pytest.mark.parametrize("name", ["cam", "forbidden", "forbidden+cam", "rrr", "gradcam", "gain"])
+def test_a_batch_without_annotation_gives_zero_and_zero_gradients(name):
+    model = smooth_model()
+    images = torch.rand(2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    term = get_term(name)
+    empty = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
+    value = term(model, images, torch.tensor([0, 1]), empty, torch.tensor([False, False]),
+                 model(images), empty)
+    if name == "gain":  # attention mining needs no annotation: it always has a value
+        assert torch.isfinite(value) and 0 < value.item() < 1
+        return
+    value.backward()
+    assert value.item() == 0.0
+    assert all(p.grad is None or (p.grad == 0).all() for p in model.parameters())
+
+
+# ------------------------------------------------------------------ gradients
+
+
+def _masks():
+    masks = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
+    masks[0, 0, 2:6, 2:6] = 1.0
+    masks[1, 0, 4:, :5] = 1.0
+    forbidden = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
+    forbidden[:, 0, :3, 5:] = 1.0
+    return masks, forbidden
+
+
+@pytest.mark.parametrize("name,pooling", [("cam", "softmax"), ("forbidden", "softmax"),
+                                          ("forbidden+cam", "softmax"), ("rrr", "avg"),
+                                          ("gradcam", "avg"), ("gradcam", "softmax"),
+                                          ("gain", "avg")])
+def test_gradient_matches_finite_differences(name, pooling):
+    model = smooth_model(pooling)
+    term = get_term(name)
+    masks, forbidden = _masks()
+    labels, has_mask = torch.tensor([0, 2]), torch.tensor([True, True])
+    torch.manual_seed(1)
+    images = torch.rand(2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    weight = model.classifier.weight.detach().clone().requires_grad_(True)
+
+    def through_images_and_weight(images, weight):
+        # the classifier weight enters through a functional call so gradcheck can perturb it
+        out = torch.func.functional_call(model, {"classifier.weight": weight}, (images,))
+        return term(FunctionalModel(model, weight), images, labels, masks, has_mask, out, forbidden)
+
+    assert torch.autograd.gradcheck(through_images_and_weight, (images, weight))
+
+
+class FunctionalModel(nn.Module):
+    """``model`` with its classifier weight replaced by a tensor (for gradcheck)."""
+
+    def __init__(self, model, weight):
+        super().__init__()
+        self.model, self.weight = model, weight
+        self.classifier = model.classifier
+
+    def forward(self, x):
+        return torch.func.functional_call(self.model, {"classifier.weight": self.weight}, (x,))
+
+
+# ------------------------------------------------------------------ registry
+
+
+def test_get_term_by_name_by_callable_and_an_unknown_name():
+    assert isinstance(get_term("rrr"), RRRGuidance) and get_term("rrr").needs_input_grad
+    assert get_term("forbidden+cam").with_positive
+    assert get_term("gain", omega=5.0).omega == 5.0
+
+    def mine(model, images, labels, masks, has_mask, out, forbidden):
+        return out.logits.sum() * 0
+
+    assert get_term(mine) is mine
+    with pytest.raises(ValueError, match="choose one of cam, forbidden"):
+        get_term("hint")
+
+
+# ------------------------------------------------------------------ training with a term
+
+
+def _synthfrac_batch(n=32, size=32):
+    data = make_synthfrac(n, size=size, seed=3, split="train")
+    forbidden = synthfrac_marker_masks(data)
+    return data.images, data.labels, data.masks, data.masks.flatten(1).amax(1) > 0, forbidden
+
+
+@pytest.mark.parametrize("name", ["cam", "forbidden", "rrr", "gradcam", "gain"])
+def test_training_with_the_term_keeps_it_lower_than_training_without(name):
+    """A minimal training step, ``ce + lam * term``, against the same steps with lam = 0."""
+    batch = _synthfrac_batch()
+    term = get_term(name)
+
+    def trained_value(lam):
+        torch.manual_seed(0)
+        model = CAMNet("tiny", num_classes=2, in_channels=1, pooling=term.pooling)
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(12):
+            model.train()
+            zoo.guided_step(model, batch, optimizer, term, lam=lam)
+        images, labels, masks, has_mask, forbidden = batch
+        images = images.clone().requires_grad_(term.needs_input_grad)
+        model.eval()
+        return term(model, images, labels, masks, has_mask, model(images), forbidden).item()
+
+    assert trained_value(10.0) < 0.95 * trained_value(0.0)
+
+
+def test_fit_accepts_a_guidance_term_once_train_supports_it():
+    from agkit import train
+
+    if "guidance" not in inspect.signature(train.fit).parameters:
+        pytest.skip("agkit.train.fit has no guidance parameter yet (the train branch adds it)")
+    images, labels, masks, has_mask, forbidden = _synthfrac_batch(16)
+    loader = zoo.loader(images, labels, masks, has_mask, forbidden, batch_size=8)
+    model = CAMNet("tiny", num_classes=2, in_channels=1)
+    history = train.fit(model, loader, lam=10.0, epochs=1, guidance="rrr", progress=False,
+                        device="cpu")
+    assert len(history) == 1 and history["loss"].notna().all()
+
+
+# ------------------------------------------------------------------ the zoo's runner
+
+
+def test_zoo_summary_means_spreads_and_step_ratio_by_hand():
+    import pandas as pd
+
+    table = pd.DataFrame({"method": ["baseline", "baseline", "rrr", "rrr"],
+                          "accuracy_test": [0.5, 0.7, 0.9, 1.0],
+                          "step_seconds": [0.1, 0.1, 0.3, 0.3]})
+    summary = zoo.summarize(table)
+    assert summary.loc["baseline", "accuracy_test_mean"] == pytest.approx(0.6)
+    assert summary.loc["rrr", "accuracy_test_std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert summary.loc["rrr", "step_ratio"] == pytest.approx(3.0)
+
+
+def test_synthfrac_run_scores_a_term_on_the_shifted_split():
+    from dataclasses import replace
+
+    from agkit import course
+
+    tiny = replace(course.get_profile("ci"), size=32, n_train=32, n_val=8, n_test=32, epochs=1,
+                   batch_size=16)
+    result = zoo.synthfrac_run(tiny, "rrr", 0, ig_images=4, ig_steps=4)
+    assert result["steps"] == 2 and result["lam"] == zoo.LAMBDAS["synthfrac"]["rrr"]
+    for key in ("accuracy_shifted", "worst_group_shifted", "wrong_reason_cam", "wrong_reason_ig"):
+        assert 0.0 <= result[key] <= 1.0
+    assert result["worst_group_shifted"] <= result["accuracy_shifted"]
