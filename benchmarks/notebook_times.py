@@ -46,6 +46,10 @@ def load_average() -> str:
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
 def course_notebooks(only=None, folder: Path = NOTEBOOKS) -> list[Path]:
     notebooks = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
     if only:
@@ -61,8 +65,10 @@ def time_notebooks(notebooks, profile: str, out: Path, runs: Path, device=None) 
     seconds = {}
     for notebook in notebooks:
         started = time.perf_counter()
-        run_course.execute(notebook, out,
-                           run_course.course_parameters(profile, runs, notebook, device))
+        parameters = run_course.course_parameters(profile, runs, notebook)
+        if device is not None:
+            parameters["device"] = device
+        run_course.execute(notebook, out, parameters)
         seconds[notebook.stem] = round(time.perf_counter() - started, 1)
         print(f"  {notebook.stem}: {seconds[notebook.stem]:.0f} s (load {load_average()})",
               flush=True)
@@ -168,10 +174,13 @@ def main(argv=None) -> int:
     measurement = {"profile": args.profile, "machine": platform.node() or "this machine",
                    "cores": os.cpu_count(), "load_before": load_average(),
                    "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}")
+    print(f"uptime: {uptime()}")
+    from agkit.run_course import NotebookFailed
+
     if args.from_log:
         measurement["cold_s"] = read_log(args.from_log)
-    else:
+        return finish(measurement, args)
+    try:
         with tempfile.TemporaryDirectory(prefix="agkit-times-") as scratch:
             runs = Path(scratch) / "runs"
             notebooks = course_notebooks(args.only, args.notebooks)
@@ -183,8 +192,16 @@ def main(argv=None) -> int:
                 measurement["cached_s"] = time_notebooks(notebooks, args.profile,
                                                          Path(scratch) / "cached", runs,
                                                          args.device)
+    except NotebookFailed as error:
+        print(f"error: {error}; no time is written for a notebook that fails.", file=sys.stderr)
+        return 1
+    return finish(measurement, args)
+
+
+def finish(measurement: dict, args) -> int:
+    """Print the table; write the JSON and stamp the headers and docs when asked."""
     measurement["load_after"] = load_average()
-    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}")
+    print(f"uptime: {uptime()}")
     print(markdown_table(measurement))
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ def _folder(tmp_path, notebook):
     folder.mkdir()
     nbformat.write(notebook, folder / "07_lesson.ipynb")
     ranges = tmp_path / "ranges.json"
-    ranges.write_text(json.dumps(RANGES))
+    ranges.write_text(json.dumps({"ci": RANGES}))
     return folder, ranges
 
 
@@ -67,7 +67,7 @@ def test_ranges_are_min_max_over_seeds_and_threads(tmp_path):
     row = next(line for line in key.splitlines() if line.startswith("| accuracy, in-dist"))
     # baseline: 0.50, 0.52, 0.61; guided 0.90, 0.85; same run across threads: 0.02 and 0.05
     assert row == "| accuracy, in-distribution test split | 0.50 – 0.61 | 0.85 – 0.90 | 0.050 |"
-    assert "1 with 1 thread(s), 3 with 2 thread(s)" in key
+    assert "### ci profile" in key and "1 with 1 thread(s), 3 with 2 thread(s)" in key
     assert "| AUC" not in key, "a metric that was not measured gets no row"
 
 
@@ -112,14 +112,24 @@ def test_missing_ranges_say_how_to_measure_them(tmp_path):
         answer_key.build(folder, tmp_path / "nowhere.json")
 
 
+def test_one_thread_count_gives_no_machine_column(tmp_path):
+    one = dict(RANGES, threads=[1], rows=[r for r in RANGES["rows"] if r["threads"] == 1])
+    row = next(line for line in answer_key.ranges_section(one).splitlines()
+               if line.startswith("| accuracy, in-dist"))
+    assert row.endswith("| 0.90 – 0.90 | not measured |")
+
+
 def test_measured_ranges_cover_every_seed_method_and_thread_count():
-    ranges = json.loads(answer_key.RANGES.read_text())
-    runs = {(row["method"], row["seed"], row["threads"]) for row in ranges["rows"]}
-    assert runs == {(method, seed, threads) for method in ("baseline", "guided")
-                    for seed in ranges["seeds"] for threads in ranges["threads"]}
-    assert len(ranges["threads"]) >= 2, "one thread count says nothing about machines"
-    for row in ranges["rows"]:
-        assert all(0.0 <= row[m] <= 1.0 for m in answer_key.METRIC_NAMES if m in row), row
+    measured = json.loads(answer_key.RANGES.read_text())
+    assert "workshop" in measured, "the profile students run must be measured"
+    assert any(len(ranges["threads"]) >= 2 for ranges in measured.values()), (
+        "one thread count says nothing about machines")
+    for profile, ranges in measured.items():
+        runs = {(row["method"], row["seed"], row["threads"]) for row in ranges["rows"]}
+        assert runs == {(method, seed, threads) for method in ("baseline", "guided")
+                        for seed in ranges["seeds"] for threads in ranges["threads"]}, profile
+        for row in ranges["rows"]:
+            assert all(0.0 <= row[m] <= 1.0 for m in answer_key.METRIC_NAMES if m in row), row
 
 
 def test_committed_answer_key_is_current():

@@ -120,27 +120,26 @@ def spread(rows: list[dict], metric: str, method: str) -> str:
     return f"{min(values):.2f} – {max(values):.2f}"
 
 
-def machine_difference(rows: list[dict], metric: str) -> float:
+def machine_difference(rows: list[dict], metric: str) -> str:
     """Largest change of one run's score (same method and seed) between thread counts."""
     by_run = {}
     for row in rows:
         if metric in row:
             by_run.setdefault((row["method"], row["seed"]), []).append(row[metric])
-    return max((max(v) - min(v) for v in by_run.values() if len(v) > 1), default=0.0)
+    changes = [max(v) - min(v) for v in by_run.values() if len(v) > 1]
+    return f"{max(changes):.3f}" if changes else "not measured"
 
 
 def ranges_section(ranges: dict) -> str:
+    """One table of min-max per score for one profile's measurement."""
     rows = ranges["rows"]
     lambdas = ", ".join(f"{lam:g} with {threads} thread(s)"
                         for threads, lam in ranges["lambda"].items())
     parts = [
-        "## Measured numbers: the range across seeds and machines", "",
-        f"Notebook 3's main comparison ({ranges['profile']} profile), trained once per thread "
-        + f"count ({', '.join(map(str, ranges['threads']))}) for seeds "
-        + f"{', '.join(map(str, ranges['seeds']))}, by `benchmarks/answer_ranges.py`. A thread "
-        + "count changes the order of floating-point sums the way another machine does. A "
-        + "student's number outside the range points to a changed setting, not to chance. "
-        + f"Lambda chosen on validation: {lambdas}.", "",
+        f"### {ranges['profile']} profile", "",
+        f"Trained with {', '.join(map(str, ranges['threads']))} thread(s) for seeds "
+        + f"{', '.join(map(str, ranges['seeds']))}; lambda chosen on validation: {lambdas}.",
+        "",
         "| score | baseline (min – max) | guided (min – max) | largest change between "
         + "thread counts |",
         "|---|---|---|---|",
@@ -149,8 +148,20 @@ def ranges_section(ranges: dict) -> str:
         if any(metric in row for row in rows):
             parts.append(f"| {name} | {spread(rows, metric, 'baseline')} | "
                          f"{spread(rows, metric, 'guided')} | "
-                         f"{machine_difference(rows, metric):.3f} |")
+                         f"{machine_difference(rows, metric)} |")
     return "\n".join(parts) + "\n"
+
+
+RANGES_HEAD = """## Measured numbers: the range across seeds and machines
+
+The main comparison of notebook 3 (lambda chosen on validation, then baseline and guided
+over the profile's seeds), trained by `benchmarks/answer_ranges.py` once per thread count,
+each time from scratch. A thread count changes the order of floating-point sums the way
+another machine or library build does, so the last column is the spread to expect between
+machines for the same seed; the min – max columns include both seeds and thread counts.
+A student's number well outside a range is worth a look (another profile, seed or setting);
+inside it, differences between students are chance.
+"""
 
 
 def build(notebooks: Path = NOTEBOOKS, ranges: Path = RANGES) -> str:
@@ -167,7 +178,9 @@ def build(notebooks: Path = NOTEBOOKS, ranges: Path = RANGES) -> str:
             "it is current). The solutions are the notebooks' own, so they are public with "
             "the repository: hand students the versions in `notebooks/student/`.\n")
     sections = [notebook_section(path) for path in paths]
-    return "\n".join([head, *sections, ranges_section(json.loads(ranges.read_text()))])
+    measured = json.loads(ranges.read_text())
+    tables = [ranges_section(measured[name]) for name in sorted(measured)]
+    return "\n".join([head, *sections, RANGES_HEAD, *tables])
 
 
 def main(argv=None) -> int:
