@@ -12,9 +12,12 @@ notebooks run a second time on the now filled runs folder: that is the time with
 (``uptime``) before and after, because on a shared machine the load changes every number.
 
 ``--from-log`` reads the "done in N s" lines of a ``make course`` log instead of running
-anything (no cached times then). ``--write`` saves the measurements as JSON (the file the
-header-time test compares the notebooks with); ``--stamp`` writes the measured time line
-into the first cell of every notebook and the table into docs/instructor.md.
+anything (run ``make clean`` first, so that the runs folder starts empty, and ``uptime``
+before and after it into the same log, for the load), ``--cached-log`` those of a second
+``make course`` right after it (every run cached). ``--write`` saves the measurements as
+JSON (the file the header-time test compares the notebooks with); ``--stamp`` writes the
+measured time line into the first cell of every notebook and the table into
+docs/instructor.md.
 """
 
 from __future__ import annotations
@@ -91,12 +94,18 @@ def read_log(log: Path) -> dict:
     return seconds
 
 
+def log_loads(log: Path) -> tuple[str, str]:
+    """The first and last load averages that ``uptime`` wrote into a log ("not recorded")."""
+    found = re.findall(r"load average: ([\d.]+, [\d.]+, [\d.]+)", log.read_text())
+    return (found[0], found[-1]) if found else ("not recorded", "not recorded")
+
+
 def minutes_text(seconds: float) -> str:
     """How a header states a measured time: whole minutes rounded up, or "under a minute"."""
     if seconds < 60:
         return "under a minute"
     minutes = math.ceil(seconds / 60)
-    return f"about {minutes} minutes"
+    return "about a minute" if minutes == 1 else f"about {minutes} minutes"
 
 
 def header_time(measurement: dict, stem: str) -> str:
@@ -164,14 +173,19 @@ def main(argv=None) -> int:
                         help="the folder of the course notebooks (default: notebooks/)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-cached", action="store_true", help="skip the second (cached) pass")
-    parser.add_argument("--from-log", type=Path, help="read times from a `make course` log")
+    parser.add_argument("--from-log", type=Path,
+                        help="read the times from a `make course` log (fresh runs folder)")
+    parser.add_argument("--cached-log", type=Path,
+                        help="with --from-log: the log of a second `make course` (cached runs)")
+    parser.add_argument("--machine", default=f"{platform.system()} {platform.machine()}",
+                        help="how the table names the machine, e.g. 'a 2-core laptop'")
     parser.add_argument("--write", type=Path, help="save the measurements as JSON here")
     parser.add_argument("--stamp", action="store_true",
                         help="write the time line into every notebook header and the table "
                              "into docs/instructor.md (needs --write's measurements)")
     args = parser.parse_args(argv)
 
-    measurement = {"profile": args.profile, "machine": platform.node() or "this machine",
+    measurement = {"profile": args.profile, "machine": args.machine,
                    "cores": os.cpu_count(), "load_before": load_average(),
                    "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     print(f"uptime: {uptime()}")
@@ -179,7 +193,10 @@ def main(argv=None) -> int:
 
     if args.from_log:
         measurement["cold_s"] = read_log(args.from_log)
-        return finish(measurement, args)
+        measurement["load_before"], load_after = log_loads(args.from_log)
+        if args.cached_log:
+            measurement["cached_s"] = read_log(args.cached_log)
+        return finish(measurement, args, load_after)
     try:
         with tempfile.TemporaryDirectory(prefix="agkit-times-") as scratch:
             runs = Path(scratch) / "runs"
@@ -198,9 +215,9 @@ def main(argv=None) -> int:
     return finish(measurement, args)
 
 
-def finish(measurement: dict, args) -> int:
+def finish(measurement: dict, args, load_after: str | None = None) -> int:
     """Print the table; write the JSON and stamp the headers and docs when asked."""
-    measurement["load_after"] = load_average()
+    measurement["load_after"] = load_after or load_average()
     print(f"uptime: {uptime()}")
     print(markdown_table(measurement))
     if args.write:

@@ -6,8 +6,8 @@ writes together with the headers and the table in docs/instructor.md.
 """
 
 import importlib
-import itertools
 import importlib.util
+import itertools
 import json
 import re
 from pathlib import Path
@@ -121,7 +121,7 @@ MEASURED = {"profile": "workshop", "machine": "laptop", "cores": 2, "date": "tod
 
 
 @pytest.mark.parametrize("seconds, text", [(0.5, "under a minute"), (59.9, "under a minute"),
-                                           (60.0, "about 1 minutes"), (61, "about 2 minutes"),
+                                           (60.0, "about a minute"), (61, "about 2 minutes"),
                                            (300, "about 5 minutes"), (301, "about 6 minutes")])
 def test_minutes_are_rounded_up(seconds, text):
     assert notebook_times.minutes_text(seconds) == text
@@ -172,6 +172,12 @@ def test_make_course_log_is_read(tmp_path):
     log.write_text("running 01_a.ipynb (workshop) ...\n  done in 123 s -> build/course/01_a.ipynb\n"
                    "running 02_b.ipynb (workshop) ...\n  FAILED: 02_b failed in cell 3\n"
                    "running 03_c.ipynb (workshop) ...\n  done in 7 s -> build/course/03_c.ipynb\n")
+    assert notebook_times.read_log(log) == {"01_a": 123.0, "03_c": 7.0}
+    assert notebook_times.log_loads(log) == ("not recorded", "not recorded")
+    log.write_text(" 11:02:03 up 1:02,  0 user,  load average: 0.15, 0.30, 0.41\n"
+                   + log.read_text()
+                   + " 11:12:00 up 1:12,  0 user,  load average: 1.97, 1.50, 0.90\n")
+    assert notebook_times.log_loads(log) == ("0.15, 0.30, 0.41", "1.97, 1.50, 0.90")
     assert notebook_times.read_log(log) == {"01_a": 123.0, "03_c": 7.0}
     log.write_text("nothing here")
     with pytest.raises(ValueError, match="make course"):
