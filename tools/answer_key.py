@@ -11,7 +11,10 @@ The last section is the range each measured number took across seeds and thread 
 from docs/answer_ranges.json (``benchmarks/answer_ranges.py``).
 
 Nothing in the key is written by hand, so it cannot drift from the notebooks:
-tests/test_answer_key.py fails when the committed file differs from a fresh build.
+tests/test_answer_key.py fails when the committed file differs from a fresh build. The key
+is committed rather than built into build/ by ``make course``: an instructor reads it on
+GitHub before installing anything, and its ranges take many trainings to measure, so a
+benchmark measures them once instead of every course run.
 """
 
 from __future__ import annotations
