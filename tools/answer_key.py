@@ -163,7 +163,9 @@ each time from scratch. A thread count changes the order of floating-point sums 
 another machine or library build does, so the last column is the spread to expect between
 machines for the same seed; the min – max columns include both seeds and thread counts.
 A student's number well outside a range is worth a look (another profile, seed or setting);
-inside it, differences between students are chance.
+inside it, differences between students are chance. Where a profile was trained with one
+thread count only, its last column says "not measured"; the other profile's column gives
+the size of the differences between machines.
 """
 
 
