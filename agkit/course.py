@@ -715,7 +715,11 @@ def run_many(
     """
     configs = list(configs)
     keys = [config.key() for config in configs]
-    todo = {key: config for key, config in zip(keys, configs) if not is_stored(config, runs_dir)}
+    todo = {
+        key: config
+        for key, config in zip(keys, configs, strict=True)
+        if not is_stored(config, runs_dir)
+    }
     # Longest runs first: the processes then finish at about the same time.
     todo = dict(sorted(todo.items(), key=lambda item: -_cost(item[1])))
     for config in todo.values():  # a missing mask store stops here, before any training

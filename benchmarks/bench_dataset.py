@@ -35,7 +35,8 @@ def main(n=1000, size=64):
             pass
         epoch = time.perf_counter() - start
         print(
-            f"augment={augment}: {per_item_us(ds):7.0f} us/item, one epoch through make_loader {epoch:.2f} s"
+            f"augment={augment}: {per_item_us(ds):7.0f} us/item, "
+            f"one epoch through make_loader {epoch:.2f} s"
         )
 
 

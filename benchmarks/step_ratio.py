@@ -55,7 +55,7 @@ def main():
     print(f"backbone={args.backbone} size={args.size} batch={args.batch} threads={args.threads}")
     print(f"baseline step: {base * 1e3:.1f} ms  ({args.batch / base:.0f} images/s)")
     for resolution in ("feature", "input"):
-        ratios = [g / b for g, b in zip(times[resolution], times["baseline"])]
+        ratios = [g / b for g, b in zip(times[resolution], times["baseline"], strict=True)]
         goal = "  (goal <= 1.10)" if resolution == "feature" else ""
         print(
             f"guided/baseline step time, {resolution} resolution: "

@@ -268,7 +268,8 @@ def make_grazpedwri(folder, *, n_patients=20, seed=0) -> Truth:
                 boxes[3] = [_box_inside(rng, height, width)]
             (labels_dir / f"{stem}.txt").write_text(
                 "".join(
-                    f"{cls} {(x0 + x1) / 2 / width} {(y0 + y1) / 2 / height} {(x1 - x0) / width} {(y1 - y0) / height}\n"
+                    f"{cls} {(x0 + x1) / 2 / width} {(y0 + y1) / 2 / height} "
+                    f"{(x1 - x0) / width} {(y1 - y0) / height}\n"
                     for cls, items in boxes.items()
                     for x0, y0, x1, y1 in items
                 )
@@ -330,7 +331,8 @@ def make_mura(folder, *, n_patients=12, seed=0) -> Truth:
         patient = f"patient{p + 1:05d}"
         for s, body_part in enumerate(("XR_WRIST", "XR_HAND")[: 1 + p % 2]):
             label = (p + s) % 2
-            study = f"MURA-v1.1/{part}/{body_part}/{patient}/study1_{'positive' if label else 'negative'}/"
+            outcome = "positive" if label else "negative"
+            study = f"MURA-v1.1/{part}/{body_part}/{patient}/study1_{outcome}/"
             lists[part][1].append(f"{study},{label}")
             for i in range(1 + (p + s) % 2):
                 path = f"{study}image{i + 1}.png"
@@ -470,7 +472,7 @@ def make_class_folder(folder, *, per_class=(12, 8), seed=0) -> Truth:
     rng = np.random.default_rng(seed)
     root = Path(folder) / "my_xrays"
     truth = Truth(root)
-    for label, (name, count) in enumerate(zip(("fractured", "normal"), per_class)):
+    for label, (name, count) in enumerate(zip(("fractured", "normal"), per_class, strict=True)):
         for k in range(count):
             suffix = ".png" if name == "fractured" else ".jpg"
             height, width = 24 + 2 * (k % 3), 30

@@ -110,11 +110,15 @@ def test_seeded_loader_is_deterministic():
     state = torch.get_rng_state()
     a, b = epochs(0), epochs(0)
     assert torch.equal(torch.get_rng_state(), state)  # the global random state is left alone
-    assert all(torch.equal(x, y) for ba, bb in zip(a, b) for x, y in zip(ba, bb))
+    assert all(
+        torch.equal(x, y) for ba, bb in zip(a, b, strict=True) for x, y in zip(ba, bb, strict=True)
+    )
     assert not torch.equal(a[0][0], a[3][0])  # epoch 2 differs from epoch 1
     assert not torch.equal(a[0][0], epochs(1)[0][0])  # another seed differs
     c = epochs(0, workers=2)  # the same batches with worker processes
-    assert all(torch.equal(x, y) for ba, bc in zip(a, c) for x, y in zip(ba, bc))
+    assert all(
+        torch.equal(x, y) for ba, bc in zip(a, c, strict=True) for x, y in zip(ba, bc, strict=True)
+    )
 
 
 def test_annotated_fraction_is_stratified_and_seeded():

@@ -26,7 +26,10 @@ def fracatlas(tmp_path_factory):
 def source_index(root):
     """image id (as open_dataset reports it) -> index into the SynthFrac source."""
     table = pd.read_csv(root / "demo_source.csv", dtype={"image_id": str})
-    return {i: int(s.split("_")[1]) for i, s in zip(table["image_id"], table["synthfrac_id"])}
+    return {
+        i: int(s.split("_")[1])
+        for i, s in zip(table["image_id"], table["synthfrac_id"], strict=True)
+    }
 
 
 def test_fracatlas_files_and_columns_are_the_real_ones(fracatlas):
@@ -49,7 +52,7 @@ def test_fracatlas_files_and_columns_are_the_real_ones(fracatlas):
     ]
     assert table["image_id"].str.fullmatch(r"IMG\d{7}\.jpg").all()
     assert table["fractured"].tolist() == source.labels.tolist()
-    for stem, label in zip(table["image_id"], table["fractured"]):
+    for stem, label in zip(table["image_id"], table["fractured"], strict=True):
         assert (root / "images" / ("Fractured" if label else "Non_fractured") / stem).is_file()
         assert (root / "Annotations" / "PASCAL VOC" / stem.replace(".jpg", ".xml")).is_file()
     coco = json.loads((root / "Annotations" / "COCO JSON" / "COCO_fracture_masks.json").read_text())

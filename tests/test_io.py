@@ -132,14 +132,14 @@ def test_one_image_and_one_annotation_read_identically_through_every_path(tmp_pa
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (24, 24), dtype=np.uint8)
     polygon = [4.2, 3.1, 20.3, 6.4, 9.1, 19.3]  # a triangle in pixel coordinates
-    corners = list(zip(polygon[0::2], polygon[1::2]))
+    corners = list(zip(polygon[0::2], polygon[1::2], strict=True))
     expected_mask = np.zeros((24, 24), np.uint8)  # by hand: pixel centres inside the triangle
     for r in range(24):
         for c in range(24):
             x, y = c + 0.5, r + 0.5
             side = [
                 (bx - ax) * (y - ay) - (by - ay) * (x - ax)
-                for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1])
+                for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1], strict=True)
             ]
             assert 0 not in side  # no centre on an edge, so no tie rule is involved
             expected_mask[r, c] = all(s > 0 for s in side) or all(s < 0 for s in side)

@@ -95,7 +95,8 @@ def test_rasterize_polygons_fills_pixels_whose_centre_is_inside():
 
 
 def test_rasterize_discs_by_hand():
-    # pixel (r, c) has its centre at (c + 0.5, r + 0.5): a disc around (2.5, 2.5) is around pixel (2, 2)
+    # pixel (r, c) has its centre at (c + 0.5, r + 0.5):
+    # a disc around (2.5, 2.5) is around pixel (2, 2)
     plus = np.array(
         [[0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
     )
@@ -463,7 +464,9 @@ def pattern(k):
 store = MaskStore(sys.argv[1])
 k = int(sys.argv[2])
 while True:
-    store.put(f"patient{k % 3}/study {k % 5}/image.png", pattern(k), source="synthetic", tool=f"k={k}")
+    store.put(
+        f"patient{k % 3}/study {k % 5}/image.png", pattern(k), source="synthetic", tool=f"k={k}"
+    )
     if k == int(sys.argv[2]):
         print("ready", flush=True)
     k += 1
@@ -481,7 +484,7 @@ def test_store_survives_a_killed_writer(tmp_path):
     masks_py = str(ROOT)
     rng = random.Random(1)
     start = 0
-    for round_ in range(3):
+    for _ in range(3):
         proc = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(tmp_path), str(start), masks_py],
             stdout=subprocess.PIPE,

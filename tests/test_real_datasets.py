@@ -110,16 +110,15 @@ def test_fracatlas_without_split_files_splits_stratified(tmp_path):
 
 def test_fracatlas_open_dataset_end_to_end(tmp_path):
     truth = fx.make_fracatlas(tmp_path, square=32, truncated=0)
-    assert open_dataset(
-        "fracatlas", truth.root, "train", size=32
-    ).augment  # train augments by default
+    # the training split augments by default
+    assert open_dataset("fracatlas", truth.root, "train", size=32).augment
     assert not open_dataset("fracatlas", truth.root, "val", size=32).augment
     ds = open_dataset("fracatlas", truth.root, "train", size=32, augment=False)
     assert (
         len(ds)
         == sum(truth.extra["published"][i] == "train" for i in truth.extra["published"]) + 18
     )
-    for image_id, (image, label, mask, has_mask) in zip(ds.image_ids, items(ds)):
+    for image_id, (image, label, mask, has_mask) in zip(ds.image_ids, items(ds), strict=True):
         assert image.shape == (1, 32, 32) and image.dtype == torch.float32
         assert 0 <= image.min() and image.max() <= 1
         assert int(label) == truth.labels[image_id]
@@ -219,7 +218,7 @@ def test_grazpedwri_patients_never_in_two_splits(graz):
     splits_per_patient = table.groupby("patient_id")["split"].nunique()
     assert (splits_per_patient == 1).all()
     assert set(table["split"]) == {"train", "val", "test"}
-    assert dict(zip(table["image_id"], table["patient_id"])) == graz.extra["patients"]
+    assert dict(zip(table["image_id"], table["patient_id"], strict=True)) == graz.extra["patients"]
 
 
 def test_grazpedwri_reads_8_and_16_bit_png(graz):
@@ -342,7 +341,7 @@ def test_cub_open_dataset_reads_split_bytes_lazily(cub):
     assert image.shape == (3, 32, 32) and mask.shape == (1, 32, 32)
     assert set(files._bytes) == {f"images/{i}.jpg" for i in ds.image_ids}
     assert ds.class_names == ["Black_footed_Albatross", "Laysan_Albatross", "Sooty_Albatross"]
-    assert [int(l) for l in ds.labels] == [cub.labels[i] for i in ds.image_ids]
+    assert [int(label) for label in ds.labels] == [cub.labels[i] for i in ds.image_ids]
 
 
 def test_cub_unpacked_folder_equals_archive(cub, tmp_path):

@@ -76,7 +76,7 @@ def test_same_seed_repeats_bit_for_bit():
     pd.testing.assert_frame_equal(
         history_a.drop(columns="seconds"), history_b.drop(columns="seconds")
     )
-    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -85,7 +85,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
     train(epochs=2, checkpoint=tmp_path / "run.pt")
     resumed, history_resumed = train(epochs=3, checkpoint=tmp_path / "run.pt", resume=True)
     assert len(history_resumed) == 3
-    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -146,7 +146,7 @@ def test_resume_with_a_guided_dataset_loader(tmp_path):
     from agkit.data import GuidedDataset, make_loader
 
     loader = toy_loader()
-    images, labels, masks, _ = (torch.cat(t) for t in zip(*loader))
+    images, labels, masks, _ = (torch.cat(t) for t in zip(*loader, strict=True))
 
     def run(epochs, **kwargs):
         torch.manual_seed(0)
@@ -167,7 +167,7 @@ def test_resume_with_a_guided_dataset_loader(tmp_path):
     straight = run(3)
     run(2, checkpoint=tmp_path / "g.pt")
     resumed = run(3, checkpoint=tmp_path / "g.pt", resume=True)
-    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -466,7 +466,7 @@ def test_guidance_term_gets_the_batch_and_adds_lam_times_its_value():
     optimiser.step()
     assert losses["att"] == pytest.approx(value.item(), rel=1e-6)
     assert losses["loss"] == pytest.approx(ce.item() + 0.5 * value.item(), rel=1e-6)
-    for a, b in zip(model.parameters(), twin.parameters()):
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 

@@ -9,9 +9,9 @@ Every item is a tuple
 
 With augment=True the image and its mask go through the same random crop, flip and rotation
 (torchvision.transforms.v2).  The mask rides along as one more image channel: it is resampled
-bilinearly like the image and then thresholded at 0.5, so it stays 0/1 and exactly aligned.  (v2's tv_tensors.Mask would
-use PyTorch's legacy "nearest" resampling in the crop, which shifts masks by about a third of
-a pixel towards the bottom-right.)
+bilinearly like the image and then thresholded at 0.5, so it stays 0/1 and exactly aligned.
+(v2's tv_tensors.Mask would use PyTorch's legacy "nearest" resampling in the crop, which shifts
+masks by about a third of a pixel towards the bottom-right.)
 `make_loader` gives reproducible batches: the sampler draws both the order and a seed for each
 item's augmentation from a torch.Generator seeded with `seed`, so the same seed gives the same
 batches whatever the number of workers.
@@ -134,7 +134,8 @@ class GuidedDataset(Dataset):
             self._loader, count, native = images, n, None
         elif isinstance(images, (str, os.PathLike)):
             raise ValueError(
-                "images is a single path; pass a list of paths, or use GuidedDataset.from_folder(folder)."
+                "images is a single path; pass a list of paths, "
+                "or use GuidedDataset.from_folder(folder)."
             )
         else:
             self._paths = [Path(p) for p in images]
@@ -154,10 +155,14 @@ class GuidedDataset(Dataset):
                 )
             keep = check_images(_PathFiles(), self._paths, on_corrupt, "GuidedDataset")
             if not keep.all():
-                self._paths = [p for p, k in zip(self._paths, keep) if k]
+                self._paths = [p for p, k in zip(self._paths, keep, strict=True) if k]
                 labels, n = labels[keep], int(keep.sum())
                 self.labels = torch.from_numpy(labels.astype(np.int64))
-                image_ids = None if image_ids is None else [i for i, k in zip(image_ids, keep) if k]
+                image_ids = (
+                    None
+                    if image_ids is None
+                    else [i for i, k in zip(image_ids, keep, strict=True) if k]
+                )
                 if meta is not None:
                     meta = pd.DataFrame(meta).reset_index(drop=True)[keep].reset_index(drop=True)
 
@@ -204,7 +209,8 @@ class GuidedDataset(Dataset):
             and not callable(masks)
         ):
             raise ValueError(
-                f"masks must be None, a tensor, a MaskStore, a mapping or a callable, got {type(masks).__name__}."
+                "masks must be None, a tensor, a MaskStore, a mapping or a callable, "
+                f"got {type(masks).__name__}."
             )
         if isinstance(masks, MaskStore) and self._tensor is not None:
             self._check_store_shapes(masks)
@@ -233,7 +239,8 @@ class GuidedDataset(Dataset):
             t = t.float()
             if t.numel() and (t.min() < 0 or t.max() > 1):
                 raise ValueError(
-                    f"image values must be in [0, 1] (found {t.min():.3g}..{t.max():.3g}); divide by 255 first."
+                    f"image values must be in [0, 1] (found {t.min():.3g}..{t.max():.3g}); "
+                    "divide by 255 first."
                 )
         if t.shape[1] != self.in_channels:
             t = (
@@ -249,7 +256,8 @@ class GuidedDataset(Dataset):
             m = m[:, None]
         if m.ndim != 4 or m.shape[1] != 1 or len(m) != len(self.labels):
             raise ValueError(
-                f"mask tensor must be N x 1 x H x W with N = {len(self.labels)}, got shape {tuple(m.shape)}."
+                f"mask tensor must be N x 1 x H x W with N = {len(self.labels)}, "
+                f"got shape {tuple(m.shape)}."
             )
         if m.dtype != torch.bool and bool(((m != 0) & (m != 1)).any()):
             raise ValueError(
@@ -266,7 +274,7 @@ class GuidedDataset(Dataset):
         """Native (H, W) when every image has it; a clear error otherwise (size=None)."""
         if self._paths is not None:
             sizes = {}
-            for p, iid in zip(self._paths, self.image_ids):
+            for p, iid in zip(self._paths, self.image_ids, strict=True):
                 if not p.is_file():
                     raise FileNotFoundError(f"No image file at {p} (image {iid!r}).")
                 sizes.setdefault(image_size(p), iid)
@@ -275,7 +283,8 @@ class GuidedDataset(Dataset):
                     f"{iid!r} is {h}x{w}" for (h, w), iid in list(sizes.items())[:3]
                 )
                 raise ValueError(
-                    f"images have different sizes ({examples}); pass size=... (e.g. size=224) to resize them all."
+                    f"images have different sizes ({examples}); "
+                    "pass size=... (e.g. size=224) to resize them all."
                 )
             return next(iter(sizes))
         return tuple(
@@ -289,8 +298,8 @@ class GuidedDataset(Dataset):
                 shape = store.provenance(iid).get("shape")
                 if shape is not None and tuple(shape) != (h, w):
                     raise ValueError(
-                        f"mask for image {iid!r} is {shape[0]}x{shape[1]} but the image is {h}x{w}; "
-                        "re-annotate it or delete it from the MaskStore."
+                        f"mask for image {iid!r} is {shape[0]}x{shape[1]} "
+                        f"but the image is {h}x{w}; re-annotate it or delete it from the MaskStore."
                     )
 
     def _choose_annotated(self, fraction, seed) -> torch.Tensor:
@@ -424,8 +433,9 @@ class GuidedDataset(Dataset):
         mask = self._load_mask(i) if self.mask_kept[i] else None
         if mask is not None and tuple(mask.shape[-2:]) != hw:
             raise ValueError(
-                f"mask for image {self.image_ids[i]!r} is {mask.shape[-2]}x{mask.shape[-1]} but the image is "
-                f"{hw[0]}x{hw[1]}; re-annotate it (masks must be drawn at the image's full size)."
+                f"mask for image {self.image_ids[i]!r} is {mask.shape[-2]}x{mask.shape[-1]} "
+                f"but the image is {hw[0]}x{hw[1]}; "
+                "re-annotate it (masks must be drawn at the image's full size)."
             )
         has_mask = mask is not None and bool(mask.any())
         if not has_mask:
@@ -552,7 +562,7 @@ class SeededSampler(Sampler):
             else torch.arange(self.n)
         )
         seeds = torch.randint(0, 2**62, (self.n,), generator=self.generator)
-        return iter(zip(order.tolist(), seeds.tolist()))
+        return iter(zip(order.tolist(), seeds.tolist(), strict=True))
 
 
 def _seed_worker(worker_id: int) -> None:

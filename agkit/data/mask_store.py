@@ -143,7 +143,9 @@ class MaskStoreReport:
             "missing_files": "indexed but PNG missing: store.delete(id) and re-annotate",
             "corrupt": "unreadable PNG: store.delete(id) and re-annotate",
             "wrong_shape": "mask size differs from the image: store.delete(id) and re-annotate",
-            "unindexed_files": "PNG files not in index.json: MaskStore.rebuild_index(folder) adds them",
+            "unindexed_files": (
+                "PNG files not in index.json: MaskStore.rebuild_index(folder) adds them"
+            ),
         }
         lines = [f"{len(self.unannotated)} image(s) without a mask."]
         for name, fix in fixes.items():
@@ -153,7 +155,8 @@ class MaskStoreReport:
                 lines.append(f"{len(items)} {name} ({fix}): {shown}")
         if self.temp_files:
             lines.append(
-                f"{len(self.temp_files)} temporary file(s) left by interrupted writes (safe to delete)."
+                f"{len(self.temp_files)} temporary file(s) left by interrupted writes "
+                "(safe to delete)."
             )
         return "\n".join(lines) if not self.ok else " ".join(lines) + " No problems."
 
@@ -315,7 +318,8 @@ class MaskStore:
         return sorted(self._masks)
 
     def provenance(self, image_id: str) -> dict:
-        """Copy of the index entry: file, source, tool, time (ISO-8601 UTC), shape [H, W], extras."""
+        """Copy of the index entry: file, source, tool, time (ISO-8601 UTC), shape [H, W],
+        extras."""
         self._refresh()
         if image_id not in self._masks:
             raise KeyError(f"No mask stored for image {image_id!r}; see store.annotated_ids().")
@@ -344,7 +348,8 @@ class MaskStore:
             )
         if list(mask.shape) != list(entry.get("shape", mask.shape)):
             raise CorruptMaskError(
-                f"The mask file {path} is {mask.shape[0]}x{mask.shape[1]} but the index says {entry['shape']}; {fix}."
+                f"The mask file {path} is {mask.shape[0]}x{mask.shape[1]} "
+                f"but the index says {entry['shape']}; {fix}."
             )
         return mask
 
@@ -401,8 +406,9 @@ class MaskStore:
             old_path = None if old is None else self._file(image_id, old)
             if old is not None and list(old.get("shape", mask.shape)) != list(mask.shape):
                 raise ValueError(
-                    f"image {image_id!r} already has a {old['shape'][0]}x{old['shape'][1]} mask but the new one is "
-                    f"{mask.shape[0]}x{mask.shape[1]}; if the image itself changed, store.delete({image_id!r}) first."
+                    f"image {image_id!r} already has a {old['shape'][0]}x{old['shape'][1]} mask "
+                    f"but the new one is {mask.shape[0]}x{mask.shape[1]}; "
+                    f"if the image itself changed, store.delete({image_id!r}) first."
                 )
             path = self.folder / entry["file"]
             _atomic_write(path, buffer.getvalue(), self.durable)

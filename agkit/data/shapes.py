@@ -185,7 +185,7 @@ def rasterize_strokes(strokes: Iterable, radius: float, shape) -> np.ndarray:
         if not np.isfinite(pts).all():
             raise ValueError("stroke coordinates must be finite numbers (found NaN or inf).")
         pts = np.vstack([pts, pts]) if len(pts) == 1 else pts
-        for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:]):
+        for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:], strict=True):
             # only the pixels whose centres can be near: the segment's box grown by radius
             c0 = _first_centre_at_or_after(min(ax, bx) - radius, w)
             c1 = _first_centre_at_or_after(np.nextafter(max(ax, bx) + radius, np.inf), w)
@@ -235,13 +235,13 @@ def _outline(region: np.ndarray) -> list[tuple[int, int]]:
     p = np.pad(region, 1)
     inside = p[1:-1, 1:-1]
     step = {}  # corner -> next corner, walking clockwise with the region on the right
-    for y, x in zip(*np.nonzero(inside & ~p[:-2, 1:-1])):  # top edge, walking right
+    for y, x in zip(*np.nonzero(inside & ~p[:-2, 1:-1]), strict=True):  # top edge, walking right
         step[(x, y)] = (x + 1, y)
-    for y, x in zip(*np.nonzero(inside & ~p[1:-1, 2:])):  # right edge, walking down
+    for y, x in zip(*np.nonzero(inside & ~p[1:-1, 2:]), strict=True):  # right edge, walking down
         step[(x + 1, y)] = (x + 1, y + 1)
-    for y, x in zip(*np.nonzero(inside & ~p[2:, 1:-1])):  # bottom edge, walking left
+    for y, x in zip(*np.nonzero(inside & ~p[2:, 1:-1]), strict=True):  # bottom edge, walking left
         step[(x + 1, y + 1)] = (x, y + 1)
-    for y, x in zip(*np.nonzero(inside & ~p[1:-1, :-2])):  # left edge, walking up
+    for y, x in zip(*np.nonzero(inside & ~p[1:-1, :-2]), strict=True):  # left edge, walking up
         step[(x, y + 1)] = (x, y)
     start = corner = min(step)
     corners = []

@@ -143,8 +143,9 @@ def _find(root) -> tuple[object, dict, Path]:
     if archive is None:
         if not root.exists():
             raise FileNotFoundError(
-                f"{INFO.title}: {root} does not exist. Download {TOP}.tgz from {INFO.source} and pass "
-                f"its path (see data/README.md, section '{INFO.section}')."
+                f"{INFO.title}: {root} does not exist. "
+                f"Download {TOP}.tgz from {INFO.source} and pass its path "
+                f"(see data/README.md, section '{INFO.section}')."
             )
         raise missing_files_error(INFO, root, [f"{TOP}.tgz", f"{TOP}/images.txt"])
     stat = archive.stat()
@@ -236,14 +237,14 @@ def load_cub(
         )
     class_names = [n.split(".", 1)[-1] for n in names]
 
-    key_of = dict(zip(table["image_id"], table["key"]))
-    id_of = dict(zip(table["cub_id"], table["image_id"]))
+    key_of = dict(zip(table["image_id"], table["key"], strict=True))
+    id_of = dict(zip(table["cub_id"], table["image_id"], strict=True))
     masks = None
     if mask_source == "parts":
         parts = _table(tables["parts/part_locs.txt"], ["cub_id", "part_id", "x", "y", "visible"])
         parts = parts[parts["visible"] == 1]
         shapes = {
-            id_of[c]: Shapes(discs=list(zip(g["x"], g["y"])), radius=radius)
+            id_of[c]: Shapes(discs=list(zip(g["x"], g["y"], strict=True)), radius=radius)
             for c, g in parts.groupby("cub_id")
             if c in id_of
         }

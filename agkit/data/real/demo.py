@@ -241,7 +241,7 @@ def _write_fracatlas(source: SynthFrac, root: Path, rng) -> list[str]:
             coco["images"].append(
                 {"id": k + 1, "file_name": f"{stem}.jpg", "width": size, "height": size}
             )
-        for region, (x0, y0, x1, y1) in zip(instances, boxes):
+        for region, (x0, y0, x1, y1) in zip(instances, boxes, strict=True):
             coco["annotations"].append(
                 {
                     "id": len(coco["annotations"]) + 1,
@@ -274,7 +274,7 @@ def _write_fracatlas(source: SynthFrac, root: Path, rng) -> list[str]:
     pd.DataFrame(rows, columns=FRACATLAS_COLUMNS).to_csv(root / "dataset.csv", index=False)
     (root / "Annotations" / "COCO JSON" / "COCO_fracture_masks.json").write_text(json.dumps(coco))
 
-    lists = _published_lists([s for s, label in zip(stems, labels) if label], rng)
+    lists = _published_lists([s for s, label in zip(stems, labels, strict=True) if label], rng)
     split_folder = root / "Utilities" / "Fracture Split"
     split_folder.mkdir(parents=True)
     for split, listed in lists.items():

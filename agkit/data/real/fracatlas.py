@@ -111,14 +111,15 @@ def load_fracatlas(
 
     files = FolderFiles(folder)
     table["key"] = [
-        _image_key(files, name, label) for name, label in zip(table["file_name"], table["label"])
+        _image_key(files, name, label)
+        for name, label in zip(table["file_name"], table["label"], strict=True)
     ]
 
     table["region"] = _region(table)
     table["split"] = _split(folder, table, published_split, fractions, seed)
 
     masks = None
-    key_of = dict(zip(table["image_id"], table["key"]))
+    key_of = dict(zip(table["image_id"], table["key"], strict=True))
     if mask_source == "polygon":
         coco = read_coco(folder / COCO)  # keyed by file name; FracAtlas ids are the stems
         masks = ShapeMasks(

@@ -44,7 +44,8 @@ FRACTURE = 3
 
 
 def _index(folder: Path, pattern: str, suffix: str) -> dict[str, str]:
-    """file stem -> path relative to ``folder`` for every ``suffix`` file under folders matching pattern."""
+    """file stem -> path relative to ``folder`` for every ``suffix`` file under the folders
+    matching ``pattern``."""
     index = {}
     for part in sorted(folder.glob(pattern)):
         for path in sorted(part.rglob(f"*{suffix}")):
@@ -111,7 +112,9 @@ def load_grazpedwri(
     if mask_source == "yolo":
         classes = None if mask_classes is None else tuple(int(c) for c in mask_classes)
         shapes = {i: read_yolo(label_file[i], classes) for i in table["image_id"]}
-        masks = ShapeMasks(shapes, FolderFiles(folder), dict(zip(table["image_id"], table["key"])))
+        masks = ShapeMasks(
+            shapes, FolderFiles(folder), dict(zip(table["image_id"], table["key"], strict=True))
+        )
     return RealSource(
         INFO, table, FolderFiles(folder), masks, ["no_fracture", "fracture"], in_channels=1
     )
