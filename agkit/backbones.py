@@ -140,12 +140,13 @@ def adapt_first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> nn.
     """
     if in_channels == conv.in_channels:
         return conv
+    # Conv2d stores its sizes as tuple[int, ...]; its constructor's types ask for pairs.
     new = nn.Conv2d(
         in_channels,
         conv.out_channels,
         conv.kernel_size,  # type: ignore[arg-type]
-        conv.stride,
-        conv.padding,
+        conv.stride,  # type: ignore[arg-type]
+        conv.padding,  # type: ignore[arg-type]
         conv.dilation,  # type: ignore[arg-type]
         conv.groups,
         bias=conv.bias is not None,
