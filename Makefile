@@ -1,4 +1,5 @@
-# agkit: `make course` runs the whole course, `make test` runs the test suite.
+# agkit: `make course` runs the whole course, `make test` runs the gates (`make lint`) and the
+# test suite; `make format` fixes what ruff can fix by itself.
 # Both create a virtual environment in .venv and install what they need on first use.
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.agkit-installed
 PROFILE ?= workshop
 
-.PHONY: setup test test-fast course slides cache course-time benchmarks stamp student clean
+.PHONY: setup lint format test test-fast course slides cache course-time benchmarks stamp student clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +19,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: $(STAMP)
+# The gates CI runs before the tests: ruff's lint and format checks over the whole tree
+# (notebooks included) and mypy over the method modules (pyproject.toml configures all three).
+RUFF := $(VENV)/bin/ruff
+FIX_HINT := run 'make format' (ruff check --fix . && ruff format .), then fix what remains
+lint: $(STAMP)
+	@$(RUFF) check . || { echo "ruff check failed: $(FIX_HINT)."; exit 1; }
+	@$(RUFF) format --check . || { echo "ruff format --check failed: $(FIX_HINT)."; exit 1; }
+	@$(VENV)/bin/mypy || { echo "mypy failed: fix the types it names."; exit 1; }
+
+format: $(STAMP)
+	$(RUFF) check --fix --exit-zero .
+	$(RUFF) format .
+	@$(RUFF) check . || { echo "ruff cannot fix the problems above: fix them by hand."; exit 1; }
+
+test: lint
 	$(PY) -m pytest
 
 course: $(STAMP)

@@ -31,9 +31,19 @@ from agkit.train import evaluate, fit, predict
 
 __version__ = "0.1.0"
 __all__ = [
-    "CAMNet", "list_backbones", "attention_guidance_loss", "fit", "evaluate", "predict",
-    "GuidedDataset", "make_loader", "MaskStore", "open_dataset", "make_synthfrac",
-    "MaskAnnotator", "__version__",
+    "CAMNet",
+    "list_backbones",
+    "attention_guidance_loss",
+    "fit",
+    "evaluate",
+    "predict",
+    "GuidedDataset",
+    "make_loader",
+    "MaskStore",
+    "open_dataset",
+    "make_synthfrac",
+    "MaskAnnotator",
+    "__version__",
 ]
 
 

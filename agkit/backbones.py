@@ -102,8 +102,14 @@ class Backbone(nn.Module):
     mean: torch.Tensor  # 1 x C x 1 x 1
     std: torch.Tensor  # 1 x C x 1 x 1
 
-    def __init__(self, body: nn.Module, out_channels: int, in_channels: int,
-                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
+    def __init__(
+        self,
+        body: nn.Module,
+        out_channels: int,
+        in_channels: int,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+    ):
         super().__init__()
         self.body = body
         self.out_channels = out_channels
@@ -134,9 +140,17 @@ def adapt_first_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool) -> nn.
     """
     if in_channels == conv.in_channels:
         return conv
-    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size,  # type: ignore[arg-type]
-                    conv.stride, conv.padding, conv.dilation,  # type: ignore[arg-type]
-                    conv.groups, bias=conv.bias is not None)
+    # Conv2d stores its sizes as tuple[int, ...]; its constructor's types ask for pairs.
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        conv.kernel_size,  # type: ignore[arg-type]
+        conv.stride,  # type: ignore[arg-type]
+        conv.padding,  # type: ignore[arg-type]
+        conv.dilation,  # type: ignore[arg-type]
+        conv.groups,
+        bias=conv.bias is not None,
+    )
     if pretrained:
         if in_channels != 1:
             raise ValueError(
@@ -192,12 +206,16 @@ def _global_pool_input(net: nn.Module) -> str | None:
         target_name = getattr(node.target, "__name__", str(node.target))
         if node.op == "call_module":
             module = net.get_submodule(str(node.target))
-            pooled = (isinstance(module, nn.AdaptiveAvgPool2d)
-                      and module.output_size in (1, (1, 1)))
+            pooled = isinstance(module, nn.AdaptiveAvgPool2d) and module.output_size in (1, (1, 1))
         elif node.op in ("call_function", "call_method") and target_name in (
-                "adaptive_avg_pool2d", "mean"):
-            size = node.args[1] if len(node.args) > 1 else node.kwargs.get(
-                "output_size", node.kwargs.get("dim"))
+            "adaptive_avg_pool2d",
+            "mean",
+        ):
+            size = (
+                node.args[1]
+                if len(node.args) > 1
+                else node.kwargs.get("output_size", node.kwargs.get("dim"))
+            )
             if target_name == "mean":
                 pooled = isinstance(size, (list, tuple)) and sorted(size) in ([2, 3], [-2, -1])
             else:
@@ -223,8 +241,9 @@ def _torchvision_backbone(name: str, in_channels: int, pretrained: bool) -> Back
 
     first = next((n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)), None)
     if first is None:
-        raise ValueError(f"torchvision's {name} has no convolution to adapt; pick another "
-                         "backbone.")
+        raise ValueError(
+            f"torchvision's {name} has no convolution to adapt; pick another backbone."
+        )
     conv = net.get_submodule(first)
     assert isinstance(conv, nn.Conv2d)
     net.set_submodule(first, adapt_first_conv(conv, in_channels, pretrained))
@@ -239,19 +258,26 @@ def _torchvision_backbone(name: str, in_channels: int, pretrained: bool) -> Back
     elif isinstance(getattr(net, "features", None), nn.Module):
         body = net.features  # vgg, alexnet, squeezenet: the convolutional part
     else:
-        raise ValueError(f"torchvision's {name} does not end in a feature map; pick a "
-                         "convolutional backbone from agkit.list_backbones().")
+        raise ValueError(
+            f"torchvision's {name} does not end in a feature map; pick a "
+            "convolutional backbone from agkit.list_backbones()."
+        )
 
     # The channel count K from a forward pass on the meta device: shapes only, no compute.
-    probe = {key: torch.empty_like(value, device="meta")
-             for key, value in body.state_dict(keep_vars=True).items()}
+    probe = {
+        key: torch.empty_like(value, device="meta")
+        for key, value in body.state_dict(keep_vars=True).items()
+    }
     shape = torch.func.functional_call(
-        body.eval(), probe, (torch.empty(1, in_channels, 224, 224, device="meta"),))
+        body.eval(), probe, (torch.empty(1, in_channels, 224, 224, device="meta"),)
+    )
     if isinstance(shape, dict):
         shape = shape["features"]
     if shape.ndim != 4:
-        raise ValueError(f"torchvision's {name} gives features shaped {tuple(shape.shape)}, "
-                         "not B x K x h x w; pick a convolutional backbone.")
+        raise ValueError(
+            f"torchvision's {name} gives features shaped {tuple(shape.shape)}, "
+            "not B x K x h x w; pick a convolutional backbone."
+        )
     body.train()
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if pretrained else (None, None)
     return Backbone(body, int(shape.shape[1]), in_channels, mean, std)
@@ -274,14 +300,17 @@ def _timm_backbone(name: str, in_channels: int, pretrained: bool) -> Backbone:
     import timm
 
     try:
-        body = timm.create_model(name, pretrained=pretrained, features_only=True,
-                                 in_chans=in_channels)  # Backbone keeps the last stage
+        body = timm.create_model(
+            name, pretrained=pretrained, features_only=True, in_chans=in_channels
+        )  # Backbone keeps the last stage
     except (URLError, OSError, ConnectionError) as error:
         raise _offline_error(name, error) from None
     except RuntimeError as error:
         if pretrained and "pretrained" in str(error).lower():
-            raise ValueError(f"timm's {name} has no pretrained weights; use pretrained=False "
-                             "or a name from agkit.list_backbones(pretrained=True).") from None
+            raise ValueError(
+                f"timm's {name} has no pretrained weights; use pretrained=False "
+                "or a name from agkit.list_backbones(pretrained=True)."
+            ) from None
         raise
     feature_info: Any = body.feature_info
     out_channels = int(feature_info.channels()[-1])
@@ -310,8 +339,11 @@ def list_backbones(pattern: str = "*", pretrained: bool = False) -> list[str]:
         import timm
 
         names += [TIMM_PREFIX + n for n in timm.list_models(pretrained=pretrained)]
-    return [n for n in names if fnmatch.fnmatch(n, pattern)
-            or fnmatch.fnmatch(n.removeprefix(TIMM_PREFIX), pattern)]
+    return [
+        n
+        for n in names
+        if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(n.removeprefix(TIMM_PREFIX), pattern)
+    ]
 
 
 def build_backbone(name: str, in_channels: int = 1, pretrained: bool = False) -> nn.Module:
@@ -324,8 +356,10 @@ def build_backbone(name: str, in_channels: int = 1, pretrained: bool = False) ->
     """
     if name == "tiny":
         if pretrained:
-            raise ValueError("the 'tiny' backbone has no pretrained weights; use "
-                             "pretrained=False or a pretrained backbone such as 'resnet18'.")
+            raise ValueError(
+                "the 'tiny' backbone has no pretrained weights; use "
+                "pretrained=False or a pretrained backbone such as 'resnet18'."
+            )
         return TinyResNet(in_channels)
     if not name.startswith(TIMM_PREFIX) and name in _torchvision_names():
         return _torchvision_backbone(name, in_channels, pretrained)
@@ -336,6 +370,7 @@ def build_backbone(name: str, in_channels: int = 1, pretrained: bool = False) ->
         if timm.is_model(timm_name):
             return _timm_backbone(timm_name, in_channels, pretrained)
     hint = "" if _timm_available() else " (timm is not installed: pip install agkit[timm])"
-    raise ValueError(f"unknown backbone {name!r}{hint}; agkit.list_backbones() lists the "
-                     "names, e.g. 'tiny', 'resnet18', 'densenet121', 'convnext_tiny'.")
-
+    raise ValueError(
+        f"unknown backbone {name!r}{hint}; agkit.list_backbones() lists the "
+        "names, e.g. 'tiny', 'resnet18', 'densenet121', 'convnext_tiny'."
+    )

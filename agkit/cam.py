@@ -25,8 +25,9 @@ def upsample(cams: torch.Tensor, size: Sequence[int] | int) -> torch.Tensor:
     """Bicubic upsampling of B x N x h x w maps to B x N x H x W (input resolution)."""
     if isinstance(size, int):
         size = (size, size)
-    return F.interpolate(cams, size=(int(size[0]), int(size[1])), mode="bicubic",
-                         align_corners=False)
+    return F.interpolate(
+        cams, size=(int(size[0]), int(size[1])), mode="bicubic", align_corners=False
+    )
 
 
 def attention(cams: torch.Tensor) -> torch.Tensor:
@@ -42,8 +43,9 @@ def normalize(cams: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return ((flat - low) / (high - low).clamp_min(eps)).view_as(cams)
 
 
-def cam_at_input(cams: torch.Tensor, labels: torch.Tensor,
-                 size: Sequence[int] | int) -> torch.Tensor:
+def cam_at_input(
+    cams: torch.Tensor, labels: torch.Tensor, size: Sequence[int] | int
+) -> torch.Tensor:
     """The normalised map of one class per image at input resolution: B x 1 x H x W in [0, 1].
 
     cams B x N x h x w, labels B (the class to show for each image).
@@ -51,8 +53,7 @@ def cam_at_input(cams: torch.Tensor, labels: torch.Tensor,
     return normalize(upsample(select_class(cams, labels), size))
 
 
-def overlay(image: ArrayLike, cam: ArrayLike, alpha: float = 0.45,
-            cmap: str = "jet") -> np.ndarray:
+def overlay(image: ArrayLike, cam: ArrayLike, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
     """Colour a CAM over a grayscale radiograph.
 
     Args:

@@ -62,8 +62,11 @@ def source_checkout() -> Path | None:
     """The repository folder when agkit is imported from a source checkout, else None."""
     root = Path(__file__).resolve().parents[1]
     pyproject = root / "pyproject.toml"
-    is_checkout = (pyproject.is_file() and (root / "notebooks").is_dir()
-                   and re.search(r'(?m)^name\s*=\s*"agkit"', pyproject.read_text(encoding="utf-8")))
+    is_checkout = (
+        pyproject.is_file()
+        and (root / "notebooks").is_dir()
+        and re.search(r'(?m)^name\s*=\s*"agkit"', pyproject.read_text(encoding="utf-8"))
+    )
     return root if is_checkout else None
 
 
@@ -84,8 +87,10 @@ def default_runs_dir(drive: bool = False) -> Path:
         google_drive.mount(str(DRIVE_MOUNT))
         return DRIVE_RUNS_DIR
     if drive:
-        raise ValueError("drive=True keeps runs on Google Drive and only works on Colab; "
-                         "elsewhere pass runs_dir= a folder of your choice.")
+        raise ValueError(
+            "drive=True keeps runs on Google Drive and only works on Colab; "
+            "elsewhere pass runs_dir= a folder of your choice."
+        )
     checkout = source_checkout()
     if checkout is not None:
         return checkout / "runs"
@@ -121,10 +126,13 @@ def require_masks(folder):
             "runtime are not here. Either run notebook 2 with runs_dir on Google Drive "
             "(agkit.colab.default_runs_dir(drive=True)) and use the same runs_dir here, or "
             "run agkit.colab.download_masks(folder) where you drew them and "
-            f"agkit.colab.upload_masks({str(folder)!r}) here.")
+            f"agkit.colab.upload_masks({str(folder)!r}) here."
+        )
     else:
-        lines.append("Run notebook 2 with the same runs_dir, profile and seed first, or copy "
-                     "the folder (agkit.colab.download_masks / upload_masks zip it).")
+        lines.append(
+            "Run notebook 2 with the same runs_dir, profile and seed first, or copy "
+            "the folder (agkit.colab.download_masks / upload_masks zip it)."
+        )
     lines.append('To train with the built-in masks instead, set masks = "builtin".')
     raise MissingMasksError(" ".join(lines))
 
@@ -152,14 +160,19 @@ def download_masks(folder, archive=None) -> Path:
 
 def _safe_members(zf: zipfile.ZipFile) -> list[str]:
     names = [info.filename for info in zf.infolist() if not info.is_dir()]
-    bad = [n for n in names if Path(n).is_absolute() or ".." in Path(n).parts or "/" in n
-           or "\\" in n]
+    bad = [
+        n for n in names if Path(n).is_absolute() or ".." in Path(n).parts or "/" in n or "\\" in n
+    ]
     if bad:
-        raise ValueError(f"The zip file holds paths outside a mask folder ({bad[:3]}); "
-                         "make it with agkit.colab.download_masks.")
+        raise ValueError(
+            f"The zip file holds paths outside a mask folder ({bad[:3]}); "
+            "make it with agkit.colab.download_masks."
+        )
     if "index.json" not in names:
-        raise ValueError("The zip file has no index.json at its top level, so it is not a "
-                         "MaskStore folder; make it with agkit.colab.download_masks.")
+        raise ValueError(
+            "The zip file has no index.json at its top level, so it is not a "
+            "MaskStore folder; make it with agkit.colab.download_masks."
+        )
     return names
 
 
@@ -175,20 +188,24 @@ def upload_masks(folder, archive=None, *, overwrite: bool = False):
     folder = Path(folder)
     existing = (folder / "index.json").is_file() and len(MaskStore(folder))
     if existing and not overwrite:
-        raise FileExistsError(f"{folder} already holds {existing} masks; pass overwrite=True to "
-                              "replace them (the old folder is kept under another name).")
+        raise FileExistsError(
+            f"{folder} already holds {existing} masks; pass overwrite=True to "
+            "replace them (the old folder is kept under another name)."
+        )
     with tempfile.TemporaryDirectory() as tmp:
         if archive is None:
             if not in_colab():
-                raise ValueError("Outside Colab pass archive= the zip file made by "
-                                 "agkit.colab.download_masks.")
+                raise ValueError(
+                    "Outside Colab pass archive= the zip file made by agkit.colab.download_masks."
+                )
             from google.colab import files
 
             uploaded = files.upload()
             zips = [name for name in uploaded if name.endswith(".zip")]
             if len(zips) != 1:
-                raise ValueError("Upload one .zip file made by download_masks; "
-                                 f"got {list(uploaded)}.")
+                raise ValueError(
+                    f"Upload one .zip file made by download_masks; got {list(uploaded)}."
+                )
             archive = Path(tmp) / "masks.zip"
             archive.write_bytes(uploaded[zips[0]])
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -219,11 +236,13 @@ INSTALL_MARK = "google.colab"
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 _COLAB_LINK = re.compile(  # group 1: the file's path in the repository
     r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w./-]+?/"
-    r"(notebooks/[\w./-]+?\.ipynb)")
+    r"(notebooks/[\w./-]+?\.ipynb)"
+)
 _BINDER_LINK = re.compile(r"https://mybinder\.org/v2/gh/[\w.-]+/[\w.-]+/[\w./-]+?(?=[?)\s])")
 _BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 _GIT_REQUIREMENT = re.compile(
-    r"agkit @ git\+https://github\.com/[\w.-]+/[\w.-]+?(?:\.git)?(?:@[\w./-]+)?(?=[\s\"'`]|$)")
+    r"agkit @ git\+https://github\.com/[\w.-]+/[\w.-]+?(?:\.git)?(?:@[\w./-]+)?(?=[\s\"'`]|$)"
+)
 
 
 def install_requirement() -> str:
@@ -237,11 +256,13 @@ def install_cell_source() -> str:
     No extras: Colab has its own front end and pins ipykernel, ipython, notebook, tornado,
     pandas and requests, which the kit's plain dependencies accept as they are.
     """
-    return ("# On Colab, install agkit first (this cell does nothing anywhere else).\n"
-            "import sys\n"
-            "\n"
-            f'if "{INSTALL_MARK}" in sys.modules:\n'
-            f'    %pip install -q "{install_requirement()}"')
+    return (
+        "# On Colab, install agkit first (this cell does nothing anywhere else).\n"
+        "import sys\n"
+        "\n"
+        f'if "{INSTALL_MARK}" in sys.modules:\n'
+        f'    %pip install -q "{install_requirement()}"'
+    )
 
 
 def colab_url(path: str) -> str:
@@ -301,8 +322,9 @@ def stamp_notebook(path, repo_root) -> bool:
     first = _source(cells[0])
     missing = [p for p in required_badges(path, repo_root) if f"{colab_url(p)})" not in first]
     if missing:
-        added = " · ".join(badge(p) + (" **student version**" if "/student/" in p else "")
-                           for p in missing)
+        added = " · ".join(
+            badge(p) + (" **student version**" if "/student/" in p else "") for p in missing
+        )
         badges = list(_BADGE.finditer(first))
         if badges:
             end = badges[-1].end()
@@ -316,8 +338,16 @@ def stamp_notebook(path, repo_root) -> bool:
     if install:
         _set_source(install[0], install_cell_source())
     else:
-        cells.insert(1, {"cell_type": "code", "execution_count": None, "metadata": {},
-                         "outputs": [], "source": install_cell_source()})
+        cells.insert(
+            1,
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "metadata": {},
+                "outputs": [],
+                "source": install_cell_source(),
+            },
+        )
     stamped = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
     if stamped == original:
         return False
@@ -339,8 +369,10 @@ def stamp(repo_root) -> list[Path]:
     """Stamp every course notebook (and student copy) and README.md; returns what changed."""
     root = Path(repo_root)
     changed = []
-    notebooks = [*sorted(root.glob("notebooks/*.ipynb")),
-                 *sorted(root.glob("notebooks/student/*.ipynb"))]
+    notebooks = [
+        *sorted(root.glob("notebooks/*.ipynb")),
+        *sorted(root.glob("notebooks/student/*.ipynb")),
+    ]
     for path in notebooks:
         if stamp_notebook(path, root):
             changed.append(path)

@@ -65,9 +65,21 @@ EVAL_BATCH_SIZE = 64  # small batches score faster than large ones on a CPU (cac
 PACKAGE_ROOT = Path(__file__).resolve().parent
 # The modules whose source decides what a run trains and scores, relative to PACKAGE_ROOT;
 # a missing one (backbones.py, guidance.py in older versions) is skipped.
-SOURCE_FILES = ("course.py", "models.py", "backbones.py", "losses.py", "train.py", "metrics.py",
-                "cam.py", "guidance.py", "data/__init__.py", "data/synthetic.py",
-                "data/dataset.py", "data/masks.py", "data/mask_quality.py")
+SOURCE_FILES = (
+    "course.py",
+    "models.py",
+    "backbones.py",
+    "losses.py",
+    "train.py",
+    "metrics.py",
+    "cam.py",
+    "guidance.py",
+    "data/__init__.py",
+    "data/synthetic.py",
+    "data/dataset.py",
+    "data/masks.py",
+    "data/mask_quality.py",
+)
 
 
 class TimeLimitReached(RuntimeError):
@@ -113,27 +125,65 @@ class Profile:
 
 PROFILES = {
     "ci": Profile(
-        name="ci", size=64, backbone="tiny", n_train=128, n_val=64, n_test=96, epochs=2,
-        batch_size=32, lr=3e-3, seeds=(0, 1), lambdas=(1.0, 3.0), time_limit=300,
-        ablation_n_train=64, ablation_seeds=(0,), ablation_lambdas=(0.0, 1.0),
-        ablation_sizes=(32, 64), ablation_fractions=(0.5, 1.0),
+        name="ci",
+        size=64,
+        backbone="tiny",
+        n_train=128,
+        n_val=64,
+        n_test=96,
+        epochs=2,
+        batch_size=32,
+        lr=3e-3,
+        seeds=(0, 1),
+        lambdas=(1.0, 3.0),
+        time_limit=300,
+        ablation_n_train=64,
+        ablation_seeds=(0,),
+        ablation_lambdas=(0.0, 1.0),
+        ablation_sizes=(32, 64),
+        ablation_fractions=(0.5, 1.0),
         ablation_qualities=("exact", "box"),
     ),
     # 8 epochs with the learning rate divided by 10 for the last quarter give the same
     # picture as 24 at a constant rate, in a third of the time (benchmarks/course_time.py).
     "workshop": Profile(
-        name="workshop", size=64, backbone="tiny", n_train=500, n_val=300, n_test=600, epochs=8,
-        lr_decay_at=0.75, batch_size=32, lr=3e-3, seeds=(0, 1, 2), lambdas=(1.0, 3.0, 10.0),
-        time_limit=900, ablation_n_train=250, ablation_seeds=(0, 1, 2),
-        ablation_lambdas=(0.0, 0.3, 3.0), ablation_sizes=(125, 250, 500),
+        name="workshop",
+        size=64,
+        backbone="tiny",
+        n_train=500,
+        n_val=300,
+        n_test=600,
+        epochs=8,
+        lr_decay_at=0.75,
+        batch_size=32,
+        lr=3e-3,
+        seeds=(0, 1, 2),
+        lambdas=(1.0, 3.0, 10.0),
+        time_limit=900,
+        ablation_n_train=250,
+        ablation_seeds=(0, 1, 2),
+        ablation_lambdas=(0.0, 0.3, 3.0),
+        ablation_sizes=(125, 250, 500),
         ablation_fractions=(0.1, 0.3, 1.0),
         ablation_qualities=("exact", "box", "dilated", "shifted"),
     ),
     "full": Profile(
-        name="full", size=128, backbone="resnet18", n_train=2000, n_val=500, n_test=1000,
-        epochs=20, batch_size=64, lr=1e-3, seeds=(0, 1, 2), lambdas=(0.3, 1.0, 3.0),
-        time_limit=3600, ablation_n_train=500, ablation_seeds=(0, 1, 2),
-        ablation_lambdas=(0.0, 0.01, 0.1, 1.0, 10.0), ablation_sizes=(250, 500, 1000, 2000, 4000),
+        name="full",
+        size=128,
+        backbone="resnet18",
+        n_train=2000,
+        n_val=500,
+        n_test=1000,
+        epochs=20,
+        batch_size=64,
+        lr=1e-3,
+        seeds=(0, 1, 2),
+        lambdas=(0.3, 1.0, 3.0),
+        time_limit=3600,
+        ablation_n_train=500,
+        ablation_seeds=(0, 1, 2),
+        ablation_lambdas=(0.0, 0.01, 0.1, 1.0, 10.0),
+        ablation_sizes=(250, 500, 1000, 2000, 4000),
         ablation_fractions=(0.1, 0.25, 0.5, 1.0),
         ablation_qualities=("exact", "box", "dilated", "shifted"),
     ),
@@ -192,13 +242,18 @@ class RunConfig:
 
     def fingerprints(self) -> dict:
         """Hashes of what the config names but does not hold: source code and mask files."""
-        return {"source_hash": source_fingerprint(),
-                "masks_hash": store_fingerprint(self.masks_from) if self.masks_from else ""}
+        return {
+            "source_hash": source_fingerprint(),
+            "masks_hash": store_fingerprint(self.masks_from) if self.masks_from else "",
+        }
 
     def key(self) -> str:
         # SynthFrac's defaults are part of the key: a new generator default means new data.
-        text = json.dumps([CACHE_VERSION, self.fields(), synthetic.DEFAULTS, self.fingerprints()],
-                          sort_keys=True, default=str)
+        text = json.dumps(
+            [CACHE_VERSION, self.fields(), synthetic.DEFAULTS, self.fingerprints()],
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -213,11 +268,20 @@ def guided_config(profile: Profile, lam: float, seed: int = 0, **changes) -> Run
 
 
 def _config(profile: Profile, seed: int, **changes) -> RunConfig:
-    base = {"n_train": profile.n_train, "n_val": profile.n_val, "n_test": profile.n_test,
-            "seed": seed, "size": profile.size, "backbone": profile.backbone,
-            "epochs": profile.epochs, "batch_size": profile.batch_size, "lr": profile.lr,
-            "lr_decay_at": profile.lr_decay_at, "time_limit": profile.time_limit,
-            "data": tuple(sorted(profile.data.items()))}
+    base = {
+        "n_train": profile.n_train,
+        "n_val": profile.n_val,
+        "n_test": profile.n_test,
+        "seed": seed,
+        "size": profile.size,
+        "backbone": profile.backbone,
+        "epochs": profile.epochs,
+        "batch_size": profile.batch_size,
+        "lr": profile.lr,
+        "lr_decay_at": profile.lr_decay_at,
+        "time_limit": profile.time_limit,
+        "data": tuple(sorted(profile.data.items())),
+    }
     base.update(changes)
     return RunConfig(**base)
 
@@ -293,8 +357,13 @@ def store_fingerprint(folder) -> str:
     folder = Path(folder)
     if not folder.is_dir():
         return _hash_files([], folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                   and (p.name == "index.json" or p.suffix == ".png"))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and (p.name == "index.json" or p.suffix == ".png")
+    )
     return _hash_files(files, folder)
 
 
@@ -309,8 +378,11 @@ def check_mask_store(folder, image_ids=None) -> int:
     usable = len(found if image_ids is None else found & set(image_ids))
     if usable == 0:
         where = f"{folder}" + ("" if folder.is_dir() else " (the folder does not exist)")
-        matching = ("" if image_ids is None or not found
-                    else f", none of them for the {len(image_ids)} training images")
+        matching = (
+            ""
+            if image_ids is None or not found
+            else f", none of them for the {len(image_ids)} training images"
+        )
         raise NoMasksError(
             f"found {len(found)} masks in {where}{matching}; guided training needs masks to "
             f"guide it. Draw some in notebook 02 (or run it with annotator='simulated'), or "
@@ -379,10 +451,17 @@ def make_datasets(config: RunConfig, splits: dict | None = None) -> dict:
     """GuidedDatasets for every split; only the training split has degraded/partial masks."""
     splits = splits or make_splits(config)
     train = splits["train"]
-    datasets = {"train": GuidedDataset(train.images, train.labels, training_masks(config, train),
-                                       image_ids=train.image_ids, meta=train.meta,
-                                       annotated_fraction=config.annotated_fraction,
-                                       seed=config.seed)}
+    datasets = {
+        "train": GuidedDataset(
+            train.images,
+            train.labels,
+            training_masks(config, train),
+            image_ids=train.image_ids,
+            meta=train.meta,
+            annotated_fraction=config.annotated_fraction,
+            seed=config.seed,
+        )
+    }
     for name in ("val", "test_id", "test_shifted"):
         datasets[name] = GuidedDataset.from_synthfrac(splits[name])
     return datasets
@@ -457,22 +536,31 @@ def _threads_for(device: torch.device):
         torch.set_num_threads(threads)
 
 
-def _train_and_store(config: RunConfig, folder: Path, device: torch.device,
-                     progress: bool) -> dict:
+def _train_and_store(config: RunConfig, folder: Path, device: torch.device, progress: bool) -> dict:
     datasets = make_datasets(config)
     model = build_model(config)
-    train_loader = make_loader(datasets["train"], config.batch_size, shuffle=True,
-                               seed=config.seed)
+    train_loader = make_loader(datasets["train"], config.batch_size, shuffle=True, seed=config.seed)
     lr_step = max(1, round(config.lr_decay_at * config.epochs)) if config.lr_decay_at else None
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
             # fit warns and keeps the whole epochs it finished; a course run is all or nothing.
             warnings.simplefilter("ignore", TimeLimitWarning)
-            history = fit(model, train_loader, None, lam=config.lam, epochs=config.epochs,
-                          lr=config.lr, lr_step=lr_step, lr_gamma=0.1,
-                          resolution=config.resolution, seed=config.seed, device=device,
-                          progress=progress, time_limit=config.time_limit)
+            history = fit(
+                model,
+                train_loader,
+                None,
+                lam=config.lam,
+                epochs=config.epochs,
+                lr=config.lr,
+                lr_step=lr_step,
+                lr_gamma=0.1,
+                resolution=config.resolution,
+                seed=config.seed,
+                device=device,
+                progress=progress,
+                time_limit=config.time_limit,
+            )
         epochs_run = len(history)
         stopped = bool(history.attrs.get("stopped_by_time_limit"))
     except TimeoutError:  # the limit passed inside the first epoch
@@ -486,8 +574,13 @@ def _train_and_store(config: RunConfig, folder: Path, device: torch.device,
             f"larger time_limit (None: no limit)."
         )
 
-    result = dict(config.fields(), key=config.key(), label=config.label, **config.fingerprints(),
-                  epochs_run=epochs_run)
+    result = dict(
+        config.fields(),
+        key=config.key(),
+        label=config.label,
+        **config.fingerprints(),
+        epochs_run=epochs_run,
+    )
     for split, tag in SPLIT_TAGS.items():
         scores = evaluate(model, make_loader(datasets[split], EVAL_BATCH_SIZE))
         for metric in SCORES:
@@ -539,8 +632,10 @@ def _worker_pool(jobs: int) -> ProcessPoolExecutor:
     if _pool["key"] != key:
         shutdown_workers()
         context = multiprocessing.get_context("spawn")  # safe with torch and inside Jupyter
-        _pool.update(key=key, executor=ProcessPoolExecutor(jobs, mp_context=context,
-                                                           initializer=_start_worker))
+        _pool.update(
+            key=key,
+            executor=ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker),
+        )
     return _pool["executor"]
 
 
@@ -583,8 +678,10 @@ def _train_in_workers(todo: dict, runs_dir, device, jobs: int, done) -> None:
         pending = {k: c for k, c in todo.items() if not is_stored(c, runs_dir)}
         try:
             pool = _worker_pool(jobs)
-            futures = {pool.submit(_run_quietly, config, str(runs_dir), device): key
-                       for key, config in pending.items()}
+            futures = {
+                pool.submit(_run_quietly, config, str(runs_dir), device): key
+                for key, config in pending.items()
+            }
             try:
                 for future in as_completed(futures):
                     future.result()  # re-raises a worker's error here
@@ -600,8 +697,15 @@ def _train_in_workers(todo: dict, runs_dir, device, jobs: int, done) -> None:
                 raise
 
 
-def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = True,
-             jobs: int | None = None, device=None) -> pd.DataFrame:
+def run_many(
+    configs,
+    runs_dir="runs",
+    *,
+    desc: str = "runs",
+    progress: bool = True,
+    jobs: int | None = None,
+    device=None,
+) -> pd.DataFrame:
     """Run (or fetch) several configurations, one progress bar over them all.
 
     Uncached runs are trained ``jobs`` at a time in separate processes (default: one per
@@ -611,7 +715,11 @@ def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = T
     """
     configs = list(configs)
     keys = [config.key() for config in configs]
-    todo = {key: config for key, config in zip(keys, configs) if not is_stored(config, runs_dir)}
+    todo = {
+        key: config
+        for key, config in zip(keys, configs, strict=True)
+        if not is_stored(config, runs_dir)
+    }
     # Longest runs first: the processes then finish at about the same time.
     todo = dict(sorted(todo.items(), key=lambda item: -_cost(item[1])))
     for config in todo.values():  # a missing mask store stops here, before any training
@@ -631,8 +739,15 @@ def run_many(configs, runs_dir="runs", *, desc: str = "runs", progress: bool = T
     return pd.DataFrame([run(config, runs_dir) for config in configs])
 
 
-def choose_lambda(profile: Profile, runs_dir="runs", *, progress: bool = True, device=None,
-                  jobs: int | None = None, **changes) -> tuple[float, pd.DataFrame]:
+def choose_lambda(
+    profile: Profile,
+    runs_dir="runs",
+    *,
+    progress: bool = True,
+    device=None,
+    jobs: int | None = None,
+    **changes,
+) -> tuple[float, pd.DataFrame]:
     """Pick lambda on the validation split (never on a test split).
 
     The validation split is drawn like the training split, shortcut included, so its
@@ -640,18 +755,21 @@ def choose_lambda(profile: Profile, runs_dir="runs", *, progress: bool = True, d
     accuracy go to the lambda whose CAMs keep more mass inside the validation masks.
     ``changes`` (e.g. masks_from) apply to every candidate.
     """
-    configs = [guided_config(profile, lam, seed=profile.seeds[0], **changes)
-               for lam in profile.lambdas]
-    table = run_many(configs, runs_dir, desc="choosing lambda", progress=progress, device=device,
-                     jobs=jobs)
+    configs = [
+        guided_config(profile, lam, seed=profile.seeds[0], **changes) for lam in profile.lambdas
+    ]
+    table = run_many(
+        configs, runs_dir, desc="choosing lambda", progress=progress, device=device, jobs=jobs
+    )
     best = table["accuracy_val"].max()
     contenders = table[table["accuracy_val"] >= best - 0.01]
     chosen = float(contenders.sort_values("mass_in_mask_val", ascending=False)["lam"].iloc[0])
     return chosen, table[["lam", "accuracy_val", "mass_in_mask_val"]]
 
 
-def main_comparison(profile: Profile, runs_dir="runs", *, progress: bool = True, device=None,
-                    **changes) -> pd.DataFrame:
+def main_comparison(
+    profile: Profile, runs_dir="runs", *, progress: bool = True, device=None, **changes
+) -> pd.DataFrame:
     """Baseline and guided training over the profile's seeds: one row per run.
 
     ``changes`` apply to the baseline and the guided runs alike (the baseline never uses
@@ -660,8 +778,7 @@ def main_comparison(profile: Profile, runs_dir="runs", *, progress: bool = True,
     lam, _ = choose_lambda(profile, runs_dir, progress=progress, device=device, **changes)
     configs = [baseline_config(profile, seed, **changes) for seed in profile.seeds]
     configs += [guided_config(profile, lam, seed, **changes) for seed in profile.seeds]
-    table = run_many(configs, runs_dir, desc="baseline vs guided", progress=progress,
-                     device=device)
+    table = run_many(configs, runs_dir, desc="baseline vs guided", progress=progress, device=device)
     table["method"] = np.where(table["lam"] > 0, "guided", "baseline")
     return table
 
@@ -687,22 +804,43 @@ def ablation_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]
     """
     seeds, small = profile.ablation_seeds, {"n_train": profile.ablation_n_train}
     return {
-        "lambda": [guided_config(profile, weight, s, **small) if weight > 0
-                   else baseline_config(profile, s, pooling="softmax", **small)
-                   for weight in profile.ablation_lambdas for s in seeds],
-        "size": [config for n in profile.ablation_sizes for s in seeds
-                 for config in (baseline_config(profile, s, n_train=n),
-                                guided_config(profile, lam, s, n_train=n))],
-        "fraction": [guided_config(profile, lam, s, annotated_fraction=f, **small)
-                     for f in profile.ablation_fractions for s in seeds],
-        "quality": [guided_config(profile, lam, s, mask_quality=q, **small)
-                    for q in profile.ablation_qualities for s in seeds],
-        "design": [config for s in seeds for config in (
-            baseline_config(profile, s, **small),
-            baseline_config(profile, s, pooling="softmax", **small),
-            guided_config(profile, lam, s, pooling="avg", **small),
-            guided_config(profile, lam, s, **small),
-            guided_config(profile, lam, s, resolution="input", **small))],
+        "lambda": [
+            guided_config(profile, weight, s, **small)
+            if weight > 0
+            else baseline_config(profile, s, pooling="softmax", **small)
+            for weight in profile.ablation_lambdas
+            for s in seeds
+        ],
+        "size": [
+            config
+            for n in profile.ablation_sizes
+            for s in seeds
+            for config in (
+                baseline_config(profile, s, n_train=n),
+                guided_config(profile, lam, s, n_train=n),
+            )
+        ],
+        "fraction": [
+            guided_config(profile, lam, s, annotated_fraction=f, **small)
+            for f in profile.ablation_fractions
+            for s in seeds
+        ],
+        "quality": [
+            guided_config(profile, lam, s, mask_quality=q, **small)
+            for q in profile.ablation_qualities
+            for s in seeds
+        ],
+        "design": [
+            config
+            for s in seeds
+            for config in (
+                baseline_config(profile, s, **small),
+                baseline_config(profile, s, pooling="softmax", **small),
+                guided_config(profile, lam, s, pooling="avg", **small),
+                guided_config(profile, lam, s, **small),
+                guided_config(profile, lam, s, resolution="input", **small),
+            )
+        ],
     }
 
 
@@ -716,9 +854,11 @@ def course_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]:
     seeds = profile.seeds
     return {
         "01": [baseline_config(profile, seeds[0])],
-        "03": ([guided_config(profile, weight, seeds[0]) for weight in profile.lambdas]
-               + [baseline_config(profile, s) for s in seeds]
-               + [guided_config(profile, lam, s) for s in seeds]),
+        "03": (
+            [guided_config(profile, weight, seeds[0]) for weight in profile.lambdas]
+            + [baseline_config(profile, s) for s in seeds]
+            + [guided_config(profile, lam, s) for s in seeds]
+        ),
         "04": [config for group in ablation_configs(profile, lam).values() for config in group],
     }
 
@@ -731,8 +871,9 @@ MANIFEST = "manifest.json"
 RUN_FILES = ("result.json", "model.pt", "history.csv")
 
 
-def pack_runs(configs, runs_dir="runs", archive="build/agkit-runs.tar.gz", *,
-              profile: str = "") -> Path:
+def pack_runs(
+    configs, runs_dir="runs", archive="build/agkit-runs.tar.gz", *, profile: str = ""
+) -> Path:
     """Pack the stored runs of ``configs`` into one .tar.gz archive for ``use_cache``.
 
     The archive holds ``experiments/<key>/`` (result.json, model.pt, history.csv) of every
@@ -745,11 +886,17 @@ def pack_runs(configs, runs_dir="runs", archive="build/agkit-runs.tar.gz", *,
     for key in keys:
         folder = Path(runs_dir) / "experiments" / key
         if not (folder / "result.json").is_file():
-            raise FileNotFoundError(f"run {key} is not stored in {runs_dir}; train it first "
-                                    f"(run_many) and pack again.")
+            raise FileNotFoundError(
+                f"run {key} is not stored in {runs_dir}; train it first (run_many) and pack again."
+            )
         runs[key] = json.loads((folder / "result.json").read_text())["label"]
-    manifest = {"format": "agkit runs", "version": CACHE_VERSION, "profile": profile,
-                "source_hash": source_fingerprint(), "runs": runs}
+    manifest = {
+        "format": "agkit runs",
+        "version": CACHE_VERSION,
+        "profile": profile,
+        "source_hash": source_fingerprint(),
+        "runs": runs,
+    }
     archive.parent.mkdir(parents=True, exist_ok=True)
     temporary = archive.with_name(archive.name + ".tmp")
     with tarfile.open(temporary, "w:gz") as tar:
@@ -791,8 +938,10 @@ def use_cache(archive_or_url, runs_dir="runs") -> dict:
         else:
             path = Path(source).expanduser()
             if not path.is_file():
-                raise FileNotFoundError(f"no runs archive at {path}; run `make cache` to build "
-                                        f"one or pass the archive's path or URL.")
+                raise FileNotFoundError(
+                    f"no runs archive at {path}; run `make cache` to build "
+                    f"one or pass the archive's path or URL."
+                )
         return _unpack(path, Path(runs_dir))
 
 
@@ -801,8 +950,9 @@ def _unpack(archive: Path, runs_dir: Path) -> dict:
         with tarfile.open(archive, "r:*") as tar:
             manifest, unpacked = _unpack_runs(tar, archive, runs_dir)
     except tarfile.TarError as error:
-        raise ValueError(f"{archive} is not a runs archive made by `make cache` "
-                         f"({error}).") from None
+        raise ValueError(
+            f"{archive} is not a runs archive made by `make cache` ({error})."
+        ) from None
     manifest["unpacked"] = unpacked
     same_source = manifest.get("source_hash") == source_fingerprint()
     manifest["reusable"] = len(manifest["runs"]) if same_source else 0
@@ -813,19 +963,25 @@ def _unpack_runs(tar: tarfile.TarFile, archive: Path, runs_dir: Path) -> tuple[d
     """Check every entry of ``tar`` first, then unpack the runs not in ``runs_dir`` yet."""
     members = tar.getmembers()
     if MANIFEST not in {m.name for m in members}:
-        raise ValueError(f"{archive} has no {MANIFEST}: it is not a runs archive made by "
-                         f"`make cache`.")
+        raise ValueError(
+            f"{archive} has no {MANIFEST}: it is not a runs archive made by `make cache`."
+        )
     manifest = json.load(tar.extractfile(MANIFEST))
     runs = manifest.get("runs") if isinstance(manifest, dict) else None
     if not isinstance(runs, dict) or not all(re.fullmatch(r"[0-9a-f]{12}", k) for k in runs):
-        raise ValueError(f"{archive}: {MANIFEST} does not list runs by their 12-digit keys; "
-                         f"nothing was unpacked.")
+        raise ValueError(
+            f"{archive}: {MANIFEST} does not list runs by their 12-digit keys; "
+            f"nothing was unpacked."
+        )
     wanted = {f"experiments/{key}/{name}" for key in runs for name in RUN_FILES}
-    odd = [m.name for m in members if m.name != MANIFEST and
-           (m.name not in wanted or not m.isfile())]
+    odd = [
+        m.name for m in members if m.name != MANIFEST and (m.name not in wanted or not m.isfile())
+    ]
     if odd:
-        raise ValueError(f"{archive} holds entries a runs archive never has (first: "
-                         f"{odd[0]!r}); nothing was unpacked.")
+        raise ValueError(
+            f"{archive} holds entries a runs archive never has (first: "
+            f"{odd[0]!r}); nothing was unpacked."
+        )
     unpacked = 0
     for key in manifest["runs"]:
         target = runs_dir / "experiments" / key

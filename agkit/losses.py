@@ -31,11 +31,14 @@ def check_masks(masks: torch.Tensor, batch_size: int) -> None:
             "for a single H x W mask use mask[None, None]."
         )
     if masks.shape[0] != batch_size:
-        raise ValueError(f"masks hold {masks.shape[0]} images but the CAMs hold {batch_size}; "
-                         "pass one mask per image (all zeros for an image without one).")
+        raise ValueError(
+            f"masks hold {masks.shape[0]} images but the CAMs hold {batch_size}; "
+            "pass one mask per image (all zeros for an image without one)."
+        )
     if ((masks != 0) & (masks != 1)).any():
-        raise ValueError("mask values must be 0 or 1; binarise soft masks first, "
-                         "e.g. (mask > 0.5).float().")
+        raise ValueError(
+            "mask values must be 0 or 1; binarise soft masks first, e.g. (mask > 0.5).float()."
+        )
 
 
 def shrink_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -49,22 +52,36 @@ def shrink_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.adaptive_max_pool2d(masks, (int(size[0]), int(size[1])))
 
 
-def old_names(where: str, classes: str, channels: str | None = None,
-              labels: torch.Tensor | None = None,
-              targets: torch.Tensor | None = None) -> tuple[str, torch.Tensor | None]:
+def old_names(
+    where: str,
+    classes: str,
+    channels: str | None = None,
+    labels: torch.Tensor | None = None,
+    targets: torch.Tensor | None = None,
+) -> tuple[str, torch.Tensor | None]:
     """(classes, labels) after applying the deprecated names channels=, targets= and the
     value "target" (kept for one release), with a DeprecationWarning naming ``where``."""
     if channels is not None:
-        warnings.warn(f"{where}(channels=...) is now classes=...; the old "
-                      "name goes away in the next release.", DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"{where}(channels=...) is now classes=...; the old "
+            "name goes away in the next release.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         classes = channels
     if classes == "target":
-        warnings.warn('classes="target" is now classes="label"; the old value goes away in '
-                      "the next release.", DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            'classes="target" is now classes="label"; the old value goes away in the next release.',
+            DeprecationWarning,
+            stacklevel=3,
+        )
         classes = "label"
     if targets is not None:
-        warnings.warn(f"{where}(targets=...) is now labels=...; the old name "
-                      "goes away in the next release.", DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"{where}(targets=...) is now labels=...; the old name goes away in the next release.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         labels = targets if labels is None else labels
     return classes, labels
 
@@ -117,8 +134,10 @@ def attention_guidance_loss(
             f"{masks.shape[2]} x {masks.shape[3]}. Pass the masks that came with the images."
         )
     if not torch.isfinite(cams).all():
-        raise ValueError("the CAMs contain NaN or inf: training has diverged; lower the "
-                         "learning rate or lambda and restart from the last good checkpoint.")
+        raise ValueError(
+            "the CAMs contain NaN or inf: training has diverged; lower the "
+            "learning rate or lambda and restart from the last good checkpoint."
+        )
 
     # Half precision overflows in the bicubic upsampling and the softmax over H x W
     # positions (NaN with zero gradient), so the loss always runs in at least float32.
@@ -138,11 +157,15 @@ def attention_guidance_loss(
             raise ValueError("classes='label' needs labels (the B class indices).")
         labels = torch.as_tensor(labels, device=cams.device).long()
         if labels.shape != (batch,):
-            raise ValueError(f"labels must hold one class index per image ({batch}), got "
-                             f"shape {tuple(labels.shape)}.")
+            raise ValueError(
+                f"labels must hold one class index per image ({batch}), got "
+                f"shape {tuple(labels.shape)}."
+            )
         if (labels < 0).any() or (labels >= num_classes).any():
-            raise ValueError(f"labels must lie in [0, {num_classes}), got values "
-                             f"{labels.min().item()}..{labels.max().item()}.")
+            raise ValueError(
+                f"labels must lie in [0, {num_classes}), got values "
+                f"{labels.min().item()}..{labels.max().item()}."
+            )
         index = labels[:, None, None].expand(-1, 1, log_attention.shape[2])
         log_attention = log_attention.gather(1, index)  # B x 1 x P
 

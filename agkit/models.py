@@ -69,8 +69,14 @@ class CAMNet(nn.Module):
     ``CAMOutput(logits B x N, cams B x N x h x w)``.
     """
 
-    def __init__(self, backbone: str = "tiny", num_classes: int = 2, in_channels: int = 1,
-                 pooling: str = "avg", pretrained: bool = False):
+    def __init__(
+        self,
+        backbone: str = "tiny",
+        num_classes: int = 2,
+        in_channels: int = 1,
+        pooling: str = "avg",
+        pretrained: bool = False,
+    ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}.")
@@ -108,5 +114,9 @@ class CAMNet(nn.Module):
 
     def describe(self) -> dict[str, object]:
         """The architecture as plain values (stored in checkpoints to check on resume)."""
-        return {"backbone": self.backbone_name, "pooling": self.pooling,
-                "num_classes": self.num_classes, "in_channels": self.in_channels}
+        return {
+            "backbone": self.backbone_name,
+            "pooling": self.pooling,
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+        }

@@ -13,7 +13,6 @@ the JPEGs on the CPU is the bottleneck, hence the workers (unpack the .tgz first
 from __future__ import annotations
 
 import pandas as pd
-import torch
 from torchvision.transforms import v2
 
 from agkit.data.dataset import make_loader
@@ -24,10 +23,15 @@ from agkit.train import evaluate, fit
 # Test accuracy (%) at epoch 95 reported by the authors (ResNet-50, 448 px), for
 # 5/10/15/20 training images per class: the numbers to compare a cub_recipe run with.
 PUBLISHED_CUB = pd.DataFrame(
-    {5: [26.0, 50.9, 52.0, 50.0], 10: [52.2, 65.8, 65.6, 65.7],
-     15: [65.2, 71.0, 70.8, 71.5], 20: [72.9, 76.1, 75.3, 75.7]},
+    {
+        5: [26.0, 50.9, 52.0, 50.0],
+        10: [52.2, 65.8, 65.6, 65.7],
+        15: [65.2, 71.0, 70.8, 71.5],
+        20: [72.9, 76.1, 75.3, 75.7],
+    },
     index=pd.Index([0.0, 0.001, 0.01, 0.1], name="lam"),
 ).rename_axis(columns="images_per_class")
+
 
 def cub_transforms(size: int = 448) -> tuple[v2.Transform, v2.Transform]:
     """(train, test) joint image/mask transforms of the authors, scaled to ``size``.
@@ -50,12 +54,30 @@ def cub_datasets(root, split: str, *, size: int = 448, **options):
     return ds.with_transform(train_tf if augment else test_tf)
 
 
-def cub_recipe(root, images_per_class: int = 5, lam: float = 0.01, epochs: int = 95, device=None, *,
-               pooling: str | None = None, backbone: str = "resnet50", pretrained: bool = True,
-               size: int = 448, batch_size: int = 32, lr: float = 1e-3, momentum: float = 0.9,
-               weight_decay: float = 1e-4, lr_step: int = 30, radius: float = 50.0,
-               val_per_class: int = 0, seed: int = 0, num_workers: int = 0, progress: bool = True,
-               checkpoint=None, time_limit: float | None = None) -> dict:
+def cub_recipe(
+    root,
+    images_per_class: int = 5,
+    lam: float = 0.01,
+    epochs: int = 95,
+    device=None,
+    *,
+    pooling: str | None = None,
+    backbone: str = "resnet50",
+    pretrained: bool = True,
+    size: int = 448,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    lr_step: int = 30,
+    radius: float = 50.0,
+    val_per_class: int = 0,
+    seed: int = 0,
+    num_workers: int = 0,
+    progress: bool = True,
+    checkpoint=None,
+    time_limit: float | None = None,
+) -> dict:
     """Train and test one cell of the authors' CUB-200-2011 table.
 
     The protocol: ``images_per_class`` training images per class (seeded draw), masks =
@@ -86,8 +108,14 @@ def cub_recipe(root, images_per_class: int = 5, lam: float = 0.01, epochs: int =
         value for this cell, or None) and model.
     """
     pooling = pooling or ("softmax" if lam > 0 else "avg")
-    common = dict(size=size, in_channels=3, radius=radius, seed=seed, val_per_class=val_per_class,
-                  images_per_class=images_per_class)
+    common = dict(
+        size=size,
+        in_channels=3,
+        radius=radius,
+        seed=seed,
+        val_per_class=val_per_class,
+        images_per_class=images_per_class,
+    )
     train, test = cub_datasets(root, "train", **common), cub_datasets(root, "test", **common)
     val_loader = None
     if val_per_class > 0:
@@ -97,15 +125,39 @@ def cub_recipe(root, images_per_class: int = 5, lam: float = 0.01, epochs: int =
     if num_workers > 0:
         for ds in (train, test):
             ds[0]  # a .tgz is read here once, not by every worker in every epoch
-    model = CAMNet(backbone, num_classes=len(train.class_names), in_channels=3, pooling=pooling, pretrained=pretrained)
-    history = fit(model, make_loader(train, batch_size=batch_size, shuffle=True, seed=seed,
-                                     num_workers=num_workers),
-                  val_loader, lam=lam, epochs=epochs, lr=lr, optimizer="sgd", momentum=momentum,
-                  weight_decay=weight_decay, lr_step=lr_step, lr_gamma=0.1, seed=seed, device=device,
-                  progress=progress, checkpoint=checkpoint, time_limit=time_limit)
+    model = CAMNet(
+        backbone,
+        num_classes=len(train.class_names),
+        in_channels=3,
+        pooling=pooling,
+        pretrained=pretrained,
+    )
+    history = fit(
+        model,
+        make_loader(train, batch_size=batch_size, shuffle=True, seed=seed, num_workers=num_workers),
+        val_loader,
+        lam=lam,
+        epochs=epochs,
+        lr=lr,
+        optimizer="sgd",
+        momentum=momentum,
+        weight_decay=weight_decay,
+        lr_step=lr_step,
+        lr_gamma=0.1,
+        seed=seed,
+        device=device,
+        progress=progress,
+        checkpoint=checkpoint,
+        time_limit=time_limit,
+    )
     scores = evaluate(model, make_loader(test, batch_size=batch_size, num_workers=num_workers))
     published = None
     if images_per_class in PUBLISHED_CUB.columns and lam in PUBLISHED_CUB.index:
         published = float(PUBLISHED_CUB.at[lam, images_per_class])
-    return {"history": history, "test": scores, "test_accuracy": 100 * scores["accuracy"],
-            "published": published, "model": model}
+    return {
+        "history": history,
+        "test": scores,
+        "test_accuracy": 100 * scores["accuracy"],
+        "published": published,
+        "model": model,
+    }

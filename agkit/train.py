@@ -42,8 +42,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agkit import metrics
-from agkit.losses import (attention_guidance_loss, attention_loss_floor, chance_attention_loss,
-                          old_names)
+from agkit.losses import (
+    attention_guidance_loss,
+    attention_loss_floor,
+    chance_attention_loss,
+    old_names,
+)
 
 #: A guidance term: (model, images, labels, masks, has_mask, out, forbidden) -> scalar.
 GuidanceTerm = Callable[..., torch.Tensor]
@@ -110,11 +114,15 @@ def _check_images(images: torch.Tensor) -> None:
     bad = (~finite).nonzero().flatten().tolist()
     counts = ", ".join(
         f"image {i} ({int(torch.isnan(images[i]).sum())} NaN, "
-        f"{int(torch.isinf(images[i]).sum())} inf values)" for i in bad[:5])
+        f"{int(torch.isinf(images[i]).sum())} inf values)"
+        for i in bad[:5]
+    )
     raise NonFiniteImages(
         f"a data problem, not a training one: {counts} of this batch of {len(images)}; "
         "check how these images are read and normalised (a corrupt file, a division by "
-        "a zero range) before training.", bad)
+        "a zero range) before training.",
+        bad,
+    )
 
 
 def resolve_guidance(guidance: str | GuidanceTerm | None) -> GuidanceTerm | None:
@@ -125,8 +133,9 @@ def resolve_guidance(guidance: str | GuidanceTerm | None) -> GuidanceTerm | None
         get_term = importlib.import_module("agkit.guidance").get_term
         term: GuidanceTerm = get_term(guidance)
         return term
-    raise TypeError(f"guidance must be None, a name or a callable term, got "
-                    f"{type(guidance).__name__}.")
+    raise TypeError(
+        f"guidance must be None, a name or a callable term, got {type(guidance).__name__}."
+    )
 
 
 def guidance_name(guidance: str | GuidanceTerm | None) -> str | None:
@@ -150,11 +159,18 @@ def _diverged(ce: torch.Tensor, att: torch.Tensor, what: str) -> TrainingDiverge
     )
 
 
-def training_step(model: nn.Module, batch: Sequence[Any], optimizer: torch.optim.Optimizer,
-                  *, lam: float, resolution: str = "feature", classes: str = "all",
-                  guidance: str | GuidanceTerm | None = None,
-                  device: torch.device | str | None = None,
-                  channels: str | None = None) -> dict[str, float]:
+def training_step(
+    model: nn.Module,
+    batch: Sequence[Any],
+    optimizer: torch.optim.Optimizer,
+    *,
+    lam: float,
+    resolution: str = "feature",
+    classes: str = "all",
+    guidance: str | GuidanceTerm | None = None,
+    device: torch.device | str | None = None,
+    channels: str | None = None,
+) -> dict[str, float]:
     """One optimisation step on one batch.
 
     Args:
@@ -178,7 +194,8 @@ def training_step(model: nn.Module, batch: Sequence[Any], optimizer: torch.optim
     classes, _ = old_names("training_step", classes, channels)
     device = device or next(model.parameters()).device
     images, labels, masks, has_mask = (
-        t.to(device) if isinstance(t, torch.Tensor) else t for t in batch[:4])
+        t.to(device) if isinstance(t, torch.Tensor) else t for t in batch[:4]
+    )
     forbidden = batch[4] if len(batch) > 4 else None
     if isinstance(forbidden, torch.Tensor):
         forbidden = forbidden.to(device)
@@ -203,13 +220,14 @@ def training_step(model: nn.Module, batch: Sequence[Any], optimizer: torch.optim
     else:
         if lam > 0:
             if masks is None:
-                raise ValueError("guided training (lam > 0) needs masks in every batch "
-                                 "(all zeros for images without annotation).")
+                raise ValueError(
+                    "guided training (lam > 0) needs masks in every batch "
+                    "(all zeros for images without annotation)."
+                )
             att = attention_guidance_loss(out.cams, masks, resolution, classes, labels)
         elif annotated:
             with torch.no_grad():  # monitored only: the baseline is not trained on it
-                att = attention_guidance_loss(out.cams.detach(), masks, resolution, classes,
-                                              labels)
+                att = attention_guidance_loss(out.cams.detach(), masks, resolution, classes, labels)
         else:
             att = torch.zeros((), device=ce.device)
         if annotated:
@@ -224,8 +242,12 @@ def training_step(model: nn.Module, batch: Sequence[Any], optimizer: torch.optim
         raise _diverged(ce, att, f"the loss became {loss.item()}")
     ce_bound = DIVERGENCE_FACTOR * math.log(out.logits.shape[1])
     if ce.item() > ce_bound or (lam > 0 and att.item() > bound):
-        raise _diverged(ce, att, f"the loss grew to {loss.item():.4g}, over "
-                                 f"{DIVERGENCE_FACTOR:g} times its value at chance")
+        raise _diverged(
+            ce,
+            att,
+            f"the loss grew to {loss.item():.4g}, over "
+            f"{DIVERGENCE_FACTOR:g} times its value at chance",
+        )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -233,9 +255,12 @@ def training_step(model: nn.Module, batch: Sequence[Any], optimizer: torch.optim
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable[Sequence[Any]],
-            device: torch.device | str | None = None,
-            progress: bool = False) -> dict[str, torch.Tensor]:
+def predict(
+    model: nn.Module,
+    loader: Iterable[Sequence[Any]],
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
     """Run the model over a loader.
 
     Returns a dict of CPU tensors: probs (n x N), labels (n), cams (n x N x h x w) and the
@@ -269,8 +294,9 @@ def predict(model: nn.Module, loader: Iterable[Sequence[Any]],
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def evaluate(model: nn.Module, loader: Iterable[Sequence[Any]],
-             device: torch.device | str | None = None) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module, loader: Iterable[Sequence[Any]], device: torch.device | str | None = None
+) -> dict[str, Any]:
     """Classification and attention scores of a model on a loader.
 
     Returns a dict with accuracy, balanced_accuracy, auc, sensitivity, specificity,
@@ -293,14 +319,22 @@ def _norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 def _norm_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     """Copies of the running statistics of every BatchNorm layer, by state_dict key."""
     names = {id(m): name for name, m in model.named_modules()}
-    return {f"{names[id(m)]}.{key}": value.detach().clone()
-            for m in _norms(model) for key, value in m.named_buffers(recurse=False)}
+    return {
+        f"{names[id(m)]}.{key}": value.detach().clone()
+        for m in _norms(model)
+        for key, value in m.named_buffers(recurse=False)
+    }
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: Any = None, epoch: int = 0,
-                    history: pd.DataFrame | None = None, **extra: Any) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    epoch: int = 0,
+    history: pd.DataFrame | None = None,
+    **extra: Any,
+) -> Path:
     """Write model (+ optimiser, scheduler, epoch, history, RNG state) atomically.
 
     ``extra`` items (fit stores ``config``, ``train_buffers``, ``recalibrated`` and
@@ -324,9 +358,12 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module,
     return path
 
 
-def load_checkpoint(path: str | os.PathLike[str], model: nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: Any = None) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+) -> dict[str, Any]:
     """Restore what save_checkpoint wrote; returns the raw state (epoch, history, ...).
 
     The model receives the weights ``fit`` returned (after BatchNorm recalibration).
@@ -343,14 +380,16 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module,
     return state
 
 
-def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
-                   momentum: float) -> torch.optim.Optimizer:
-    """"adam" (AdamW) or "sgd" (with momentum) over all the model's parameters."""
+def make_optimizer(
+    model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float
+) -> torch.optim.Optimizer:
+    """ "adam" (AdamW) or "sgd" (with momentum) over all the model's parameters."""
     if name == "adam":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                               weight_decay=weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
     raise ValueError(f"unknown optimizer {name!r}; choose 'adam' or 'sgd'.")
 
 
@@ -379,32 +418,53 @@ def _empty_loader_error(loader: Any) -> ValueError:
     )
 
 
-def check_resume_config(path: str | os.PathLike[str], stored: dict[str, Any] | None,
-                        asked: dict[str, Any]) -> None:
+def check_resume_config(
+    path: str | os.PathLike[str], stored: dict[str, Any] | None, asked: dict[str, Any]
+) -> None:
     """Raise a ValueError naming every setting in which a checkpoint and a call differ."""
     if stored is None:
-        raise ValueError(f"the checkpoint {path} stores no training configuration (it was "
-                         "written by an older agkit); delete it to train again.")
-    differences = [f"{key}={stored.get(key)!r}, this call asks {key}={asked.get(key)!r}"
-                   for key in sorted(set(stored) | set(asked))
-                   if stored.get(key) != asked.get(key)]
+        raise ValueError(
+            f"the checkpoint {path} stores no training configuration (it was "
+            "written by an older agkit); delete it to train again."
+        )
+    differences = [
+        f"{key}={stored.get(key)!r}, this call asks {key}={asked.get(key)!r}"
+        for key in sorted(set(stored) | set(asked))
+        if stored.get(key) != asked.get(key)
+    ]
     if differences:
         raise ValueError(
-            f"checkpoint {path} was trained with " + "; with ".join(differences)
+            f"checkpoint {path} was trained with "
+            + "; with ".join(differences)
             + f". Delete {path} to start again, or pass the same values to resume."
         )
 
 
-def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
-        val_loader: Iterable[Sequence[Any]] | None = None, *, lam: float = 0.0,
-        epochs: int = 10, lr: float = 1e-3, weight_decay: float = 1e-4,
-        optimizer: str = "adam", momentum: float = 0.9, lr_step: int | None = None,
-        lr_gamma: float = 0.1, resolution: str = "feature", classes: str = "all",
-        guidance: str | GuidanceTerm | None = None, seed: int = 0,
-        device: torch.device | str | None = None, progress: bool = True,
-        checkpoint: str | os.PathLike[str] | None = None, resume: bool = False,
-        time_limit: float | None = None, recalibrate_bn: bool = True,
-        channels: str | None = None) -> pd.DataFrame:
+def fit(
+    model: nn.Module,
+    train_loader: Iterable[Sequence[Any]],
+    val_loader: Iterable[Sequence[Any]] | None = None,
+    *,
+    lam: float = 0.0,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    lr_step: int | None = None,
+    lr_gamma: float = 0.1,
+    resolution: str = "feature",
+    classes: str = "all",
+    guidance: str | GuidanceTerm | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    time_limit: float | None = None,
+    recalibrate_bn: bool = True,
+    channels: str | None = None,
+) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs; lam = 0 is the baseline, lam > 0 guided.
 
     Args:
@@ -457,10 +517,19 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
     describe = getattr(model, "describe", None)
     config: dict[str, Any] = {
         "model": describe() if callable(describe) else type(model).__name__,
-        "lam": lam, "lr": lr, "weight_decay": weight_decay, "optimizer": optimizer,
-        "momentum": momentum, "lr_step": lr_step, "lr_gamma": lr_gamma,
-        "resolution": resolution, "classes": classes, "guidance": guidance_name(guidance),
-        "seed": seed, "recalibrate_bn": recalibrate_bn, **_loader_facts(train_loader),
+        "lam": lam,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "optimizer": optimizer,
+        "momentum": momentum,
+        "lr_step": lr_step,
+        "lr_gamma": lr_gamma,
+        "resolution": resolution,
+        "classes": classes,
+        "guidance": guidance_name(guidance),
+        "seed": seed,
+        "recalibrate_bn": recalibrate_bn,
+        **_loader_facts(train_loader),
     }
 
     rows: list[dict[str, Any]] = []
@@ -469,8 +538,10 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         check_resume_config(checkpoint, state.get("config"), config)
         if state["epoch"] > epochs:
-            raise ValueError(f"checkpoint {checkpoint} holds {state['epoch']} epochs, this call "
-                             f"asks for {epochs}; pass epochs>={state['epoch']} or delete it.")
+            raise ValueError(
+                f"checkpoint {checkpoint} holds {state['epoch']} epochs, this call "
+                f"asks for {epochs}; pass epochs>={state['epoch']} or delete it."
+            )
         load_checkpoint(checkpoint, model, opt, scheduler)
         rows, start_epoch = list(state["history"]), state["epoch"] + 1
         torch.set_rng_state(state["torch_rng"])
@@ -482,13 +553,23 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
     term = resolve_guidance(guidance)
     # Reseeding the loader's generators each epoch makes the order depend on (seed, epoch)
     # only, so a resumed run sees the same batches as an uninterrupted one.
-    generators = [g for g in (getattr(train_loader, "generator", None),
-                              getattr(getattr(train_loader, "sampler", None), "generator", None))
-                  if isinstance(g, torch.Generator)]
+    generators = [
+        g
+        for g in (
+            getattr(train_loader, "generator", None),
+            getattr(getattr(train_loader, "sampler", None), "generator", None),
+        )
+        if isinstance(g, torch.Generator)
+    ]
     started = time.perf_counter()
     stopped_by_time_limit = False
-    epoch_bar = tqdm(range(start_epoch, epochs + 1), desc=f"lam={lam:g}", disable=not progress,
-                     initial=start_epoch - 1, total=epochs)
+    epoch_bar = tqdm(
+        range(start_epoch, epochs + 1),
+        desc=f"lam={lam:g}",
+        disable=not progress,
+        initial=start_epoch - 1,
+        total=epochs,
+    )
     for epoch in epoch_bar:
         if time_limit is not None and time.perf_counter() - started > time_limit:
             stopped_by_time_limit = True
@@ -498,27 +579,42 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
         # With a time limit, keep the state at the epoch's start to roll a cut epoch back.
         snapshot = None
         if time_limit is not None:
-            snapshot = copy.deepcopy((model.state_dict(), opt.state_dict(),
-                                      scheduler.state_dict() if scheduler else None,
-                                      torch.get_rng_state()))
+            snapshot = copy.deepcopy(
+                (
+                    model.state_dict(),
+                    opt.state_dict(),
+                    scheduler.state_dict() if scheduler else None,
+                    torch.get_rng_state(),
+                )
+            )
         model.train()
         sums = {"loss": 0.0, "ce": 0.0, "att": 0.0, "att_floor": 0.0}
         steps, epoch_start = 0, time.perf_counter()
         # The bar is updated by hand: wrapping the loader would start its workers twice.
         # Only long epochs get a bar of their own; short ones would just add lines to a notebook.
         length = _loader_length(train_loader) or 0
-        batch_bar = tqdm(total=length, desc=f"epoch {epoch}", leave=False,
-                         disable=not progress or length < 50)
+        batch_bar = tqdm(
+            total=length, desc=f"epoch {epoch}", leave=False, disable=not progress or length < 50
+        )
         for batch in train_loader:
             if time_limit is not None and time.perf_counter() - started > time_limit:
                 stopped_by_time_limit = True
                 break
             try:
-                losses = training_step(model, batch, opt, lam=lam, resolution=resolution,
-                                       classes=classes, guidance=term, device=device)
+                losses = training_step(
+                    model,
+                    batch,
+                    opt,
+                    lam=lam,
+                    resolution=resolution,
+                    classes=classes,
+                    guidance=term,
+                    device=device,
+                )
             except NonFiniteImages as error:
-                raise NonFiniteImages(f"epoch {epoch}, batch {steps + 1}: {error}",
-                                      error.indices) from None
+                raise NonFiniteImages(
+                    f"epoch {epoch}, batch {steps + 1}: {error}", error.indices
+                ) from None
             batch_bar.update()
             for key in sums:
                 sums[key] += losses[key]
@@ -534,21 +630,35 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
             break
         if steps == 0:
             raise _empty_loader_error(train_loader)
-        row: dict[str, Any] = {"epoch": epoch, **{k: v / steps for k, v in sums.items()},
-                               "lr": opt.param_groups[0]["lr"],
-                               "seconds": time.perf_counter() - epoch_start}
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            **{k: v / steps for k, v in sums.items()},
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - epoch_start,
+        }
         if scheduler is not None:
             scheduler.step()
         if val_loader is not None:
             scores = evaluate(model, val_loader, device)
-            row.update(val_accuracy=scores["accuracy"], val_auc=scores["auc"],
-                       val_mass_in_mask=scores["mass_in_mask"])
+            row.update(
+                val_accuracy=scores["accuracy"],
+                val_auc=scores["auc"],
+                val_mass_in_mask=scores["mass_in_mask"],
+            )
         rows.append(row)
         shown = ("loss", "att", "val_accuracy")
         epoch_bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in shown})
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, opt, scheduler, epoch, pd.DataFrame(rows),
-                            config=config, recalibrated=False)
+            save_checkpoint(
+                checkpoint,
+                model,
+                opt,
+                scheduler,
+                epoch,
+                pd.DataFrame(rows),
+                config=config,
+                recalibrated=False,
+            )
     epoch_bar.close()
 
     if stopped_by_time_limit and not rows:
@@ -562,7 +672,9 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
             f"time_limit={time_limit:g} s reached after {len(rows)} of {epochs} epochs; the "
             "model and checkpoint hold the last complete epoch. Size runs by epochs when "
             "their results are kept (history.attrs['stopped_by_time_limit'] is True).",
-            TimeLimitWarning, stacklevel=2)
+            TimeLimitWarning,
+            stacklevel=2,
+        )
     train_buffers = _norm_buffers(model)
     rng_after_training = torch.get_rng_state()  # what a resumed run continues from
     if recalibrate_bn and rows:
@@ -572,25 +684,42 @@ def fit(model: nn.Module, train_loader: Iterable[Sequence[Any]],
     if checkpoint is not None and rows:
         # The returned model, so that reloading the checkpoint gives exactly this model;
         # train_buffers keep the statistics training had, for resuming with more epochs.
-        save_checkpoint(checkpoint, model, opt, scheduler, len(rows), pd.DataFrame(rows),
-                        config=config, recalibrated=recalibrate_bn,
-                        train_buffers=train_buffers, torch_rng=rng_after_training,
-                        stopped_by_time_limit=stopped_by_time_limit)
+        save_checkpoint(
+            checkpoint,
+            model,
+            opt,
+            scheduler,
+            len(rows),
+            pd.DataFrame(rows),
+            config=config,
+            recalibrated=recalibrate_bn,
+            train_buffers=train_buffers,
+            torch_rng=rng_after_training,
+            stopped_by_time_limit=stopped_by_time_limit,
+        )
     return _history(rows, epochs, stopped_by_time_limit, config)
 
 
-def _history(rows: list[dict[str, Any]], epochs: int, stopped_by_time_limit: bool,
-             config: dict[str, Any]) -> pd.DataFrame:
+def _history(
+    rows: list[dict[str, Any]], epochs: int, stopped_by_time_limit: bool, config: dict[str, Any]
+) -> pd.DataFrame:
     history = pd.DataFrame(rows)
-    history.attrs.update(epochs_run=len(rows), epochs=epochs,
-                         stopped_by_time_limit=stopped_by_time_limit, config=config)
+    history.attrs.update(
+        epochs_run=len(rows),
+        epochs=epochs,
+        stopped_by_time_limit=stopped_by_time_limit,
+        config=config,
+    )
     return history
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, loader: Iterable[Sequence[Any]],
-                          device: torch.device | str | None = None,
-                          max_batches: int = 50) -> None:
+def recalibrate_batchnorm(
+    model: nn.Module,
+    loader: Iterable[Sequence[Any]],
+    device: torch.device | str | None = None,
+    max_batches: int = 50,
+) -> None:
     """Re-measure BatchNorm's running mean and variance with the final weights.
 
     During training the running averages trail the changing weights; after a short run
@@ -624,5 +753,7 @@ def recalibrate_batchnorm(model: nn.Module, loader: Iterable[Sequence[Any]],
             m.momentum = momenta[m]
         model.train(was_training)
     if seen == 0:
-        raise ValueError("recalibrate_batchnorm got a loader without batches; the BatchNorm "
-                         "statistics were left as they were. Pass the training loader.")
+        raise ValueError(
+            "recalibrate_batchnorm got a loader without batches; the BatchNorm "
+            "statistics were left as they were. Pass the training loader."
+        )

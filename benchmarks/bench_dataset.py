@@ -2,6 +2,7 @@
 
 Run: python benchmarks/bench_dataset.py
 """
+
 import time
 
 import torch
@@ -33,7 +34,10 @@ def main(n=1000, size=64):
         for _ in loader:
             pass
         epoch = time.perf_counter() - start
-        print(f"augment={augment}: {per_item_us(ds):7.0f} us/item, one epoch through make_loader {epoch:.2f} s")
+        print(
+            f"augment={augment}: {per_item_us(ds):7.0f} us/item, "
+            f"one epoch through make_loader {epoch:.2f} s"
+        )
 
 
 if __name__ == "__main__":

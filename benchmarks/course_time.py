@@ -78,7 +78,8 @@ def plain_loop(config: course.RunConfig) -> float:
             loss = F.cross_entropy(out.logits, labels)
             if config.guided:
                 loss = loss + config.lam * attention_guidance_loss(
-                    out.cams, masks, resolution=config.resolution)
+                    out.cams, masks, resolution=config.resolution
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -92,17 +93,33 @@ def image_epochs(config: course.RunConfig) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="workshop")
-    parser.add_argument("--max-runs", type=int, default=None,
-                        help="time only the N largest new runs of each notebook")
-    parser.add_argument("--notebooks", nargs="*", default=None,
-                        help="time only these notebooks, e.g. 01 03 (earlier ones are skipped)")
+    parser.add_argument(
+        "--max-runs",
+        type=int,
+        default=None,
+        help="time only the N largest new runs of each notebook",
+    )
+    parser.add_argument(
+        "--notebooks",
+        nargs="*",
+        default=None,
+        help="time only these notebooks, e.g. 01 03 (earlier ones are skipped)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     parser.add_argument("--no-decay", action="store_true", help="constant learning rate")
-    parser.add_argument("--eval-batch", type=int, default=None,
-                        help=f"scoring batch size (default {course.EVAL_BATCH_SIZE})")
-    parser.add_argument("--lam", type=float, default=3.0,
-                        help="the lambda notebook 04 uses (the one validation chose)")
+    parser.add_argument(
+        "--eval-batch",
+        type=int,
+        default=None,
+        help=f"scoring batch size (default {course.EVAL_BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--lam",
+        type=float,
+        default=3.0,
+        help="the lambda notebook 04 uses (the one validation chose)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     profile = course.get_profile(args.profile)
@@ -119,11 +136,15 @@ def main() -> None:
     unit_config = dataclasses.replace(course.baseline_config(profile, 0), epochs=1)
     plain_loop(unit_config)  # warm-up
     unit = statistics.median(plain_loop(unit_config) for _ in range(3))
-    print(f"profile {profile.name}: {profile.epochs} epochs, lr_decay_at={profile.lr_decay_at}, "
-          f"scoring batch {course.EVAL_BATCH_SIZE}, {args.threads} thread(s); one plain epoch "
-          f"({profile.n_train} images) = {unit:.2f} s")
-    print(f"{'notebook':>8} {'runs':>5} {'image-epochs':>13} {'seconds':>9} {'x plain':>8} "
-          f"{'plain epochs':>13}")
+    print(
+        f"profile {profile.name}: {profile.epochs} epochs, lr_decay_at={profile.lr_decay_at}, "
+        f"scoring batch {course.EVAL_BATCH_SIZE}, {args.threads} thread(s); one plain epoch "
+        f"({profile.n_train} images) = {unit:.2f} s"
+    )
+    print(
+        f"{'notebook':>8} {'runs':>5} {'image-epochs':>13} {'seconds':>9} {'x plain':>8} "
+        f"{'plain epochs':>13}"
+    )
 
     done: set[str] = set()
     total = {"seconds": 0.0, "image_epochs": 0, "runs": 0}
@@ -134,7 +155,7 @@ def main() -> None:
             if args.notebooks and notebook not in args.notebooks:
                 continue
             ordered = sorted(new.values(), key=image_epochs, reverse=True)
-            timed = ordered if args.max_runs is None else ordered[:args.max_runs]
+            timed = ordered if args.max_runs is None else ordered[: args.max_runs]
             seconds = plain = 0.0
             for config in timed:
                 started = time.perf_counter()
@@ -145,13 +166,18 @@ def main() -> None:
             scale = work / max(1, sum(map(image_epochs, timed)))
             seconds *= scale
             mark = "~" if len(timed) < len(ordered) else " "
-            print(f"{notebook:>8} {len(ordered):>5} {work:>13,} {mark}{seconds:>8.0f} "
-                  f"{seconds / (plain * scale):>8.2f} {mark}{seconds / unit:>12.1f}", flush=True)
+            print(
+                f"{notebook:>8} {len(ordered):>5} {work:>13,} {mark}{seconds:>8.0f} "
+                f"{seconds / (plain * scale):>8.2f} {mark}{seconds / unit:>12.1f}",
+                flush=True,
+            )
             total["seconds"] += seconds
             total["image_epochs"] += work
             total["runs"] += len(ordered)
-    print(f"{'all':>8} {total['runs']:>5} {total['image_epochs']:>13,} "
-          f"{total['seconds']:>9.0f} {'':>8} {total['seconds'] / unit:>13.1f}")
+    print(
+        f"{'all':>8} {total['runs']:>5} {total['image_epochs']:>13,} "
+        f"{total['seconds']:>9.0f} {'':>8} {total['seconds'] / unit:>13.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,10 @@ def loaders(n_train: int, seed: int, batch_size: int, n_val: int):
     """Training and validation loaders for one seed (validation drawn like training)."""
     train = GuidedDataset.from_synthfrac(make_synthfrac(n_train, seed=seed, split="train"))
     val = GuidedDataset.from_synthfrac(make_synthfrac(n_val, seed=seed, split="val"))
-    return (make_loader(train, batch_size=batch_size, shuffle=True, seed=seed),
-            make_loader(val, batch_size=256))
+    return (
+        make_loader(train, batch_size=batch_size, shuffle=True, seed=seed),
+        make_loader(val, batch_size=256),
+    )
 
 
 def train_one(train_loader, *, lam: float, seed: int, args) -> tuple[CAMNet, dict]:
@@ -57,8 +59,19 @@ def train_one(train_loader, *, lam: float, seed: int, args) -> tuple[CAMNet, dic
     start = time.perf_counter()
     # One step decay (x0.1) late in training steadies the final weights that get evaluated.
     lr_step = max(1, round(args.decay_at * epochs)) if args.decay_at else None
-    history = fit(model, train_loader, None, lam=lam, epochs=epochs, lr=args.lr, lr_step=lr_step,
-                  seed=seed, device="cpu", progress=False, time_limit=args.time_limit)
+    history = fit(
+        model,
+        train_loader,
+        None,
+        lam=lam,
+        epochs=epochs,
+        lr=args.lr,
+        lr_step=lr_step,
+        seed=seed,
+        device="cpu",
+        progress=False,
+        time_limit=args.time_limit,
+    )
     seconds = time.perf_counter() - start
     # fit stops at the first step past the limit: a run that took longer may be cut short.
     complete = len(history) == epochs and (args.time_limit is None or seconds <= args.time_limit)
@@ -79,8 +92,11 @@ def compare(n_train: int, seed: int, lams: list[float], tests: dict, args) -> li
         model, info = train_one(train_loader, lam=lam, seed=seed, args=args)
         info["val_accuracy"] = evaluate(model, val_loader)["accuracy"]
         candidates[lam] = (model, info)
-        print(f"  n={n_train} seed={seed} lam={lam:g}: val accuracy {info['val_accuracy']:.3f} "
-              f"({info['epochs']} epochs, {info['train_s']} s)", flush=True)
+        print(
+            f"  n={n_train} seed={seed} lam={lam:g}: val accuracy {info['val_accuracy']:.3f} "
+            f"({info['epochs']} epochs, {info['train_s']} s)",
+            flush=True,
+        )
     chosen = max(lams, key=lambda lam: candidates[lam][1]["val_accuracy"])
     rows = []
     for method, lam in (("baseline", 0.0), ("guided", chosen)):
@@ -100,22 +116,40 @@ def summary(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (data and model)")
-    parser.add_argument("--n-train", type=int, default=500, help="training images for the main table")
-    parser.add_argument("--sizes", default="250,500,1000,2000",
-                        help="training-set sizes for the sweep ('' to skip)")
-    parser.add_argument("--lams", default="1,3,10", help="lambda grid for guided training (chosen on validation)")
-    parser.add_argument("--time-limit", type=float, default=None,
-                        help="safety net: stop a run after this many seconds (shown as incomplete)")
-    parser.add_argument("--passes", type=int, default=12000, help="image presentations per run at most")
+    parser.add_argument(
+        "--n-train", type=int, default=500, help="training images for the main table"
+    )
+    parser.add_argument(
+        "--sizes", default="250,500,1000,2000", help="training-set sizes for the sweep ('' to skip)"
+    )
+    parser.add_argument(
+        "--lams", default="1,3,10", help="lambda grid for guided training (chosen on validation)"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="safety net: stop a run after this many seconds (shown as incomplete)",
+    )
+    parser.add_argument(
+        "--passes", type=int, default=12000, help="image presentations per run at most"
+    )
     parser.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
-    parser.add_argument("--decay-at", type=float, default=0.75,
-                        help="divide the learning rate by 10 after this share of the epochs (0: never)")
+    parser.add_argument(
+        "--decay-at",
+        type=float,
+        default=0.75,
+        help="divide the learning rate by 10 after this share of the epochs (0: never)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--n-val", type=int, default=500)
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--quick", action="store_true",
-                        help="1 seed, lam 3 only, 5000 image presentations, sizes 250,2000")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 seed, lam 3 only, 5000 image presentations, sizes 250,2000",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.lams, args.passes = "0", "3", 5000
@@ -128,9 +162,13 @@ def main() -> None:
     started = time.perf_counter()
 
     # Fixed test sets, the same for every seed and size (their own seed, far from the others).
-    tests = {split.removeprefix("test_"): make_loader(GuidedDataset.from_synthfrac(
-        make_synthfrac(args.n_test, seed=10_000, split=split)), batch_size=256)
-        for split in ("test_id", "test_shifted")}
+    tests = {
+        split.removeprefix("test_"): make_loader(
+            GuidedDataset.from_synthfrac(make_synthfrac(args.n_test, seed=10_000, split=split)),
+            batch_size=256,
+        )
+        for split in ("test_id", "test_shifted")
+    }
 
     pd.set_option("display.width", 200)
     print(f"== baseline vs guided, {args.n_train} training images, seeds {seeds}, lam grid {lams}")
@@ -141,16 +179,26 @@ def main() -> None:
     means = summary(table, ["method"])
     print(means.to_string())
     gain = means.loc["guided"] - means.loc["baseline"]
-    print(f"guided - baseline: shifted accuracy {gain['shifted_accuracy']:+.3f}, "
-          f"mass in mask {gain['shifted_mass_in_mask']:+.3f}")
+    print(
+        f"guided - baseline: shifted accuracy {gain['shifted_accuracy']:+.3f}, "
+        f"mass in mask {gain['shifted_mass_in_mask']:+.3f}"
+    )
 
     if sizes:
         # One lambda for the sweep: the one validation chose most often above (saves runs).
         sweep_lam = float(table.loc[table.method == "guided", "lam"].mode().min())
         print(f"\n== size sweep {sizes}, seeds {seeds}, lam {sweep_lam:g}")
-        sweep = pd.concat([table[table.n_train == n] if n == args.n_train else
-                           pd.DataFrame([r for seed in seeds for r in compare(n, seed, [sweep_lam], tests, args)])
-                           for n in sizes], ignore_index=True)
+        sweep = pd.concat(
+            [
+                table[table.n_train == n]
+                if n == args.n_train
+                else pd.DataFrame(
+                    [r for seed in seeds for r in compare(n, seed, [sweep_lam], tests, args)]
+                )
+                for n in sizes
+            ],
+            ignore_index=True,
+        )
         by_size = summary(sweep, ["n_train", "method"])["shifted_accuracy"].unstack("method")
         by_size["gain"] = by_size["guided"] - by_size["baseline"]
         print("shifted accuracy, means over seeds:")

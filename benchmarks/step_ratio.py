@@ -33,7 +33,7 @@ def main():
     images = torch.rand(args.batch, 1, args.size, args.size)
     labels = torch.arange(args.batch) % 2
     masks = torch.zeros(args.batch, 1, args.size, args.size)
-    masks[:, :, args.size // 4: 3 * args.size // 4, args.size // 3: 2 * args.size // 3] = 1
+    masks[:, :, args.size // 4 : 3 * args.size // 4, args.size // 3 : 2 * args.size // 3] = 1
     batch = (images, labels, masks, torch.ones(args.batch, dtype=torch.bool))
     model = CAMNet(args.backbone, 2, pooling="softmax")
     optimiser = torch.optim.SGD(model.parameters(), lr=1e-4)
@@ -55,10 +55,12 @@ def main():
     print(f"backbone={args.backbone} size={args.size} batch={args.batch} threads={args.threads}")
     print(f"baseline step: {base * 1e3:.1f} ms  ({args.batch / base:.0f} images/s)")
     for resolution in ("feature", "input"):
-        ratios = [g / b for g, b in zip(times[resolution], times["baseline"])]
+        ratios = [g / b for g, b in zip(times[resolution], times["baseline"], strict=True)]
         goal = "  (goal <= 1.10)" if resolution == "feature" else ""
-        print(f"guided/baseline step time, {resolution} resolution: "
-              f"{statistics.median(ratios):.3f}{goal}")
+        print(
+            f"guided/baseline step time, {resolution} resolution: "
+            f"{statistics.median(ratios):.3f}{goal}"
+        )
 
 
 if __name__ == "__main__":

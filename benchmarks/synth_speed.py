@@ -35,9 +35,11 @@ def main() -> None:
         make_synthfrac(args.n, size=args.size, seed=seed)
         times.append(time.perf_counter() - start)
     best = min(times)
-    print(f"SynthFrac {args.size}x{args.size}: {args.n / best:,.0f} images/s on one core "
-          f"(best of {args.repeats}: {best:.2f} s for {args.n} images; "
-          f"all runs {', '.join(f'{t:.2f}' for t in times)} s)")
+    print(
+        f"SynthFrac {args.size}x{args.size}: {args.n / best:,.0f} images/s on one core "
+        f"(best of {args.repeats}: {best:.2f} s for {args.n} images; "
+        f"all runs {', '.join(f'{t:.2f}' for t in times)} s)"
+    )
 
 
 if __name__ == "__main__":

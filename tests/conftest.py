@@ -31,9 +31,13 @@ def fake_colab(monkeypatch):
     files.upload = lambda: calls.append(("upload",)) or dict(files.uploads)
     google.colab = package
     package.output, package.drive, package.files = output, drive, files
-    for name, module in [("google", google), ("google.colab", package),
-                         ("google.colab.output", output), ("google.colab.drive", drive),
-                         ("google.colab.files", files)]:
+    for name, module in [
+        ("google", google),
+        ("google.colab", package),
+        ("google.colab.output", output),
+        ("google.colab.drive", drive),
+        ("google.colab.files", files),
+    ]:
         monkeypatch.setitem(sys.modules, name, module)
     package.calls = calls
     return package
@@ -41,6 +45,5 @@ def fake_colab(monkeypatch):
 
 @pytest.fixture
 def not_colab(monkeypatch):
-    for name in ["google.colab", "google.colab.output", "google.colab.drive",
-                 "google.colab.files"]:
+    for name in ["google.colab", "google.colab.output", "google.colab.drive", "google.colab.files"]:
         monkeypatch.delitem(sys.modules, name, raising=False)

@@ -28,11 +28,11 @@ BOM = "\ufeff"
 
 @dataclass
 class Truth:
-    root: Path                                     # what the user passes to open_dataset
-    labels: dict = field(default_factory=dict)     # image_id -> label
-    shapes: dict = field(default_factory=dict)     # image_id -> list of (x0, y0, x1, y1) pixel boxes
-    sizes: dict = field(default_factory=dict)      # image_id -> (H, W)
-    extra: dict = field(default_factory=dict)      # dataset-specific facts
+    root: Path  # what the user passes to open_dataset
+    labels: dict = field(default_factory=dict)  # image_id -> label
+    shapes: dict = field(default_factory=dict)  # image_id -> list of (x0, y0, x1, y1) pixel boxes
+    sizes: dict = field(default_factory=dict)  # image_id -> (H, W)
+    extra: dict = field(default_factory=dict)  # dataset-specific facts
 
 
 def _pixels(rng, height, width, in_channels=1, bits=8):
@@ -70,12 +70,26 @@ def expected_mask(boxes, shape) -> np.ndarray:
 # FracAtlas
 # ---------------------------------------------------------------------------------------
 
-FRACATLAS_COLUMNS = ["image_id", "hand", "leg", "hip", "shoulder", "mixed", "hardware", "multiscan",
-                     "fractured", "fracture_count", "frontal", "lateral", "oblique"]
+FRACATLAS_COLUMNS = [
+    "image_id",
+    "hand",
+    "leg",
+    "hip",
+    "shoulder",
+    "mixed",
+    "hardware",
+    "multiscan",
+    "fractured",
+    "fracture_count",
+    "frontal",
+    "lateral",
+    "oblique",
+]
 
 
-def make_fracatlas(folder, *, n_pos=10, n_neg=30, nested=True, split_files=True, truncated=1,
-                   square=None, seed=0) -> Truth:
+def make_fracatlas(
+    folder, *, n_pos=10, n_neg=30, nested=True, split_files=True, truncated=1, square=None, seed=0
+) -> Truth:
     """FracAtlas/FracAtlas/... with dataset.csv (BOM), images, COCO/YOLO/VOC, split lists.
 
     Fractured images are listed in the split files 60/20/20 %. ``truncated`` negatives are
@@ -91,40 +105,85 @@ def make_fracatlas(folder, *, n_pos=10, n_neg=30, nested=True, split_files=True,
     for number, index in enumerate(order):
         label = labels[index]
         stem = f"IMG{number:07d}"
-        height, width = (square, square) if square else (32 + 4 * (number % 3), 40 + 4 * (number % 2))
+        height, width = (
+            (square, square) if square else (32 + 4 * (number % 3), 40 + 4 * (number % 2))
+        )
         region = ["hand", "leg", "hip", "shoulder", "mixed"][number % 5]
-        flags = {r: int(region == r or (region == "mixed" and r in ("hand", "leg"))) for r in
-                 ("hand", "leg", "hip", "shoulder")}
+        flags = {
+            r: int(region == r or (region == "mixed" and r in ("hand", "leg")))
+            for r in ("hand", "leg", "hip", "shoulder")
+        }
         boxes = [_box_inside(rng, height, width) for _ in range(1 + number % 2)] if label else []
-        rows.append([f"{stem}.jpg", flags["hand"], flags["leg"], flags["hip"], flags["shoulder"],
-                     int(region == "mixed"), number % 2, 0, label, len(boxes), 1, 0, 0])
+        rows.append(
+            [
+                f"{stem}.jpg",
+                flags["hand"],
+                flags["leg"],
+                flags["hip"],
+                flags["shoulder"],
+                int(region == "mixed"),
+                number % 2,
+                0,
+                label,
+                len(boxes),
+                1,
+                0,
+                0,
+            ]
+        )
         sub = "Fractured" if label else "Non_fractured"
         in_channels = 3 if number % 4 == 0 else 1
-        _save(base / "images" / sub / f"{stem}.jpg", _pixels(rng, height, width, in_channels), quality=90)
+        _save(
+            base / "images" / sub / f"{stem}.jpg",
+            _pixels(rng, height, width, in_channels),
+            quality=90,
+        )
         truth.labels[stem], truth.sizes[stem], truth.shapes[stem] = label, (height, width), boxes
         truth.extra.setdefault("region", {})[stem] = region
 
-        coco_images.append({"id": number + 1, "file_name": f"{stem}.jpg", "width": width, "height": height})
+        coco_images.append(
+            {"id": number + 1, "file_name": f"{stem}.jpg", "width": width, "height": height}
+        )
         for x0, y0, x1, y1 in boxes:
-            coco_anns.append({"id": len(coco_anns) + 1, "image_id": number + 1, "category_id": 1,
-                              "iscrowd": 0, "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-                              "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0)})
+            coco_anns.append(
+                {
+                    "id": len(coco_anns) + 1,
+                    "image_id": number + 1,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                }
+            )
         yolo = base / "Annotations" / "YOLO" / f"{stem}.txt"
         yolo.parent.mkdir(parents=True, exist_ok=True)
-        yolo.write_text("".join(f"0 {(x0 + x1) / 2 / width} {(y0 + y1) / 2 / height} "
-                                f"{(x1 - x0) / width} {(y1 - y0) / height}\n" for x0, y0, x1, y1 in boxes))
+        yolo.write_text(
+            "".join(
+                f"0 {(x0 + x1) / 2 / width} {(y0 + y1) / 2 / height} "
+                f"{(x1 - x0) / width} {(y1 - y0) / height}\n"
+                for x0, y0, x1, y1 in boxes
+            )
+        )
         voc = base / "Annotations" / "PASCAL VOC" / f"{stem}.xml"
         voc.parent.mkdir(parents=True, exist_ok=True)
         objects = "".join(
             f"<object><name>fractured</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
-            f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>" for x0, y0, x1, y1 in boxes)
-        voc.write_text(f"<annotation><folder>Fractured</folder><filename>{stem}.jpg</filename>"
-                       f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
-                       f"{objects}</annotation>")
+            f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+            for x0, y0, x1, y1 in boxes
+        )
+        voc.write_text(
+            f"<annotation><folder>Fractured</folder><filename>{stem}.jpg</filename>"
+            f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
+            f"{objects}</annotation>"
+        )
     # Only fractured images annotated, as in the real JSON (images[] lists them only).
     fractured_ids = {im["id"] for im in coco_images if truth.labels[Path(im["file_name"]).stem]}
-    coco = {"categories": [{"id": 1, "name": "fractured"}],
-            "images": [im for im in coco_images if im["id"] in fractured_ids], "annotations": coco_anns}
+    coco = {
+        "categories": [{"id": 1, "name": "fractured"}],
+        "images": [im for im in coco_images if im["id"] in fractured_ids],
+        "annotations": coco_anns,
+    }
     (base / "Annotations" / "COCO JSON").mkdir(parents=True, exist_ok=True)
     (base / "Annotations" / "COCO JSON" / "COCO_fracture_masks.json").write_text(json.dumps(coco))
 
@@ -134,15 +193,17 @@ def make_fracatlas(folder, *, n_pos=10, n_neg=30, nested=True, split_files=True,
     positives = sorted(s for s, label in truth.labels.items() if label)
     n_train, n_val = int(0.6 * n_pos), int(0.2 * n_pos)
     published = {s: "train" for s in positives[:n_train]}
-    published |= {s: "val" for s in positives[n_train:n_train + n_val]}
-    published |= {s: "test" for s in positives[n_train + n_val:]}
+    published |= {s: "val" for s in positives[n_train : n_train + n_val]}
+    published |= {s: "test" for s in positives[n_train + n_val :]}
     truth.extra["published"] = published
     if split_files:
         split_folder = base / "Utilities" / "Fracture Split"
         split_folder.mkdir(parents=True, exist_ok=True)
         for split, name in (("train", "train"), ("val", "valid"), ("test", "test")):
             listed = [s for s, v in published.items() if v == split]
-            (split_folder / f"{name}.csv").write_text("image_id\n" + "".join(f"{s}.jpg\n" for s in listed))
+            (split_folder / f"{name}.csv").write_text(
+                "image_id\n" + "".join(f"{s}.jpg\n" for s in listed)
+            )
 
     negatives = sorted(s for s, label in truth.labels.items() if not label)
     truth.extra["truncated"] = negatives[:truncated]
@@ -156,9 +217,25 @@ def make_fracatlas(folder, *, n_pos=10, n_neg=30, nested=True, split_files=True,
 # GRAZPEDWRI-DX
 # ---------------------------------------------------------------------------------------
 
-GRAZ_COLUMNS = ["filestem", "patient_id", "study_number", "timehash", "gender", "age", "laterality",
-                "projection", "initial_exam", "ao_classification", "cast", "diagnosis_uncertain",
-                "osteopenia", "fracture_visible", "metal", "pixel_spacing", "device_manufacturer"]
+GRAZ_COLUMNS = [
+    "filestem",
+    "patient_id",
+    "study_number",
+    "timehash",
+    "gender",
+    "age",
+    "laterality",
+    "projection",
+    "initial_exam",
+    "ao_classification",
+    "cast",
+    "diagnosis_uncertain",
+    "osteopenia",
+    "fracture_visible",
+    "metal",
+    "pixel_spacing",
+    "device_manufacturer",
+]
 
 
 def make_grazpedwri(folder, *, n_patients=20, seed=0) -> Truth:
@@ -189,23 +266,47 @@ def make_grazpedwri(folder, *, n_patients=20, seed=0) -> Truth:
             boxes = {3: [_box_inside(rng, height, width)] if label else [], 8: [(0, 0, 6, 4)]}
             if p == 1 and study == 0:  # a fracture box without the fracture_visible flag
                 boxes[3] = [_box_inside(rng, height, width)]
-            (labels_dir / f"{stem}.txt").write_text("".join(
-                f"{cls} {(x0 + x1) / 2 / width} {(y0 + y1) / 2 / height} {(x1 - x0) / width} {(y1 - y0) / height}\n"
-                for cls, items in boxes.items() for x0, y0, x1, y1 in items))
+            (labels_dir / f"{stem}.txt").write_text(
+                "".join(
+                    f"{cls} {(x0 + x1) / 2 / width} {(y0 + y1) / 2 / height} "
+                    f"{(x1 - x0) / width} {(y1 - y0) / height}\n"
+                    for cls, items in boxes.items()
+                    for x0, y0, x1, y1 in items
+                )
+            )
             # filestem, patient_id, study_number, timehash, gender, age, laterality, projection,
             # initial_exam, ao_classification, cast, diagnosis_uncertain, osteopenia,
             # fracture_visible, metal, pixel_spacing, device_manufacturer; flags are 1 or blank
-            rows.append([stem, patient, study + 1, timehash, sex, age, side, projection,
-                         1 if study == 0 else "", "23r-M/2.1" if label else "", "", "", "",
-                         1 if label else "", "", 0.144, "Agfa"])
+            rows.append(
+                [
+                    stem,
+                    patient,
+                    study + 1,
+                    timehash,
+                    sex,
+                    age,
+                    side,
+                    projection,
+                    1 if study == 0 else "",
+                    "23r-M/2.1" if label else "",
+                    "",
+                    "",
+                    "",
+                    1 if label else "",
+                    "",
+                    0.144,
+                    "Agfa",
+                ]
+            )
             truth.labels[stem], truth.sizes[stem] = label, (height, width)
             truth.shapes[stem] = boxes[3]
             truth.extra["boxes"][stem] = boxes
             truth.extra["box_labels"][stem] = int(bool(boxes[3]))
             truth.extra["patients"][stem] = patient
             truth.extra["bits"][stem] = bits
-    (root / "dataset.csv").write_text(",".join(GRAZ_COLUMNS) + "\n" +
-                                      "".join(",".join(map(str, r)) + "\n" for r in rows))
+    (root / "dataset.csv").write_text(
+        ",".join(GRAZ_COLUMNS) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows)
+    )
     return truth
 
 
@@ -230,7 +331,8 @@ def make_mura(folder, *, n_patients=12, seed=0) -> Truth:
         patient = f"patient{p + 1:05d}"
         for s, body_part in enumerate(("XR_WRIST", "XR_HAND")[: 1 + p % 2]):
             label = (p + s) % 2
-            study = f"MURA-v1.1/{part}/{body_part}/{patient}/study1_{'positive' if label else 'negative'}/"
+            outcome = "positive" if label else "negative"
+            study = f"MURA-v1.1/{part}/{body_part}/{patient}/study1_{outcome}/"
             lists[part][1].append(f"{study},{label}")
             for i in range(1 + (p + s) % 2):
                 path = f"{study}image{i + 1}.png"
@@ -242,8 +344,12 @@ def make_mura(folder, *, n_patients=12, seed=0) -> Truth:
                 truth.extra["part"][image_id], truth.extra["patient"][image_id] = part, patient
                 truth.extra["body_part"][image_id] = body_part
     for part, (paths, studies) in lists.items():
-        (root / "MURA-v1.1" / f"{part}_image_paths.csv").write_text("".join(f"{p}\n" for p in paths))
-        (root / "MURA-v1.1" / f"{part}_labeled_studies.csv").write_text("".join(f"{s}\n" for s in studies))
+        (root / "MURA-v1.1" / f"{part}_image_paths.csv").write_text(
+            "".join(f"{p}\n" for p in paths)
+        )
+        (root / "MURA-v1.1" / f"{part}_labeled_studies.csv").write_text(
+            "".join(f"{s}\n" for s in studies)
+        )
     return truth
 
 
@@ -252,8 +358,23 @@ def make_mura(folder, *, n_patients=12, seed=0) -> Truth:
 # ---------------------------------------------------------------------------------------
 
 CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
-CUB_PARTS = ["back", "beak", "belly", "breast", "crown", "forehead", "left eye", "left leg",
-             "left wing", "nape", "right eye", "right leg", "right wing", "tail", "throat"]
+CUB_PARTS = [
+    "back",
+    "beak",
+    "belly",
+    "breast",
+    "crown",
+    "forehead",
+    "left eye",
+    "left leg",
+    "left wing",
+    "nape",
+    "right eye",
+    "right leg",
+    "right wing",
+    "tail",
+    "throat",
+]
 
 
 def _cub_files(n_train=6, n_test=2, seed=0):
@@ -280,16 +401,26 @@ def _cub_files(n_train=6, n_test=2, seed=0):
             visible = []
             for part_id in range(1, 16):
                 seen = int(rng.random() < 0.3)
-                x, y = (float(rng.integers(0, width)), float(rng.integers(0, height))) if seen else (0.0, 0.0)
+                x, y = (
+                    (float(rng.integers(0, width)), float(rng.integers(0, height)))
+                    if seen
+                    else (0.0, 0.0)
+                )
                 locs.append(f"{cub_id} {part_id} {x} {y} {seen}")
                 if seen:
                     visible.append((x, y))
             truth.labels[rel], truth.sizes[rel] = c, (height, width)
-            truth.extra["parts"][rel], truth.extra["bbox"][rel] = visible, (x0, y0, x0 + 30, y0 + 25)
+            truth.extra["parts"][rel], truth.extra["bbox"][rel] = (
+                visible,
+                (x0, y0, x0 + 30, y0 + 25),
+            )
             truth.extra["official"][rel], truth.extra["cub_id"][rel] = is_train, cub_id
     tables = {
-        "images.txt": images, "train_test_split.txt": split, "image_class_labels.txt": labels,
-        "bounding_boxes.txt": bboxes, "parts/part_locs.txt": locs,
+        "images.txt": images,
+        "train_test_split.txt": split,
+        "image_class_labels.txt": labels,
+        "bounding_boxes.txt": bboxes,
+        "parts/part_locs.txt": locs,
         "classes.txt": [f"{i + 1} {n}" for i, n in enumerate(CUB_CLASSES)],
         "parts/parts.txt": [f"{i + 1} {n}" for i, n in enumerate(CUB_PARTS)],
     }
@@ -311,8 +442,11 @@ def make_cub(folder, *, archive=True, leave_out=(), seed=0) -> Truth:
     if archive:
         path = folder / "CUB_200_2011.tgz"
         with tarfile.open(path, "w:gz") as tar:
-            for name in ["images.txt", *sorted(k for k in files if k.startswith("images/")),
-                         *sorted(k for k in files if not k.startswith("images/") and k != "images.txt")]:
+            for name in [
+                "images.txt",
+                *sorted(k for k in files if k.startswith("images/")),
+                *sorted(k for k in files if not k.startswith("images/") and k != "images.txt"),
+            ]:
                 if name not in files:
                     continue
                 info = tarfile.TarInfo(f"CUB_200_2011/{name}")
@@ -338,10 +472,13 @@ def make_class_folder(folder, *, per_class=(12, 8), seed=0) -> Truth:
     rng = np.random.default_rng(seed)
     root = Path(folder) / "my_xrays"
     truth = Truth(root)
-    for label, (name, count) in enumerate(zip(("fractured", "normal"), per_class)):
+    for label, (name, count) in enumerate(zip(("fractured", "normal"), per_class, strict=True)):
         for k in range(count):
             suffix = ".png" if name == "fractured" else ".jpg"
             height, width = 24 + 2 * (k % 3), 30
             _save(root / name / f"case{k:03d}{suffix}", _pixels(rng, height, width))
-            truth.labels[f"{name}/case{k:03d}"], truth.sizes[f"{name}/case{k:03d}"] = label, (height, width)
+            truth.labels[f"{name}/case{k:03d}"], truth.sizes[f"{name}/case{k:03d}"] = (
+                label,
+                (height, width),
+            )
     return truth

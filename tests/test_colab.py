@@ -38,12 +38,27 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = Path(__file__).resolve().parents[1]
 
 # What the `google-colab` package pins, plus the ipywidgets the runtime ships.
-COLAB_PINS = {"ipykernel": "6.17.1", "ipython": "7.34.0", "notebook": "6.5.7",
-              "pandas": "2.2.2", "tornado": "6.4.2", "requests": "2.32.3",
-              "ipywidgets": "7.7.1"}
+COLAB_PINS = {
+    "ipykernel": "6.17.1",
+    "ipython": "7.34.0",
+    "notebook": "6.5.7",
+    "pandas": "2.2.2",
+    "tornado": "6.4.2",
+    "requests": "2.32.3",
+    "ipywidgets": "7.7.1",
+}
 # Heavy packages Colab has preinstalled; the simulated runtime borrows ours.
-COLAB_PREINSTALLED = ["torch", "torchvision", "numpy", "scipy", "matplotlib", "scikit-learn",
-                      "pillow", "seaborn", "tqdm"]
+COLAB_PREINSTALLED = [
+    "torch",
+    "torchvision",
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "scikit-learn",
+    "pillow",
+    "seaborn",
+    "tqdm",
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -155,7 +170,8 @@ def test_masks_travel_through_a_zip_pixel_for_pixel(not_colab, tmp_path):
     archive = colab.download_masks(store.folder)
     assert archive == tmp_path / "there" / "masks.zip"
     assert sorted(zipfile.ZipFile(archive).namelist()) == sorted(
-        ["index.json"] + [store.provenance(i)["file"] for i in masks])
+        ["index.json"] + [store.provenance(i)["file"] for i in masks]
+    )
     here = colab.upload_masks(tmp_path / "here" / "masks", archive)
     assert here.annotated_ids() == ["img_a", "img_b"]
     for image_id, mask in masks.items():
@@ -251,15 +267,19 @@ def test_install_cell_does_nothing_outside_colab(not_colab):
 def test_install_cell_installs_the_kit_alone_on_colab(fake_colab):
     [(magic, line)] = _run_cell(colab.install_cell_source())
     assert magic == "pip"
-    assert shlex.split(line) == ["install", "-q",
-                                 "agkit @ git+https://github.com/agkit-course/agkit@main"]
+    assert shlex.split(line) == [
+        "install",
+        "-q",
+        "agkit @ git+https://github.com/agkit-course/agkit@main",
+    ]
     assert Requirement(shlex.split(line)[-1]).extras == set()
 
 
 def _today_notebooks(tmp_path):
     copy = tmp_path / "repo"
-    shutil.copytree(ROOT / "notebooks", copy / "notebooks",
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(
+        ROOT / "notebooks", copy / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints")
+    )
     shutil.copy(ROOT / "README.md", copy / "README.md")
     return copy
 
@@ -279,7 +299,7 @@ def test_stamp_writes_the_install_cell_and_nothing_else(tmp_path):
         assert "".join(cells[install]["source"]) == colab.install_cell_source()
         old = before[path.name]
         assert len(cells) == len(old)
-        assert cells[:install] + cells[install + 1:] == old[:install] + old[install + 1:]
+        assert cells[:install] + cells[install + 1 :] == old[:install] + old[install + 1 :]
     assert colab.stamp(repo) == []  # idempotent: a second run changes no file
 
 
@@ -301,8 +321,10 @@ def test_stamp_follows_the_constant_everywhere(tmp_path, monkeypatch):
         text = path.read_text(encoding="utf-8")
         assert "agkit-course" not in text, path
     fork = "https://colab.research.google.com/github/a-fork/agkit/blob/v0.2/notebooks/"
-    for path in [repo / "notebooks" / "01_baseline_training.ipynb",
-                 student / "01_baseline_training.ipynb"]:  # both get both badges
+    for path in [
+        repo / "notebooks" / "01_baseline_training.ipynb",
+        student / "01_baseline_training.ipynb",
+    ]:  # both get both badges
         first = _first_cell(path)
         assert f"{fork}01_baseline_training.ipynb)" in first, path
         assert f"{fork}student/01_baseline_training.ipynb) **student version**" in first, path
@@ -312,22 +334,37 @@ def test_stamp_follows_the_constant_everywhere(tmp_path, monkeypatch):
 
 
 def _notebook(first_cell, *code):
-    return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": first_cell}]
-            + [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                "source": c} for c in code],
-            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    return {
+        "cells": [{"cell_type": "markdown", "metadata": {}, "source": first_cell}]
+        + [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "metadata": {},
+                "outputs": [],
+                "source": c,
+            }
+            for c in code
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
 
 
 def test_stamp_keeps_a_solution_and_a_student_badge_in_place(tmp_path, monkeypatch):
     old = "https://colab.research.google.com/github/agkit-course/agkit/blob/main/notebooks/"
     image = colab.BADGE_IMAGE
-    first = (f"# 1 · Title\n\n[![Open In Colab]({image})]({old}01_x.ipynb) **solution version**"
-             f" · [![Open In Colab]({image})]({old}student/01_x.ipynb) **student version** "
-             "(exercises blank)\n\nText.")
+    first = (
+        f"# 1 · Title\n\n[![Open In Colab]({image})]({old}01_x.ipynb) **solution version**"
+        f" · [![Open In Colab]({image})]({old}student/01_x.ipynb) **student version** "
+        "(exercises blank)\n\nText."
+    )
     for where in ["notebooks", "notebooks/student"]:
         (tmp_path / where).mkdir(parents=True, exist_ok=True)
         (tmp_path / where / "01_x.ipynb").write_text(
-            json.dumps(_notebook(first, colab.install_cell_source())), encoding="utf-8")
+            json.dumps(_notebook(first, colab.install_cell_source())), encoding="utf-8"
+        )
     monkeypatch.setattr(colab, "REF", "v1")
     assert len(colab.stamp(tmp_path)) == 2
     for where in ["notebooks", "notebooks/student"]:
@@ -337,19 +374,22 @@ def test_stamp_keeps_a_solution_and_a_student_badge_in_place(tmp_path, monkeypat
 def test_stamp_adds_a_missing_badge_and_install_cell(tmp_path):
     path = tmp_path / "notebooks" / "09_lesson.ipynb"
     path.parent.mkdir()
-    path.write_text(json.dumps(_notebook(["# 9 · A lesson\n", "\n", "Some text."], ["x = 1"])),
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(_notebook(["# 9 · A lesson\n", "\n", "Some text."], ["x = 1"])), encoding="utf-8"
+    )
     assert colab.stamp_notebook(path, tmp_path)
     cells = _cells(path)
     assert "".join(cells[0]["source"]) == (
-        f"# 9 · A lesson\n\n{colab.badge('notebooks/09_lesson.ipynb')}\n\nSome text.")
+        f"# 9 · A lesson\n\n{colab.badge('notebooks/09_lesson.ipynb')}\n\nSome text."
+    )
     assert "".join(cells[1]["source"]) == colab.install_cell_source()
     assert "".join(cells[2]["source"]) == "x = 1"
     assert not colab.stamp_notebook(path, tmp_path)
 
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted(
-    (ROOT / "notebooks").glob("student/*.ipynb"))
+    (ROOT / "notebooks").glob("student/*.ipynb")
+)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -361,7 +401,8 @@ def test_notebook_agrees_with_the_constant(path, tmp_path):
         (tmp_path / "notebooks" / "student").mkdir(parents=True, exist_ok=True)
         (tmp_path / "notebooks" / "student" / path.name).touch()
     assert not colab.stamp_notebook(copy, tmp_path), (
-        f"{path.name}: badges or install cell differ from agkit.colab; run `make stamp`")
+        f"{path.name}: badges or install cell differ from agkit.colab; run `make stamp`"
+    )
 
 
 def test_readme_agrees_with_the_constant():
@@ -385,8 +426,14 @@ def test_base_dependencies_accept_every_colab_pin():
         if name in COLAB_PINS:
             assert requirement.specifier.contains(COLAB_PINS[name]), (requirement, COLAB_PINS)
     names = {canonicalize_name(r.name) for r in base}
-    assert not names & {"jupyterlab", "notebook", "ipykernel", "papermill", "tornado",
-                        "jupyter-client"}, "the kit alone must not bring a Jupyter front end"
+    assert not names & {
+        "jupyterlab",
+        "notebook",
+        "ipykernel",
+        "papermill",
+        "tornado",
+        "jupyter-client",
+    }, "the kit alone must not bring a Jupyter front end"
 
 
 def _conda_entries(path):
@@ -448,7 +495,8 @@ def _closure(seeds, exclude):
         for text in dist.requires or []:
             requirement = Requirement(text)
             if requirement.marker is None or any(
-                    requirement.marker.evaluate({"extra": e}) for e in new):
+                requirement.marker.evaluate({"extra": e}) for e in new
+            ):
                 todo.append((canonicalize_name(requirement.name), ("", *requirement.extras)))
     return sorted(seen)
 
@@ -466,13 +514,18 @@ def _lend_packages(names, shelf):
 
 
 def _versions(python, names):
-    script = ("import json, sys\nfrom importlib import metadata\nout = {}\n"
-              "for n in sys.argv[1:]:\n"
-              "    try: out[n] = metadata.version(n)\n"
-              "    except metadata.PackageNotFoundError: out[n] = None\n"
-              "print(json.dumps(out))")
-    return json.loads(subprocess.run([python, "-c", script, *names], check=True,
-                                     capture_output=True, text=True).stdout)
+    script = (
+        "import json, sys\nfrom importlib import metadata\nout = {}\n"
+        "for n in sys.argv[1:]:\n"
+        "    try: out[n] = metadata.version(n)\n"
+        "    except metadata.PackageNotFoundError: out[n] = None\n"
+        "print(json.dumps(out))"
+    )
+    return json.loads(
+        subprocess.run(
+            [python, "-c", script, *names], check=True, capture_output=True, text=True
+        ).stdout
+    )
 
 
 def _install_command_of_notebook_01(source_uri):
@@ -502,8 +555,14 @@ def test_notebook_01_install_cell_leaves_colab_pins_unchanged(tmp_path):
     python = str(runtime / "bin" / "python")
 
     def pip(*args, check=True):
-        done = subprocess.run([python, "-m", "pip", *args], check=False, capture_output=True,
-                              text=True, env=env, cwd=tmp_path)
+        done = subprocess.run(
+            [python, "-m", "pip", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
         assert not check or done.returncode == 0, f"pip {args}:\n{done.stdout}\n{done.stderr}"
         return done
 
@@ -511,14 +570,25 @@ def test_notebook_01_install_cell_leaves_colab_pins_unchanged(tmp_path):
     pip("uninstall", "-y", "-q", "setuptools")  # venv's old copy would hide Colab's newer one
     lent = _closure(COLAB_PREINSTALLED, exclude=set(COLAB_PINS))
     _lend_packages(lent, tmp_path / "preinstalled")
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "colab-preinstalled.pth").write_text(f"{tmp_path / 'preinstalled'}\n")
-    pins = pip("install", "-q", "--only-binary=:all:",
-               *[f"{name}=={version}" for name, version in COLAB_PINS.items()], check=False)
+    pins = pip(
+        "install",
+        "-q",
+        "--only-binary=:all:",
+        *[f"{name}=={version}" for name, version in COLAB_PINS.items()],
+        check=False,
+    )
     if pins.returncode and sys.version_info >= (3, 13):
-        pytest.skip("Colab's pins (pandas 2.2.2 among them) have no wheels for Python "
-                    f"{sys.version_info.major}.{sys.version_info.minor}; Colab runs 3.12")
+        pytest.skip(
+            "Colab's pins (pandas 2.2.2 among them) have no wheels for Python "
+            f"{sys.version_info.major}.{sys.version_info.minor}; Colab runs 3.12"
+        )
     assert pins.returncode == 0, f"installing Colab's pins failed:\n{pins.stderr}"
     watched = [*COLAB_PINS, *COLAB_PREINSTALLED]
     before = _versions(python, watched)
@@ -529,8 +599,7 @@ def test_notebook_01_install_cell_leaves_colab_pins_unchanged(tmp_path):
 
     # Notebook 01's install cell, with the repository replaced by a copy of this checkout.
     source = tmp_path / "agkit-source"
-    shutil.copytree(ROOT / "agkit", source / "agkit",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "agkit", source / "agkit", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ["pyproject.toml", "README.md"]:
         shutil.copy(ROOT / name, source / name)
     line, args = _install_command_of_notebook_01(source.as_uri())
@@ -540,21 +609,27 @@ def test_notebook_01_install_cell_leaves_colab_pins_unchanged(tmp_path):
 
     after = _versions(python, watched)
     report = "\n".join(f"  {n:14} {before[n]!s:>10} -> {after[n]}" for n in watched)
-    print(f"\n{line}\n{report}\nsimulated runtime {prepared - started:.0f} s, "
-          f"install cell + anywidget {installed - prepared:.0f} s")
+    print(
+        f"\n{line}\n{report}\nsimulated runtime {prepared - started:.0f} s, "
+        f"install cell + anywidget {installed - prepared:.0f} s"
+    )
     assert after == before, f"the install cell changed Colab's packages:\n{report}"
     check = pip("check", check=False)
     assert check.returncode == 0, f"pip check after the install cell:\n{check.stdout}"
     script = "import agkit, agkit.widgets, agkit.colab, anywidget; print(agkit.__file__)"
-    imported = subprocess.run([python, "-c", script], check=False, capture_output=True,
-                              text=True, env=env, cwd=tmp_path)
+    imported = subprocess.run(
+        [python, "-c", script], check=False, capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert imported.returncode == 0, imported.stderr
     installed_package = Path(imported.stdout.strip()).parent
     assert installed_package.is_relative_to(runtime), installed_package
 
     def package_files(folder):
-        return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts}
+        return {
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
 
     lost = package_files(source / "agkit") - package_files(installed_package)
     assert not lost, f"files of the package that a git install leaves out: {sorted(lost)}"

@@ -17,10 +17,25 @@ from agkit.data import MaskStore
 from agkit.data.mask_quality import bounding_boxes, degrade, dilate, shift
 
 TINY = course.Profile(
-    name="test", size=32, backbone="tiny", n_train=32, n_val=16, n_test=16, epochs=1, batch_size=16,
-    lr=3e-3, seeds=(0,), lambdas=(1.0,), time_limit=None, ablation_n_train=32, ablation_seeds=(0,),
-    ablation_lambdas=(0.0,), ablation_sizes=(32,), ablation_fractions=(1.0,),
-    ablation_qualities=("exact",))
+    name="test",
+    size=32,
+    backbone="tiny",
+    n_train=32,
+    n_val=16,
+    n_test=16,
+    epochs=1,
+    batch_size=16,
+    lr=3e-3,
+    seeds=(0,),
+    lambdas=(1.0,),
+    time_limit=None,
+    ablation_n_train=32,
+    ablation_seeds=(0,),
+    ablation_lambdas=(0.0,),
+    ablation_sizes=(32,),
+    ablation_fractions=(1.0,),
+    ablation_qualities=("exact",),
+)
 
 
 class FitCalls:
@@ -43,9 +58,16 @@ def without_timing(result: dict) -> dict:
 def test_config_key_changes_with_every_field():
     base = course.guided_config(TINY, 1.0)
     assert base.key() == course.guided_config(TINY, 1.0).key()
-    for change in ({"lam": 2.0}, {"seed": 1}, {"mask_quality": "box"}, {"annotated_fraction": 0.5},
-                   {"resolution": "input"}, {"masks_version": "abc"}, {"lr_decay_at": 0.5},
-                   {"epochs": 2}):
+    for change in (
+        {"lam": 2.0},
+        {"seed": 1},
+        {"mask_quality": "box"},
+        {"annotated_fraction": 0.5},
+        {"resolution": "input"},
+        {"masks_version": "abc"},
+        {"lr_decay_at": 0.5},
+        {"epochs": 2},
+    ):
         assert course.guided_config(TINY, **{"lam": 1.0, **change}).key() != base.key()
     # the time limit decides whether a run finishes, never what it gives
     assert course.guided_config(TINY, 1.0, time_limit=5).key() == base.key()
@@ -54,8 +76,17 @@ def test_config_key_changes_with_every_field():
 def test_run_is_cached_and_reloadable(tmp_path, monkeypatch):
     config = course.guided_config(TINY, 1.0)
     first = course.run(config, tmp_path, progress=False, device="cpu")
-    assert {"accuracy_id", "accuracy_shifted", "auc_shifted", "mass_in_mask", "accuracy_val",
-            "pointing_game_shifted", "iou_val", "source_hash", "masks_hash"} <= set(first)
+    assert {
+        "accuracy_id",
+        "accuracy_shifted",
+        "auc_shifted",
+        "mass_in_mask",
+        "accuracy_val",
+        "pointing_game_shifted",
+        "iou_val",
+        "source_hash",
+        "masks_hash",
+    } <= set(first)
     assert not [k for k in first if k.startswith("acc_")]  # one name per idea: accuracy_
     assert first["epochs_run"] == first["epochs"] == 1 and first["device"] == "cpu"
     monkeypatch.setattr(course, "fit", FitCalls(allow=False))
@@ -96,8 +127,10 @@ def test_same_result_alone_and_under_load(tmp_path):
         hog.wait()
         torch.set_num_threads(threads)
     assert without_timing(loaded) == without_timing(alone)
-    weights = [torch.load(tmp_path / d / "experiments" / config.key() / "model.pt",
-                          weights_only=True) for d in ("alone", "loaded")]
+    weights = [
+        torch.load(tmp_path / d / "experiments" / config.key() / "model.pt", weights_only=True)
+        for d in ("alone", "loaded")
+    ]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
@@ -224,8 +257,9 @@ def test_main_comparison_applies_every_change_to_both(monkeypatch, tmp_path):
     def fake_run_many(configs, runs_dir, **kwargs):
         configs = list(configs)
         seen.append((configs, kwargs))
-        return pd.DataFrame({"lam": [c.lam for c in configs], "accuracy_val": 0.9,
-                             "mass_in_mask_val": 0.5})
+        return pd.DataFrame(
+            {"lam": [c.lam for c in configs], "accuracy_val": 0.9, "mass_in_mask_val": 0.5}
+        )
 
     monkeypatch.setattr(course, "run_many", fake_run_many)
     changes = {"n_train": 48, "data_seed": 7, "masks_from": str(tmp_path), "mask_quality": "box"}
@@ -273,8 +307,9 @@ def test_workers_give_the_numbers_of_the_notebook_process_and_are_reused(tmp_pat
 def test_packed_runs_are_reused_from_a_path_or_file_url(tmp_path, monkeypatch):
     configs = [course.baseline_config(TINY, 0), course.guided_config(TINY, 1.0, 0)]
     trained = course.run_many(configs, tmp_path / "teacher", progress=False, jobs=1, device="cpu")
-    archive = course.pack_runs(configs, tmp_path / "teacher", tmp_path / "runs.tar.gz",
-                               profile="test")
+    archive = course.pack_runs(
+        configs, tmp_path / "teacher", tmp_path / "runs.tar.gz", profile="test"
+    )
     with tarfile.open(archive) as tar:
         names = sorted(tar.getnames())
     assert names[-1] == "manifest.json" and len(names) == 1 + 3 * len(configs)
@@ -332,15 +367,19 @@ def test_make_cache_packs_every_run_of_a_profile(tmp_path, monkeypatch):
     from agkit import run_course
 
     monkeypatch.setitem(course.PROFILES, "test", TINY)
-    archive = run_course.pack_profile("test", tmp_path / "teacher", tmp_path / "runs.tar.gz",
-                                      device="cpu", jobs=1)
+    archive = run_course.pack_profile(
+        "test", tmp_path / "teacher", tmp_path / "runs.tar.gz", device="cpu", jobs=1
+    )
     monkeypatch.setattr(course, "fit", FitCalls(allow=False))  # the student trains nothing
     manifest = course.use_cache(archive, tmp_path / "student")
     lam = course.choose_lambda(TINY, tmp_path / "student", jobs=1, progress=False)[0]
     wanted = {c.key() for group in course.course_configs(TINY, lam).values() for c in group}
     assert set(manifest["runs"]) == wanted and manifest["unpacked"] == len(wanted)
-    assert all(course.is_stored(c, tmp_path / "student")
-               for group in course.course_configs(TINY, lam).values() for c in group)
+    assert all(
+        course.is_stored(c, tmp_path / "student")
+        for group in course.course_configs(TINY, lam).values()
+        for c in group
+    )
 
 
 def test_pack_refuses_runs_never_trained(tmp_path):
@@ -352,8 +391,14 @@ def test_pack_refuses_runs_never_trained(tmp_path):
 
 
 def test_lambda_is_chosen_on_validation_with_mass_as_tie_break(monkeypatch):
-    fake = pd.DataFrame({"lam": [0.1, 1.0, 10.0], "accuracy_val": [0.90, 0.895, 0.70],
-                         "mass_in_mask_val": [0.3, 0.8, 0.9], "accuracy_shifted": [0.99, 0.1, 0.1]})
+    fake = pd.DataFrame(
+        {
+            "lam": [0.1, 1.0, 10.0],
+            "accuracy_val": [0.90, 0.895, 0.70],
+            "mass_in_mask_val": [0.3, 0.8, 0.9],
+            "accuracy_shifted": [0.99, 0.1, 0.1],
+        }
+    )
     monkeypatch.setattr(course, "run_many", lambda *a, **k: fake)
     lam, table = course.choose_lambda(TINY)
     assert lam == 1.0  # within a point of the best validation accuracy, more mass inside
@@ -361,9 +406,15 @@ def test_lambda_is_chosen_on_validation_with_mass_as_tie_break(monkeypatch):
 
 
 def test_summarize_means_over_seeds():
-    table = pd.DataFrame({"method": ["baseline", "baseline", "guided"],
-                          "accuracy_shifted": [0.4, 0.6, 0.9], "accuracy_id": [1, 1, 1],
-                          "auc_shifted": [0.5, 0.5, 0.9], "mass_in_mask": [0.1, 0.3, 0.8]})
+    table = pd.DataFrame(
+        {
+            "method": ["baseline", "baseline", "guided"],
+            "accuracy_shifted": [0.4, 0.6, 0.9],
+            "accuracy_id": [1, 1, 1],
+            "auc_shifted": [0.5, 0.5, 0.9],
+            "mass_in_mask": [0.1, 0.3, 0.8],
+        }
+    )
     summary = course.summarize(table)
     assert summary.loc["baseline", "accuracy_shifted"] == pytest.approx(0.5)
     assert summary.loc["guided", "mass_in_mask"] == pytest.approx(0.8)

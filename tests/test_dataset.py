@@ -1,4 +1,5 @@
 """Tests for agkit.data.dataset: GuidedDataset, make_loader, read_image."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,7 +22,7 @@ def toy(n=12, size=16, seed=0, noise=0.2):
     side = 6 if size >= 16 else 3
     for i in range(n):
         r, c = torch.randint(1, size - side, (2,), generator=g).tolist()
-        masks[i, 0, r:r + side, c:c + side] = 1
+        masks[i, 0, r : r + side, c : c + side] = 1
     images[masks.bool()] = 1.0
     return images, torch.arange(n) % 2, masks
 
@@ -82,7 +83,9 @@ def test_augment_moves_mask_with_image():
             if has_mask and image.sum() > 0:
                 offsets.append((centroid(image[0]) - centroid(mask[0])).tolist())
                 bright = image[0] > 0.5
-                ious.append((bright & (mask[0] > 0)).sum().item() / (bright | (mask[0] > 0)).sum().item())
+                ious.append(
+                    (bright & (mask[0] > 0)).sum().item() / (bright | (mask[0] > 0)).sum().item()
+                )
     assert len(offsets) > 80
     # centroids of the bright square and of the mask agree to a fraction of a pixel, with no bias
     offsets = np.array(offsets)
@@ -90,7 +93,9 @@ def test_augment_moves_mask_with_image():
     assert np.abs(offsets.mean(axis=0)).max() < 0.1
     assert np.mean(ious) > 0.8
     rgb = GuidedDataset(images, labels, masks, augment=True, size=24, in_channels=3)[(0, 0)]
-    assert rgb[0].shape == (3, 24, 24) and torch.equal(rgb[2], ds[(0, 0)][2])  # same seed, same mask
+    assert rgb[0].shape == (3, 24, 24) and torch.equal(
+        rgb[2], ds[(0, 0)][2]
+    )  # same seed, same mask
 
 
 # --------------------------------------------------------------- determinism
@@ -105,11 +110,15 @@ def test_seeded_loader_is_deterministic():
     state = torch.get_rng_state()
     a, b = epochs(0), epochs(0)
     assert torch.equal(torch.get_rng_state(), state)  # the global random state is left alone
-    assert all(torch.equal(x, y) for ba, bb in zip(a, b) for x, y in zip(ba, bb))
+    assert all(
+        torch.equal(x, y) for ba, bb in zip(a, b, strict=True) for x, y in zip(ba, bb, strict=True)
+    )
     assert not torch.equal(a[0][0], a[3][0])  # epoch 2 differs from epoch 1
     assert not torch.equal(a[0][0], epochs(1)[0][0])  # another seed differs
     c = epochs(0, workers=2)  # the same batches with worker processes
-    assert all(torch.equal(x, y) for ba, bc in zip(a, c) for x, y in zip(ba, bc))
+    assert all(
+        torch.equal(x, y) for ba, bc in zip(a, c, strict=True) for x, y in zip(ba, bc, strict=True)
+    )
 
 
 def test_annotated_fraction_is_stratified_and_seeded():
@@ -118,13 +127,18 @@ def test_annotated_fraction_is_stratified_and_seeded():
     masks = torch.ones(30, 1, 4, 4)
     ds = GuidedDataset(images, labels, masks, annotated_fraction=0.25, seed=3)
     has = torch.stack([ds[i][3] for i in range(30)])
-    assert has[:20].sum() == 5 and has[20:].sum() == 3  # round(0.25 * 20) = 5, round(2.5) = 3 (halves up)
+    assert (
+        has[:20].sum() == 5 and has[20:].sum() == 3
+    )  # round(0.25 * 20) = 5, round(2.5) = 3 (halves up)
     assert torch.equal(has, ds.mask_kept)
     for i in torch.nonzero(~has).flatten().tolist():
         assert ds[i][2].sum() == 0
     other = GuidedDataset(images, labels, masks, annotated_fraction=0.25, seed=4).mask_kept
     assert other[:20].sum() == 5 and not torch.equal(other, ds.mask_kept)
-    assert torch.equal(GuidedDataset(images, labels, masks, annotated_fraction=0.25, seed=3).mask_kept, ds.mask_kept)
+    assert torch.equal(
+        GuidedDataset(images, labels, masks, annotated_fraction=0.25, seed=3).mask_kept,
+        ds.mask_kept,
+    )
     assert GuidedDataset(images, labels, masks, annotated_fraction=0).mask_kept.sum() == 0
     with pytest.raises(ValueError, match="between 0 and 1"):
         GuidedDataset(images, labels, masks, annotated_fraction=25)
@@ -145,7 +159,9 @@ def test_mask_sources_store_mapping_callable(tmp_path):
     with pytest.raises(ValueError, match="'b/1' is 4x4 but the image is 8x8"):
         GuidedDataset(images, labels, store, image_ids=ids)
     with pytest.raises(ValueError, match="'b/1' is 4x4 but the image is 8x8"):
-        GuidedDataset(images, labels, lambda iid: np.ones((4, 4)) if iid == "b/1" else None, image_ids=ids)[2]
+        GuidedDataset(
+            images, labels, lambda iid: np.ones((4, 4)) if iid == "b/1" else None, image_ids=ids
+        )[2]
     with pytest.raises(ValueError, match="only 0 and 1"):
         GuidedDataset(images, labels, {"a/1": np.full((8, 8), 255)}, image_ids=ids)[0]
 
@@ -167,7 +183,11 @@ def test_bad_arguments_name_the_fix():
     ds[0]
     with pytest.raises(ValueError, match="pass size="):
         ds[2]
-    assert GuidedDataset(lambda i: np.zeros(sizes[i], np.uint8), labels, size=5)[2][0].shape == (1, 5, 5)
+    assert GuidedDataset(lambda i: np.zeros(sizes[i], np.uint8), labels, size=5)[2][0].shape == (
+        1,
+        5,
+        5,
+    )
 
 
 # -------------------------------------------------------------------- files
@@ -189,7 +209,9 @@ def test_read_image_bit_depths_and_colour(tmp_path):
 
 def test_truncated_jpeg(tmp_path):
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "x.jpg", quality=95)
+    Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(
+        tmp_path / "x.jpg", quality=95
+    )
     data = (tmp_path / "x.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(OSError, match="cut.jpg is truncated.*on_corrupt='load'"):
@@ -206,7 +228,9 @@ def write_folder(folder, sizes=((8, 8),) * 4):
     rows = []
     for i, (h, w) in enumerate(sizes):
         Image.fromarray(np.full((h, w), 20 * i, np.uint8)).save(folder / "images" / f"im{i}.png")
-        rows.append({"image_id": f"{i:03d}", "path": f"images/im{i}.png", "label": i % 2, "site": "x"})
+        rows.append(
+            {"image_id": f"{i:03d}", "path": f"images/im{i}.png", "label": i % 2, "site": "x"}
+        )
     pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
     store = MaskStore(folder / "masks")
     store.put("001", np.eye(sizes[1][0], sizes[1][1], dtype=np.uint8))
@@ -241,8 +265,15 @@ def test_from_folder_errors(tmp_path):
 
 def test_from_synthfrac_duck_typed():
     images, labels, masks = toy(n=6, size=8)
-    s = SimpleNamespace(images=images, labels=labels, masks=masks, image_ids=[f"train_{i:05d}" for i in range(6)],
-                        meta=pd.DataFrame({"image_id": [f"train_{i:05d}" for i in range(6)], "marker": [False] * 6}))
+    s = SimpleNamespace(
+        images=images,
+        labels=labels,
+        masks=masks,
+        image_ids=[f"train_{i:05d}" for i in range(6)],
+        meta=pd.DataFrame(
+            {"image_id": [f"train_{i:05d}" for i in range(6)], "marker": [False] * 6}
+        ),
+    )
     ds = GuidedDataset.from_synthfrac(s, annotated_fraction=0.5)
     assert ds.image_ids[2] == "train_00002" and ds.class_names == ["normal", "fractured"]
     assert ds.mask_kept.sum() == 4  # round(0.5 * 3) = 2 per class
@@ -256,6 +287,7 @@ def test_subset_and_set_transform():
     assert len(sub) == 2 and sub.image_ids == ["4", "1"] and sub.labels.tolist() == [0, 1]
     assert torch.equal(sub[0][0], images[4]) and torch.equal(sub.mask_kept, ds.mask_kept[[4, 1]])
     from torchvision.transforms import v2
+
     flipped = GuidedDataset(images, labels, masks).set_transform(v2.RandomHorizontalFlip(p=1.0))
     image, _, mask, _ = flipped[0]
     assert torch.equal(image, images[0].flip(-1)) and torch.equal(mask, masks[0].flip(-1))

@@ -17,24 +17,42 @@ N, SIZE = 60, 96
 
 @pytest.fixture(scope="module")
 def fracatlas(tmp_path_factory):
-    root = write_demo_dataset("fracatlas", tmp_path_factory.mktemp("demo") / "fracatlas", n=N, size=SIZE, seed=3)
+    root = write_demo_dataset(
+        "fracatlas", tmp_path_factory.mktemp("demo") / "fracatlas", n=N, size=SIZE, seed=3
+    )
     return root, demo_synthfrac(N, SIZE, seed=3)
 
 
 def source_index(root):
     """image id (as open_dataset reports it) -> index into the SynthFrac source."""
     table = pd.read_csv(root / "demo_source.csv", dtype={"image_id": str})
-    return {i: int(s.split("_")[1]) for i, s in zip(table["image_id"], table["synthfrac_id"])}
+    return {
+        i: int(s.split("_")[1])
+        for i, s in zip(table["image_id"], table["synthfrac_id"], strict=True)
+    }
 
 
 def test_fracatlas_files_and_columns_are_the_real_ones(fracatlas):
     root, source = fracatlas
     table = pd.read_csv(root / "dataset.csv")
-    assert list(table.columns) == ["image_id", "hand", "leg", "hip", "shoulder", "mixed", "hardware",
-                                   "multiscan", "fractured", "fracture_count", "frontal", "lateral", "oblique"]
+    assert list(table.columns) == [
+        "image_id",
+        "hand",
+        "leg",
+        "hip",
+        "shoulder",
+        "mixed",
+        "hardware",
+        "multiscan",
+        "fractured",
+        "fracture_count",
+        "frontal",
+        "lateral",
+        "oblique",
+    ]
     assert table["image_id"].str.fullmatch(r"IMG\d{7}\.jpg").all()
     assert table["fractured"].tolist() == source.labels.tolist()
-    for stem, label in zip(table["image_id"], table["fractured"]):
+    for stem, label in zip(table["image_id"], table["fractured"], strict=True):
         assert (root / "images" / ("Fractured" if label else "Non_fractured") / stem).is_file()
         assert (root / "Annotations" / "PASCAL VOC" / stem.replace(".jpg", ".xml")).is_file()
     coco = json.loads((root / "Annotations" / "COCO JSON" / "COCO_fracture_masks.json").read_text())
@@ -71,7 +89,9 @@ def test_fracatlas_box_masks_cover_the_fracture(fracatlas):
     root, source = fracatlas
     index = source_index(root)
     for mask_source in ("yolo", "voc"):
-        ds = open_dataset("fracatlas", root, "train", size=SIZE, augment=False, mask_source=mask_source)
+        ds = open_dataset(
+            "fracatlas", root, "train", size=SIZE, augment=False, mask_source=mask_source
+        )
         for i in range(len(ds)):
             fracture = source.fracture_masks[index[ds.image_ids[i]], 0] > 0.5
             box = ds[i][2][0] > 0.5

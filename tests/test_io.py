@@ -1,5 +1,6 @@
 """The one image reader (agkit.data.io): scaling rule, corrupt files, and one file read
 through every public path."""
+
 import json
 import warnings
 
@@ -47,10 +48,13 @@ def test_float_tiff_in_unit_range_reads_as_its_values(tmp_path):
 def test_16_bit_and_float_images_are_scaled_by_their_real_range(tmp_path):
     twelve_bit = np.array([[100, 4095], [2000, 100]], np.uint16)  # a 12-bit radiograph in 16 bits
     wide = np.array([[-50.0, 150.0], [50.0, 0.0]], np.float32)
-    root = class_folder(tmp_path / "r", {
-        "g16.png": lambda p: Image.fromarray(twelve_bit).save(p),
-        "wide.tif": lambda p: Image.fromarray(wide, mode="F").save(p),
-    })
+    root = class_folder(
+        tmp_path / "r",
+        {
+            "g16.png": lambda p: Image.fromarray(twelve_bit).save(p),
+            "wide.tif": lambda p: Image.fromarray(wide, mode="F").save(p),
+        },
+    )
     expected16 = torch.tensor([[[0.0, 1.0], [1900 / 3995, 0.0]]])
     expected_wide = torch.tensor([[[0.0, 1.0], [0.5, 0.25]]])
     assert torch.allclose(read_image(root / "a" / "g16.png"), expected16)  # was / 65535
@@ -85,8 +89,9 @@ def test_zero_byte_and_undecodable_files_are_caught_when_a_dataset_is_built(tmp_
     with pytest.raises(CorruptImageError, match="2 corrupt image file.*empty.png.*garbage.png"):
         GuidedDataset(paths, [0, 1, 0, 1, 0])
     with pytest.warns(UserWarning, match="2 corrupt image file.*skipped 2"):
-        ds = GuidedDataset(paths, [0, 1, 0, 1, 0], image_ids=list("abcde"), on_corrupt="skip",
-                           meta={"n": range(5)})
+        ds = GuidedDataset(
+            paths, [0, 1, 0, 1, 0], image_ids=list("abcde"), on_corrupt="skip", meta={"n": range(5)}
+        )
     assert ds.image_ids == ["c", "d", "e"] and ds.labels.tolist() == [0, 1, 0]
     assert list(ds.meta["n"]) == [2, 3, 4]
     assert [float(ds[i][0].max()) for i in range(3)] == pytest.approx([0.0, 50 / 255, 100 / 255])
@@ -98,13 +103,16 @@ def test_zero_byte_and_undecodable_files_are_caught_when_a_dataset_is_built(tmp_
 
 def test_open_dataset_folder_applies_on_corrupt_to_empty_files(tmp_path):
     fine = lambda p: Image.fromarray(np.zeros((2, 3), np.uint8)).save(p)  # noqa: E731
-    root = class_folder(tmp_path / "c", {"empty.png": lambda p: p.write_bytes(b""), "fine.png": fine})
+    root = class_folder(
+        tmp_path / "c", {"empty.png": lambda p: p.write_bytes(b""), "fine.png": fine}
+    )
     with pytest.raises(CorruptImageError, match="a/empty.png.*on_corrupt='skip'"):
         open_dataset("folder", root, "train", on_corrupt="error", fractions=(1, 0, 0))
     for policy in ("skip", "load"):  # an empty file cannot be read as far as it goes either
         with pytest.warns(UserWarning, match="skipped 1"):
-            ds = open_dataset("folder", root, "train", on_corrupt=policy, fractions=(1, 0, 0),
-                              size=4)
+            ds = open_dataset(
+                "folder", root, "train", on_corrupt=policy, fractions=(1, 0, 0), size=4
+            )
         assert "a/empty" not in ds.image_ids and len(ds) == 5
 
 
@@ -124,34 +132,65 @@ def test_one_image_and_one_annotation_read_identically_through_every_path(tmp_pa
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (24, 24), dtype=np.uint8)
     polygon = [4.2, 3.1, 20.3, 6.4, 9.1, 19.3]  # a triangle in pixel coordinates
-    corners = list(zip(polygon[0::2], polygon[1::2]))
+    corners = list(zip(polygon[0::2], polygon[1::2], strict=True))
     expected_mask = np.zeros((24, 24), np.uint8)  # by hand: pixel centres inside the triangle
     for r in range(24):
         for c in range(24):
             x, y = c + 0.5, r + 0.5
-            side = [(bx - ax) * (y - ay) - (by - ay) * (x - ax)
-                    for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1])]
+            side = [
+                (bx - ax) * (y - ay) - (by - ay) * (x - ax)
+                for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1], strict=True)
+            ]
             assert 0 not in side  # no centre on an edge, so no tie rule is involved
             expected_mask[r, c] = all(s > 0 for s in side) or all(s < 0 for s in side)
     assert 50 < expected_mask.sum() < 200
-    coco = {"images": [{"id": 1, "file_name": "IMG0000001.png", "width": 24, "height": 24}],
-            "categories": [{"id": 1, "name": "fractured"}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
-                             "segmentation": [polygon], "bbox": [4, 3, 16, 16], "area": 100}]}
+    coco = {
+        "images": [{"id": 1, "file_name": "IMG0000001.png", "width": 24, "height": 24}],
+        "categories": [{"id": 1, "name": "fractured"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentation": [polygon],
+                "bbox": [4, 3, 16, 16],
+                "area": 100,
+            }
+        ],
+    }
     yolo_line = "0 " + " ".join(f"{v / 24:.10f}" for v in polygon) + "\n"
 
     # a FracAtlas folder with the image, its COCO polygon and the YOLO polygon
     atlas = tmp_path / "FracAtlas"
-    for sub in ("images/Fractured", "images/Non_fractured", "Annotations/COCO JSON",
-                "Annotations/YOLO"):
+    for sub in (
+        "images/Fractured",
+        "images/Non_fractured",
+        "Annotations/COCO JSON",
+        "Annotations/YOLO",
+    ):
         (atlas / sub).mkdir(parents=True)
     Image.fromarray(pixels).save(atlas / "images/Fractured/IMG0000001.png")
     (atlas / "Annotations/COCO JSON/COCO_fracture_masks.json").write_text(json.dumps(coco))
     (atlas / "Annotations/YOLO/IMG0000001.txt").write_text(yolo_line)
-    columns = ["image_id", "hand", "leg", "hip", "shoulder", "mixed", "hardware", "multiscan",
-               "fractured", "fracture_count", "frontal", "lateral", "oblique"]
+    columns = [
+        "image_id",
+        "hand",
+        "leg",
+        "hip",
+        "shoulder",
+        "mixed",
+        "hardware",
+        "multiscan",
+        "fractured",
+        "fracture_count",
+        "frontal",
+        "lateral",
+        "oblique",
+    ]
     pd.DataFrame([["IMG0000001.png", 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0]], columns=columns).to_csv(
-        atlas / "dataset.csv", index=False)
+        atlas / "dataset.csv", index=False
+    )
     image_file = atlas / "images/Fractured/IMG0000001.png"
 
     # a labels.csv folder and a class folder with the same file and masks imported from COCO
@@ -176,7 +215,8 @@ def test_one_image_and_one_annotation_read_identically_through_every_path(tmp_pa
     }
     masks = {
         "read_coco": read_coco(atlas / "Annotations/COCO JSON/COCO_fracture_masks.json")[
-            "IMG0000001.png"].rasterize((24, 24)),
+            "IMG0000001.png"
+        ].rasterize((24, 24)),
         "read_yolo": read_yolo(atlas / "Annotations/YOLO/IMG0000001.txt").rasterize((24, 24)),
         "MaskStore.import_coco": MaskStore(kit / "masks").get("IMG0000001"),
         "MaskStore.import_yolo": yolo_store.get("IMG0000001"),
@@ -185,8 +225,9 @@ def test_one_image_and_one_annotation_read_identically_through_every_path(tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a one-image dataset cannot be stratified
         for mask_source in ("polygon", "yolo"):
-            ds = open_dataset("fracatlas", atlas, "train", size=24, augment=False,
-                              mask_source=mask_source)
+            ds = open_dataset(
+                "fracatlas", atlas, "train", size=24, augment=False, mask_source=mask_source
+            )
             images[f"open_dataset fracatlas {mask_source}"] = ds[0][0]
             masks[f"open_dataset fracatlas {mask_source}"] = ds[0][2][0].numpy()
         ds = open_dataset("folder", classes, "train", size=24, augment=False, fractions=(1, 0, 0))

@@ -51,8 +51,9 @@ def test_unannotated_images_add_nothing():
     cams, masks = example()
     alone = attention_guidance_loss(cams, masks)
     other = torch.randn(1, 2, 2, 2, dtype=torch.float64) * 5
-    batch = attention_guidance_loss(torch.cat([cams, other]),
-                                    torch.cat([masks, torch.zeros_like(masks)]))
+    batch = attention_guidance_loss(
+        torch.cat([cams, other]), torch.cat([masks, torch.zeros_like(masks)])
+    )
     assert batch.item() == pytest.approx(alone.item(), abs=1e-12)
 
 
@@ -111,12 +112,19 @@ def test_gradient_moves_cam_mass_into_the_mask():
         (torch.zeros(2, 8, 8), torch.zeros(2, 1, 64, 64), {}, "B x N x h x w"),
         (torch.full((2, 2, 8, 8), float("nan")), torch.zeros(2, 1, 64, 64), {}, "NaN"),
         (torch.full((2, 2, 8, 8), float("inf")), torch.zeros(2, 1, 64, 64), {}, "inf"),
-        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64),
-         {"classes": "label", "labels": torch.tensor([0, 2])}, r"\[0, 2\)"),
-        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"classes": "label"},
-         "needs labels"),
-        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"resolution": "pixel"},
-         "unknown resolution"),
+        (
+            torch.zeros(2, 2, 8, 8),
+            torch.zeros(2, 1, 64, 64),
+            {"classes": "label", "labels": torch.tensor([0, 2])},
+            r"\[0, 2\)",
+        ),
+        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64), {"classes": "label"}, "needs labels"),
+        (
+            torch.zeros(2, 2, 8, 8),
+            torch.zeros(2, 1, 64, 64),
+            {"resolution": "pixel"},
+            "unknown resolution",
+        ),
     ],
 )
 def test_bad_input_gives_clear_error(cams, masks, kwargs, message):

@@ -1,5 +1,6 @@
 """Tests for agkit.data.shapes and agkit.data.mask_store: rasterising, MaskStore, COCO/YOLO,
 crash safety."""
+
 import io
 import json
 import os
@@ -52,9 +53,13 @@ def test_rasterize_boxes_integer_box_is_slicing():
 def test_rasterize_boxes_rounding_clipping_union():
     # a pixel is in when its centre (c + 0.5, r + 0.5) is: x0 <= c + 0.5 < x1, y0 <= r + 0.5 < y1
     # (0.4, 0.6, 2.5, 2.4): columns with centres 0.5, 1.5 (2.5 is on the right edge: out), row 1.5
-    np.testing.assert_array_equal(rasterize_boxes([(0.4, 0.6, 2.5, 2.4)], (3, 4)), square((3, 4), 1, 2, 0, 2))
+    np.testing.assert_array_equal(
+        rasterize_boxes([(0.4, 0.6, 2.5, 2.4)], (3, 4)), square((3, 4), 1, 2, 0, 2)
+    )
     # the left/top edge counts: (1.5, 0.5, 3, 3) keeps column 1 and row 0
-    np.testing.assert_array_equal(rasterize_boxes([(1.5, 0.5, 3, 3)], (3, 4)), square((3, 4), 0, 3, 1, 3))
+    np.testing.assert_array_equal(
+        rasterize_boxes([(1.5, 0.5, 3, 3)], (3, 4)), square((3, 4), 0, 3, 1, 3)
+    )
     # partly outside the image -> clipped; union of two boxes
     got = rasterize_boxes([(-2, -2, 1, 1), (3, 2, 9, 9)], (3, 4))
     np.testing.assert_array_equal(got, [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
@@ -65,8 +70,12 @@ def test_rasterize_boxes_rounding_clipping_union():
 
 def test_rasterize_polygons_fills_pixels_whose_centre_is_inside():
     # the square with corners (1, 1) and (3, 3) is the pixels mask[1:3, 1:3], like the box
-    np.testing.assert_array_equal(rasterize_polygons([[1, 1, 3, 1, 3, 3, 1, 3]], (5, 5)), square((5, 5), 1, 3, 1, 3))
-    np.testing.assert_array_equal(rasterize_boxes([(1, 1, 3, 3)], (5, 5)), square((5, 5), 1, 3, 1, 3))
+    np.testing.assert_array_equal(
+        rasterize_polygons([[1, 1, 3, 1, 3, 3, 1, 3]], (5, 5)), square((5, 5), 1, 3, 1, 3)
+    )
+    np.testing.assert_array_equal(
+        rasterize_boxes([(1, 1, 3, 3)], (5, 5)), square((5, 5), 1, 3, 1, 3)
+    )
     # triangle (1, 1), (5, 1), (1, 5): centre (c + .5, r + .5) with x >= 1, y >= 1 and x + y < 6
     # (a centre on the right-hand diagonal is outside), i.e. c >= 1, r >= 1, c + r <= 4
     expected = np.zeros((7, 7), np.uint8)
@@ -86,12 +95,17 @@ def test_rasterize_polygons_fills_pixels_whose_centre_is_inside():
 
 
 def test_rasterize_discs_by_hand():
-    # pixel (r, c) has its centre at (c + 0.5, r + 0.5): a disc around (2.5, 2.5) is around pixel (2, 2)
-    plus = np.array([[0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]])
+    # pixel (r, c) has its centre at (c + 0.5, r + 0.5):
+    # a disc around (2.5, 2.5) is around pixel (2, 2)
+    plus = np.array(
+        [[0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
+    )
     np.testing.assert_array_equal(rasterize_discs([(2.5, 2.5)], 1, (5, 5)), plus)
     # radius 1.5: around pixel (2, 2) offsets with di^2 + dj^2 <= 2.25 form the 3x3 block; around
     # pixel (0, 0) the 2x2 corner block; the two share pixel (1, 1)
-    expected = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]])
+    expected = np.array(
+        [[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]]
+    )
     np.testing.assert_array_equal(rasterize_discs([(2.5, 2.5), (0.5, 0.5)], 1.5, (5, 5)), expected)
     # x is the column: a disc of radius 0 at (x=3.5, y=1.5) marks mask[1, 3] only
     np.testing.assert_array_equal(np.argwhere(rasterize_discs([(3.5, 1.5)], 0, (4, 5))), [[1, 3]])
@@ -101,11 +115,14 @@ def test_rasterize_strokes_by_hand():
     # a stroke along y = 1.5 from x = 0.5 to 3.5, radius 1: rows 0-2 of columns 0-3 are at most
     # 1 away; column 4's centre (4.5, 1.5) is exactly 1 from the end point (in), (4.5, 0.5) is not
     expected = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
-    np.testing.assert_array_equal(rasterize_strokes([[(0.5, 1.5), (3.5, 1.5)]], 1, (3, 5)), expected)
+    np.testing.assert_array_equal(
+        rasterize_strokes([[(0.5, 1.5), (3.5, 1.5)]], 1, (3, 5)), expected
+    )
     # a flat list is the same stroke; one point is a disc
     np.testing.assert_array_equal(rasterize_strokes([[0.5, 1.5, 3.5, 1.5]], 1, (3, 5)), expected)
-    np.testing.assert_array_equal(rasterize_strokes([[(2.5, 2.5)]], 1.5, (5, 5)),
-                                  rasterize_discs([(2.5, 2.5)], 1.5, (5, 5)))
+    np.testing.assert_array_equal(
+        rasterize_strokes([[(2.5, 2.5)]], 1.5, (5, 5)), rasterize_discs([(2.5, 2.5)], 1.5, (5, 5))
+    )
     with pytest.raises(ValueError, match="finite"):
         rasterize_strokes([[(0, 0), (np.nan, 1)]], 1, (3, 3))
 
@@ -127,9 +144,13 @@ def test_mask_to_polygons_and_boxes_round_trip():
         assert (rasterize_boxes(boxes, m.shape) >= m).all()
     ring = np.ones((5, 5), np.uint8)
     ring[2, 2] = 0
-    np.testing.assert_array_equal(rasterize_polygons(mask_to_polygons(ring), (5, 5)), np.ones((5, 5)))  # hole filled
+    np.testing.assert_array_equal(
+        rasterize_polygons(mask_to_polygons(ring), (5, 5)), np.ones((5, 5))
+    )  # hole filled
     # the outline runs along pixel edges: corners of mask[1:3, 2:5]
-    assert mask_to_polygons(square((4, 6), 1, 3, 2, 5)) == [[2.0, 1.0, 5.0, 1.0, 5.0, 3.0, 2.0, 3.0]]
+    assert mask_to_polygons(square((4, 6), 1, 3, 2, 5)) == [
+        [2.0, 1.0, 5.0, 1.0, 5.0, 3.0, 2.0, 3.0]
+    ]
     assert mask_to_boxes(square((4, 6), 1, 3, 2, 5)) == [(2, 1, 5, 3)]
 
 
@@ -152,9 +173,14 @@ def test_put_get_provenance_and_files(tmp_path):
     assert prov["source"] == "drawn" and prov["tool"] == "widget" and prov["annotator"] == "ana"
     assert prov["shape"] == [6, 7] and prov["file"] == path.name
     t = datetime.fromisoformat(prov["time"])
-    assert t.utcoffset().total_seconds() == 0 and abs((datetime.now(timezone.utc) - t).total_seconds()) < 60
+    assert (
+        t.utcoffset().total_seconds() == 0
+        and abs((datetime.now(timezone.utc) - t).total_seconds()) < 60
+    )
     # ids that sanitise to the same text still get different files
-    assert safe_file_name("a/b") != safe_file_name("a_b") and safe_file_name("a/b").startswith("a_b-")
+    assert safe_file_name("a/b") != safe_file_name("a_b") and safe_file_name("a/b").startswith(
+        "a_b-"
+    )
     # a second object on the same folder sees the mask; delete removes index entry and file
     assert MaskStore(tmp_path / "m").get(MURA_ID).sum() == 9
     store.delete(MURA_ID)
@@ -272,11 +298,33 @@ def coco_fixture():
         ],
         "categories": [{"id": 1, "name": "fractured"}, {"id": 2, "name": "text"}],
         "annotations": [
-            {"id": 1, "image_id": 7, "category_id": 1, "iscrowd": 0, "segmentation": [[1, 1, 3, 1, 3, 2, 1, 2]],
-             "bbox": [1, 1, 2, 1], "area": 2},
-            {"id": 2, "image_id": 7, "category_id": 1, "iscrowd": 0, "segmentation": [], "bbox": [5, 3, 1, 2], "area": 2},
-            {"id": 3, "image_id": 8, "category_id": 2, "iscrowd": 0, "segmentation": [[0, 0, 1, 0, 1, 1]],
-             "bbox": [0, 0, 1, 1], "area": 1},
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentation": [[1, 1, 3, 1, 3, 2, 1, 2]],
+                "bbox": [1, 1, 2, 1],
+                "area": 2,
+            },
+            {
+                "id": 2,
+                "image_id": 7,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentation": [],
+                "bbox": [5, 3, 1, 2],
+                "area": 2,
+            },
+            {
+                "id": 3,
+                "image_id": 8,
+                "category_id": 2,
+                "iscrowd": 0,
+                "segmentation": [[0, 0, 1, 0, 1, 1]],
+                "bbox": [0, 0, 1, 1],
+                "area": 1,
+            },
         ],
     }
 
@@ -289,7 +337,10 @@ def test_import_coco_polygons_boxes_categories(tmp_path):
     expected[1:2, 1:3] = 1  # polygon with corners (1, 1) and (3, 2): mask[1:2, 1:3]
     expected[3:5, 5:6] = 1  # bbox [5, 3, 1, 2] -> mask[3:5, 5:6]
     np.testing.assert_array_equal(store.get("IMG1"), expected)
-    assert store.provenance("IMG1")["source"] == "imported" and store.provenance("IMG1")["tool"] == "coco"
+    assert (
+        store.provenance("IMG1")["source"] == "imported"
+        and store.provenance("IMG1")["tool"] == "coco"
+    )
     with pytest.raises(ValueError, match="'fracture'.*not in the COCO file"):
         store.import_coco(coco_fixture(), categories=["fracture"])
     boxes_only = MaskStore(tmp_path / "b")
@@ -314,30 +365,48 @@ def test_coco_round_trip(tmp_path):
     img1 = next(im for im in out["images"] if im["file_name"] == "images/Fractured/IMG1.jpg")
     assert (img1["width"], img1["height"]) == (6, 5)
     anns = [a for a in out["annotations"] if a["image_id"] == img1["id"]]
-    assert sorted(a["bbox"] for a in anns) == [[1, 1, 2, 1], [5, 3, 1, 2]] and sorted(a["area"] for a in anns) == [2, 2]
+    assert sorted(a["bbox"] for a in anns) == [[1, 1, 2, 1], [5, 3, 1, 2]] and sorted(
+        a["area"] for a in anns
+    ) == [2, 2]
     back = MaskStore(tmp_path / "back")
     back.import_coco(path, use="polygon")
-    assert back.annotated_ids() == src.annotated_ids() == ["images/Fractured/IMG1.jpg", "images/Fractured/IMG2.jpg"]
+    assert (
+        back.annotated_ids()
+        == src.annotated_ids()
+        == ["images/Fractured/IMG1.jpg", "images/Fractured/IMG2.jpg"]
+    )
     for iid in src.annotated_ids():
         np.testing.assert_array_equal(back.get(iid), src.get(iid))
     boxes = MaskStore(tmp_path / "boxes")  # boxes are exact for the rectangles of IMG1 only
     boxes.import_coco(path, use="bbox")
-    np.testing.assert_array_equal(boxes.get("images/Fractured/IMG1.jpg"), src.get("images/Fractured/IMG1.jpg"))
+    np.testing.assert_array_equal(
+        boxes.get("images/Fractured/IMG1.jpg"), src.get("images/Fractured/IMG1.jpg")
+    )
     # the triangle (0, 0), (1, 0), (1, 1) holds the centre (0.5, 0.5) on its left edge: one pixel
-    assert boxes.get("images/Fractured/IMG2.jpg").sum() == src.get("images/Fractured/IMG2.jpg").sum() == 1
+    assert (
+        boxes.get("images/Fractured/IMG2.jpg").sum()
+        == src.get("images/Fractured/IMG2.jpg").sum()
+        == 1
+    )
 
 
 # ---------------------------------------------------------------------- YOLO
 def test_import_yolo_boxes_classes_and_errors(tmp_path):
     labels = tmp_path / "labels"
     labels.mkdir()
-    (labels / "img_a.txt").write_text("3 0.5 0.5 0.5 0.5\n8 0.1 0.1 0.2 0.2\n")  # 8x8: box (2,2)-(6,6)
+    (labels / "img_a.txt").write_text(
+        "3 0.5 0.5 0.5 0.5\n8 0.1 0.1 0.2 0.2\n"
+    )  # 8x8: box (2,2)-(6,6)
     (labels / "img_b.txt").write_text("")  # negative
     (labels / "img_c.txt").write_text("8 0.5 0.5 1 1\n")  # only the unwanted class
-    (labels / "img_d.txt").write_text("3 0 0 1 0 1 1\n")  # normalised polygon (0,0),(1,0),(1,1) on 4x4
+    (labels / "img_d.txt").write_text(
+        "3 0 0 1 0 1 1\n"
+    )  # normalised polygon (0,0),(1,0),(1,1) on 4x4
     (labels / "classes.txt").write_text("boneanomaly\nfracture\n")
     store = MaskStore(tmp_path / "m")
-    ids = store.import_yolo(labels, {"img_a": (8, 8), "img_b": (8, 8), "img_c": (8, 8), "img_d": (4, 4)}, classes=[3])
+    ids = store.import_yolo(
+        labels, {"img_a": (8, 8), "img_b": (8, 8), "img_c": (8, 8), "img_d": (4, 4)}, classes=[3]
+    )
     assert ids == ["img_a", "img_d"]
     np.testing.assert_array_equal(store.get("img_a"), square((8, 8), 2, 6, 2, 6))
     # the polygon (0, 0), (4, 0), (4, 4): centres above the diagonal and on it (its left edge)
@@ -352,15 +421,21 @@ def test_import_yolo_boxes_classes_and_errors(tmp_path):
 
 def test_yolo_round_trip(tmp_path):
     src = MaskStore(tmp_path / "src")
-    src.put("p1/IMG_1.png", np.maximum(square((30, 41), 3, 10, 5, 17), square((30, 41), 20, 30, 30, 41)))
+    src.put(
+        "p1/IMG_1.png", np.maximum(square((30, 41), 3, 10, 5, 17), square((30, 41), 20, 30, 30, 41))
+    )
     src.put("p2/IMG_2.png", square((17, 13), 0, 17, 12, 13))
     files = src.export_yolo(tmp_path / "yolo", class_id=3)
     assert sorted(f.name for f in files) == ["IMG_1.txt", "IMG_2.txt"]
     first = (tmp_path / "yolo" / "IMG_2.txt").read_text().split()
     assert first[0] == "3" and float(first[1]) == pytest.approx(12.5 / 13, abs=1e-6)
     back = MaskStore(tmp_path / "back")
-    back.import_yolo(tmp_path / "yolo", lambda iid: src.provenance(iid)["shape"],
-                     image_id=lambda stem: f"p{stem[-1]}/{stem}.png", classes=[3])
+    back.import_yolo(
+        tmp_path / "yolo",
+        lambda iid: src.provenance(iid)["shape"],
+        image_id=lambda stem: f"p{stem[-1]}/{stem}.png",
+        classes=[3],
+    )
     for iid in src.annotated_ids():
         np.testing.assert_array_equal(back.get(iid), src.get(iid))
     src.put("p3/IMG_1.png", np.ones((2, 2)))
@@ -389,7 +464,9 @@ def pattern(k):
 store = MaskStore(sys.argv[1])
 k = int(sys.argv[2])
 while True:
-    store.put(f"patient{k % 3}/study {k % 5}/image.png", pattern(k), source="synthetic", tool=f"k={k}")
+    store.put(
+        f"patient{k % 3}/study {k % 5}/image.png", pattern(k), source="synthetic", tool=f"k={k}"
+    )
     if k == int(sys.argv[2]):
         print("ready", flush=True)
     k += 1
@@ -398,6 +475,7 @@ while True:
 
 def test_store_survives_a_killed_writer(tmp_path):
     """Kill a process in the middle of writing masks; every indexed mask must still be intact."""
+
     def pattern(k):
         m = (np.random.default_rng(k).random((96, 96)) < 0.5).astype(np.uint8)
         m[0, :32] = [(k >> b) & 1 for b in range(32)]
@@ -406,9 +484,12 @@ def test_store_survives_a_killed_writer(tmp_path):
     masks_py = str(ROOT)
     rng = random.Random(1)
     start = 0
-    for round_ in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(start), masks_py],
-                                stdout=subprocess.PIPE, text=True)
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), str(start), masks_py],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert proc.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0.05, 0.4))
@@ -428,7 +509,9 @@ def test_store_survives_a_killed_writer(tmp_path):
             ks.append(k)
         report = store.check()
         assert not report.corrupt and not report.missing_files
-        assert all(name.endswith(".tmp") for name in report.temp_files)  # leftovers are reported, never indexed
+        assert all(
+            name.endswith(".tmp") for name in report.temp_files
+        )  # leftovers are reported, never indexed
         start = max(ks) + 1
     assert start > 3  # the writer really wrote several masks
 
@@ -441,7 +524,9 @@ def _png_bytes(value):
 
 
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
-def test_index_naming_a_file_outside_the_folder_is_refused_and_nothing_outside_is_touched(tmp_path, kind):
+def test_index_naming_a_file_outside_the_folder_is_refused_and_nothing_outside_is_touched(
+    tmp_path, kind
+):
     victim = tmp_path / "victim.png"  # a user's image next to the store
     victim.write_bytes(_png_bytes(255))
     before = victim.read_bytes()
@@ -452,14 +537,23 @@ def test_index_naming_a_file_outside_the_folder_is_refused_and_nothing_outside_i
     if kind == "symlink":
         (folder / "evil.png").symlink_to(victim)
     index = json.loads((folder / "index.json").read_text())
-    index["masks"]["evil"] = {"file": name, "source": "drawn", "tool": "", "time": "2024-01-01T00:00:00+00:00",
-                              "shape": [4, 4]}
+    index["masks"]["evil"] = {
+        "file": name,
+        "source": "drawn",
+        "tool": "",
+        "time": "2024-01-01T00:00:00+00:00",
+        "shape": [4, 4],
+    }
     (folder / "index.json").write_text(json.dumps(index))
 
     with pytest.raises(CorruptIndexError, match="'evil'.*rebuild_index"):
         MaskStore(folder)
-    for action in (lambda: store.get("evil"), lambda: store.delete("evil"), lambda: store.put("evil", np.zeros((4, 4))),
-                   lambda: store.check()):
+    for action in (
+        lambda: store.get("evil"),
+        lambda: store.delete("evil"),
+        lambda: store.put("evil", np.zeros((4, 4))),
+        lambda: store.check(),
+    ):
         with pytest.raises(CorruptIndexError, match="'evil'"):
             action()
     assert victim.read_bytes() == before
@@ -504,8 +598,14 @@ for k in range(n):
 
 def _run_together(tmp_path, folder, jobs):
     """Start one process per (mode, prefix, n) job, release them at once, wait for all."""
-    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(ROOT), str(folder), *map(str, job)],
-                              stdout=subprocess.PIPE, text=True) for job in jobs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT, str(ROOT), str(folder), *map(str, job)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for job in jobs
+    ]
     try:
         for proc in procs:
             assert proc.stdout.readline().strip() == "ready"
@@ -544,7 +644,9 @@ def test_a_concurrent_delete_and_put_keep_index_and_pngs_in_agreement(tmp_path):
             store.put(f"old{k}", np.eye(8, dtype=np.uint8))
     _run_together(tmp_path, folder, [("delete", "old", 150), ("put", "new", 150)])
     store = MaskStore(folder)
-    assert store.annotated_ids() == sorted(f"new{k}" for k in range(150))  # no deleted mask came back
+    assert store.annotated_ids() == sorted(
+        f"new{k}" for k in range(150)
+    )  # no deleted mask came back
     _files_agree_with_index(store)
 
 
@@ -560,5 +662,6 @@ def test_mask_exchange_round_trips_without_a_store():
     back = coco_masks(coco, image_id=lambda name: name.lower())
     np.testing.assert_array_equal(back["a/b.png"], mask)
     # centres (7.5 / 8, 0.5 / 4) and (4 / 8, 2 / 4), sizes (1 / 8, 1 / 4) and (4 / 8, 2 / 4)
-    assert mask_to_yolo(mask, 3) == ("3 0.937500 0.125000 0.125000 0.250000\n"
-                                     "3 0.500000 0.500000 0.500000 0.500000\n")
+    assert mask_to_yolo(mask, 3) == (
+        "3 0.937500 0.125000 0.125000 0.250000\n3 0.500000 0.500000 0.500000 0.500000\n"
+    )

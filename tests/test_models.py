@@ -30,8 +30,10 @@ def test_cam_is_the_classifier_at_every_position():
     model = CAMNet("tiny", 2).double().eval()
     x = torch.rand(2, 1, 64, 64, dtype=torch.float64)
     features = model.features(x)
-    expected = (torch.einsum("nk,bkij->bnij", model.classifier.weight, features)
-                + model.classifier.bias[None, :, None, None])
+    expected = (
+        torch.einsum("nk,bkij->bnij", model.classifier.weight, features)
+        + model.classifier.bias[None, :, None, None]
+    )
     torch.testing.assert_close(model(x).cams, expected, rtol=0, atol=1e-12)
 
 
@@ -45,20 +47,32 @@ def test_softmax_pooling_matches_its_definition():
 
 
 BACKBONES = [  # name, K, input size
-    ("resnet18", 512, 64), ("densenet121", 1024, 64), ("efficientnet_b0", 1280, 64),
-    ("convnext_tiny", 768, 64), ("timm:resnet10t", 512, 64),
+    ("resnet18", 512, 64),
+    ("densenet121", 1024, 64),
+    ("efficientnet_b0", 1280, 64),
+    ("convnext_tiny", 768, 64),
+    ("timm:resnet10t", 512, 64),
 ]
 # One of every other torchvision family: cut by a global pool found in the graph (swin
 # permutes, mnasnet and shufflenet take a mean, googlenet concatenates) or at `features`
 # (vgg, squeezenet, whose global pool pools class scores).
 MORE_BACKBONES = [
-    ("swin_t", 768, 64), ("vgg11", 512, 64), ("mobilenet_v3_small", 576, 64),
-    ("squeezenet1_0", 512, 64), ("googlenet", 1024, 64), ("inception_v3", 2048, 160),
-    ("regnet_x_400mf", 400, 64), ("shufflenet_v2_x0_5", 1024, 64), ("mnasnet0_5", 1280, 64),
-    ("maxvit_t", 512, 224), ("resnext50_32x4d", 2048, 64), ("efficientnet_v2_s", 1280, 64),
+    ("swin_t", 768, 64),
+    ("vgg11", 512, 64),
+    ("mobilenet_v3_small", 576, 64),
+    ("squeezenet1_0", 512, 64),
+    ("googlenet", 1024, 64),
+    ("inception_v3", 2048, 160),
+    ("regnet_x_400mf", 400, 64),
+    ("shufflenet_v2_x0_5", 1024, 64),
+    ("mnasnet0_5", 1280, 64),
+    ("maxvit_t", 512, 224),
+    ("resnext50_32x4d", 2048, 64),
+    ("efficientnet_v2_s", 1280, 64),
 ]
-BACKBONE_CASES = BACKBONES + [pytest.param(*case, marks=pytest.mark.slow)
-                              for case in MORE_BACKBONES]
+BACKBONE_CASES = BACKBONES + [
+    pytest.param(*case, marks=pytest.mark.slow) for case in MORE_BACKBONES
+]
 
 
 @pytest.mark.parametrize("name, channels, size", BACKBONE_CASES)
@@ -80,12 +94,22 @@ def test_backbones_by_name_give_cams_and_avg_pooling_is_fc_of_gap(name, channels
 def test_list_backbones_names_what_build_backbone_accepts():
     names = list_backbones()
     assert names == agkit.list_backbones()
-    assert {"tiny", "resnet18", "resnet50", "densenet121", "efficientnet_b0",
-            "convnext_tiny"} <= set(names)
+    assert {
+        "tiny",
+        "resnet18",
+        "resnet50",
+        "densenet121",
+        "efficientnet_b0",
+        "convnext_tiny",
+    } <= set(names)
     assert not any(n.startswith("vit_") for n in names)  # a class token, not a feature map
     densenets = list_backbones("densenet*")
-    assert [n for n in densenets if ":" not in n] == ["densenet121", "densenet161",
-                                                      "densenet169", "densenet201"]
+    assert [n for n in densenets if ":" not in n] == [
+        "densenet121",
+        "densenet161",
+        "densenet169",
+        "densenet201",
+    ]
     assert all(n.removeprefix("timm:").startswith("densenet") for n in densenets)
     assert "tiny" not in list_backbones(pretrained=True)
 
@@ -109,16 +133,23 @@ def test_resnet18_grayscale_sums_pretrained_rgb_filters(monkeypatch):
     import torchvision
 
     reference = torchvision.models.resnet18().state_dict()
-    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url",
-                        lambda *a, **k: reference)
+    monkeypatch.setattr(
+        "torchvision.models._api.load_state_dict_from_url", lambda *a, **k: reference
+    )
     model = CAMNet("resnet18", 2, in_channels=1, pretrained=True)
-    torch.testing.assert_close(model.backbone.body.conv1.weight,
-                               reference["conv1.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(
+        model.backbone.body.conv1.weight, reference["conv1.weight"].sum(1, keepdim=True)
+    )
     assert model(torch.rand(1, 1, 64, 64)).cams.shape == (1, 2, 2, 2)
 
 
-@pytest.mark.parametrize("error", [URLError("[Errno -3] Temporary failure in name resolution"),
-                                   OSError("Network is unreachable")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        URLError("[Errno -3] Temporary failure in name resolution"),
+        OSError("Network is unreachable"),
+    ],
+)
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])
 def test_pretrained_offline_fails_with_one_clear_sentence(monkeypatch, name, error):
     def offline(*args, **kwargs):
@@ -143,13 +174,16 @@ def test_timm_pretrained_offline_fails_with_one_clear_sentence(monkeypatch):
     assert info.value.__suppress_context__
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"backbone": "vgg"}, "unknown backbone"),
-    ({"backbone": "vit_b_16"}, "unknown backbone"),
-    ({"pooling": "max"}, "unknown pooling"),
-    ({"num_classes": 1}, "at least 2"),
-    ({"backbone": "tiny", "pretrained": True}, "no pretrained weights"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"backbone": "vgg"}, "unknown backbone"),
+        ({"backbone": "vit_b_16"}, "unknown backbone"),
+        ({"pooling": "max"}, "unknown pooling"),
+        ({"num_classes": 1}, "at least 2"),
+        ({"backbone": "tiny", "pretrained": True}, "no pretrained weights"),
+    ],
+)
 def test_bad_construction_is_explained(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CAMNet(**{"backbone": "tiny", "num_classes": 2, **kwargs})

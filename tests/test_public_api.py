@@ -1,5 +1,6 @@
 """The public surface: ``agkit``'s short list of names is the same objects as their homes, and
 the old import paths still work for one release, each with a DeprecationWarning."""
+
 import importlib
 import subprocess
 import sys
@@ -22,11 +23,20 @@ def test_top_level_names_are_their_homes():
     from agkit.train import evaluate, fit, predict
     from agkit.widgets.annotator import MaskAnnotator
 
-    homes = {"CAMNet": CAMNet, "list_backbones": list_backbones, "fit": fit,
-             "attention_guidance_loss": attention_guidance_loss, "evaluate": evaluate,
-             "predict": predict, "GuidedDataset": GuidedDataset, "make_loader": make_loader,
-             "MaskStore": mask_store.MaskStore, "open_dataset": open_dataset,
-             "make_synthfrac": make_synthfrac, "MaskAnnotator": MaskAnnotator}
+    homes = {
+        "CAMNet": CAMNet,
+        "list_backbones": list_backbones,
+        "fit": fit,
+        "attention_guidance_loss": attention_guidance_loss,
+        "evaluate": evaluate,
+        "predict": predict,
+        "GuidedDataset": GuidedDataset,
+        "make_loader": make_loader,
+        "MaskStore": mask_store.MaskStore,
+        "open_dataset": open_dataset,
+        "make_synthfrac": make_synthfrac,
+        "MaskAnnotator": MaskAnnotator,
+    }
     assert set(agkit.__all__) == set(homes) | {"__version__"}
     for name, obj in homes.items():
         assert getattr(agkit, name) is obj, name
@@ -40,11 +50,14 @@ def test_import_agkit_leaves_the_widget_libraries_alone():
     assert out.stdout.split() == ["False", "False"]
 
 
-@pytest.mark.parametrize("old, names, new", [
-    ("agkit.data.masks", ["MaskStore", "CorruptIndexError", "safe_file_name"], mask_store),
-    ("agkit.data.masks", ["rasterize_boxes", "rasterize_polygons", "mask_to_boxes"], shapes),
-    ("agkit.data.demo", ["write_demo_dataset", "demo_synthfrac", "DEMO_FORMATS"], demo),
-])
+@pytest.mark.parametrize(
+    "old, names, new",
+    [
+        ("agkit.data.masks", ["MaskStore", "CorruptIndexError", "safe_file_name"], mask_store),
+        ("agkit.data.masks", ["rasterize_boxes", "rasterize_polygons", "mask_to_boxes"], shapes),
+        ("agkit.data.demo", ["write_demo_dataset", "demo_synthfrac", "DEMO_FORMATS"], demo),
+    ],
+)
 def test_old_module_paths_warn_and_give_the_same_objects(old, names, new, monkeypatch):
     monkeypatch.delitem(sys.modules, old, raising=False)
     with pytest.warns(DeprecationWarning, match=new.__name__.replace(".", r"\.")):
@@ -53,8 +66,10 @@ def test_old_module_paths_warn_and_give_the_same_objects(old, names, new, monkey
         assert getattr(module, name) is getattr(new, name), name
 
 
-@pytest.mark.parametrize("old, new", [("enable_colab_widget_manager", colab.enable_widget_manager),
-                                      ("image_to_array", io.to_array)])
+@pytest.mark.parametrize(
+    "old, new",
+    [("enable_colab_widget_manager", colab.enable_widget_manager), ("image_to_array", io.to_array)],
+)
 def test_old_widget_names_warn_and_give_the_kits_function(old, new):
     import agkit.widgets
 

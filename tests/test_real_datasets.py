@@ -7,6 +7,7 @@ points, not by the rasteriser under test.
 
 import warnings
 
+import fixtures_real as fx
 import numpy as np
 import pytest
 import torch
@@ -15,14 +16,12 @@ from PIL import Image
 from agkit.data.mask_store import MaskStore
 from agkit.data.real import open_dataset
 from agkit.data.real.cub import load_cub
+from agkit.data.real.folder import load_folder
 from agkit.data.real.fracatlas import load_fracatlas
 from agkit.data.real.grazpedwri import load_grazpedwri
-from agkit.data.real.source import ImageColumn
 from agkit.data.real.mura import load_mura
-from agkit.data.real.folder import load_folder
+from agkit.data.real.source import ImageColumn
 from agkit.data.real.splits import split_by_group, split_stratified
-
-import fixtures_real as fx
 
 
 def polygon_mask(boxes, shape):
@@ -37,7 +36,9 @@ def disc_mask(centres, radius, shape):
     mask = np.zeros(shape, dtype=np.uint8)
     for i in range(shape[0]):
         for j in range(shape[1]):
-            mask[i, j] = any((j + 0.5 - x) ** 2 + (i + 0.5 - y) ** 2 <= radius ** 2 for x, y in centres)
+            mask[i, j] = any(
+                (j + 0.5 - x) ** 2 + (i + 0.5 - y) ** 2 <= radius**2 for x, y in centres
+            )
     return mask
 
 
@@ -73,7 +74,9 @@ def test_fracatlas_masks_match_annotations_at_native_size(fracatlas, mask_source
         if not boxes:
             assert mask is None, image_id
         else:
-            np.testing.assert_array_equal(mask, expected(boxes, fracatlas.sizes[image_id]), err_msg=image_id)
+            np.testing.assert_array_equal(
+                mask, expected(boxes, fracatlas.sizes[image_id]), err_msg=image_id
+            )
 
 
 def test_fracatlas_published_split_kept_and_negatives_split_in_same_proportions(fracatlas):
@@ -90,20 +93,32 @@ def test_fracatlas_published_split_kept_and_negatives_split_in_same_proportions(
 
 
 def test_fracatlas_without_split_files_splits_stratified(tmp_path):
-    truth = fx.make_fracatlas(tmp_path, n_pos=20, n_neg=40, split_files=False, truncated=0, nested=False)
+    truth = fx.make_fracatlas(
+        tmp_path, n_pos=20, n_neg=40, split_files=False, truncated=0, nested=False
+    )
     table = load_fracatlas(truth.root, fractions=(0.5, 0.25, 0.25)).table
     counts = table.groupby(["split", "label"]).size().to_dict()
-    assert counts == {("train", 0): 20, ("train", 1): 10, ("val", 0): 10, ("val", 1): 5,
-                      ("test", 0): 10, ("test", 1): 5}
+    assert counts == {
+        ("train", 0): 20,
+        ("train", 1): 10,
+        ("val", 0): 10,
+        ("val", 1): 5,
+        ("test", 0): 10,
+        ("test", 1): 5,
+    }
 
 
 def test_fracatlas_open_dataset_end_to_end(tmp_path):
     truth = fx.make_fracatlas(tmp_path, square=32, truncated=0)
-    assert open_dataset("fracatlas", truth.root, "train", size=32).augment  # train augments by default
+    # the training split augments by default
+    assert open_dataset("fracatlas", truth.root, "train", size=32).augment
     assert not open_dataset("fracatlas", truth.root, "val", size=32).augment
     ds = open_dataset("fracatlas", truth.root, "train", size=32, augment=False)
-    assert len(ds) == sum(truth.extra["published"][i] == "train" for i in truth.extra["published"]) + 18
-    for image_id, (image, label, mask, has_mask) in zip(ds.image_ids, items(ds)):
+    assert (
+        len(ds)
+        == sum(truth.extra["published"][i] == "train" for i in truth.extra["published"]) + 18
+    )
+    for image_id, (image, label, mask, has_mask) in zip(ds.image_ids, items(ds), strict=True):
         assert image.shape == (1, 32, 32) and image.dtype == torch.float32
         assert 0 <= image.min() and image.max() <= 1
         assert int(label) == truth.labels[image_id]
@@ -136,12 +151,15 @@ def test_fracatlas_truncated_jpeg_load_skip_error(fracatlas):
         open_dataset("fracatlas", fracatlas.root, other, size=16)
 
 
-@pytest.mark.parametrize("remove, named", [
-    ("dataset.csv", "dataset.csv"),
-    ("Annotations/COCO JSON/COCO_fracture_masks.json", "COCO_fracture_masks.json"),
-    ("Utilities/Fracture Split/valid.csv", "valid.csv"),
-    ("images/Fractured/IMG0000002.jpg", "IMG0000002.jpg"),
-])
+@pytest.mark.parametrize(
+    "remove, named",
+    [
+        ("dataset.csv", "dataset.csv"),
+        ("Annotations/COCO JSON/COCO_fracture_masks.json", "COCO_fracture_masks.json"),
+        ("Utilities/Fracture Split/valid.csv", "valid.csv"),
+        ("images/Fractured/IMG0000002.jpg", "IMG0000002.jpg"),
+    ],
+)
 def test_fracatlas_missing_file_is_named_with_the_source(tmp_path, remove, named):
     truth = fx.make_fracatlas(tmp_path, truncated=0)
     (truth.extra["base"] / remove).unlink()
@@ -150,7 +168,11 @@ def test_fracatlas_missing_file_is_named_with_the_source(tmp_path, remove, named
         for split in ("train", "val", "test"):
             open_dataset("fracatlas", truth.root, split)
     message = str(error.value)
-    assert named in message and "10.6084/m9.figshare.22363012" in message and "data/README.md" in message
+    assert (
+        named in message
+        and "10.6084/m9.figshare.22363012" in message
+        and "data/README.md" in message
+    )
 
 
 def test_missing_root_folder(tmp_path):
@@ -186,7 +208,9 @@ def test_grazpedwri_masks_from_chosen_classes(graz):
             np.testing.assert_array_equal(got, fx.expected_mask(boxes[3], shape))
         else:
             assert got is None
-        np.testing.assert_array_equal(text_and_fracture(image_id), fx.expected_mask(boxes[3] + boxes[8], shape))
+        np.testing.assert_array_equal(
+            text_and_fracture(image_id), fx.expected_mask(boxes[3] + boxes[8], shape)
+        )
 
 
 def test_grazpedwri_patients_never_in_two_splits(graz):
@@ -194,7 +218,7 @@ def test_grazpedwri_patients_never_in_two_splits(graz):
     splits_per_patient = table.groupby("patient_id")["split"].nunique()
     assert (splits_per_patient == 1).all()
     assert set(table["split"]) == {"train", "val", "test"}
-    assert dict(zip(table["image_id"], table["patient_id"])) == graz.extra["patients"]
+    assert dict(zip(table["image_id"], table["patient_id"], strict=True)) == graz.extra["patients"]
 
 
 def test_grazpedwri_reads_8_and_16_bit_png(graz):
@@ -237,7 +261,9 @@ def test_mura_labels_splits_and_body_parts(mura):
 
 def test_mura_masks_come_from_a_mask_store(mura, tmp_path):
     store = MaskStore(tmp_path / "mura_masks")
-    ds = open_dataset("mura", mura.root / "MURA-v1.1", "test", size=26, augment=False, mask_store=store)
+    ds = open_dataset(
+        "mura", mura.root / "MURA-v1.1", "test", size=26, augment=False, mask_store=store
+    )
     first = ds.image_ids[0]
     h, w = mura.sizes[first]
     drawn = np.zeros((h, w), dtype=np.uint8)
@@ -272,15 +298,21 @@ def cub(tmp_path_factory):
 
 
 def test_cub_few_shot_draws_from_the_archive(cub):
-    two = load_cub(cub.root, images_per_class=2, val_per_class=2, seed=0).table.set_index("image_id")
-    four = load_cub(cub.root, images_per_class=4, val_per_class=2, seed=0).table.set_index("image_id")
+    two = load_cub(cub.root, images_per_class=2, val_per_class=2, seed=0).table.set_index(
+        "image_id"
+    )
+    four = load_cub(cub.root, images_per_class=4, val_per_class=2, seed=0).table.set_index(
+        "image_id"
+    )
     assert dict(two["label"]) == cub.labels
     for table, n in ((two, 2), (four, 4)):
         assert (table[table["split"] == "train"].groupby("label").size() == n).all()
         assert (table[table["split"] == "val"].groupby("label").size() == 2).all()
         test = set(table.index[table["split"] == "test"])
         assert test == {i for i, official in cub.extra["official"].items() if not official}
-        assert all(cub.extra["official"][i] for i in table.index[table["split"].isin(["train", "val"])])
+        assert all(
+            cub.extra["official"][i] for i in table.index[table["split"].isin(["train", "val"])]
+        )
     assert set(two.index[two["split"] == "train"]) <= set(four.index[four["split"] == "train"])
     assert set(two.index[two["split"] == "val"]) == set(four.index[four["split"] == "val"])
 
@@ -291,10 +323,14 @@ def test_cub_part_discs_and_boxes_to_the_pixel(cub):
     for image_id, centres in cub.extra["parts"].items():
         shape = cub.sizes[image_id]
         if centres:
-            np.testing.assert_array_equal(parts(image_id), disc_mask(centres, 5, shape), err_msg=image_id)
+            np.testing.assert_array_equal(
+                parts(image_id), disc_mask(centres, 5, shape), err_msg=image_id
+            )
         else:
             assert parts(image_id) is None
-        np.testing.assert_array_equal(boxes(image_id), fx.expected_mask([cub.extra["bbox"][image_id]], shape))
+        np.testing.assert_array_equal(
+            boxes(image_id), fx.expected_mask([cub.extra["bbox"][image_id]], shape)
+        )
 
 
 def test_cub_open_dataset_reads_split_bytes_lazily(cub):
@@ -305,7 +341,7 @@ def test_cub_open_dataset_reads_split_bytes_lazily(cub):
     assert image.shape == (3, 32, 32) and mask.shape == (1, 32, 32)
     assert set(files._bytes) == {f"images/{i}.jpg" for i in ds.image_ids}
     assert ds.class_names == ["Black_footed_Albatross", "Laysan_Albatross", "Sooty_Albatross"]
-    assert [int(l) for l in ds.labels] == [cub.labels[i] for i in ds.image_ids]
+    assert [int(label) for label in ds.labels] == [cub.labels[i] for i in ds.image_ids]
 
 
 def test_cub_unpacked_folder_equals_archive(cub, tmp_path):
@@ -321,9 +357,13 @@ def test_cub_unpacked_folder_equals_archive(cub, tmp_path):
 
 def test_cub_missing_member_is_named(tmp_path):
     truth = fx.make_cub(tmp_path, leave_out=("parts/part_locs.txt",))
-    with pytest.raises(FileNotFoundError, match=r"CUB_200_2011/parts/part_locs.txt.*CUB_200_2011.tgz.*README"):
+    with pytest.raises(
+        FileNotFoundError, match=r"CUB_200_2011/parts/part_locs.txt.*CUB_200_2011.tgz.*README"
+    ):
         open_dataset("cub", truth.root, "train")
-    assert len(open_dataset("cub", truth.root, "train", mask_source="none", images_per_class=1)) == 3
+    assert (
+        len(open_dataset("cub", truth.root, "train", mask_source="none", images_per_class=1)) == 3
+    )
     with pytest.raises(FileNotFoundError, match="CUB_200_2011.tgz"):
         open_dataset("cub", tmp_path / "empty_dir_does_not_exist", "train")
 
@@ -341,8 +381,14 @@ def test_folder_classes_split_and_mask_store(tmp_path):
     table = load_folder(truth.root).table.set_index("image_id")
     assert dict(table["label"]) == truth.labels
     counts = table.groupby(["split", "label"]).size().to_dict()
-    assert counts == {("train", 0): 14, ("train", 1): 14, ("val", 0): 3, ("val", 1): 3,
-                      ("test", 0): 3, ("test", 1): 3}
+    assert counts == {
+        ("train", 0): 14,
+        ("train", 1): 14,
+        ("val", 0): 3,
+        ("val", 1): 3,
+        ("test", 0): 3,
+        ("test", 1): 3,
+    }
     split = table.at["normal/case003", "split"]
     ds = open_dataset("folder", truth.root, split, size=16, augment=False)
     assert ds.class_names == ["fractured", "normal"]
@@ -367,7 +413,9 @@ def test_split_helpers_stratify_and_group():
     labels = np.array([0] * 60 + [1] * 40)
     split = split_stratified(labels, (0.6, 0.2, 0.2), seed=0)
     for name, n in (("train", 60), ("val", 20), ("test", 20)):
-        assert (split == name).sum() == n and (labels[split == name] == 1).mean() == pytest.approx(0.4)
+        assert (split == name).sum() == n and (labels[split == name] == 1).mean() == pytest.approx(
+            0.4
+        )
     groups = np.repeat(np.arange(50), 2)
     grouped = split_by_group(groups, np.repeat(np.arange(50) % 2, 2), (0.6, 0.2, 0.2), seed=0)
     assert all(len(set(grouped[groups == g])) == 1 for g in range(50))
@@ -388,7 +436,9 @@ def test_unknown_dataset_split_and_option(fracatlas):
 
 def test_annotated_fraction_keeps_some_masks(fracatlas):
     full = open_dataset("fracatlas", fracatlas.root, "train", size=16, augment=False)
-    half = open_dataset("fracatlas", fracatlas.root, "train", size=16, augment=False, annotated_fraction=0.5)
+    half = open_dataset(
+        "fracatlas", fracatlas.root, "train", size=16, augment=False, annotated_fraction=0.5
+    )
     assert 0 < int(half.mask_kept.sum()) < int(full.mask_kept.sum())
 
 
@@ -400,8 +450,20 @@ def test_annotated_fraction_keeps_some_masks(fracatlas):
 def test_cub_recipe_runs_one_tiny_epoch(cub):
     from agkit.recipes import PUBLISHED_CUB, cub_recipe, cub_transforms
 
-    result = cub_recipe(cub.root, images_per_class=5, lam=0.01, epochs=1, device="cpu", backbone="tiny",
-                        pretrained=False, size=32, batch_size=4, radius=5, val_per_class=1, progress=False)
+    result = cub_recipe(
+        cub.root,
+        images_per_class=5,
+        lam=0.01,
+        epochs=1,
+        device="cpu",
+        backbone="tiny",
+        pretrained=False,
+        size=32,
+        batch_size=4,
+        radius=5,
+        val_per_class=1,
+        progress=False,
+    )
     assert list(result["history"]["epoch"]) == [1] and "val_accuracy" in result["history"]
     assert result["model"].pooling == "softmax" and result["model"].num_classes == 3
     assert result["test"]["n"] == 6 and 0 <= result["test_accuracy"] <= 100
@@ -409,8 +471,14 @@ def test_cub_recipe_runs_one_tiny_epoch(cub):
     train_tf, test_tf = cub_transforms(448)
     from torchvision import tv_tensors
 
-    image, mask = test_tf(tv_tensors.Image(torch.rand(3, 600, 800)), tv_tensors.Mask(torch.ones(1, 600, 800)))
-    assert image.shape == (3, 448, 448) and mask.shape == (1, 448, 448) and set(mask.unique().tolist()) == {1.0}
+    image, mask = test_tf(
+        tv_tensors.Image(torch.rand(3, 600, 800)), tv_tensors.Mask(torch.ones(1, 600, 800))
+    )
+    assert (
+        image.shape == (3, 448, 448)
+        and mask.shape == (1, 448, 448)
+        and set(mask.unique().tolist()) == {1.0}
+    )
 
 
 def test_folder_in_the_kits_own_format(tmp_path):
@@ -462,7 +530,9 @@ def test_yolo_polygon_lines_are_polygons_never_boxes_in_every_reader(tmp_path):
     label_file.write_text(line)
     atlas = fx.make_fracatlas(tmp_path / "f", n_pos=2, n_neg=2)
     atlas_id = next(i for i, boxes in atlas.shapes.items() if boxes)
-    next(atlas.root.rglob(f"Annotations/YOLO/{atlas_id}.txt")).write_text(line.replace("3 ", "0 ", 1))
+    next(atlas.root.rglob(f"Annotations/YOLO/{atlas_id}.txt")).write_text(
+        line.replace("3 ", "0 ", 1)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # four images cannot be stratified
         graz_masks = load_grazpedwri(graz.root).masks
@@ -496,8 +566,18 @@ def test_cub_recipe_evaluates_the_test_split_without_augmentation(cub, monkeypat
         return {"accuracy": 0.5, "n": len(loader.dataset)}
 
     monkeypatch.setattr(recipes, "evaluate", evaluate)
-    recipes.cub_recipe(cub.root, images_per_class=2, epochs=1, device="cpu", backbone="tiny",
-                       pretrained=False, size=32, batch_size=4, radius=5, progress=False)
+    recipes.cub_recipe(
+        cub.root,
+        images_per_class=2,
+        epochs=1,
+        device="cpu",
+        backbone="tiny",
+        pretrained=False,
+        size=32,
+        batch_size=4,
+        radius=5,
+        progress=False,
+    )
     test = seen["test"]
     assert test.augment is False and len(test) == 6
     source = load_cub(cub.root, images_per_class=2, radius=5)
@@ -522,15 +602,27 @@ def test_cub_recipe_evaluates_the_test_split_without_augmentation(cub, monkeypat
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content, message", [
-    ("id,file,class\na,images/a.png,1\n", r"labels.csv lacks the column\(s\) \['image_id', 'path', 'label'\].*"
-                                          r"header line image_id,path,label"),
-    ("image_id,path,label\na,images/a.png,fractured\n", r"labels.csv: the label column must hold class numbers.*"
-                                                        r"line 2 has 'fractured'; write the class number"),
-    ("image_id,path,label\n", r"labels.csv has a header but no rows; add"),
-    ("", r"labels.csv is empty; it needs a header line"),
-    ("image_id,path,label\na,images/a.png,1\na,images/a.png,0\n", r"image_id 'a' appears more than once"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            "id,file,class\na,images/a.png,1\n",
+            r"labels.csv lacks the column\(s\) \['image_id', 'path', 'label'\].*"
+            r"header line image_id,path,label",
+        ),
+        (
+            "image_id,path,label\na,images/a.png,fractured\n",
+            r"labels.csv: the label column must hold class numbers.*"
+            r"line 2 has 'fractured'; write the class number",
+        ),
+        ("image_id,path,label\n", r"labels.csv has a header but no rows; add"),
+        ("", r"labels.csv is empty; it needs a header line"),
+        (
+            "image_id,path,label\na,images/a.png,1\na,images/a.png,0\n",
+            r"image_id 'a' appears more than once",
+        ),
+    ],
+)
 def test_folder_labels_csv_problems_name_the_file_and_the_fix(tmp_path, content, message):
     from agkit.data import GuidedDataset
 
@@ -545,7 +637,12 @@ def test_folder_labels_csv_problems_name_the_file_and_the_fix(tmp_path, content,
 
 def test_folder_two_files_with_one_stem_in_a_class_folder_name_both(tmp_path):
     truth = fx.make_class_folder(tmp_path, per_class=(3, 3))
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(truth.root / "normal" / "case001.png")  # beside case001.jpg
-    with pytest.raises(ValueError, match=r"case001.jpg and case001.png in .*normal share the name 'case001'.*"
-                                         r"'normal/case001'; rename or remove one"):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(
+        truth.root / "normal" / "case001.png"
+    )  # beside case001.jpg
+    with pytest.raises(
+        ValueError,
+        match=r"case001.jpg and case001.png in .*normal share the name 'case001'.*"
+        r"'normal/case001'; rename or remove one",
+    ):
         open_dataset("folder", truth.root, "train")

@@ -27,13 +27,17 @@ def _png() -> str:
 
 
 def _executed_notebook(tagged: bool):
-    figure = new_code_cell("secret_training_code()", outputs=[
-        new_output("display_data", data={"image/png": _png(), "text/plain": "<Figure>"})])
-    cells = [new_markdown_cell("# 1 · Title\n\nWhat you will do."),
-             new_code_cell("import agkit", outputs=[]),
-             new_markdown_cell("## A section"),
-             new_markdown_cell("Plain narrative that is not a heading."),
-             figure]
+    figure = new_code_cell(
+        "secret_training_code()",
+        outputs=[new_output("display_data", data={"image/png": _png(), "text/plain": "<Figure>"})],
+    )
+    cells = [
+        new_markdown_cell("# 1 · Title\n\nWhat you will do."),
+        new_code_cell("import agkit", outputs=[]),
+        new_markdown_cell("## A section"),
+        new_markdown_cell("Plain narrative that is not a heading."),
+        figure,
+    ]
     if tagged:
         cells[3].metadata["tags"] = ["slide"]
         figure.metadata["tags"] = ["slide"]
@@ -44,8 +48,11 @@ def _build(tmp_path, tagged):
     executed = tmp_path / "executed"
     executed.mkdir()
     nbformat.write(_executed_notebook(tagged), executed / "01_demo.ipynb")
-    result = subprocess.run([sys.executable, str(TOOL), str(executed), str(tmp_path / "slides")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(TOOL), str(executed), str(tmp_path / "slides")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     return (tmp_path / "slides" / "01_demo.slides.html").read_text()
 
@@ -66,7 +73,10 @@ def test_tagged_cells_alone_make_the_deck(tmp_path):
 
 
 def test_missing_course_names_the_command_to_run(tmp_path):
-    result = subprocess.run([sys.executable, str(TOOL), str(tmp_path / "none"),
-                             str(tmp_path / "slides")], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(TOOL), str(tmp_path / "none"), str(tmp_path / "slides")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert "make course" in result.stderr

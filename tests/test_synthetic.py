@@ -105,7 +105,10 @@ def test_fracture_masks_only_for_positives_and_inside_the_grown_bone(train):
     outside = train.fracture_masks * (1 - dilate(train.bone_masks, 2))
     assert outside.sum() == 0
     # A band across the bone, not the whole bone.
-    share = train.fracture_masks.flatten(1).sum(1)[has_fracture] / train.bone_masks.flatten(1).sum(1)[has_fracture]
+    share = (
+        train.fracture_masks.flatten(1).sum(1)[has_fracture]
+        / train.bone_masks.flatten(1).sum(1)[has_fracture]
+    )
     assert 0.05 < share.median() < 0.5
     types = set(train.meta.loc[train.meta.label == 1, "fracture_type"])
     assert types == {"transverse", "oblique"}
@@ -127,8 +130,12 @@ def test_subtlety_makes_the_break_harder_to_see():
         s = make_synthfrac(200, seed=4, subtlety=subtlety, noise=0.0, shortcut_strength=0.0)
         pos = s.labels == 1
         # Mean brightness of the bone inside versus outside the fracture band.
-        inside = (s.images * s.fracture_masks * s.bone_masks)[pos].sum() / (s.fracture_masks * s.bone_masks)[pos].sum()
-        rest = (s.images * s.bone_masks * (1 - s.fracture_masks))[pos].sum() / (s.bone_masks * (1 - s.fracture_masks))[pos].sum()
+        inside = (s.images * s.fracture_masks * s.bone_masks)[pos].sum() / (
+            s.fracture_masks * s.bone_masks
+        )[pos].sum()
+        rest = (s.images * s.bone_masks * (1 - s.fracture_masks))[pos].sum() / (
+            s.bone_masks * (1 - s.fracture_masks)
+        )[pos].sum()
         return float(rest - inside)
 
     assert break_contrast(0.0) > break_contrast(1.0) > 0
@@ -149,7 +156,9 @@ def test_empty():
 def test_save_and_load_round_trip_exactly(tmp_path):
     s = make_synthfrac(24, seed=5, split="test_shifted", guide="fracture")
     folder = s.save(tmp_path / "synth")
-    assert (folder / "labels.csv").exists() and (folder / "images" / "test_shifted_00000.png").exists()
+    assert (folder / "labels.csv").exists() and (
+        folder / "images" / "test_shifted_00000.png"
+    ).exists()
     back = load_synthfrac(folder)
     for name in ("images", "labels", "masks", "bone_masks", "fracture_masks"):
         assert torch.equal(getattr(back, name), getattr(s, name)), name
@@ -170,19 +179,22 @@ def test_load_missing_folder_names_the_fix(tmp_path):
         load_synthfrac(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(n=-1), "n must"),
-    (dict(n=2.5), "n must"),
-    (dict(size=16), "size must be an integer from 32 to 256"),
-    (dict(size=300), "size must"),
-    (dict(split="validation"), "unknown split"),
-    (dict(guide="box"), "unknown guide"),
-    (dict(shortcut_strength=1.5), "shortcut_strength must be a number from 0 to 1"),
-    (dict(positive_fraction=-0.1), "positive_fraction"),
-    (dict(subtlety=2), "subtlety"),
-    (dict(noise=-1), "noise"),
-    (dict(seed=-3), "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n=-1), "n must"),
+        (dict(n=2.5), "n must"),
+        (dict(size=16), "size must be an integer from 32 to 256"),
+        (dict(size=300), "size must"),
+        (dict(split="validation"), "unknown split"),
+        (dict(guide="box"), "unknown guide"),
+        (dict(shortcut_strength=1.5), "shortcut_strength must be a number from 0 to 1"),
+        (dict(positive_fraction=-0.1), "positive_fraction"),
+        (dict(subtlety=2), "subtlety"),
+        (dict(noise=-1), "noise"),
+        (dict(seed=-3), "seed"),
+    ],
+)
 def test_bad_parameters_give_clear_errors(kwargs, match):
     args = dict(n=4)
     args.update(kwargs)

@@ -36,19 +36,30 @@ def toy_loader(n=96, seed=0, shuffle=True):
     masks = torch.zeros(n, 1, 32, 32)
     for i in range(n):
         y, x = torch.randint(0, 24, (2,), generator=g).tolist()
-        masks[i, 0, y:y + 8, x:x + 8] = 1
+        masks[i, 0, y : y + 8, x : x + 8] = 1
         if labels[i]:
-            images[i, 0, y:y + 8, x:x + 8] += 0.6
+            images[i, 0, y : y + 8, x : x + 8] += 0.6
     data = TensorDataset(images, labels, masks, torch.ones(n, dtype=torch.bool))
-    return DataLoader(data, batch_size=16, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        data, batch_size=16, shuffle=shuffle, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def train(lam=0.1, epochs=3, seed=0, **kwargs):
     torch.manual_seed(seed)
     model = CAMNet("tiny", 2, pooling="softmax")
-    history = fit(model, toy_loader(), toy_loader(seed=1, shuffle=False), lam=lam, epochs=epochs,
-                  lr=3e-3, seed=seed, progress=False, device="cpu", **kwargs)
+    history = fit(
+        model,
+        toy_loader(),
+        toy_loader(seed=1, shuffle=False),
+        lam=lam,
+        epochs=epochs,
+        lr=3e-3,
+        seed=seed,
+        progress=False,
+        device="cpu",
+        **kwargs,
+    )
     return model, history
 
 
@@ -62,9 +73,10 @@ def test_training_lowers_the_loss_and_learns_the_toy_task():
 def test_same_seed_repeats_bit_for_bit():
     model_a, history_a = train(seed=3)
     model_b, history_b = train(seed=3)
-    pd.testing.assert_frame_equal(history_a.drop(columns="seconds"),
-                                  history_b.drop(columns="seconds"))
-    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+    pd.testing.assert_frame_equal(
+        history_a.drop(columns="seconds"), history_b.drop(columns="seconds")
+    )
+    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -73,7 +85,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
     train(epochs=2, checkpoint=tmp_path / "run.pt")
     resumed, history_resumed = train(epochs=3, checkpoint=tmp_path / "run.pt", resume=True)
     assert len(history_resumed) == 3
-    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -134,18 +146,28 @@ def test_resume_with_a_guided_dataset_loader(tmp_path):
     from agkit.data import GuidedDataset, make_loader
 
     loader = toy_loader()
-    images, labels, masks, _ = (torch.cat(t) for t in zip(*loader))
+    images, labels, masks, _ = (torch.cat(t) for t in zip(*loader, strict=True))
+
     def run(epochs, **kwargs):
         torch.manual_seed(0)
         model = CAMNet("tiny", 2, pooling="softmax")
         data = GuidedDataset(images, labels, masks, augment=True)
-        fit(model, make_loader(data, 16, shuffle=True), lam=0.1, epochs=epochs, lr=3e-3,
-            progress=False, device="cpu", **kwargs)
+        fit(
+            model,
+            make_loader(data, 16, shuffle=True),
+            lam=0.1,
+            epochs=epochs,
+            lr=3e-3,
+            progress=False,
+            device="cpu",
+            **kwargs,
+        )
         return model
+
     straight = run(3)
     run(2, checkpoint=tmp_path / "g.pt")
     resumed = run(3, checkpoint=tmp_path / "g.pt", resume=True)
-    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -212,9 +234,17 @@ def test_time_limit_never_keeps_a_partial_epoch(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = CAMNet("tiny", 2, pooling="softmax")
     with pytest.warns(TimeLimitWarning, match="after 1 of 3 epochs"):
-        history = fit(model, clock.wrap(toy_loader()), lam=0.1, epochs=3, lr=3e-3,
-                      progress=False, device="cpu", time_limit=500,
-                      checkpoint=tmp_path / "run.pt")
+        history = fit(
+            model,
+            clock.wrap(toy_loader()),
+            lam=0.1,
+            epochs=3,
+            lr=3e-3,
+            progress=False,
+            device="cpu",
+            time_limit=500,
+            checkpoint=tmp_path / "run.pt",
+        )
     monkeypatch.undo()
     assert len(history) == 1 and history.attrs["epochs_run"] == 1
     assert history.attrs["stopped_by_time_limit"] is True
@@ -238,8 +268,17 @@ def test_time_limit_inside_the_first_epoch_raises_and_keeps_the_model(tmp_path, 
     model = CAMNet("tiny", 2, pooling="softmax")
     before = copy.deepcopy(model)
     with pytest.raises(TimeoutError, match="before the first epoch was complete"):
-        fit(model, clock.wrap(toy_loader()), lam=0.1, epochs=3, lr=3e-3, progress=False,
-            device="cpu", time_limit=500, checkpoint=tmp_path / "run.pt")
+        fit(
+            model,
+            clock.wrap(toy_loader()),
+            lam=0.1,
+            epochs=3,
+            lr=3e-3,
+            progress=False,
+            device="cpu",
+            time_limit=500,
+            checkpoint=tmp_path / "run.pt",
+        )
     assert same_state(model, before) and not (tmp_path / "run.pt").exists()
 
 
@@ -247,8 +286,12 @@ def test_time_limit_not_reached_records_a_full_run():
     with warnings.catch_warnings():
         warnings.simplefilter("error", TimeLimitWarning)
         _, history = train(epochs=2, time_limit=1e6)
-    assert history.attrs == {**history.attrs, "epochs_run": 2, "epochs": 2,
-                             "stopped_by_time_limit": False}
+    assert history.attrs == {
+        **history.attrs,
+        "epochs_run": 2,
+        "epochs": 2,
+        "stopped_by_time_limit": False,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -258,23 +301,35 @@ def two_epoch_checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"lr": 1e-2}, "lr=0.003, this call asks lr=0.01"),
-    ({"lam": 1.0}, "lam=0.1, this call asks lam=1.0"),
-    ({"optimizer": "sgd"}, "optimizer='adam', this call asks optimizer='sgd'"),
-    ({"lr_step": 5}, "lr_step=None, this call asks lr_step=5"),
-    ({"resolution": "input"}, "resolution='feature'"),
-    ({"guidance": "rrr"}, "guidance=None, this call asks guidance='rrr'"),
-    ({"pooling": "avg"}, "'pooling': 'softmax'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"lr": 1e-2}, "lr=0.003, this call asks lr=0.01"),
+        ({"lam": 1.0}, "lam=0.1, this call asks lam=1.0"),
+        ({"optimizer": "sgd"}, "optimizer='adam', this call asks optimizer='sgd'"),
+        ({"lr_step": 5}, "lr_step=None, this call asks lr_step=5"),
+        ({"resolution": "input"}, "resolution='feature'"),
+        ({"guidance": "rrr"}, "guidance=None, this call asks guidance='rrr'"),
+        ({"pooling": "avg"}, "'pooling': 'softmax'"),
+    ],
+)
 def test_resuming_with_another_configuration_is_refused(two_epoch_checkpoint, change, message):
     before = two_epoch_checkpoint.read_bytes()
     pooling = change.pop("pooling", "softmax")
     model = CAMNet("tiny", 2, pooling=pooling)
     with pytest.raises(ValueError, match=message) as info:
-        fit(model, toy_loader(), lam=change.pop("lam", 0.1), epochs=3,
-            lr=change.pop("lr", 3e-3), progress=False, device="cpu",
-            checkpoint=two_epoch_checkpoint, resume=True, **change)
+        fit(
+            model,
+            toy_loader(),
+            lam=change.pop("lam", 0.1),
+            epochs=3,
+            lr=change.pop("lr", 3e-3),
+            progress=False,
+            device="cpu",
+            checkpoint=two_epoch_checkpoint,
+            resume=True,
+            **change,
+        )
     assert f"Delete {two_epoch_checkpoint}" in str(info.value)
     assert two_epoch_checkpoint.read_bytes() == before  # nothing overwritten
 
@@ -295,9 +350,15 @@ def test_resuming_with_fewer_epochs_than_stored_is_refused(two_epoch_checkpoint)
 def test_empty_loader_raises_and_keeps_the_batchnorm_statistics():
     model, _ = train(epochs=1)
     before = copy.deepcopy(model.state_dict())
-    empty = DataLoader(TensorDataset(torch.zeros(0, 1, 32, 32), torch.zeros(0).long(),
-                                     torch.zeros(0, 1, 32, 32), torch.zeros(0).bool()),
-                       batch_size=16)
+    empty = DataLoader(
+        TensorDataset(
+            torch.zeros(0, 1, 32, 32),
+            torch.zeros(0).long(),
+            torch.zeros(0, 1, 32, 32),
+            torch.zeros(0).bool(),
+        ),
+        batch_size=16,
+    )
     with pytest.raises(ValueError, match="yields no batches"):
         fit(model, empty, epochs=1, progress=False, device="cpu")
     with pytest.raises(ValueError, match="without batches"):
@@ -312,8 +373,7 @@ def test_guided_sgd_divergence_raises_training_diverged():
     with torch.no_grad():
         model.classifier.weight.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="lower the learning rate"):
-        fit(model, toy_loader(), lam=0.1, epochs=1, optimizer="sgd", progress=False,
-            device="cpu")
+        fit(model, toy_loader(), lam=0.1, epochs=1, optimizer="sgd", progress=False, device="cpu")
 
 
 def test_infinite_cams_raise_training_diverged():
@@ -358,9 +418,16 @@ class RecordingTerm:
         self.calls = []
 
     def __call__(self, model, images, labels, masks, has_mask, out, forbidden):
-        self.calls.append({"images_grad": images.requires_grad, "labels": labels,
-                           "masks": masks, "has_mask": has_mask, "forbidden": forbidden,
-                           "out": out})
+        self.calls.append(
+            {
+                "images_grad": images.requires_grad,
+                "labels": labels,
+                "masks": masks,
+                "has_mask": has_mask,
+                "forbidden": forbidden,
+                "out": out,
+            }
+        )
         return out.cams.pow(2).mean()
 
 
@@ -377,8 +444,14 @@ def test_guidance_term_gets_the_batch_and_adds_lam_times_its_value():
     twin = copy.deepcopy(model)
     batch = five_element_batch()
     term = RecordingTerm()
-    losses = training_step(model, batch, torch.optim.SGD(model.parameters(), lr=0.1),
-                           lam=0.5, guidance=term, device="cpu")
+    losses = training_step(
+        model,
+        batch,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        lam=0.5,
+        guidance=term,
+        device="cpu",
+    )
     (call,) = term.calls
     assert call["images_grad"] and torch.equal(call["forbidden"], batch[4])
     assert torch.equal(call["labels"], batch[1]) and torch.equal(call["has_mask"], batch[3])
@@ -393,21 +466,36 @@ def test_guidance_term_gets_the_batch_and_adds_lam_times_its_value():
     optimiser.step()
     assert losses["att"] == pytest.approx(value.item(), rel=1e-6)
     assert losses["loss"] == pytest.approx(ce.item() + 0.5 * value.item(), rel=1e-6)
-    for a, b in zip(model.parameters(), twin.parameters()):
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_guidance_by_name_is_resolved_lazily_and_stored_in_the_checkpoint(tmp_path,
-                                                                         monkeypatch):
+def test_guidance_by_name_is_resolved_lazily_and_stored_in_the_checkpoint(tmp_path, monkeypatch):
     term = RecordingTerm()
     module = types.ModuleType("agkit.guidance")
     module.get_term = lambda name: {"recording": term}[name]
     monkeypatch.setitem(sys.modules, "agkit.guidance", module)
-    fit(CAMNet("tiny", 2), toy_loader(), lam=0.1, guidance="recording", epochs=1,
-        progress=False, device="cpu", checkpoint=tmp_path / "g.pt")
+    fit(
+        CAMNet("tiny", 2),
+        toy_loader(),
+        lam=0.1,
+        guidance="recording",
+        epochs=1,
+        progress=False,
+        device="cpu",
+        checkpoint=tmp_path / "g.pt",
+    )
     assert len(term.calls) == 6  # one per batch
     state = torch.load(tmp_path / "g.pt", weights_only=False)
     assert state["config"]["guidance"] == "recording"
     with pytest.raises(ValueError, match="guidance='recording', this call asks guidance=None"):
-        fit(CAMNet("tiny", 2), toy_loader(), lam=0.1, epochs=2, progress=False,
-            device="cpu", checkpoint=tmp_path / "g.pt", resume=True)
+        fit(
+            CAMNet("tiny", 2),
+            toy_loader(),
+            lam=0.1,
+            epochs=2,
+            progress=False,
+            device="cpu",
+            checkpoint=tmp_path / "g.pt",
+            resume=True,
+        )

@@ -1,4 +1,5 @@
 """MaskAnnotator without a browser: mouse events in display coordinates -> exact pixels on disk."""
+
 import base64
 import io
 import os
@@ -25,8 +26,9 @@ def mouse(ann, *events):
 
 def drag(ann, start, end, steps=4):
     (x0, y0), (x1, y1) = start, end
-    moves = [("move", x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps)
-             for k in range(1, steps)]
+    moves = [
+        ("move", x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps) for k in range(1, steps)
+    ]
     mouse(ann, ("down", x0, y0), *moves, ("up", x1, y1))
 
 
@@ -39,15 +41,19 @@ def grey_images(*shapes):
     return [(f"img{k}", rng.random(shape).astype(np.float32)) for k, shape in enumerate(shapes)]
 
 
-@pytest.mark.parametrize("shape, display_size, canvas, start, end, box", [
-    # (H, W), display size, expected canvas (w, h), drag start/end in display px,
-    # expected box x0 y0 x1 y1
-    ((40, 60), 120, (120, 80), (20, 10), (40, 30), (10, 5, 20, 15)),    # zoom 2x
-    ((64, 48), 32, (24, 32), (15, 12), (5, 3), (10, 6, 30, 24)),        # zoom 0.5x, dragged up-left
-    ((30, 70), 100, (100, 43), (20, 10), (50, 30), (14, 7, 35, 21)),    # x 0.7 / y 30/43
-])
-def test_box_drag_saves_exact_pixels_at_any_zoom(tmp_path, shape, display_size, canvas, start, end,
-                                                  box):
+@pytest.mark.parametrize(
+    "shape, display_size, canvas, start, end, box",
+    [
+        # (H, W), display size, expected canvas (w, h), drag start/end in display px,
+        # expected box x0 y0 x1 y1
+        ((40, 60), 120, (120, 80), (20, 10), (40, 30), (10, 5, 20, 15)),  # zoom 2x
+        ((64, 48), 32, (24, 32), (15, 12), (5, 3), (10, 6, 30, 24)),  # zoom 0.5x, dragged up-left
+        ((30, 70), 100, (100, 43), (20, 10), (50, 30), (14, 7, 35, 21)),  # x 0.7 / y 30/43
+    ],
+)
+def test_box_drag_saves_exact_pixels_at_any_zoom(
+    tmp_path, shape, display_size, canvas, start, end, box
+):
     ann = MaskAnnotator(grey_images(shape), tmp_path, display_size=display_size)
     assert (ann.canvas.width, ann.canvas.height) == canvas
     drag(ann, start, end)
@@ -63,8 +69,11 @@ def test_brush_and_eraser_pixels_match_hand_computation(tmp_path):
     ann = MaskAnnotator(grey_images((20, 20)), tmp_path, display_size=40)  # 2 display px per pixel
     ann.tool.value, ann.brush_radius.value = "brush", 2
     mouse(ann, ("down", 21, 21), ("up", 21, 21))  # a click at image (10.5, 10.5): a disc
-    disc = ({(10, j) for j in range(8, 13)} | {(i, j) for i in (9, 11) for j in (9, 10, 11)}
-            | {(8, 10), (12, 10)})
+    disc = (
+        {(10, j) for j in range(8, 13)}
+        | {(i, j) for i in (9, 11) for j in (9, 10, 11)}
+        | {(8, 10), (12, 10)}
+    )
     assert set(map(tuple, np.argwhere(on_disk(tmp_path, "img0")))) == disc
 
     ann.brush_radius.value = 1
@@ -112,8 +121,12 @@ def test_polygon_by_clicks_and_close_button(tmp_path):
     ann = MaskAnnotator(grey_images((20, 20)), tmp_path, display_size=40)
 
     def button(description):
-        (found,) = [b for row in ann.children[:3] for b in row.children
-                    if getattr(b, "description", "") == description]
+        (found,) = [
+            b
+            for row in ann.children[:3]
+            for b in row.children
+            if getattr(b, "description", "") == description
+        ]
         return found
 
     ann.tool.value = "polygon"
@@ -237,8 +250,9 @@ def test_editor_rasterisation_rules():
     assert box_pixels(5, 1, 2, 3, (4, 6)).sum() == 3 * 2  # corners in any order: mask[1:3, 2:5]
     assert box_pixels(-3, -3, 2, 2, (4, 4)).sum() == 4  # clipped to the image
     # radius 1 round the centre of pixel (1, 1): it and its 4 edge neighbours, not the corners
-    np.testing.assert_array_equal(stroke_pixels([(1.5, 1.5)], 1, (3, 3)),
-                                  [[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+    np.testing.assert_array_equal(
+        stroke_pixels([(1.5, 1.5)], 1, (3, 3)), [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    )
     editor = MaskEditor(np.zeros((4, 4)))
     assert not editor.erase([(1, 1)], 2)  # no change: no history entry
     assert editor.draw_box(0, 0, 2, 2) and editor.undo() and not editor.undo() and editor.redo()
@@ -306,8 +320,9 @@ def test_colab_widget_manager_is_enabled_by_the_kit(tmp_path, fake_colab, monkey
     from agkit.widgets import annotator
 
     asked = []
-    monkeypatch.setattr(annotator, "enable_widget_manager",
-                        lambda: asked.append(1) or colab.enable_widget_manager())
+    monkeypatch.setattr(
+        annotator, "enable_widget_manager", lambda: asked.append(1) or colab.enable_widget_manager()
+    )
     MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16)
     # agkit.colab's one switch is used (anywidget may ask Colab again by itself)
     assert asked == [1] and ("enable_custom_widget_manager",) in fake_colab.calls
@@ -323,9 +338,18 @@ def test_go_to_takes_only_valid_indices_or_ids(tmp_path):
     ann = MaskAnnotator(grey_images((8, 8), (8, 8), (8, 12)), tmp_path, display_size=16)
     ann.go_to(1)
     state = (ann.current_index, ann.position.value, ann.canvas.image, ann.canvas.width)
-    bad = [(True, TypeError), (np.bool_(False), TypeError), (1.0, TypeError), ("1", ValueError),
-           ("img9", ValueError), (3, IndexError), (-1, IndexError), (np.int64(7), IndexError),
-           (None, TypeError), ([2], TypeError)]
+    bad = [
+        (True, TypeError),
+        (np.bool_(False), TypeError),
+        (1.0, TypeError),
+        ("1", ValueError),
+        ("img9", ValueError),
+        (3, IndexError),
+        (-1, IndexError),
+        (np.int64(7), IndexError),
+        (None, TypeError),
+        ([2], TypeError),
+    ]
     for index, error in bad:
         with pytest.raises(error, match="image"):
             ann.go_to(index)
@@ -338,15 +362,22 @@ def test_go_to_takes_only_valid_indices_or_ids(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing was saved
 
 
-@pytest.mark.parametrize("call", [
-    lambda a: a.paint([(4, 4)], 0.5), lambda a: a.erase([(2, 2)], 0),
-    lambda a: a.paint([(4, 4)], -2), lambda a: a.paint([(4, 4)], float("nan")),
-    lambda a: a.paint([(4, 4)], float("inf")), lambda a: a.paint([(4, 4)], True),
-    lambda a: a.paint([(4, 4), (float("nan"), 3)], 2), lambda a: a.draw_box(0, 0, np.inf, 4),
-    lambda a: a.draw_box(float("nan"), 0, 4, 4),
-    lambda a: a.fill_polygon([(0, 0), (4, 0), (4, -np.inf)]),
-    lambda a: a.erase([(np.nan, np.nan)], 2),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a: a.paint([(4, 4)], 0.5),
+        lambda a: a.erase([(2, 2)], 0),
+        lambda a: a.paint([(4, 4)], -2),
+        lambda a: a.paint([(4, 4)], float("nan")),
+        lambda a: a.paint([(4, 4)], float("inf")),
+        lambda a: a.paint([(4, 4)], True),
+        lambda a: a.paint([(4, 4), (float("nan"), 3)], 2),
+        lambda a: a.draw_box(0, 0, np.inf, 4),
+        lambda a: a.draw_box(float("nan"), 0, 4, 4),
+        lambda a: a.fill_polygon([(0, 0), (4, 0), (4, -np.inf)]),
+        lambda a: a.erase([(np.nan, np.nan)], 2),
+    ],
+)
 def test_bad_radius_or_coordinates_are_rejected_and_nothing_is_saved(tmp_path, call):
     store = MaskStore(tmp_path)
     store.put("img0", box_pixels(1, 1, 3, 3, (8, 8)), source="imported", tool="test")
@@ -436,20 +467,42 @@ def test_next_unannotated_follows_the_given_order(tmp_path):
     again = MaskAnnotator(images, tmp_path, order=["img5", 3])  # ids work too
     assert again.current_index == 5 and again.next_unannotated().current_index == 3
     assert again.go_to(0).next_unannotated().current_index == 5
-    for order, error in [([1, 1], ValueError), ([7], IndexError), ([1.0], TypeError),
-                         ([], ValueError), (3, TypeError)]:
+    for order, error in [
+        ([1, 1], ValueError),
+        ([7], IndexError),
+        ([1.0], TypeError),
+        ([], ValueError),
+        (3, TypeError),
+    ]:
         with pytest.raises(error):
             MaskAnnotator(images, tmp_path, order=order)
 
 
 # ----------------------------------------------------------------------------- ipywidgets 7.7
 IPYWIDGETS_7 = "7.7.1"  # what Colab ships
-LOCAL_ONLY = ("ipywidgets", "widgetsnbextension", "ipython_genutils", "ipython-genutils", "pip",
-              "setuptools", "_distutils_hack", "distutils-precedence", "__editable__", "agkit",
-              "__pycache__")
-NO_REGISTRY = ("Could not find a version", "No matching distribution", "Failed to establish",
-               "Temporary failure in name resolution", "ProxyError", "ConnectionError",
-               "Network is unreachable", "Max retries exceeded")
+LOCAL_ONLY = (
+    "ipywidgets",
+    "widgetsnbextension",
+    "ipython_genutils",
+    "ipython-genutils",
+    "pip",
+    "setuptools",
+    "_distutils_hack",
+    "distutils-precedence",
+    "__editable__",
+    "agkit",
+    "__pycache__",
+)
+NO_REGISTRY = (
+    "Could not find a version",
+    "No matching distribution",
+    "Failed to establish",
+    "Temporary failure in name resolution",
+    "ProxyError",
+    "ConnectionError",
+    "Network is unreachable",
+    "Max retries exceeded",
+)
 
 
 @pytest.mark.slow
@@ -468,8 +521,9 @@ def test_widget_tests_pass_under_ipywidgets_7(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    own = subprocess.run([python, "-c", purelib], check=True, capture_output=True,
-                         text=True).stdout.strip()
+    own = subprocess.run(
+        [python, "-c", purelib], check=True, capture_output=True, text=True
+    ).stdout.strip()
     borrowed = tmp_path / "borrowed"
     borrowed.mkdir()
     here = Path(sysconfig.get_paths()["purelib"])
@@ -480,21 +534,53 @@ def test_widget_tests_pass_under_ipywidgets_7(tmp_path):
 
     # --no-deps: pip only adds these three and never touches a borrowed package
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-         "--disable-pip-version-check", "--no-deps", f"ipywidgets=={IPYWIDGETS_7}",
-         "widgetsnbextension~=3.6.0", "ipython_genutils~=0.2.0"],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            f"ipywidgets=={IPYWIDGETS_7}",
+            "widgetsnbextension~=3.6.0",
+            "ipython_genutils~=0.2.0",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if install.returncode and any(marker in install.stderr for marker in NO_REGISTRY):
-        pytest.skip(f"pip could not reach the package registry for ipywidgets {IPYWIDGETS_7}: "
-                    f"{install.stderr.strip().splitlines()[-1]}")
+        pytest.skip(
+            f"pip could not reach the package registry for ipywidgets {IPYWIDGETS_7}: "
+            f"{install.stderr.strip().splitlines()[-1]}"
+        )
     assert install.returncode == 0, install.stderr
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
     # one interpreter start: say which ipywidgets it has, then run the tests
-    script = ("import sys, ipywidgets, pytest; print('ipywidgets', ipywidgets.__version__, "
-              "ipywidgets.__file__, flush=True); sys.exit(pytest.main(sys.argv[1:]))")
-    run = subprocess.run([python, "-c", script, "-q", "-p", "no:cacheprovider", "-m", "not slow",
-                          str(Path(__file__))], env=env, capture_output=True, text=True, cwd=ROOT)
+    script = (
+        "import sys, ipywidgets, pytest; print('ipywidgets', ipywidgets.__version__, "
+        "ipywidgets.__file__, flush=True); sys.exit(pytest.main(sys.argv[1:]))"
+    )
+    run = subprocess.run(
+        [
+            python,
+            "-c",
+            script,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not slow",
+            str(Path(__file__)),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     _, version, location = run.stdout.splitlines()[0].split()
     assert version == IPYWIDGETS_7 and location.startswith(own), run.stdout.splitlines()[0]

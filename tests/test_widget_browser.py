@@ -10,6 +10,7 @@ to the pixel: it must be exactly the rasterisation of the mouse events the kerne
 Set AGKIT_UPDATE_SCREENSHOT=1 to also write the widget's screenshots to docs/widget.png
 (JupyterLab) and docs/widget-notebook7.png (Notebook 7).
 """
+
 import importlib.util
 import json
 import os
@@ -37,12 +38,21 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _require_browser(app_module):
-    missing = [what for what, ok in [
-        ("Debian Chromium at /usr/bin/chromium (apt-get install -y chromium)", CHROMIUM.exists()),
-        ("the playwright package (pip install 'agkit[browser]')",
-         importlib.util.find_spec("playwright")),
-        (f"{app_module} (pip install 'agkit[browser]')", importlib.util.find_spec(app_module)),
-    ] if not ok]
+    missing = [
+        what
+        for what, ok in [
+            (
+                "Debian Chromium at /usr/bin/chromium (apt-get install -y chromium)",
+                CHROMIUM.exists(),
+            ),
+            (
+                "the playwright package (pip install 'agkit[browser]')",
+                importlib.util.find_spec("playwright"),
+            ),
+            (f"{app_module} (pip install 'agkit[browser]')", importlib.util.find_spec(app_module)),
+        ]
+        if not ok
+    ]
     if missing:
         reason = "browser test needs " + " and ".join(missing)
         if os.environ.get("CI") == "true":
@@ -75,32 +85,51 @@ class JupyterServer:
         (config / "labconfig").mkdir(parents=True)
         self.root.mkdir()
         # the news toast can cover outputs
-        (config / "labconfig" / "page_config.json").write_text(json.dumps(
-            {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+        (config / "labconfig" / "page_config.json").write_text(
+            json.dumps(
+                {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+            )
+        )
         port, self.token = _free_port(), secrets.token_hex(16)
         self.base = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config), JUPYTER_DATA_DIR=str(tmp / "data"),
-                   JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
-                                                            os.environ.get("PYTHONPATH")])))
+        env = dict(
+            os.environ,
+            JUPYTER_CONFIG_DIR=str(config),
+            JUPYTER_DATA_DIR=str(tmp / "data"),
+            JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        )
         app_class = "LabApp" if app == "jupyterlab" else "JupyterNotebookApp"
         self.log = tmp / f"{app}.log"
-        command = [sys.executable, "-m", app, "--no-browser", "--allow-root", "--ip=127.0.0.1",
-                   f"--port={port}", "--ServerApp.port_retries=0",
-                   f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-                   f"--{app_class}.workspaces_dir={tmp / 'workspaces'}"]
+        command = [
+            sys.executable,
+            "-m",
+            app,
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            f"--{app_class}.workspaces_dir={tmp / 'workspaces'}",
+        ]
         with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            cwd=self.root)
+            self.process = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.root
+            )
 
     def api(self, path):
         """The server's JSON answer to GET /api/<path>, or None while it does not answer."""
         if self.process.poll() is not None:
-            raise AssertionError(f"the Jupyter server exited with {self.process.returncode}:\n"
-                                 f"{self.log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"the Jupyter server exited with {self.process.returncode}:\n"
+                f"{self.log.read_text()[-3000:]}"
+            )
         try:
-            with urllib.request.urlopen(f"{self.base}/api/{path}?token={self.token}",
-                                        timeout=5) as reply:
+            with urllib.request.urlopen(
+                f"{self.base}/api/{path}?token={self.token}", timeout=5
+            ) as reply:
                 return json.loads(reply.read())
         except OSError:
             return None
@@ -108,8 +137,12 @@ class JupyterServer:
     def kernel_idle(self, notebook):
         """Whether the kernel of `notebook` has started and is idle (both front ends)."""
         sessions = self.api("sessions") or []
-        return any(s.get("path", "").endswith(notebook) and s.get("kernel")
-                   and s["kernel"].get("execution_state") == "idle" for s in sessions)
+        return any(
+            s.get("path", "").endswith(notebook)
+            and s.get("kernel")
+            and s["kernel"].get("execution_state") == "idle"
+            for s in sessions
+        )
 
     def stop(self):
         self.process.terminate()  # its own PID only; the server shuts its kernel down
@@ -155,7 +188,8 @@ def _strokes(events):
 def _pixel(canvas, x, y):
     """RGBA of the canvas at canvas pixel (x, y), as the browser drew it."""
     return canvas.evaluate(
-        "(c, [x, y]) => Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data)", [x, y])
+        "(c, [x, y]) => Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data)", [x, y]
+    )
 
 
 def _drag(page, rect, points, scale):
@@ -201,11 +235,15 @@ def _annotate(tmp_path, app, screenshot):
                 prompt = page.locator(".jp-Cell .jp-InputPrompt").first
                 for attempt in range(2):  # a Run All clicked while the kernel connects is lost
                     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
-                    page.locator(".lm-Menu-itemLabel",
-                                 has_text=re.compile("^Run All Cells$")).click()
+                    page.locator(
+                        ".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")
+                    ).click()
                     try:
-                        _wait_for(lambda: re.search(r"\[(\*|\d+)\]", prompt.inner_text()),
-                                  "the cell to start", 20)
+                        _wait_for(
+                            lambda: re.search(r"\[(\*|\d+)\]", prompt.inner_text()),
+                            "the cell to start",
+                            20,
+                        )
                         break
                     except AssertionError:
                         if attempt:
@@ -235,12 +273,17 @@ def _annotate(tmp_path, app, screenshot):
                 mask = _wait_for(lambda: _stored_mask(folder, image_id), "the box on disk")
                 np.testing.assert_array_equal(mask, expected_box)
                 ys, xs = np.nonzero(mask)
-                assert np.allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], target["box"],
-                                   atol=1), "the saved box is not where the mouse went"
+                assert np.allclose(
+                    [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], target["box"], atol=1
+                ), "the saved box is not where the mouse went"
                 widget.get_by_text("1 / 6 annotated").wait_for()
-                _wait_for(lambda: _is_overlay(_pixel(canvas, (x0 + x1) / 2 * scale,
-                                                     (y0 + y1) / 2 * scale)),
-                          "the red overlay on the canvas", 30)
+                _wait_for(
+                    lambda: _is_overlay(
+                        _pixel(canvas, (x0 + x1) / 2 * scale, (y0 + y1) / 2 * scale)
+                    ),
+                    "the red overlay on the canvas",
+                    30,
+                )
 
                 phase("box checked")
                 # 2. a brush stroke of radius 6 image pixels
@@ -251,10 +294,16 @@ def _annotate(tmp_path, app, screenshot):
                 stroke = _strokes(events)[1]
                 assert np.abs(stroke[[0, -1]] - sent[[0, -1]]).max() < 1.5, (stroke, sent)
                 expected = expected_box | stroke_pixels(stroke / scale, 6, (256, 256))
-                _wait_for(lambda: np.array_equal(_stored_mask(folder, image_id), expected),
-                          "the box and the stroke on disk, to the pixel", 30)
-                _wait_for(lambda: _is_overlay(_pixel(canvas, 90 * scale, 212 * scale)),
-                          "the stroke's overlay on the canvas", 30)
+                _wait_for(
+                    lambda: np.array_equal(_stored_mask(folder, image_id), expected),
+                    "the box and the stroke on disk, to the pixel",
+                    30,
+                )
+                _wait_for(
+                    lambda: _is_overlay(_pixel(canvas, 90 * scale, 212 * scale)),
+                    "the stroke's overlay on the canvas",
+                    30,
+                )
                 page.mouse.move(1, 1)
                 shot = widget.screenshot(path=str(tmp_path / "widget.png"))
                 assert len(shot) > 10_000
@@ -262,10 +311,16 @@ def _annotate(tmp_path, app, screenshot):
                 phase("stroke checked")
                 # 3. Undo takes the stroke back, on disk too
                 widget.locator("button", has_text=re.compile(r"^\s*Undo\s*$")).click()
-                _wait_for(lambda: np.array_equal(_stored_mask(folder, image_id), expected_box),
-                          "the undone stroke to leave the disk", 30)
-                _wait_for(lambda: not _is_overlay(_pixel(canvas, 150 * scale, 236 * scale)),
-                          "the undone stroke to leave the canvas", 30)
+                _wait_for(
+                    lambda: np.array_equal(_stored_mask(folder, image_id), expected_box),
+                    "the undone stroke to leave the disk",
+                    30,
+                )
+                _wait_for(
+                    lambda: not _is_overlay(_pixel(canvas, 150 * scale, 236 * scale)),
+                    "the undone stroke to leave the canvas",
+                    30,
+                )
                 phase("undo checked")
             finally:
                 browser.close()

@@ -61,8 +61,9 @@ def build(executed: Path, out: Path, reveal_prefix: str | None = None) -> list[P
             f"no executed notebooks in {executed}: run `make course` (or "
             "`make course PROFILE=ci`) first, then `make slides`"
         )
-    exporter = SlidesExporter(exclude_input=True, exclude_input_prompt=True,
-                              exclude_output_prompt=True)
+    exporter = SlidesExporter(
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    )
     if reveal_prefix:
         exporter.reveal_url_prefix = reveal_prefix
     out.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,15 @@ from agkit.data.shapes import rasterize_boxes, rasterize_discs, rasterize_polygo
 from agkit.data.synthetic import SynthFrac, load_synthfrac, make_synthfrac
 
 __all__ = [
-    "GuidedDataset", "make_loader", "read_image",
-    "MaskStore", "rasterize_boxes", "rasterize_polygons", "rasterize_discs",
+    "GuidedDataset",
+    "make_loader",
+    "read_image",
+    "MaskStore",
+    "rasterize_boxes",
+    "rasterize_polygons",
+    "rasterize_discs",
     "open_dataset",
-    "SynthFrac", "make_synthfrac", "load_synthfrac",
+    "SynthFrac",
+    "make_synthfrac",
+    "load_synthfrac",
 ]

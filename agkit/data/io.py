@@ -36,15 +36,27 @@ import contextlib
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile
 
-__all__ = ["CorruptImageError", "ON_CORRUPT", "read_image", "decode", "scale", "to_array",
-           "image_to_tensor", "to_channels", "image_size", "corrupt_reason", "check_images"]
+__all__ = [
+    "CorruptImageError",
+    "ON_CORRUPT",
+    "read_image",
+    "decode",
+    "scale",
+    "to_array",
+    "image_to_tensor",
+    "to_channels",
+    "image_size",
+    "corrupt_reason",
+    "check_images",
+]
 
 ON_CORRUPT = ("error", "skip", "load")
 _LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601-2 weights, the same as PIL's RGB -> L
@@ -55,17 +67,22 @@ class CorruptImageError(OSError, ValueError):
     two types earlier versions raised)."""
 
 
-def old_names(where: str, in_channels: int, on_corrupt: str, channels=None,
-              load_truncated=None) -> tuple[int, str]:
+def old_names(
+    where: str, in_channels: int, on_corrupt: str, channels=None, load_truncated=None
+) -> tuple[int, str]:
     """(in_channels, on_corrupt) after applying the deprecated names channels= and
     load_truncated= (kept for one release), with a DeprecationWarning for each one used."""
     if channels is not None:
-        warnings.warn(f"{where}(channels=...) is now in_channels=...", DeprecationWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"{where}(channels=...) is now in_channels=...", DeprecationWarning, stacklevel=3
+        )
         in_channels = channels
     if load_truncated is not None:
-        warnings.warn(f"{where}(load_truncated=True) is now on_corrupt='load'",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"{where}(load_truncated=True) is now on_corrupt='load'",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         on_corrupt = "load" if load_truncated else "error"
     return in_channels, check_on_corrupt(on_corrupt)
 
@@ -124,8 +141,10 @@ def decode(source, name: str | None = None, *, truncated_ok: bool = False) -> np
     try:
         with _opened(source) as handle, _truncated_allowed(truncated_ok):
             if not handle.read(1):
-                raise CorruptImageError(f"The image file {name} is empty (0 bytes); restore it "
-                                        "or leave it out (on_corrupt='skip').")
+                raise CorruptImageError(
+                    f"The image file {name} is empty (0 bytes); restore it "
+                    "or leave it out (on_corrupt='skip')."
+                )
             handle.seek(0)
             with Image.open(handle) as image:
                 image.load()
@@ -136,11 +155,15 @@ def decode(source, name: str | None = None, *, truncated_ok: bool = False) -> np
         raise FileNotFoundError(f"No image file at {name}.") from None
     except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for bad files
         if "truncated" in str(e).lower():
-            raise CorruptImageError(f"The image file {name} is truncated ({e}); replace it, read "
-                                    "what is there with on_corrupt='load', or leave it out with "
-                                    "on_corrupt='skip'.") from e
-        raise CorruptImageError(f"The image file {name} cannot be decoded ({e}); replace it, or "
-                                "leave it out with on_corrupt='skip'.") from e
+            raise CorruptImageError(
+                f"The image file {name} is truncated ({e}); replace it, read "
+                "what is there with on_corrupt='load', or leave it out with "
+                "on_corrupt='skip'."
+            ) from e
+        raise CorruptImageError(
+            f"The image file {name} cannot be decoded ({e}); replace it, or "
+            "leave it out with on_corrupt='skip'."
+        ) from e
 
 
 def scale(pixels, name: str = "image") -> np.ndarray:
@@ -156,8 +179,10 @@ def scale(pixels, name: str = "image") -> np.ndarray:
     if values.size == 0:
         return values.astype(np.float32)
     if not np.isfinite(values).all():
-        raise CorruptImageError(f"{name} holds NaN or inf values; fix the image (they have no "
-                                "brightness) or leave it out with on_corrupt='skip'.")
+        raise CorruptImageError(
+            f"{name} holds NaN or inf values; fix the image (they have no "
+            "brightness) or leave it out with on_corrupt='skip'."
+        )
     low, high = values.min(), values.max()
     if np.issubdtype(arr.dtype, np.floating) and low >= 0 and high <= 1:
         return values.astype(np.float32)
@@ -175,8 +200,9 @@ def _layout(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3):
-        raise ValueError(f"{name}: expected an H x W, H x W x 3 or C x H x W image, "
-                         f"got shape {arr.shape}.")
+        raise ValueError(
+            f"{name}: expected an H x W, H x W x 3 or C x H x W image, got shape {arr.shape}."
+        )
     return arr
 
 
@@ -211,12 +237,15 @@ def to_channels(image: torch.Tensor, in_channels: int) -> torch.Tensor:
         return image.expand(3, -1, -1).clone()
     if c == 3 and in_channels == 1:
         return torch.tensordot(_LUMA.to(image.dtype), image, dims=1).unsqueeze(0)
-    raise ValueError(f"cannot turn a {c}-channel image into {in_channels} channels; "
-                     "images must have 1 or 3 channels.")
+    raise ValueError(
+        f"cannot turn a {c}-channel image into {in_channels} channels; "
+        "images must have 1 or 3 channels."
+    )
 
 
-def image_to_tensor(image_like, in_channels: int = 1, name: str | None = None, *,
-                    truncated_ok: bool = False) -> torch.Tensor:
+def image_to_tensor(
+    image_like, in_channels: int = 1, name: str | None = None, *, truncated_ok: bool = False
+) -> torch.Tensor:
     """Any image (see to_array) -> in_channels x H x W float32 tensor in [0, 1]."""
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 or 3, got {in_channels}.")
@@ -225,8 +254,9 @@ def image_to_tensor(image_like, in_channels: int = 1, name: str | None = None, *
     return to_channels(image, in_channels)
 
 
-def read_image(path, in_channels: int = 1, *, on_corrupt: str = "error", channels=None,
-               load_truncated=None) -> torch.Tensor:
+def read_image(
+    path, in_channels: int = 1, *, on_corrupt: str = "error", channels=None, load_truncated=None
+) -> torch.Tensor:
     """Read an image file as an in_channels x H x W float32 tensor in [0, 1].
 
     Values are scaled by the rule in the module docstring (uint8 / 255; 16-bit and float by
@@ -236,11 +266,14 @@ def read_image(path, in_channels: int = 1, *, on_corrupt: str = "error", channel
     truncated file as far as it goes ("skip" belongs to datasets, not to one file).
     channels, load_truncated: old names of in_channels and on_corrupt="load" (deprecated).
     """
-    in_channels, on_corrupt = old_names("read_image", in_channels, on_corrupt, channels,
-                                        load_truncated)
+    in_channels, on_corrupt = old_names(
+        "read_image", in_channels, on_corrupt, channels, load_truncated
+    )
     if on_corrupt == "skip":
-        raise ValueError("read_image reads one file and cannot skip it; use on_corrupt='error' "
-                         "or 'load' (datasets accept 'skip').")
+        raise ValueError(
+            "read_image reads one file and cannot skip it; use on_corrupt='error' "
+            "or 'load' (datasets accept 'skip')."
+        )
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No image file at {path}.")
@@ -310,11 +343,15 @@ def check_images(files, keys: Sequence[str], on_corrupt: str, title: str) -> np.
         raise CorruptImageError(
             f"{title}: {len(bad)} corrupt image file(s): {shown}{more}. Replace or delete them, "
             "or pass on_corrupt='skip' to leave them out (on_corrupt='load' reads truncated "
-            "files as far as they go).")
+            "files as far as they go)."
+        )
     dropped = {k for k, r in bad.items() if on_corrupt == "skip" or r != "truncated"}
     kept = len(bad) - len(dropped)
     message = f"{title}: {len(bad)} corrupt image file(s): {shown}{more}; "
-    message += f"skipped {len(dropped)}" + (f", loading {kept} truncated one(s) as far as they go"
-                                             if kept else "") + "."
+    message += (
+        f"skipped {len(dropped)}"
+        + (f", loading {kept} truncated one(s) as far as they go" if kept else "")
+        + "."
+    )
     warnings.warn(message, stacklevel=3)
     return np.array([k not in dropped for k in keys], dtype=bool)

@@ -8,21 +8,30 @@ store's reading and atomic writing.
 
 Every mask here is an H x W uint8 array of 0/1.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
-from agkit.data.shapes import (check_shape, components, id_mapper, mask_to_boxes,
-                               mask_to_polygons, read_coco, read_yolo)
+from agkit.data.shapes import (
+    check_shape,
+    components,
+    id_mapper,
+    mask_to_boxes,
+    mask_to_polygons,
+    read_coco,
+    read_yolo,
+)
 
 __all__ = ["coco_masks", "masks_to_coco", "yolo_masks", "mask_to_yolo", "shape_of"]
 
 
-def coco_masks(coco, *, image_id="file_name", categories=None,
-               use: str = "auto") -> dict[str, np.ndarray]:
+def coco_masks(
+    coco, *, image_id="file_name", categories=None, use: str = "auto"
+) -> dict[str, np.ndarray]:
     """A COCO annotation file (path or loaded dict) -> {image id: H x W mask}.
 
     image_id: how images[].file_name becomes an image id: "file_name" (as is), "stem" (file
@@ -43,8 +52,13 @@ def coco_masks(coco, *, image_id="file_name", categories=None,
     return masks
 
 
-def masks_to_coco(masks: Iterable[tuple[str, np.ndarray]], *, file_name=None,
-                  category: str = "fracture", polygons: bool = True) -> dict:
+def masks_to_coco(
+    masks: Iterable[tuple[str, np.ndarray]],
+    *,
+    file_name=None,
+    category: str = "fracture",
+    polygons: bool = True,
+) -> dict:
     """(image id, mask) pairs -> a COCO dict with one category.
 
     One annotation per 4-connected component: bbox [x, y, w, h], area (pixels), and, when
@@ -53,14 +67,24 @@ def masks_to_coco(masks: Iterable[tuple[str, np.ndarray]], *, file_name=None,
     """
     coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": category}]}
     for k, (iid, mask) in enumerate(masks, start=1):
-        coco["images"].append({"id": k, "file_name": file_name(iid) if file_name else iid,
-                               "height": int(mask.shape[0]), "width": int(mask.shape[1])})
+        coco["images"].append(
+            {
+                "id": k,
+                "file_name": file_name(iid) if file_name else iid,
+                "height": int(mask.shape[0]),
+                "width": int(mask.shape[1]),
+            }
+        )
         for region, sl in components(mask):
             rows, cols = sl
-            ann = {"id": len(coco["annotations"]) + 1, "image_id": k, "category_id": 1,
-                   "iscrowd": 0,
-                   "bbox": [cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start],
-                   "area": int(region.sum())}
+            ann = {
+                "id": len(coco["annotations"]) + 1,
+                "image_id": k,
+                "category_id": 1,
+                "iscrowd": 0,
+                "bbox": [cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start],
+                "area": int(region.sum()),
+            }
             if polygons:
                 component = np.zeros_like(mask)
                 component[sl] = region
@@ -80,8 +104,9 @@ def yolo_masks(folder, image_shapes, *, classes=None, image_id=None) -> dict[str
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"No YOLO label folder at {folder}; pass the folder holding "
-                                "<stem>.txt files.")
+        raise FileNotFoundError(
+            f"No YOLO label folder at {folder}; pass the folder holding <stem>.txt files."
+        )
     to_id = image_id or (lambda stem: stem)
     found = {}
     for txt in sorted(folder.glob("*.txt")):
@@ -92,8 +117,10 @@ def yolo_masks(folder, image_shapes, *, classes=None, image_id=None) -> dict[str
     sizes = {iid: shape_of(image_shapes, iid) for iid in found}
     unknown = [iid for iid, size in sizes.items() if size is None]
     if unknown:
-        raise ValueError(f"image_shapes has no (H, W) for {len(unknown)} image(s), e.g. "
-                         f"{unknown[:3]}; add them to draw their shapes.")
+        raise ValueError(
+            f"image_shapes has no (H, W) for {len(unknown)} image(s), e.g. "
+            f"{unknown[:3]}; add them to draw their shapes."
+        )
     return {iid: shapes.rasterize(sizes[iid]) for iid, shapes in found.items()}
 
 
@@ -101,9 +128,11 @@ def mask_to_yolo(mask: np.ndarray, class_id: int = 0) -> str:
     """H x W mask -> the text of a YOLO label file: one "cls xc yc w h" line (normalised) per
     4-connected component."""
     h, w = mask.shape
-    lines = [f"{class_id} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
-             f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
-             for x0, y0, x1, y1 in mask_to_boxes(mask)]
+    lines = [
+        f"{class_id} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
+        f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+        for x0, y0, x1, y1 in mask_to_boxes(mask)
+    ]
     return "\n".join(lines) + "\n"
 
 

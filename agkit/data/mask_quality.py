@@ -42,12 +42,16 @@ def shift(masks: torch.Tensor, pixels: int, seed: int = 0) -> torch.Tensor:
     for i, angle in enumerate(angles.tolist()):
         dy = round(pixels * torch.sin(torch.tensor(angle)).item())
         dx = round(pixels * torch.cos(torch.tensor(angle)).item())
-        src = masks[i, :, max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx)]
-        moved[i, :, max(0, dy):max(0, dy) + src.shape[1], max(0, dx):max(0, dx) + src.shape[2]] = src
+        src = masks[i, :, max(0, -dy) : height - max(0, dy), max(0, -dx) : width - max(0, dx)]
+        moved[
+            i, :, max(0, dy) : max(0, dy) + src.shape[1], max(0, dx) : max(0, dx) + src.shape[2]
+        ] = src
     return moved
 
 
-def degrade(masks: torch.Tensor, quality: str, pixels: int | None = None, seed: int = 0) -> torch.Tensor:
+def degrade(
+    masks: torch.Tensor, quality: str, pixels: int | None = None, seed: int = 0
+) -> torch.Tensor:
     """Apply one of QUALITIES to masks n x 1 x H x W; ``pixels`` defaults to H // 8."""
     if quality not in QUALITIES:
         raise ValueError(f"unknown mask quality {quality!r}; choose one of {', '.join(QUALITIES)}.")

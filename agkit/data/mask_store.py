@@ -33,6 +33,7 @@ Masks are drawn from boxes, polygons and discs by ``agkit.data.shapes`` (its doc
 states the pixel convention); ``agkit.data.mask_exchange`` turns COCO and YOLO files into
 masks and back, for ``import_coco/export_coco/import_yolo/export_yolo``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,22 +44,26 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from filelock import FileLock
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from agkit.data.mask_exchange import (coco_masks, mask_to_yolo, masks_to_coco, shape_of,
-                                      yolo_masks)
+from agkit.data.mask_exchange import coco_masks, mask_to_yolo, masks_to_coco, shape_of, yolo_masks
 from agkit.data.shapes import as_binary_mask, check_shape
 
-__all__ = ["MaskStore", "MaskStoreReport", "CorruptIndexError", "CorruptMaskError",
-           "safe_file_name"]
+__all__ = [
+    "MaskStore",
+    "MaskStoreReport",
+    "CorruptIndexError",
+    "CorruptMaskError",
+    "safe_file_name",
+]
 
 SOURCES = ("drawn", "imported", "synthetic")
 INDEX_NAME = "index.json"
@@ -113,14 +118,24 @@ class MaskStoreReport:
     unannotated: list[str] = field(default_factory=list)  # given image ids without a mask
     missing_files: list[str] = field(default_factory=list)  # indexed ids whose PNG is gone
     corrupt: list[str] = field(default_factory=list)  # indexed ids whose PNG cannot be read
-    wrong_shape: list[str] = field(default_factory=list)  # ids whose mask shape differs from image_shapes
+    wrong_shape: list[str] = field(
+        default_factory=list
+    )  # ids whose mask shape differs from image_shapes
     unindexed_files: list[str] = field(default_factory=list)  # PNG files the index does not know
-    temp_files: list[str] = field(default_factory=list)  # left by interrupted writes; safe to delete
+    temp_files: list[str] = field(
+        default_factory=list
+    )  # left by interrupted writes; safe to delete
 
     @property
     def ok(self) -> bool:
         """True when nothing needs fixing (unannotated images are normal and do not count)."""
-        return not (self.orphans or self.missing_files or self.corrupt or self.wrong_shape or self.unindexed_files)
+        return not (
+            self.orphans
+            or self.missing_files
+            or self.corrupt
+            or self.wrong_shape
+            or self.unindexed_files
+        )
 
     def __str__(self) -> str:
         fixes = {
@@ -128,7 +143,9 @@ class MaskStoreReport:
             "missing_files": "indexed but PNG missing: store.delete(id) and re-annotate",
             "corrupt": "unreadable PNG: store.delete(id) and re-annotate",
             "wrong_shape": "mask size differs from the image: store.delete(id) and re-annotate",
-            "unindexed_files": "PNG files not in index.json: MaskStore.rebuild_index(folder) adds them",
+            "unindexed_files": (
+                "PNG files not in index.json: MaskStore.rebuild_index(folder) adds them"
+            ),
         }
         lines = [f"{len(self.unannotated)} image(s) without a mask."]
         for name, fix in fixes.items():
@@ -137,7 +154,10 @@ class MaskStoreReport:
                 shown = ", ".join(map(repr, items[:5])) + (" ..." if len(items) > 5 else "")
                 lines.append(f"{len(items)} {name} ({fix}): {shown}")
         if self.temp_files:
-            lines.append(f"{len(self.temp_files)} temporary file(s) left by interrupted writes (safe to delete).")
+            lines.append(
+                f"{len(self.temp_files)} temporary file(s) left by interrupted writes "
+                "(safe to delete)."
+            )
         return "\n".join(lines) if not self.ok else " ".join(lines) + " No problems."
 
 
@@ -191,30 +211,41 @@ class MaskStore:
 
     @staticmethod
     def _read_index(path: Path) -> dict[str, dict]:
-        fix = (f"The file is left untouched; run MaskStore.rebuild_index({str(path.parent)!r}) "
-               "to rebuild it from the mask PNGs in the folder (the bad file is kept as a "
-               "backup; nothing is deleted).")
+        fix = (
+            f"The file is left untouched; run MaskStore.rebuild_index({str(path.parent)!r}) "
+            "to rebuild it from the mask PNGs in the folder (the bad file is kept as a "
+            "backup; nothing is deleted)."
+        )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise CorruptIndexError(f"Mask index {path} is not valid JSON ({e}). {fix}") from e
         masks = data.get("masks") if isinstance(data, dict) else None
-        if not isinstance(masks, dict) or not all(isinstance(v, dict) and isinstance(v.get("file"), str)
-                                                  for v in masks.values()):
-            raise CorruptIndexError(f"Mask index {path} does not have the expected "
-                                    f"{{'masks': {{id: {{'file': ...}}}}}} layout. {fix}")
+        if not isinstance(masks, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("file"), str) for v in masks.values()
+        ):
+            raise CorruptIndexError(
+                f"Mask index {path} does not have the expected "
+                f"{{'masks': {{id: {{'file': ...}}}}}} layout. {fix}"
+            )
         for image_id, entry in masks.items():
             problem = _file_problem(path.parent, entry["file"])
             if problem:
-                raise CorruptIndexError(f"Mask index {path}: the entry for image {image_id!r} "
-                                        f"names the file {entry['file']!r}, {problem}; a mask file "
-                                        f"must be a plain file name inside the folder. {fix}")
+                raise CorruptIndexError(
+                    f"Mask index {path}: the entry for image {image_id!r} "
+                    f"names the file {entry['file']!r}, {problem}; a mask file "
+                    f"must be a plain file name inside the folder. {fix}"
+                )
         return masks
 
     def _write_index(self) -> None:
         if self._batch_depth:
             return
-        data = {"format": "agkit MaskStore", "version": 1, "masks": dict(sorted(self._masks.items()))}
+        data = {
+            "format": "agkit MaskStore",
+            "version": 1,
+            "masks": dict(sorted(self._masks.items())),
+        }
         _atomic_write(self._index_path, json.dumps(data, indent=1).encode("utf-8"), self.durable)
         self._seen = self._stat()
 
@@ -249,8 +280,11 @@ class MaskStore:
             yield self
 
     def _png_files(self):
-        return (p for p in self.folder.glob("*.png")
-                if not p.name.startswith(".") and not p.is_symlink())
+        return (
+            p
+            for p in self.folder.glob("*.png")
+            if not p.name.startswith(".") and not p.is_symlink()
+        )
 
     def _file(self, image_id: str, entry: dict) -> Path:
         """The PNG path of an index entry, checked to be a plain file inside the folder."""
@@ -259,7 +293,8 @@ class MaskStore:
             raise CorruptIndexError(
                 f"Mask index {self._index_path}: the entry for image {image_id!r} names the file "
                 f"{entry['file']!r}, {problem}; run MaskStore.rebuild_index({str(self.folder)!r}) "
-                "to rebuild the index from the PNGs in the folder (nothing is deleted).")
+                "to rebuild the index from the PNGs in the folder (nothing is deleted)."
+            )
         return self.folder / entry["file"]
 
     # ---- queries
@@ -283,7 +318,8 @@ class MaskStore:
         return sorted(self._masks)
 
     def provenance(self, image_id: str) -> dict:
-        """Copy of the index entry: file, source, tool, time (ISO-8601 UTC), shape [H, W], extras."""
+        """Copy of the index entry: file, source, tool, time (ISO-8601 UTC), shape [H, W],
+        extras."""
         self._refresh()
         if image_id not in self._masks:
             raise KeyError(f"No mask stored for image {image_id!r}; see store.annotated_ids().")
@@ -302,18 +338,32 @@ class MaskStore:
         path = self._file(image_id, entry)
         fix = f"delete it with store.delete({image_id!r}) and re-annotate or re-import that image"
         if not path.exists():
-            raise FileNotFoundError(f"The mask file {path} for image {image_id!r} is missing; {fix}.")
+            raise FileNotFoundError(
+                f"The mask file {path} for image {image_id!r} is missing; {fix}."
+            )
         mask, stored_id, _ = _read_png(path, fix)
         if stored_id is not None and stored_id != image_id:
-            raise CorruptMaskError(f"The mask file {path} belongs to image {stored_id!r}, not {image_id!r}; {fix}.")
+            raise CorruptMaskError(
+                f"The mask file {path} belongs to image {stored_id!r}, not {image_id!r}; {fix}."
+            )
         if list(mask.shape) != list(entry.get("shape", mask.shape)):
             raise CorruptMaskError(
-                f"The mask file {path} is {mask.shape[0]}x{mask.shape[1]} but the index says {entry['shape']}; {fix}."
+                f"The mask file {path} is {mask.shape[0]}x{mask.shape[1]} "
+                f"but the index says {entry['shape']}; {fix}."
             )
         return mask
 
     # ---- changes
-    def put(self, image_id: str, mask, *, source: str = "drawn", tool: str = "", expected_shape=None, **extra) -> Path:
+    def put(
+        self,
+        image_id: str,
+        mask,
+        *,
+        source: str = "drawn",
+        tool: str = "",
+        expected_shape=None,
+        **extra,
+    ) -> Path:
         """Store (or replace) the mask of `image_id`; returns the PNG path.
 
         mask: H x W array-like with values 0/1 (or bool); 0/255 images are refused, pass mask > 0.
@@ -333,9 +383,17 @@ class MaskStore:
             )
         clash = {"file", "source", "tool", "time", "shape"} & set(extra)
         if clash:
-            raise ValueError(f"provenance fields {sorted(clash)} are set by put itself; pass them as arguments.")
-        entry = {"file": safe_file_name(image_id), "source": source, "tool": str(tool),
-                 "time": _utc_now(), "shape": [int(mask.shape[0]), int(mask.shape[1])], **extra}
+            raise ValueError(
+                f"provenance fields {sorted(clash)} are set by put itself; pass them as arguments."
+            )
+        entry = {
+            "file": safe_file_name(image_id),
+            "source": source,
+            "tool": str(tool),
+            "time": _utc_now(),
+            "shape": [int(mask.shape[0]), int(mask.shape[1])],
+            **extra,
+        }
         json.dumps(entry)  # fail early on extras that JSON cannot store
         info = PngInfo()
         info.add_text(_ID_KEY, image_id)
@@ -348,13 +406,16 @@ class MaskStore:
             old_path = None if old is None else self._file(image_id, old)
             if old is not None and list(old.get("shape", mask.shape)) != list(mask.shape):
                 raise ValueError(
-                    f"image {image_id!r} already has a {old['shape'][0]}x{old['shape'][1]} mask but the new one is "
-                    f"{mask.shape[0]}x{mask.shape[1]}; if the image itself changed, store.delete({image_id!r}) first."
+                    f"image {image_id!r} already has a {old['shape'][0]}x{old['shape'][1]} mask "
+                    f"but the new one is {mask.shape[0]}x{mask.shape[1]}; "
+                    f"if the image itself changed, store.delete({image_id!r}) first."
                 )
             path = self.folder / entry["file"]
             _atomic_write(path, buffer.getvalue(), self.durable)
             self._masks[image_id] = entry
-        if old_path is not None and old_path != path:  # e.g. a foreign file indexed by rebuild_index
+        if (
+            old_path is not None and old_path != path
+        ):  # e.g. a foreign file indexed by rebuild_index
             with _locked(self._lock), contextlib.suppress(FileNotFoundError):
                 old_path.unlink()
         return path
@@ -374,7 +435,9 @@ class MaskStore:
                 path.unlink()
 
     # ---- consistency
-    def check(self, image_ids: Iterable[str] | None = None, *, image_shapes=None, verify: bool = True) -> MaskStoreReport:
+    def check(
+        self, image_ids: Iterable[str] | None = None, *, image_shapes=None, verify: bool = True
+    ) -> MaskStoreReport:
         """Compare the store with the dataset's image ids (and optionally their shapes).
 
         image_shapes: dict image_id -> (H, W) or callable; masks of another size are reported.
@@ -407,7 +470,7 @@ class MaskStore:
         return report
 
     @classmethod
-    def rebuild_index(cls, folder, *, durable: bool = True) -> "MaskStore":
+    def rebuild_index(cls, folder, *, durable: bool = True) -> MaskStore:
         """Rebuild index.json from the PNGs in `folder` and return the opened store.
 
         An existing index.json (for example a corrupt one) is renamed to
@@ -417,7 +480,9 @@ class MaskStore:
         """
         folder = Path(folder)
         if not folder.is_dir():
-            raise FileNotFoundError(f"No mask folder at {folder}; pass the folder that holds the mask PNGs.")
+            raise FileNotFoundError(
+                f"No mask folder at {folder}; pass the folder that holds the mask PNGs."
+            )
         with _locked(_lock_for(folder)):
             cls._rebuild(folder, durable)
         return cls(folder, durable=durable)
@@ -441,30 +506,54 @@ class MaskStore:
                 skipped.append(path.name)
                 continue
             if image_id is None:
-                image_id, prov = path.stem, {"source": "imported", "tool": "rebuild_index (no metadata in PNG)"}
+                image_id, prov = (
+                    path.stem,
+                    {"source": "imported", "tool": "rebuild_index (no metadata in PNG)"},
+                )
             mtime = path.stat().st_mtime_ns
             if image_id in masks and mtimes[image_id] >= mtime:
                 continue  # two files claim one id: keep the newer
             prov = {**prov, "file": path.name, "shape": [int(mask.shape[0]), int(mask.shape[1])]}
-            prov.setdefault("time", datetime.fromtimestamp(mtime / 1e9, timezone.utc).isoformat(timespec="seconds"))
+            prov.setdefault(
+                "time",
+                datetime.fromtimestamp(mtime / 1e9, timezone.utc).isoformat(timespec="seconds"),
+            )
             masks[image_id], mtimes[image_id] = prov, mtime
         if skipped:
-            warnings.warn(f"rebuild_index skipped {len(skipped)} unreadable PNG(s) or links, left in "
-                          f"place: {skipped[:5]}", stacklevel=3)
+            warnings.warn(
+                f"rebuild_index skipped {len(skipped)} unreadable PNG(s) or links, left in "
+                f"place: {skipped[:5]}",
+                stacklevel=3,
+            )
         data = {"format": "agkit MaskStore", "version": 1, "masks": dict(sorted(masks.items()))}
         _atomic_write(index_path, json.dumps(data, indent=1).encode("utf-8"), durable)
 
     # ---- COCO and YOLO files (the conversions live in agkit.data.mask_exchange)
-    def import_coco(self, coco, *, image_id="file_name", categories=None, use: str = "auto",
-                    overwrite: bool = False, tool: str = "coco") -> list[str]:
+    def import_coco(
+        self,
+        coco,
+        *,
+        image_id="file_name",
+        categories=None,
+        use: str = "auto",
+        overwrite: bool = False,
+        tool: str = "coco",
+    ) -> list[str]:
         """Add masks from a COCO annotation file (path or already-loaded dict); returns the ids
         written. Options: ``mask_exchange.coco_masks``. overwrite: replace masks that exist;
         otherwise nothing is written and a ValueError lists the clashing ids."""
         masks = coco_masks(coco, image_id=image_id, categories=categories, use=use)
         return self._put_imported(masks, overwrite, tool)
 
-    def export_coco(self, path, *, image_ids=None, file_name=None, category: str = "fracture",
-                    polygons: bool = True) -> dict:
+    def export_coco(
+        self,
+        path,
+        *,
+        image_ids=None,
+        file_name=None,
+        category: str = "fracture",
+        polygons: bool = True,
+    ) -> dict:
         """Write the masks as a COCO JSON file (atomically) and return the dict.
 
         One annotation per 4-connected component (``mask_exchange.masks_to_coco``).
@@ -472,15 +561,27 @@ class MaskStore:
         import_coco's default image_id="file_name").
         """
         ids = self.annotated_ids() if image_ids is None else list(image_ids)
-        coco = masks_to_coco(((iid, self._stored(iid)) for iid in ids), file_name=file_name,
-                             category=category, polygons=polygons)
+        coco = masks_to_coco(
+            ((iid, self._stored(iid)) for iid in ids),
+            file_name=file_name,
+            category=category,
+            polygons=polygons,
+        )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, json.dumps(coco).encode("utf-8"), self.durable)
         return coco
 
-    def import_yolo(self, folder, image_shapes, *, classes=None, image_id=None,
-                    overwrite: bool = False, tool: str = "yolo") -> list[str]:
+    def import_yolo(
+        self,
+        folder,
+        image_shapes,
+        *,
+        classes=None,
+        image_id=None,
+        overwrite: bool = False,
+        tool: str = "yolo",
+    ) -> list[str]:
         """Add masks from a folder of YOLO label files <stem>.txt; returns the ids written.
         Options: ``mask_exchange.yolo_masks``; overwrite as in import_coco."""
         masks = yolo_masks(folder, image_shapes, classes=classes, image_id=image_id)
@@ -497,8 +598,10 @@ class MaskStore:
         ids = self.annotated_ids() if image_ids is None else list(image_ids)
         stems = {iid: name(iid) if name else Path(iid).stem for iid in ids}
         if len(set(stems.values())) != len(stems):
-            raise ValueError("several image ids share one file stem (e.g. MURA's image1.png); "
-                             "pass name=callable(image_id) -> unique stem.")
+            raise ValueError(
+                "several image ids share one file stem (e.g. MURA's image1.png); "
+                "pass name=callable(image_id) -> unique stem."
+            )
         written = []
         for iid in ids:
             path = folder / f"{stems[iid]}.txt"
@@ -511,16 +614,19 @@ class MaskStore:
         """The stored mask of an id to export; KeyError naming the fix when there is none."""
         mask = self.get(image_id)
         if mask is None:
-            raise KeyError(f"No mask stored for image {image_id!r}; export only "
-                           "store.annotated_ids().")
+            raise KeyError(
+                f"No mask stored for image {image_id!r}; export only store.annotated_ids()."
+            )
         return mask
 
     def _put_imported(self, masks: dict, overwrite: bool, tool: str) -> list[str]:
         with self.batch():
             clash = sorted(set(masks) & set(self._masks))
             if clash and not overwrite:
-                raise ValueError(f"{len(clash)} image(s) already have masks, e.g. {clash[:3]}; nothing was "
-                                 "imported. Pass overwrite=True to replace them, or delete them first.")
+                raise ValueError(
+                    f"{len(clash)} image(s) already have masks, e.g. {clash[:3]}; nothing was "
+                    "imported. Pass overwrite=True to replace them, or delete them first."
+                )
             for iid in sorted(masks):
                 self.put(iid, masks[iid], source="imported", tool=tool)
         return sorted(masks)
@@ -534,10 +640,16 @@ def _read_png(path: Path, fix: str) -> tuple[np.ndarray, str | None, dict]:
             im.load()
             mode, text = im.mode, dict(getattr(im, "text", {}) or {})
             arr = np.asarray(im)
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, zlib errors ... for bad files
-        raise CorruptMaskError(f"The mask file {path} is truncated or not a valid PNG ({e}); {fix}.") from e
+    except (
+        Exception
+    ) as e:  # PIL raises OSError, SyntaxError, ValueError, zlib errors ... for bad files
+        raise CorruptMaskError(
+            f"The mask file {path} is truncated or not a valid PNG ({e}); {fix}."
+        ) from e
     if mode not in ("L", "1"):
-        raise CorruptMaskError(f"The mask file {path} is a {mode} image, not 8-bit grayscale; {fix}.")
+        raise CorruptMaskError(
+            f"The mask file {path} is a {mode} image, not 8-bit grayscale; {fix}."
+        )
     if arr.dtype != bool and arr.max(initial=0) > 1:
         if np.any((arr != 0) & (arr != 255)):
             raise CorruptMaskError(f"The mask file {path} has values other than 0 and 255; {fix}.")

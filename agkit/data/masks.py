@@ -6,11 +6,24 @@ boxes/polygons, COCO/YOLO/VOC parsing) in ``agkit.data.shapes``; import from the
 
 import warnings
 
-from agkit.data.mask_store import (CorruptIndexError, CorruptMaskError,  # noqa: F401
-                                   MaskStore, MaskStoreReport, safe_file_name)
-from agkit.data.shapes import (mask_to_boxes, mask_to_polygons, rasterize_boxes,  # noqa: F401
-                               rasterize_discs, rasterize_polygons)
+from agkit.data.mask_store import (  # noqa: F401
+    CorruptIndexError,
+    CorruptMaskError,
+    MaskStore,
+    MaskStoreReport,
+    safe_file_name,
+)
+from agkit.data.shapes import (  # noqa: F401
+    mask_to_boxes,
+    mask_to_polygons,
+    rasterize_boxes,
+    rasterize_discs,
+    rasterize_polygons,
+)
 
-warnings.warn("agkit.data.masks is now agkit.data.mask_store (MaskStore) and agkit.data.shapes "
-              "(rasterisers); the old module goes in the next release.", DeprecationWarning,
-              stacklevel=2)
+warnings.warn(
+    "agkit.data.masks is now agkit.data.mask_store (MaskStore) and agkit.data.shapes "
+    "(rasterisers); the old module goes in the next release.",
+    DeprecationWarning,
+    stacklevel=2,
+)

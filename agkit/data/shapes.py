@@ -28,16 +28,28 @@ from __future__ import annotations
 import json
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["rasterize_boxes", "rasterize_polygons", "rasterize_discs", "rasterize_strokes",
-           "mask_to_boxes", "mask_to_polygons", "as_binary_mask", "check_shape", "Shapes",
-           "read_coco", "read_yolo", "yolo_classes", "read_voc"]
+__all__ = [
+    "rasterize_boxes",
+    "rasterize_polygons",
+    "rasterize_discs",
+    "rasterize_strokes",
+    "mask_to_boxes",
+    "mask_to_polygons",
+    "as_binary_mask",
+    "check_shape",
+    "Shapes",
+    "read_coco",
+    "read_yolo",
+    "yolo_classes",
+    "read_voc",
+]
 
 
 def check_shape(shape) -> tuple[int, int]:
@@ -55,8 +67,11 @@ def as_binary_mask(mask, what: str = "mask") -> np.ndarray:
     """Validate a mask (H x W, values 0/1 or bool) and return it as H x W uint8 0/1."""
     arr = np.asarray(mask)
     if arr.ndim != 2:
-        hint = (" (drop the channel axis, e.g. mask[0])"
-                if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]) else "")
+        hint = (
+            " (drop the channel axis, e.g. mask[0])"
+            if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1])
+            else ""
+        )
         raise ValueError(f"{what} must be a 2-D H x W array but has shape {arr.shape}{hint}.")
     if arr.size == 0:
         raise ValueError(f"{what} is empty (shape {arr.shape}); a mask needs at least one pixel.")
@@ -71,8 +86,10 @@ def as_binary_mask(mask, what: str = "mask") -> np.ndarray:
             fix = "it looks like a 0/255 image: pass (mask > 0)"
         else:
             fix = "threshold it first, e.g. (mask > 0.5)"
-        raise ValueError(f"{what} must contain only 0 and 1 (or bool) but has values like "
-                         f"{values.tolist()}; {fix}.")
+        raise ValueError(
+            f"{what} must contain only 0 and 1 (or bool) but has values like "
+            f"{values.tolist()}; {fix}."
+        )
     return arr.astype(np.uint8)
 
 
@@ -128,11 +145,15 @@ def rasterize_polygons(polygons: Iterable, shape) -> np.ndarray:
     for poly in polygons:
         flat = np.asarray([float(v) for v in poly])
         if len(flat) % 2:
-            raise ValueError(f"a polygon must be a flat list [x1, y1, x2, y2, ...] with an even "
-                             f"length, got {len(flat)} numbers.")
+            raise ValueError(
+                f"a polygon must be a flat list [x1, y1, x2, y2, ...] with an even "
+                f"length, got {len(flat)} numbers."
+            )
         if len(flat) < 6:
-            raise ValueError(f"a polygon needs at least 3 points (it covers no area otherwise), "
-                             f"got {len(flat) // 2}; draw a box for fewer points.")
+            raise ValueError(
+                f"a polygon needs at least 3 points (it covers no area otherwise), "
+                f"got {len(flat) // 2}; draw a box for fewer points."
+            )
         if not np.isfinite(flat).all():
             raise ValueError("polygon coordinates must be finite numbers (found NaN or inf).")
         xs, ys = flat[0::2], flat[1::2]
@@ -164,7 +185,7 @@ def rasterize_strokes(strokes: Iterable, radius: float, shape) -> np.ndarray:
         if not np.isfinite(pts).all():
             raise ValueError("stroke coordinates must be finite numbers (found NaN or inf).")
         pts = np.vstack([pts, pts]) if len(pts) == 1 else pts
-        for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:]):
+        for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:], strict=True):
             # only the pixels whose centres can be near: the segment's box grown by radius
             c0 = _first_centre_at_or_after(min(ax, bx) - radius, w)
             c1 = _first_centre_at_or_after(np.nextafter(max(ax, bx) + radius, np.inf), w)
@@ -176,7 +197,7 @@ def rasterize_strokes(strokes: Iterable, radius: float, shape) -> np.ndarray:
             dx, dy = bx - ax, by - ay
             length2 = dx * dx + dy * dy
             t = 0.0 if length2 == 0 else np.clip(((px - ax) * dx + (py - ay) * dy) / length2, 0, 1)
-            mask[r0:r1, c0:c1] |= (px - ax - t * dx) ** 2 + (py - ay - t * dy) ** 2 <= radius ** 2
+            mask[r0:r1, c0:c1] |= (px - ax - t * dx) ** 2 + (py - ay - t * dy) ** 2 <= radius**2
     return mask.astype(np.uint8)
 
 
@@ -214,13 +235,13 @@ def _outline(region: np.ndarray) -> list[tuple[int, int]]:
     p = np.pad(region, 1)
     inside = p[1:-1, 1:-1]
     step = {}  # corner -> next corner, walking clockwise with the region on the right
-    for y, x in zip(*np.nonzero(inside & ~p[:-2, 1:-1])):  # top edge, walking right
+    for y, x in zip(*np.nonzero(inside & ~p[:-2, 1:-1]), strict=True):  # top edge, walking right
         step[(x, y)] = (x + 1, y)
-    for y, x in zip(*np.nonzero(inside & ~p[1:-1, 2:])):  # right edge, walking down
+    for y, x in zip(*np.nonzero(inside & ~p[1:-1, 2:]), strict=True):  # right edge, walking down
         step[(x + 1, y)] = (x + 1, y + 1)
-    for y, x in zip(*np.nonzero(inside & ~p[2:, 1:-1])):  # bottom edge, walking left
+    for y, x in zip(*np.nonzero(inside & ~p[2:, 1:-1]), strict=True):  # bottom edge, walking left
         step[(x + 1, y + 1)] = (x, y + 1)
-    for y, x in zip(*np.nonzero(inside & ~p[1:-1, :-2])):  # left edge, walking up
+    for y, x in zip(*np.nonzero(inside & ~p[1:-1, :-2]), strict=True):  # left edge, walking up
         step[(x, y + 1)] = (x, y)
     start = corner = min(step)
     corners = []
@@ -230,9 +251,12 @@ def _outline(region: np.ndarray) -> list[tuple[int, int]]:
         if corner == start:
             break
     n = len(corners)
-    return [corners[k] for k in range(n)
-            if (corners[k][0] - corners[k - 1][0], corners[k][1] - corners[k - 1][1])
-            != (corners[(k + 1) % n][0] - corners[k][0], corners[(k + 1) % n][1] - corners[k][1])]
+    return [
+        corners[k]
+        for k in range(n)
+        if (corners[k][0] - corners[k - 1][0], corners[k][1] - corners[k - 1][1])
+        != (corners[(k + 1) % n][0] - corners[k][0], corners[(k + 1) % n][1] - corners[k][1])
+    ]
 
 
 def mask_to_polygons(mask) -> list[list[float]]:
@@ -273,8 +297,9 @@ class Shapes:
     def rasterize(self, shape) -> np.ndarray:
         """The filled shapes as an H x W uint8 0/1 mask, with (H, W) = shape."""
         height, width = check_shape(shape)
-        sx, sy = (1.0, 1.0) if self.frame is None else (width / self.frame[0],
-                                                         height / self.frame[1])
+        sx, sy = (
+            (1.0, 1.0) if self.frame is None else (width / self.frame[0], height / self.frame[1])
+        )
 
         def scale(xy):  # rounding drops float noise such as 0.1 * 40 = 4.000000000000001
             return [round(float(v) * (sx if k % 2 == 0 else sy), 6) for k, v in enumerate(xy)]
@@ -304,22 +329,26 @@ def read_coco(coco, *, categories=None, use: str = "auto") -> dict[str, Shapes]:
         where = str(coco)
         path = Path(coco)
         if not path.is_file():
-            raise FileNotFoundError(f"No COCO file at {path}; pass the path of the annotation "
-                                    "JSON.")
+            raise FileNotFoundError(
+                f"No COCO file at {path}; pass the path of the annotation JSON."
+            )
         coco = json.loads(path.read_text(encoding="utf-8-sig"))
     images = {}
     for im in coco.get("images", []):
         if "width" not in im or "height" not in im:
-            raise ValueError(f"{where}: COCO image {im.get('id')!r} ({im.get('file_name')!r}) "
-                             "lacks width/height, needed to draw its mask.")
+            raise ValueError(
+                f"{where}: COCO image {im.get('id')!r} ({im.get('file_name')!r}) "
+                "lacks width/height, needed to draw its mask."
+            )
         images[im["id"]] = (im["file_name"], (float(im["width"]), float(im["height"])))
     keep = None
     if categories is not None:
         names = {c["name"]: c["id"] for c in coco.get("categories", [])}
         unknown = [c for c in categories if isinstance(c, str) and c not in names]
         if unknown:
-            raise ValueError(f"categories {unknown} are not in the COCO file, which has "
-                             f"{sorted(names)}.")
+            raise ValueError(
+                f"categories {unknown} are not in the COCO file, which has {sorted(names)}."
+            )
         keep = {names.get(c, c) for c in categories}
     result: dict[str, Shapes] = {}
     rle = 0
@@ -327,8 +356,10 @@ def read_coco(coco, *, categories=None, use: str = "auto") -> dict[str, Shapes]:
         if keep is not None and ann.get("category_id") not in keep:
             continue
         if ann["image_id"] not in images:
-            raise ValueError(f"{where}: COCO annotation {ann.get('id')!r} refers to image "
-                             f"{ann['image_id']!r}, which is not in images[].")
+            raise ValueError(
+                f"{where}: COCO annotation {ann.get('id')!r} refers to image "
+                f"{ann['image_id']!r}, which is not in images[]."
+            )
         file_name, frame = images[ann["image_id"]]
         shapes = result.setdefault(file_name, Shapes(frame=frame))
         seg = ann.get("segmentation")
@@ -340,11 +371,14 @@ def read_coco(coco, *, categories=None, use: str = "auto") -> dict[str, Shapes]:
             x, y, w, h = map(float, ann["bbox"])
             shapes.boxes.append((x, y, x + w, y + h))
         elif use == "polygon":
-            raise ValueError(f"COCO annotation {ann.get('id')!r} has no polygon segmentation; "
-                             "use='bbox' or 'auto' uses its box.")
+            raise ValueError(
+                f"COCO annotation {ann.get('id')!r} has no polygon segmentation; "
+                "use='bbox' or 'auto' uses its box."
+            )
     if rle:
-        warnings.warn(f"{rle} RLE segmentation(s) were replaced by their bounding boxes.",
-                      stacklevel=2)
+        warnings.warn(
+            f"{rle} RLE segmentation(s) were replaced by their bounding boxes.", stacklevel=2
+        )
     return result
 
 
@@ -369,8 +403,10 @@ def read_yolo(path, classes=None) -> Shapes:
         except ValueError:
             values = []
         if len(values) < 5 or (len(values) > 5 and (len(values) % 2 == 0 or len(values) < 7)):
-            raise ValueError(f"{path}:{n}: expected 'cls xc yc w h' (a box) or "
-                             f"'cls x1 y1 x2 y2 x3 y3 ...' (a polygon), got {line!r}.")
+            raise ValueError(
+                f"{path}:{n}: expected 'cls xc yc w h' (a box) or "
+                f"'cls x1 y1 x2 y2 x3 y3 ...' (a polygon), got {line!r}."
+            )
         if keep is not None and int(values[0]) not in keep:
             continue
         if len(values) == 5:
@@ -402,8 +438,10 @@ def read_voc(path) -> Shapes:
         frame = (float(size.findtext("width")), float(size.findtext("height")))
         if frame[0] <= 0 or frame[1] <= 0:
             frame = None
-    boxes = [tuple(float(box.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax"))
-             for box in root.iter("bndbox")]
+    boxes = [
+        tuple(float(box.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        for box in root.iter("bndbox")
+    ]
     return Shapes(boxes=boxes, frame=frame)
 
 
@@ -415,5 +453,6 @@ def id_mapper(image_id) -> Callable[[str], str]:
         return lambda name: Path(name).stem
     if callable(image_id):
         return image_id
-    raise ValueError(f"image_id must be 'file_name', 'stem' or a callable file_name -> id, "
-                     f"got {image_id!r}.")
+    raise ValueError(
+        f"image_id must be 'file_name', 'stem' or a callable file_name -> id, got {image_id!r}."
+    )

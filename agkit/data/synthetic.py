@@ -108,9 +108,11 @@ class SynthFrac:
     def __repr__(self) -> str:
         n, size = len(self), self.images.shape[-1]
         positives = int(self.labels.sum()) if n else 0
-        return (f"SynthFrac(n={n}, size={size}, split={self.params.get('split')!r}, "
-                f"fractured={positives}, with_marker={int(self.meta['marker'].sum()) if n else 0}, "
-                f"guide={self.params.get('guide')!r})")
+        return (
+            f"SynthFrac(n={n}, size={size}, split={self.params.get('split')!r}, "
+            f"fractured={positives}, with_marker={int(self.meta['marker'].sum()) if n else 0}, "
+            f"guide={self.params.get('guide')!r})"
+        )
 
     @property
     def image_ids(self) -> list[str]:
@@ -135,7 +137,11 @@ class SynthFrac:
         folder = Path(folder)
         (folder / "images").mkdir(parents=True, exist_ok=True)
         pixels = _to_uint8(self.images[:, 0].numpy())
-        arrays = {"masks": self.masks, "masks_bone": self.bone_masks, "masks_fracture": self.fracture_masks}
+        arrays = {
+            "masks": self.masks,
+            "masks_bone": self.bone_masks,
+            "masks_fracture": self.fracture_masks,
+        }
         arrays = {name: (a[:, 0].numpy() > 0.5).astype(np.uint8) for name, a in arrays.items()}
         # durable=False: synthetic masks can be regenerated, so skip the slow fsync per file.
         stores = {name: MaskStore(folder / name, durable=False) for name in arrays}
@@ -161,7 +167,9 @@ def load_synthfrac(folder) -> SynthFrac:
 
     folder = Path(folder)
     if not (folder / "labels.csv").exists():
-        raise FileNotFoundError(f"no labels.csv in {folder}; pass a folder written by SynthFrac.save.")
+        raise FileNotFoundError(
+            f"no labels.csv in {folder}; pass a folder written by SynthFrac.save."
+        )
     meta = pd.read_csv(folder / "labels.csv", keep_default_na=False, dtype={"image_id": str})
     params = {}
     if (folder / "synthfrac.json").exists():
@@ -205,12 +213,18 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def make_synthfrac(n: int, *, size: int = 64, seed: int = 0, split: str = "train",
-                   positive_fraction: float = DEFAULTS["positive_fraction"],
-                   shortcut_strength: float = DEFAULTS["shortcut_strength"],
-                   subtlety: float = DEFAULTS["subtlety"],
-                   noise: float = DEFAULTS["noise"],
-                   guide: str = DEFAULTS["guide"]) -> SynthFrac:
+def make_synthfrac(
+    n: int,
+    *,
+    size: int = 64,
+    seed: int = 0,
+    split: str = "train",
+    positive_fraction: float = DEFAULTS["positive_fraction"],
+    shortcut_strength: float = DEFAULTS["shortcut_strength"],
+    subtlety: float = DEFAULTS["subtlety"],
+    noise: float = DEFAULTS["noise"],
+    guide: str = DEFAULTS["guide"],
+) -> SynthFrac:
     """Draw ``n`` synthetic radiographs.
 
     Args:
@@ -233,19 +247,45 @@ def make_synthfrac(n: int, *, size: int = 64, seed: int = 0, split: str = "train
     Returns:
         a SynthFrac (see its docstring for the fields and their shapes).
     """
-    _check_params(n, size, seed, split, positive_fraction, shortcut_strength, subtlety, noise, guide)
-    params = dict(n=n, size=size, seed=seed, split=split, positive_fraction=positive_fraction,
-                  shortcut_strength=shortcut_strength, subtlety=subtlety, noise=noise, guide=guide)
+    _check_params(
+        n, size, seed, split, positive_fraction, shortcut_strength, subtlety, noise, guide
+    )
+    params = dict(
+        n=n,
+        size=size,
+        seed=seed,
+        split=split,
+        positive_fraction=positive_fraction,
+        shortcut_strength=shortcut_strength,
+        subtlety=subtlety,
+        noise=noise,
+        guide=guide,
+    )
     parts = []
     for chunk, start in enumerate(range(0, n, CHUNK)):
         # Seed from (seed, split, chunk): splits never share images and prefixes are stable.
-        rng = np.random.default_rng(np.random.SeedSequence([seed, SYNTHFRAC_SPLITS.index(split), chunk]))
-        parts.append(_draw_chunk(rng, min(CHUNK, n - start), size, split, positive_fraction,
-                                 shortcut_strength, subtlety, noise))
+        rng = np.random.default_rng(
+            np.random.SeedSequence([seed, SYNTHFRAC_SPLITS.index(split), chunk])
+        )
+        parts.append(
+            _draw_chunk(
+                rng,
+                min(CHUNK, n - start),
+                size,
+                split,
+                positive_fraction,
+                shortcut_strength,
+                subtlety,
+                noise,
+            )
+        )
     if parts:
-        images, bone, fracture, table = (np.concatenate([p[k] for p in parts]) if k < 3
-                                         else pd.concat([p[k] for p in parts], ignore_index=True)
-                                         for k in range(4))
+        images, bone, fracture, table = (
+            np.concatenate([p[k] for p in parts])
+            if k < 3
+            else pd.concat([p[k] for p in parts], ignore_index=True)
+            for k in range(4)
+        )
     else:
         images = np.zeros((0, size, size), np.uint8)
         bone = fracture = np.zeros((0, size, size), bool)
@@ -266,26 +306,48 @@ def make_synthfrac(n: int, *, size: int = 64, seed: int = 0, split: str = "train
     )
 
 
-_META_COLUMNS = ["image_id", "split", "label", "marker", "marker_side", "marker_corner",
-                 "fracture_type", "fracture_x", "fracture_y", "displacement", "angulation",
-                 "subtlety", "bone_angle", "bone_x", "bone_y", "extra_bones"]
+_META_COLUMNS = [
+    "image_id",
+    "split",
+    "label",
+    "marker",
+    "marker_side",
+    "marker_corner",
+    "fracture_type",
+    "fracture_x",
+    "fracture_y",
+    "displacement",
+    "angulation",
+    "subtlety",
+    "bone_angle",
+    "bone_x",
+    "bone_y",
+    "extra_bones",
+]
 
 
-def _check_params(n, size, seed, split, positive_fraction, shortcut_strength, subtlety, noise, guide):
+def _check_params(
+    n, size, seed, split, positive_fraction, shortcut_strength, subtlety, noise, guide
+):
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be a whole number >= 0, got {n!r}.")
     if not isinstance(size, (int, np.integer)) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise ValueError(f"size must be an integer from {MIN_SIZE} to {MAX_SIZE} pixels, got {size!r}; "
-                         "draw at 64 and resize for other sizes.")
+        raise ValueError(
+            f"size must be an integer from {MIN_SIZE} to {MAX_SIZE} pixels, got {size!r}; "
+            "draw at 64 and resize for other sizes."
+        )
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a whole number >= 0, got {seed!r}.")
     if split not in SYNTHFRAC_SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SYNTHFRAC_SPLITS)}.")
     if guide not in GUIDES:
         raise ValueError(f"unknown guide {guide!r}; choose 'bone' or 'fracture'.")
-    for name, value, high in (("positive_fraction", positive_fraction, 1.0),
-                              ("shortcut_strength", shortcut_strength, 1.0),
-                              ("subtlety", subtlety, 1.0), ("noise", noise, 5.0)):
+    for name, value, high in (
+        ("positive_fraction", positive_fraction, 1.0),
+        ("shortcut_strength", shortcut_strength, 1.0),
+        ("subtlety", subtlety, 1.0),
+        ("noise", noise, 5.0),
+    ):
         if not isinstance(value, (int, float, np.floating, np.integer)) or not 0.0 <= value <= high:
             raise ValueError(f"{name} must be a number from 0 to {high:g}, got {value!r}.")
 
@@ -310,19 +372,32 @@ def _bone(u, v, P, which):
 
     Returns (thickness, inside): float m x S x S, and the bool bone mask m x S x S.
     """
-    radius, cortex, end, cap = P[which + "_r"], P[which + "_ct"], P[which + "_end"], P[which + "_cap"]
+    radius, cortex, end, cap = (
+        P[which + "_r"],
+        P[which + "_ct"],
+        P[which + "_end"],
+        P[which + "_cap"],
+    )
     head = radius * P[which + "_flare"]
     grow = _smoothstep((u - (end - 2.5 * cap)) / (2.5 * cap))
     outer = radius + (head - radius) * grow
     inner = np.maximum(outer - cortex * (1.0 - 0.5 * grow), 0.0)
     v2 = v * v
-    tube = 2.0 * (np.sqrt(np.maximum(outer * outer - v2, 0.0))
-                  - 0.8 * np.sqrt(np.maximum(inner * inner - v2, 0.0)))
+    tube = 2.0 * (
+        np.sqrt(np.maximum(outer * outer - v2, 0.0))
+        - 0.8 * np.sqrt(np.maximum(inner * inner - v2, 0.0))
+    )
     tube = np.where(u < end, tube, 0.0)
     # Epiphysis: an ellipsoid shell with semi-axes (cap along u, head across), filled at 45 %.
     e = ((u - end) / cap) ** 2 + v2 / (head * head)
-    shell = 2.0 * head * (np.sqrt(np.maximum(1.0 - e, 0.0))
-                          - 0.55 * 0.85 * np.sqrt(np.maximum(1.0 - e / 0.7225, 0.0)))
+    shell = (
+        2.0
+        * head
+        * (
+            np.sqrt(np.maximum(1.0 - e, 0.0))
+            - 0.55 * 0.85 * np.sqrt(np.maximum(1.0 - e / 0.7225, 0.0))
+        )
+    )
     thickness = np.maximum(tube, shell)
     inside = (e < 1.0) | ((u < end) & (v2 < outer * outer))
     return thickness, inside
@@ -354,7 +429,9 @@ def _draw_params(rng, m, size, subtlety):
     P["side_flare"] = rng.uniform(1.2, 1.4, m)
     P["side_cap"] = P["side_r"] * rng.uniform(1.0, 1.3, m)
     P["side_end"] = P["main_end"] - P["main_cap"] - rng.uniform(0.0, 0.15, m)
-    P["side_gap"] = P["main_r"] * P["main_flare"] + P["side_r"] * P["side_flare"] + rng.uniform(0.0, 0.05, m)
+    P["side_gap"] = (
+        P["main_r"] * P["main_flare"] + P["side_r"] * P["side_flare"] + rng.uniform(0.0, 0.05, m)
+    )
     P["has_opp"] = rng.random(m) < 0.6
     P["opp_r"] = P["main_r"] * rng.uniform(0.9, 1.2, m)
     P["opp_ct"] = P["opp_r"] * rng.uniform(0.32, 0.45, m)
@@ -367,13 +444,18 @@ def _draw_params(rng, m, size, subtlety):
     sub = np.clip(subtlety + rng.uniform(-0.15, 0.15, m), 0.0, 1.0)
     P["subtlety"] = sub
     P["oblique"] = rng.random(m) < 0.5
-    P["break_angle"] = np.where(P["oblique"], rng.choice([-1, 1], m) * rng.uniform(0.45, 0.8, m),
-                                rng.uniform(-0.12, 0.12, m))
+    P["break_angle"] = np.where(
+        P["oblique"],
+        rng.choice([-1, 1], m) * rng.uniform(0.45, 0.8, m),
+        rng.uniform(-0.12, 0.12, m),
+    )
     P["break_u"] = rng.uniform(-0.55, -0.05, m) + P["main_end"] - 0.45
     pixel = 2.0 / size  # in the same units: the image spans -1..1
     P["gap"] = np.maximum(0.075 * (1.0 - sub) ** 1.5 + 0.012, 0.6 * pixel)
     P["depth"] = 1.0 - 0.55 * sub**2
-    P["shift"] = P["main_r"] * 0.7 * (1.0 - sub) ** 2 * rng.uniform(0.0, 1.0, m) * rng.choice([-1, 1], m)
+    P["shift"] = (
+        P["main_r"] * 0.7 * (1.0 - sub) ** 2 * rng.uniform(0.0, 1.0, m) * rng.choice([-1, 1], m)
+    )
     P["shorten"] = P["main_r"] * 0.3 * (1.0 - sub) ** 2 * rng.uniform(-1.0, 1.0, m)
     P["tilt"] = np.radians(14.0) * (1.0 - sub) ** 2 * rng.uniform(-1.0, 1.0, m)
     P["jag_amp"] = rng.uniform(0.006, 0.018, m)
@@ -428,7 +510,9 @@ def _render(P, labels, size):
         main_in[pos] = (main_in[pos] & (d > 0)) | (moved_in & (dq < 0))
         band = np.maximum(0.09, q["gap"] * 1.5) + np.abs(q["shift"]) * 0.5
         reach = q["main_r"] * 1.6
-        fracture[pos] = ((np.abs(d) < band) & (np.abs(tb) < reach)) | ((np.abs(dq) < band) & (np.abs(tq) < reach))
+        fracture[pos] = ((np.abs(d) < band) & (np.abs(tb) < reach)) | (
+            (np.abs(dq) < band) & (np.abs(tq) < reach)
+        )
 
     bone = main
     bone_in = main_in
@@ -504,7 +588,7 @@ def _marker_patch(letter: str, box: int) -> np.ndarray:
     ok = (gy >= 0) & (gy < 7) & (gx >= 0) & (gx < 5)
     letter_px = np.zeros((big, big), bool)
     letter_px[ok] = glyph[gy[ok], gx[ok]]
-    border = (np.minimum.reduce([yy, xx, big - 1 - yy, big - 1 - xx]) < max(hi, 0.08 * big))
+    border = np.minimum.reduce([yy, xx, big - 1 - yy, big - 1 - xx]) < max(hi, 0.08 * big)
     patch = 0.25 + 0.45 * border + 0.75 * letter_px
     return patch.reshape(box, hi, box, hi).mean(axis=(1, 3)).astype(np.float32)
 
@@ -526,37 +610,54 @@ def _draw_chunk(rng, m, size, split, positive_fraction, strength, subtlety, nois
 
     box = max(7, int(round(0.17 * size)))
     inset = max(2, int(round(0.05 * size)))
-    corners = {"tl": (inset, inset), "tr": (inset, size - inset - box),
-               "bl": (size - inset - box, inset), "br": (size - inset - box, size - inset - box)}
+    corners = {
+        "tl": (inset, inset),
+        "tr": (inset, size - inset - box),
+        "bl": (size - inset - box, inset),
+        "br": (size - inset - box, size - inset - box),
+    }
 
     image, bone, fracture = _render(P, labels, size)
     # A corner is free when no bone (grown by a safety margin) touches the marker box.
     clearance = _dilate(bone, max(1, size // 16))
-    free = np.stack([~clearance[:, r:r + box, c:c + box].any(axis=(1, 2)) for r, c in corners.values()], 1)
+    free = np.stack(
+        [~clearance[:, r : r + box, c : c + box].any(axis=(1, 2)) for r, c in corners.values()], 1
+    )
     attempt = 0
     while (bad := np.flatnonzero(marker & ~free.any(1))).size:  # re-pose the rare images
         attempt += 1  # whose four corners are all covered by bone
         if attempt > 50:
-            raise RuntimeError("could not place the marker away from the bones; this is a bug in synthfrac.")
+            raise RuntimeError(
+                "could not place the marker away from the bones; this is a bug in synthfrac."
+            )
         # Each image re-draws from its own stream, again to keep prefixes stable.
-        redraws = [_draw_params(np.random.default_rng([repose_seeds[i], attempt]), 1, size, subtlety) for i in bad]
+        redraws = [
+            _draw_params(np.random.default_rng([repose_seeds[i], attempt]), 1, size, subtlety)
+            for i in bad
+        ]
         Q = {k: np.concatenate([q[k] for q in redraws]) for k in P}
         for k in P:
             P[k][bad] = Q[k]
         image[bad], bone[bad], fracture[bad] = _render(Q, labels[bad], size)
         grown = _dilate(bone[bad], max(1, size // 16))
-        free[bad] = np.stack([~grown[:, r:r + box, c:c + box].any(axis=(1, 2)) for r, c in corners.values()], 1)
+        free[bad] = np.stack(
+            [~grown[:, r : r + box, c : c + box].any(axis=(1, 2)) for r, c in corners.values()], 1
+        )
     corner = np.argmax(np.where(free, corner_pick, -1.0), axis=1)
     patches = {s: _marker_patch(s, box) for s in ("L", "R")}
     for i in np.flatnonzero(marker):
         r, c = corners[_CORNERS[corner[i]]]
-        image[i, r:r + box, c:c + box] = np.maximum(image[i, r:r + box, c:c + box], patches[side[i]])
+        image[i, r : r + box, c : c + box] = np.maximum(
+            image[i, r : r + box, c : c + box], patches[side[i]]
+        )
 
     image = _blur(image, P["blur"])
     # Noise: a fine per-pixel grain plus a low-frequency mottle (a random 5 x 5 grid,
     # enlarged bilinearly), then a random gamma for the contrast.
     t = np.linspace(0.0, 4.0, size, dtype=np.float32)
-    up = np.maximum(1.0 - np.abs(t[:, None] - np.arange(5, dtype=np.float32)), 0.0)  # S x 5 hat weights
+    up = np.maximum(
+        1.0 - np.abs(t[:, None] - np.arange(5, dtype=np.float32)), 0.0
+    )  # S x 5 hat weights
     mottle = up @ mottle @ up.T
     grain = rng.standard_normal((m, size, size), dtype=np.float32)  # last draw: prefix-stable
     image = image + noise * (0.025 * grain + 0.02 * mottle)
@@ -566,20 +667,24 @@ def _draw_chunk(rng, m, size, split, positive_fraction, strength, subtlety, nois
     angle_deg = (np.degrees(P["angle"]) + 180.0) % 360.0 - 180.0
     to_px = lambda a: (np.asarray(a) + 1.0) * size / 2.0 - 0.5  # noqa: E731
     bu, ang = P["break_u"], P["angle"]
-    table = pd.DataFrame({
-        "label": labels,
-        "marker": marker,
-        "marker_side": np.where(marker, side, ""),
-        "marker_corner": np.where(marker, np.array(_CORNERS)[corner], ""),
-        "fracture_type": np.where(labels == 1, np.where(P["oblique"], "oblique", "transverse"), "none"),
-        "fracture_x": np.where(labels == 1, to_px(P["cx"] - np.sin(ang) * bu), np.nan).round(1),
-        "fracture_y": np.where(labels == 1, to_px(P["cy"] - np.cos(ang) * bu), np.nan).round(1),
-        "displacement": np.where(labels == 1, np.abs(P["shift"]) * size / 2, 0.0).round(2),
-        "angulation": np.where(labels == 1, np.degrees(P["tilt"]), 0.0).round(2),
-        "subtlety": np.where(labels == 1, P["subtlety"], np.nan).round(3),
-        "bone_angle": angle_deg.round(1),
-        "bone_x": to_px(P["cx"]).round(1),
-        "bone_y": to_px(P["cy"]).round(1),
-        "extra_bones": P["has_side"].astype(int) + P["has_opp"].astype(int),
-    })
+    table = pd.DataFrame(
+        {
+            "label": labels,
+            "marker": marker,
+            "marker_side": np.where(marker, side, ""),
+            "marker_corner": np.where(marker, np.array(_CORNERS)[corner], ""),
+            "fracture_type": np.where(
+                labels == 1, np.where(P["oblique"], "oblique", "transverse"), "none"
+            ),
+            "fracture_x": np.where(labels == 1, to_px(P["cx"] - np.sin(ang) * bu), np.nan).round(1),
+            "fracture_y": np.where(labels == 1, to_px(P["cy"] - np.cos(ang) * bu), np.nan).round(1),
+            "displacement": np.where(labels == 1, np.abs(P["shift"]) * size / 2, 0.0).round(2),
+            "angulation": np.where(labels == 1, np.degrees(P["tilt"]), 0.0).round(2),
+            "subtlety": np.where(labels == 1, P["subtlety"], np.nan).round(3),
+            "bone_angle": angle_deg.round(1),
+            "bone_x": to_px(P["cx"]).round(1),
+            "bone_y": to_px(P["cy"]).round(1),
+            "extra_bones": P["has_side"].astype(int) + P["has_opp"].astype(int),
+        }
+    )
     return _to_uint8(image), bone, fracture, table

@@ -10,6 +10,7 @@ custom widget manager itself (``agkit.colab.enable_widget_manager``). Images are
 * ``canvas``    -- the browser half: shows the image and mask, sends mouse events;
 * ``annotator`` -- the widget: controls, navigation, and saving every change to a MaskStore.
 """
+
 import warnings
 
 from agkit.widgets.annotator import MaskAnnotator, image_source
@@ -17,8 +18,13 @@ from agkit.widgets.canvas import MaskCanvas
 from agkit.widgets.editor import MaskEditor, box_pixels, polygon_pixels, stroke_pixels
 
 __all__ = [
-    "MaskAnnotator", "MaskCanvas", "MaskEditor",
-    "box_pixels", "stroke_pixels", "polygon_pixels", "image_source",
+    "MaskAnnotator",
+    "MaskCanvas",
+    "MaskEditor",
+    "box_pixels",
+    "stroke_pixels",
+    "polygon_pixels",
+    "image_source",
 ]
 
 # old name -> (module, new name); kept for one release with a DeprecationWarning
@@ -33,8 +39,11 @@ def __getattr__(name):
         raise AttributeError(f"module 'agkit.widgets' has no attribute {name!r}")
     module, new = _MOVED[name]
     note = " (it scales values to [0, 1])" if new == "to_array" else ""
-    warnings.warn(f"agkit.widgets.{name} is now {module}.{new}{note}; the old name goes in the "
-                  "next release.", DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        f"agkit.widgets.{name} is now {module}.{new}{note}; the old name goes in the next release.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     from importlib import import_module
 
     return getattr(import_module(module), new)

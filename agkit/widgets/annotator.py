@@ -16,6 +16,7 @@ unannotated image. The undo history lives in memory and is reset when you change
 A call that is rejected (a bad index, NaN coordinates, a radius below 1) changes nothing
 and saves nothing.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,10 @@ CLOSE_DISTANCE = 8  # canvas pixels: a polygon click this close to the first ver
 def _shrink(image, size):
     """H x W (x C) float32 image -> the same resized to size = (width, height), bilinear."""
     planes = image.reshape(image.shape[:2] + (-1,))
-    resized = [np.asarray(Image.fromarray(planes[..., c]).resize(size, Image.Resampling.BILINEAR))
-               for c in range(planes.shape[-1])]
+    resized = [
+        np.asarray(Image.fromarray(planes[..., c]).resize(size, Image.Resampling.BILINEAR))
+        for c in range(planes.shape[-1])
+    ]
     return np.dstack(resized) if image.ndim == 3 else resized[0]
 
 
@@ -72,20 +75,28 @@ def image_source(data, image_ids=None):
         named = list(data.image_ids), images if callable(images) else images.__getitem__
     if named is not None:
         if image_ids is not None:
-            raise ValueError("image_ids is for a plain sequence of images; this data names its "
-                             "images already, so leave image_ids out.")
+            raise ValueError(
+                "image_ids is for a plain sequence of images; this data names its "
+                "images already, so leave image_ids out."
+            )
         ids, get = named
     else:
-        if isinstance(data, (str, Path)) or not hasattr(data, "__len__") \
-                or not hasattr(data, "__getitem__"):
+        if (
+            isinstance(data, (str, Path))
+            or not hasattr(data, "__len__")
+            or not hasattr(data, "__getitem__")
+        ):
             raise TypeError(
                 "MaskAnnotator expects a GuidedDataset, a SynthFrac (anything with .image_ids "
                 "and .images), a dict image_id -> image, a sequence of (image_id, image) pairs, "
-                f"or a sequence of images with image_ids=...; got {type(data).__name__}.")
+                f"or a sequence of images with image_ids=...; got {type(data).__name__}."
+            )
         items = data if hasattr(data, "shape") else list(data)  # arrays/tensors stay lazy
         if hasattr(items, "shape") and len(items.shape) < 3:
-            raise ValueError(f"Got one array of shape {tuple(items.shape)}, not a sequence of "
-                             "images; to annotate a single image pass [image].")
+            raise ValueError(
+                f"Got one array of shape {tuple(items.shape)}, not a sequence of "
+                "images; to annotate a single image pass [image]."
+            )
         if len(items) and not hasattr(items, "shape") and all(_is_pair(x) for x in items):
             if image_ids is not None:
                 raise ValueError("Got (image_id, image) pairs and image_ids; pass one of them.")
@@ -123,8 +134,17 @@ class MaskAnnotator(widgets.VBox):
     "window" sets the grey-level window (contrast); "Auto" stretches the 1st-99th percentiles.
     """
 
-    def __init__(self, images, store, *, image_ids=None, display_size=512, start=None,
-                 brush_radius=4, order=None):
+    def __init__(
+        self,
+        images,
+        store,
+        *,
+        image_ids=None,
+        display_size=512,
+        start=None,
+        brush_radius=4,
+        order=None,
+    ):
         super().__init__()
         enable_widget_manager()
         self.add_class("agkit-mask-annotator")
@@ -151,15 +171,20 @@ class MaskAnnotator(widgets.VBox):
         """A valid 0-based image index from an int (Python or numpy) or an image id."""
         if isinstance(index, str):
             if index not in self._position:
-                raise ValueError(f"{what}: no image with id {index!r} here; pass one of the "
-                                 f"{len(self.image_ids)} image ids or an index.")
+                raise ValueError(
+                    f"{what}: no image with id {index!r} here; pass one of the "
+                    f"{len(self.image_ids)} image ids or an index."
+                )
             return self._position[index]
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"{what} takes an image index (an int) or an image id (a str), got "
-                            f"{index!r} of type {type(index).__name__}.")
+            raise TypeError(
+                f"{what} takes an image index (an int) or an image id (a str), got "
+                f"{index!r} of type {type(index).__name__}."
+            )
         if not 0 <= index < len(self.image_ids):
-            raise IndexError(f"{what}: image index {index} is out of range "
-                             f"0..{len(self.image_ids) - 1}.")
+            raise IndexError(
+                f"{what}: image index {index} is out of range 0..{len(self.image_ids) - 1}."
+            )
         return int(index)
 
     def _check_order(self, order):
@@ -186,8 +211,9 @@ class MaskAnnotator(widgets.VBox):
         """Write the current mask to the store, or delete the stored one when it is empty."""
         image_id = self.current_id
         if self._editor.mask.any():
-            self.store.put(image_id, self._editor.mask, source="drawn",
-                           tool=f"agkit.MaskAnnotator {tool}")
+            self.store.put(
+                image_id, self._editor.mask, source="drawn", tool=f"agkit.MaskAnnotator {tool}"
+            )
             self._annotated.add(image_id)
         elif image_id in self.store:
             self.store.delete(image_id)
@@ -203,16 +229,18 @@ class MaskAnnotator(widgets.VBox):
                 self._save(tool)
             except Exception as err:
                 self._editor.restore(before)
-                raise RuntimeError(f"NOT saved ({tool}), so the edit was taken back: "
-                                   f"{err}") from err
+                raise RuntimeError(
+                    f"NOT saved ({tool}), so the edit was taken back: {err}"
+                ) from err
             finally:
                 self._render_overlay()
                 self._update_labels()
             if self.current_id in self._annotated:
                 self._message(f"Saved {self.current_id} ({tool}).")
             else:
-                self._message(f"Saved {self.current_id} ({tool}): the mask is empty, so it was "
-                              "deleted.")
+                self._message(
+                    f"Saved {self.current_id} ({tool}): the mask is empty, so it was deleted."
+                )
         return self.current_mask
 
     # ---------------------------------------------------------------- programmatic API
@@ -268,11 +296,15 @@ class MaskAnnotator(widgets.VBox):
             try:
                 mask = self.store.get(image_id)
             except Exception as err:
-                locked = (f"Could not read the stored mask of {image_id}: {err}. Editing this "
-                          "image is disabled so the file is not overwritten; restore or delete it.")
+                locked = (
+                    f"Could not read the stored mask of {image_id}: {err}. Editing this "
+                    "image is disabled so the file is not overwritten; restore or delete it."
+                )
         if mask is not None and mask.shape != (h, w):
-            locked = (f"The stored mask of {image_id} is {mask.shape[0]} x {mask.shape[1]} but "
-                      f"the image is {h} x {w}; editing is disabled. Delete the mask to redraw it.")
+            locked = (
+                f"The stored mask of {image_id} is {mask.shape[0]} x {mask.shape[1]} but "
+                f"the image is {h} x {w}; editing is disabled. Delete the mask to redraw it."
+            )
             mask = None
         self._index, self._image, self._locked = index, image, locked
         self._drag, self._polygon = None, []
@@ -291,8 +323,11 @@ class MaskAnnotator(widgets.VBox):
         `order` when one was given (only the images it lists), else in dataset order."""
         index = self._next_unannotated(self._index)
         if index is None:
-            self._message("All images are annotated." if self.order is None
-                          else "All images in the given order are annotated.")
+            self._message(
+                "All images are annotated."
+                if self.order is None
+                else "All images in the given order are annotated."
+            )
             return self
         return self.go_to(index)
 
@@ -312,7 +347,7 @@ class MaskAnnotator(widgets.VBox):
     # ---------------------------------------------------------------- mouse handlers
     def _to_image(self, x, y):
         """Canvas coordinates -> image pixel coordinates; ValueError for non-finite ones."""
-        (x, y), = finite_points([(x, y)], "mouse position")
+        ((x, y),) = finite_points([(x, y)], "mouse position")
         h, w = self._editor.mask.shape
         return x * w / self.canvas.width, y * h / self.canvas.height
 
@@ -339,8 +374,12 @@ class MaskAnnotator(widgets.VBox):
 
     def _on_canvas_mouse(self, event, x, y):
         """A mouse event from the browser: errors are shown in the widget, not lost in a log."""
-        handler = {"mouse_down": self.on_mouse_down, "mouse_move": self.on_mouse_move,
-                   "mouse_up": self.on_mouse_up, "mouse_out": self.on_mouse_up}[event]
+        handler = {
+            "mouse_down": self.on_mouse_down,
+            "mouse_move": self.on_mouse_move,
+            "mouse_up": self.on_mouse_up,
+            "mouse_out": self.on_mouse_up,
+        }[event]
         try:
             handler(x, y)
         except Exception as err:
@@ -374,44 +413,75 @@ class MaskAnnotator(widgets.VBox):
     # ---------------------------------------------------------------- controls and drawing
     def _build_controls(self, brush_radius):
         def button(description, action, tooltip, icon=None):
-            b = widgets.Button(description=description, tooltip=tooltip, icon=icon or "",
-                               layout=widgets.Layout(width="auto"))
+            b = widgets.Button(
+                description=description,
+                tooltip=tooltip,
+                icon=icon or "",
+                layout=widgets.Layout(width="auto"),
+            )
             b.on_click(lambda _: self._guarded(action))
             return b
 
         self.canvas = MaskCanvas()
         self.canvas.on_mouse(self._on_canvas_mouse)
-        self.tool = widgets.ToggleButtons(options=TOOLS, value="box",
-                                          style={"button_width": "76px"})
+        self.tool = widgets.ToggleButtons(
+            options=TOOLS, value="box", style={"button_width": "76px"}
+        )
         self.tool.observe(self._tool_changed, "value")
-        self.brush_radius = widgets.IntSlider(value=max(int(round(brush_radius)), 1), min=1,
-                                              max=64, description="brush radius",
-                                              style={"description_width": "auto"})
+        self.brush_radius = widgets.IntSlider(
+            value=max(int(round(brush_radius)), 1),
+            min=1,
+            max=64,
+            description="brush radius",
+            style={"description_width": "auto"},
+        )
         self.brush_radius.observe(lambda _: self._sync_radius(), "value")
-        self.window = widgets.FloatRangeSlider(description="window", readout_format=".2f",
-                                               layout=widgets.Layout(width="360px"))
+        self.window = widgets.FloatRangeSlider(
+            description="window", readout_format=".2f", layout=widgets.Layout(width="360px")
+        )
         self.window.observe(lambda _: self._render_image(), "value")
         self.position = widgets.Label()
         self.progress = widgets.HTML()
         self.status = widgets.HTML()
         last = len(self.image_ids) - 1
-        nav = widgets.HBox([
-            button("Prev", lambda: self.go_to(max(self._index - 1, 0)), "previous image",
-                   "arrow-left"),
-            button("Next", lambda: self.go_to(min(self._index + 1, last)), "next image",
-                   "arrow-right"),
-            button("Next unannotated", self.next_unannotated, "next image without a mask",
-                   "forward"),
-            self.position, self.progress])
+        nav = widgets.HBox(
+            [
+                button(
+                    "Prev",
+                    lambda: self.go_to(max(self._index - 1, 0)),
+                    "previous image",
+                    "arrow-left",
+                ),
+                button(
+                    "Next",
+                    lambda: self.go_to(min(self._index + 1, last)),
+                    "next image",
+                    "arrow-right",
+                ),
+                button(
+                    "Next unannotated",
+                    self.next_unannotated,
+                    "next image without a mask",
+                    "forward",
+                ),
+                self.position,
+                self.progress,
+            ]
+        )
         edit = widgets.HBox([self.tool, self.brush_radius])
-        actions = widgets.HBox([
-            button("Undo", self.undo, "undo the last change", "undo"),
-            button("Redo", self.redo, "redo", "repeat"),
-            button("Clear", self.clear, "delete this image's mask", "trash"),
-            button("Close polygon", self.close_polygon, "fill the polygon clicked so far", "check"),
-            self.window,
-            button("Auto", self._auto_window, "contrast from the 1st-99th percentiles"),
-            button("Reset", self._reset_window, "full intensity range")])
+        actions = widgets.HBox(
+            [
+                button("Undo", self.undo, "undo the last change", "undo"),
+                button("Redo", self.redo, "redo", "repeat"),
+                button("Clear", self.clear, "delete this image's mask", "trash"),
+                button(
+                    "Close polygon", self.close_polygon, "fill the polygon clicked so far", "check"
+                ),
+                self.window,
+                button("Auto", self._auto_window, "contrast from the 1st-99th percentiles"),
+                button("Reset", self._reset_window, "full intensity range"),
+            ]
+        )
         self.children = [nav, edit, actions, self.canvas, self.status]
 
     def _tool_changed(self, change):
@@ -472,8 +542,9 @@ class MaskAnnotator(widgets.VBox):
 
     def _update_labels(self):
         h, w = self._image.shape[:2]
-        self.position.value = (f"{self._index + 1}/{len(self.image_ids)}: {self.current_id} "
-                               f"({w} x {h})")
+        self.position.value = (
+            f"{self._index + 1}/{len(self.image_ids)}: {self.current_id} ({w} x {h})"
+        )
         self.progress.value = f"<b>{len(self._annotated)} / {len(self.image_ids)} annotated</b>"
 
     def _message(self, text, error=False):

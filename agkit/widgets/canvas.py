@@ -11,6 +11,7 @@ back from the browser's pixels, so masks are exact whatever the zoom.
 Images travel as base64 strings, not binary buffers: Colab's widget manager does not pass
 binary buffers reliably (googlecolab/colab-cdn-widget-manager#8).
 """
+
 from __future__ import annotations
 
 import base64

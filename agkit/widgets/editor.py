@@ -14,6 +14,7 @@ shape when its centre (j + 0.5, i + 0.5) is inside it.
 This module adds what a mouse needs on top: corners in any order, and NaN or infinite
 coordinates or a brush radius below 1 rejected with a ValueError before anything changes.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,13 +29,16 @@ def finite_points(points, what="point"):
     try:
         pts = np.asarray(points, float).reshape(-1, 2)
     except (TypeError, ValueError):
-        raise ValueError(f"Expected {what}s as (x, y) numbers in image pixels, "
-                         f"got {points!r}.") from None
+        raise ValueError(
+            f"Expected {what}s as (x, y) numbers in image pixels, got {points!r}."
+        ) from None
     bad = ~np.isfinite(pts).all(axis=1)
     if bad.any():
         k = int(np.argmax(bad))
-        raise ValueError(f"{what} {k} is ({pts[k, 0]}, {pts[k, 1]}): coordinates must be finite "
-                         "numbers (no NaN or inf); nothing was drawn.")
+        raise ValueError(
+            f"{what} {k} is ({pts[k, 0]}, {pts[k, 1]}): coordinates must be finite "
+            "numbers (no NaN or inf); nothing was drawn."
+        )
     return pts
 
 
@@ -43,11 +47,14 @@ def check_radius(radius):
     try:
         value = float(radius)
     except (TypeError, ValueError):
-        raise ValueError(f"The brush radius must be a number of image pixels, "
-                         f"got {radius!r}.") from None
+        raise ValueError(
+            f"The brush radius must be a number of image pixels, got {radius!r}."
+        ) from None
     if isinstance(radius, bool) or not math.isfinite(value) or value < 1:
-        raise ValueError(f"The brush radius must be a finite number >= 1 image pixel, "
-                         f"got {radius!r}; nothing was drawn.")
+        raise ValueError(
+            f"The brush radius must be a finite number >= 1 image pixel, "
+            f"got {radius!r}; nothing was drawn."
+        )
     return value
 
 
@@ -103,7 +110,7 @@ class MaskEditor:
         new[pixels] = value
         if np.array_equal(new, self.mask):
             return False  # nothing changed: no history entry, nothing to save
-        self._undo = (self._undo + [self.mask])[-self.max_undo:]
+        self._undo = (self._undo + [self.mask])[-self.max_undo :]
         self._redo = []
         self.mask = new
         return True

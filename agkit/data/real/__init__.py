@@ -34,8 +34,8 @@ from agkit.data.real.cub import TarFiles, load_cub
 from agkit.data.real.folder import load_folder
 from agkit.data.real.fracatlas import load_fracatlas
 from agkit.data.real.grazpedwri import load_grazpedwri
-from agkit.data.real.source import ImageColumn, missing_files_error
 from agkit.data.real.mura import load_mura
+from agkit.data.real.source import ImageColumn, missing_files_error
 from agkit.data.real.splits import REAL_SPLITS
 
 LOADERS = {
@@ -47,10 +47,21 @@ LOADERS = {
 }
 
 
-def open_dataset(name: str, root, split: str, *, size: int = 224, in_channels: int | None = None,
-                 augment: bool | None = None, annotated_fraction: float = 1.0, seed: int = 0,
-                 on_corrupt: str = "load", mask_store=None, channels: int | None = None,
-                 **options) -> GuidedDataset:
+def open_dataset(
+    name: str,
+    root,
+    split: str,
+    *,
+    size: int = 224,
+    in_channels: int | None = None,
+    augment: bool | None = None,
+    annotated_fraction: float = 1.0,
+    seed: int = 0,
+    on_corrupt: str = "load",
+    mask_store=None,
+    channels: int | None = None,
+    **options,
+) -> GuidedDataset:
     """Open one split of a real dataset as a GuidedDataset.
 
     Args:
@@ -88,8 +99,10 @@ def open_dataset(name: str, root, split: str, *, size: int = 224, in_channels: i
     if key not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}.")
     if split not in REAL_SPLITS:
-        raise ValueError(f"split must be one of {REAL_SPLITS}, got {split!r} "
-                         "(FracAtlas's 'valid' list is split='val'; MURA's 'valid' set is split='test').")
+        raise ValueError(
+            f"split must be one of {REAL_SPLITS}, got {split!r} "
+            "(FracAtlas's 'valid' list is split='val'; MURA's 'valid' set is split='test')."
+        )
     source = LOADERS[key](root, seed=seed, **options)
 
     rows = source.table[source.table["split"] == split].reset_index(drop=True)

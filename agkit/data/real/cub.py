@@ -29,15 +29,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agkit.data.real.source import (DatasetInfo, FolderFiles, RealSource, ShapeMasks,
-                                     missing_files_error)
+from agkit.data.real.source import (
+    DatasetInfo,
+    FolderFiles,
+    RealSource,
+    ShapeMasks,
+    missing_files_error,
+)
 from agkit.data.shapes import Shapes
 
-INFO = DatasetInfo("CUB-200-2011", "https://www.vision.caltech.edu/datasets/cub_200_2011/ "
-                   "(doi 10.22002/D1.20098)", "CUB-200-2011")
+INFO = DatasetInfo(
+    "CUB-200-2011",
+    "https://www.vision.caltech.edu/datasets/cub_200_2011/ (doi 10.22002/D1.20098)",
+    "CUB-200-2011",
+)
 TOP = "CUB_200_2011"
-TABLES = ("images.txt", "train_test_split.txt", "image_class_labels.txt", "classes.txt",
-          "bounding_boxes.txt", "parts/part_locs.txt", "parts/parts.txt")
+TABLES = (
+    "images.txt",
+    "train_test_split.txt",
+    "image_class_labels.txt",
+    "classes.txt",
+    "bounding_boxes.txt",
+    "parts/part_locs.txt",
+    "parts/parts.txt",
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -64,8 +79,8 @@ def _scan_archive(path: str, mtime: float, size: int) -> tuple[str, dict, frozen
                 texts[name] = archive.extractfile(member).read().decode("utf-8-sig")
     index = [n for n in texts if n == "images.txt" or n.endswith("/images.txt")]
     prefix = min(index, key=len)[: -len("images.txt")] if index else ""
-    tables = {n[len(prefix):]: text for n, text in texts.items() if n.startswith(prefix)}
-    members = frozenset(n[len(prefix):] for n in names if n.startswith(prefix + "images/"))
+    tables = {n[len(prefix) :]: text for n, text in texts.items() if n.startswith(prefix)}
+    members = frozenset(n[len(prefix) :] for n in names if n.startswith(prefix + "images/"))
     return prefix, tables, members
 
 
@@ -94,7 +109,7 @@ class TarFiles:
     def _read_wanted(self) -> None:
         with tarfile.open(self.path, "r|*") as archive:
             for member in archive:
-                key = member.name.removeprefix("./")[len(self.prefix):]
+                key = member.name.removeprefix("./")[len(self.prefix) :]
                 if member.isfile() and key in self.wanted and key not in self._bytes:
                     self._bytes[key] = archive.extractfile(member).read()
         lost = self.wanted - self._bytes.keys()
@@ -107,15 +122,31 @@ def _find(root) -> tuple[object, dict, Path]:
     root = Path(root).expanduser()
     for folder in (root, root / TOP, root / TOP / TOP):
         if (folder / "images.txt").is_file():
-            tables = {t: (folder / t).read_text(encoding="utf-8-sig") for t in TABLES if (folder / t).is_file()}
+            tables = {
+                t: (folder / t).read_text(encoding="utf-8-sig")
+                for t in TABLES
+                if (folder / t).is_file()
+            }
             return FolderFiles(folder), tables, folder
-    archive = root if root.is_file() else next(
-        (root / n for n in (f"{TOP}.tgz", f"{TOP}.tar.gz", f"{TOP}.tar") if (root / n).is_file()), None)
+    archive = (
+        root
+        if root.is_file()
+        else next(
+            (
+                root / n
+                for n in (f"{TOP}.tgz", f"{TOP}.tar.gz", f"{TOP}.tar")
+                if (root / n).is_file()
+            ),
+            None,
+        )
+    )
     if archive is None:
         if not root.exists():
             raise FileNotFoundError(
-                f"{INFO.title}: {root} does not exist. Download {TOP}.tgz from {INFO.source} and pass "
-                f"its path (see data/README.md, section '{INFO.section}').")
+                f"{INFO.title}: {root} does not exist. "
+                f"Download {TOP}.tgz from {INFO.source} and pass its path "
+                f"(see data/README.md, section '{INFO.section}')."
+            )
         raise missing_files_error(INFO, root, [f"{TOP}.tgz", f"{TOP}/images.txt"])
     stat = archive.stat()
     prefix, tables, members = _scan_archive(str(archive.resolve()), stat.st_mtime, stat.st_size)
@@ -144,13 +175,20 @@ def _draw(table: pd.DataFrame, images_per_class, val_per_class: int, seed: int) 
         n_train = len(order) - val_per_class if images_per_class is None else images_per_class
         n_train = max(0, min(n_train, len(order)))
         split[order[:n_train]] = "train"
-        split[order[max(n_train, len(order) - val_per_class):]] = "val"
+        split[order[max(n_train, len(order) - val_per_class) :]] = "val"
     split[table["is_training_image"] == 0] = "test"
     return split
 
 
-def load_cub(root, *, images_per_class: int | None = None, val_per_class: int = 5,
-             mask_source: str = "parts", radius: float = 50.0, seed: int = 0) -> RealSource:
+def load_cub(
+    root,
+    *,
+    images_per_class: int | None = None,
+    val_per_class: int = 5,
+    mask_source: str = "parts",
+    radius: float = 50.0,
+    seed: int = 0,
+) -> RealSource:
     """Open CUB-200-2011 from CUB_200_2011.tgz or its unpacked folder.
 
     images_per_class: N training images per class (None: all but the val ones).
@@ -161,17 +199,27 @@ def load_cub(root, *, images_per_class: int | None = None, val_per_class: int = 
     if mask_source not in ("parts", "box", "none"):
         raise ValueError(f"mask_source must be 'parts', 'box' or 'none', got {mask_source!r}.")
     if images_per_class is not None and images_per_class < 1:
-        raise ValueError(f"images_per_class must be a positive number or None, got {images_per_class}.")
+        raise ValueError(
+            f"images_per_class must be a positive number or None, got {images_per_class}."
+        )
     files, tables, where = _find(root)
     needed = ["images.txt", "train_test_split.txt", "image_class_labels.txt"]
-    needed += {"parts": ["parts/part_locs.txt"], "box": ["bounding_boxes.txt"], "none": []}[mask_source]
+    needed += {"parts": ["parts/part_locs.txt"], "box": ["bounding_boxes.txt"], "none": []}[
+        mask_source
+    ]
     missing = [t for t in needed if t not in tables]
     if missing:  # inside an archive, name the member; in a folder, the file
-        raise missing_files_error(INFO, where, [f"{TOP}/{t}" if where.is_file() else t for t in missing])
+        raise missing_files_error(
+            INFO, where, [f"{TOP}/{t}" if where.is_file() else t for t in missing]
+        )
 
     table = _table(tables["images.txt"], ["cub_id", "path"])
-    table = table.merge(_table(tables["train_test_split.txt"], ["cub_id", "is_training_image"]), on="cub_id")
-    table = table.merge(_table(tables["image_class_labels.txt"], ["cub_id", "class_id"]), on="cub_id")
+    table = table.merge(
+        _table(tables["train_test_split.txt"], ["cub_id", "is_training_image"]), on="cub_id"
+    )
+    table = table.merge(
+        _table(tables["image_class_labels.txt"], ["cub_id", "class_id"]), on="cub_id"
+    )
     table["label"] = table["class_id"] - 1
     table["image_id"] = table["path"].str.rsplit(".", n=1).str[0]
     table["key"] = "images/" + table["path"]
@@ -181,22 +229,40 @@ def load_cub(root, *, images_per_class: int | None = None, val_per_class: int = 
     if "classes.txt" in tables:
         names = _table(tables["classes.txt"], ["class_id", "name"]).sort_values("class_id")["name"]
     else:
-        names = table.drop_duplicates("class_id").sort_values("class_id")["image_id"].str.split("/").str[0]
+        names = (
+            table.drop_duplicates("class_id")
+            .sort_values("class_id")["image_id"]
+            .str.split("/")
+            .str[0]
+        )
     class_names = [n.split(".", 1)[-1] for n in names]
 
-    key_of = dict(zip(table["image_id"], table["key"]))
-    id_of = dict(zip(table["cub_id"], table["image_id"]))
+    key_of = dict(zip(table["image_id"], table["key"], strict=True))
+    id_of = dict(zip(table["cub_id"], table["image_id"], strict=True))
     masks = None
     if mask_source == "parts":
         parts = _table(tables["parts/part_locs.txt"], ["cub_id", "part_id", "x", "y", "visible"])
         parts = parts[parts["visible"] == 1]
-        shapes = {id_of[c]: Shapes(discs=list(zip(g["x"], g["y"])), radius=radius)
-                  for c, g in parts.groupby("cub_id") if c in id_of}
+        shapes = {
+            id_of[c]: Shapes(discs=list(zip(g["x"], g["y"], strict=True)), radius=radius)
+            for c, g in parts.groupby("cub_id")
+            if c in id_of
+        }
         masks = ShapeMasks(shapes, files, key_of)
     elif mask_source == "box":
         boxes = _table(tables["bounding_boxes.txt"], ["cub_id", "x", "y", "w", "h"])
-        shapes = {id_of[c]: Shapes(boxes=[(x, y, x + w, y + h)])
-                  for c, x, y, w, h in boxes.itertuples(index=False) if c in id_of}
+        shapes = {
+            id_of[c]: Shapes(boxes=[(x, y, x + w, y + h)])
+            for c, x, y, w, h in boxes.itertuples(index=False)
+            if c in id_of
+        }
         masks = ShapeMasks(shapes, files, key_of)
-    return RealSource(INFO, table, files, masks, class_names, in_channels=3,
-                      cheap_scan=not isinstance(files, TarFiles))
+    return RealSource(
+        INFO,
+        table,
+        files,
+        masks,
+        class_names,
+        in_channels=3,
+        cheap_scan=not isinstance(files, TarFiles),
+    )

@@ -67,8 +67,9 @@ def demo_synthfrac(n: int = 240, size: int = 128, seed: int = 0, **params) -> Sy
     return make_synthfrac(n, size=size, seed=seed, split="train", **params)
 
 
-def write_demo_dataset(name: str, folder, n: int = 240, size: int = 128, seed: int = 0,
-                       **params) -> Path:
+def write_demo_dataset(
+    name: str, folder, n: int = 240, size: int = 128, seed: int = 0, **params
+) -> Path:
     """Write a small demo of a real dataset's on-disk format and return its root folder.
 
     Args:
@@ -94,14 +95,22 @@ def write_demo_dataset(name: str, folder, n: int = 240, size: int = 128, seed: i
     if not isinstance(n, (int, np.integer)) or n < 20:
         raise ValueError(f"n must be a whole number of at least 20 images, got {n!r}.")
     folder = Path(folder).expanduser()
-    wanted = {"version": DEMO_VERSION, "format": key, "n": int(n), "size": int(size), "seed": int(seed),
-              "params": {k: params[k] for k in sorted(params)}}
+    wanted = {
+        "version": DEMO_VERSION,
+        "format": key,
+        "n": int(n),
+        "size": int(size),
+        "seed": int(seed),
+        "params": {k: params[k] for k in sorted(params)},
+    }
     marker = folder / MARKER_FILE
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         return folder
     if folder.exists() and any(folder.iterdir()) and not marker.is_file():
-        raise FileExistsError(f"{folder} already holds files that are not a demo dataset; "
-                              "pass an empty or new folder so that nothing of yours is overwritten.")
+        raise FileExistsError(
+            f"{folder} already holds files that are not a demo dataset; "
+            "pass an empty or new folder so that nothing of yours is overwritten."
+        )
 
     source = demo_synthfrac(n, size, seed, **params)
     temporary = folder.with_name(f".{folder.name}.writing-{os.getpid()}")
@@ -110,7 +119,9 @@ def write_demo_dataset(name: str, folder, n: int = 240, size: int = 128, seed: i
     temporary.mkdir(parents=True)
     rng = np.random.default_rng(np.random.SeedSequence([seed, DEMO_FORMATS.index(key)]))
     ids = WRITERS[key](source, temporary, rng)
-    table = source.meta[["image_id", "label", "marker", "fracture_type"]].rename(columns={"image_id": "synthfrac_id"})
+    table = source.meta[["image_id", "label", "marker", "fracture_type"]].rename(
+        columns={"image_id": "synthfrac_id"}
+    )
     table.insert(0, "image_id", ids)
     table.to_csv(temporary / SOURCE_FILE, index=False)
     (temporary / MARKER_FILE).write_text(json.dumps(wanted, indent=1))
@@ -148,8 +159,11 @@ def _regions(mask: np.ndarray) -> list[np.ndarray]:
 
 def _yolo_lines(boxes, size: int, class_id: int) -> str:
     """YOLO label text: one "cls xc yc w h" line per (x0, y0, x1, y1) pixel box, normalised."""
-    return "".join(f"{class_id} {(x0 + x1) / 2 / size:.6f} {(y0 + y1) / 2 / size:.6f} "
-                   f"{(x1 - x0) / size:.6f} {(y1 - y0) / size:.6f}\n" for x0, y0, x1, y1 in boxes)
+    return "".join(
+        f"{class_id} {(x0 + x1) / 2 / size:.6f} {(y0 + y1) / 2 / size:.6f} "
+        f"{(x1 - x0) / size:.6f} {(y1 - y0) / size:.6f}\n"
+        for x0, y0, x1, y1 in boxes
+    )
 
 
 def _published_lists(stems: list[str], rng) -> dict[str, list[str]]:
@@ -157,17 +171,36 @@ def _published_lists(stems: list[str], rng) -> dict[str, list[str]]:
     order = [stems[i] for i in rng.permutation(len(stems))]
     n_val = max(1, round(SPLIT_SHARES[1] * len(order)))
     n_test = max(1, round(SPLIT_SHARES[2] * len(order)))
-    return {"test": sorted(order[:n_test]), "valid": sorted(order[n_test:n_test + n_val]),
-            "train": sorted(order[n_test + n_val:])}
+    return {
+        "test": sorted(order[:n_test]),
+        "valid": sorted(order[n_test : n_test + n_val]),
+        "train": sorted(order[n_test + n_val :]),
+    }
 
 
 # ---------------------------------------------------------------------------------------
 # FracAtlas
 # ---------------------------------------------------------------------------------------
 
-FRACATLAS_COLUMNS = ["image_id", "hand", "leg", "hip", "shoulder", "mixed", "hardware", "multiscan",
-                     "fractured", "fracture_count", "frontal", "lateral", "oblique"]
-REGIONS, REGION_SHARES = ("hand", "leg", "hip", "shoulder"), (0.38, 0.48, 0.07, 0.07)  # about FracAtlas's mix
+FRACATLAS_COLUMNS = [
+    "image_id",
+    "hand",
+    "leg",
+    "hip",
+    "shoulder",
+    "mixed",
+    "hardware",
+    "multiscan",
+    "fractured",
+    "fracture_count",
+    "frontal",
+    "lateral",
+    "oblique",
+]
+REGIONS, REGION_SHARES = (
+    ("hand", "leg", "hip", "shoulder"),
+    (0.38, 0.48, 0.07, 0.07),
+)  # about FracAtlas's mix
 VIEWS = ("frontal", "lateral", "oblique")
 
 
@@ -205,26 +238,49 @@ def _write_fracatlas(source: SynthFrac, root: Path, rng) -> list[str]:
         instances = _regions(fractures[k]) if label else []  # one COCO instance per region
         boxes = [mask_to_boxes(region)[0] for region in instances]
         if label:
-            coco["images"].append({"id": k + 1, "file_name": f"{stem}.jpg", "width": size, "height": size})
-        for region, (x0, y0, x1, y1) in zip(instances, boxes):
-            coco["annotations"].append({
-                "id": len(coco["annotations"]) + 1, "image_id": k + 1, "category_id": 1, "iscrowd": 0,
-                "segmentation": mask_to_polygons(region), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "area": int(region.sum())})
+            coco["images"].append(
+                {"id": k + 1, "file_name": f"{stem}.jpg", "width": size, "height": size}
+            )
+        for region, (x0, y0, x1, y1) in zip(instances, boxes, strict=True):
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": k + 1,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "segmentation": mask_to_polygons(region),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": int(region.sum()),
+                }
+            )
         (root / "Annotations" / "YOLO" / f"{stem}.txt").write_text(_yolo_lines(boxes, size, 0))
-        (root / "Annotations" / "PASCAL VOC" / f"{stem}.xml").write_text(_voc(stem, sub, size, boxes))
+        (root / "Annotations" / "PASCAL VOC" / f"{stem}.xml").write_text(
+            _voc(stem, sub, size, boxes)
+        )
         flags = {r: int(regions[k] == i) for i, r in enumerate(REGIONS)}
         view = {v: int(views[k] == i) for i, v in enumerate(VIEWS)}
-        rows.append({"image_id": f"{stem}.jpg", **flags, "mixed": 0, "hardware": 0, "multiscan": 0,
-                     "fractured": label, "fracture_count": len(boxes), **view})
+        rows.append(
+            {
+                "image_id": f"{stem}.jpg",
+                **flags,
+                "mixed": 0,
+                "hardware": 0,
+                "multiscan": 0,
+                "fractured": label,
+                "fracture_count": len(boxes),
+                **view,
+            }
+        )
     pd.DataFrame(rows, columns=FRACATLAS_COLUMNS).to_csv(root / "dataset.csv", index=False)
     (root / "Annotations" / "COCO JSON" / "COCO_fracture_masks.json").write_text(json.dumps(coco))
 
-    lists = _published_lists([s for s, label in zip(stems, labels) if label], rng)
+    lists = _published_lists([s for s, label in zip(stems, labels, strict=True) if label], rng)
     split_folder = root / "Utilities" / "Fracture Split"
     split_folder.mkdir(parents=True)
     for split, listed in lists.items():
-        pd.DataFrame({"image_id": [f"{s}.jpg" for s in listed]}).to_csv(split_folder / f"{split}.csv", index=False)
+        pd.DataFrame({"image_id": [f"{s}.jpg" for s in listed]}).to_csv(
+            split_folder / f"{split}.csv", index=False
+        )
     return stems
 
 
@@ -232,9 +288,25 @@ def _write_fracatlas(source: SynthFrac, root: Path, rng) -> list[str]:
 # GRAZPEDWRI-DX
 # ---------------------------------------------------------------------------------------
 
-GRAZ_COLUMNS = ["filestem", "patient_id", "study_number", "timehash", "gender", "age", "laterality",
-                "projection", "initial_exam", "ao_classification", "cast", "diagnosis_uncertain",
-                "osteopenia", "fracture_visible", "metal", "pixel_spacing", "device_manufacturer"]
+GRAZ_COLUMNS = [
+    "filestem",
+    "patient_id",
+    "study_number",
+    "timehash",
+    "gender",
+    "age",
+    "laterality",
+    "projection",
+    "initial_exam",
+    "ao_classification",
+    "cast",
+    "diagnosis_uncertain",
+    "osteopenia",
+    "fracture_visible",
+    "metal",
+    "pixel_spacing",
+    "device_manufacturer",
+]
 FRACTURE_CLASS = 3
 
 
@@ -248,7 +320,11 @@ def _write_grazpedwri(source: SynthFrac, root: Path, rng) -> list[str]:
     for k, label in enumerate(labels):
         if left == 0:  # a new patient with one to three studies
             patient, study, left = patient + 1, 0, int(rng.integers(1, 4))
-            sex, age, side = rng.choice(["M", "F"]), int(rng.integers(4, 18)), rng.choice(["L", "R"])
+            sex, age, side = (
+                rng.choice(["M", "F"]),
+                int(rng.integers(4, 18)),
+                rng.choice(["L", "R"]),
+            )
         study, left = study + 1, left - 1
         patient_id, projection = f"{patient:04d}", 1 + (study - 1) % 2
         timehash = str(rng.integers(10**9, 10**10))
@@ -258,9 +334,27 @@ def _write_grazpedwri(source: SynthFrac, root: Path, rng) -> list[str]:
         boxes = mask_to_boxes(fractures[k]) if label else []
         (label_folder / f"{stem}.txt").write_text(_yolo_lines(boxes, size, FRACTURE_CLASS))
         blank = ""  # GRAZPEDWRI-DX writes only the 1s of its flags
-        rows.append([stem, patient_id, study, timehash, sex, age, side, projection,
-                     1 if study == 1 else blank, "23r-M/2.1" if label else blank, blank, blank, blank,
-                     1 if label else blank, blank, 0.1, "Demo"])
+        rows.append(
+            [
+                stem,
+                patient_id,
+                study,
+                timehash,
+                sex,
+                age,
+                side,
+                projection,
+                1 if study == 1 else blank,
+                "23r-M/2.1" if label else blank,
+                blank,
+                blank,
+                blank,
+                1 if label else blank,
+                blank,
+                0.1,
+                "Demo",
+            ]
+        )
     pd.DataFrame(rows, columns=GRAZ_COLUMNS).to_csv(root / "dataset.csv", index=False)
     return stems
 
@@ -276,13 +370,16 @@ MURA_VALID_SHARE = 0.2  # share of patients in MURA's "valid" part (our "test" s
 def _write_mura(source: SynthFrac, root: Path, rng) -> list[str]:
     pixels, labels = _pixels(source), source.labels.tolist()
     # Studies: runs of one to three images that share a label, one or two studies per patient.
-    by_label = {0: [k for k, y in enumerate(labels) if y == 0], 1: [k for k, y in enumerate(labels) if y == 1]}
+    by_label = {
+        0: [k for k, y in enumerate(labels) if y == 0],
+        1: [k for k, y in enumerate(labels) if y == 1],
+    }
     studies = []
     for label, members in by_label.items():
         start = 0
         while start < len(members):
             length = int(rng.integers(1, 4))
-            studies.append((label, members[start:start + length]))
+            studies.append((label, members[start : start + length]))
             start += length
     studies = [studies[i] for i in rng.permutation(len(studies))]
     ids = [""] * len(labels)
@@ -303,8 +400,12 @@ def _write_mura(source: SynthFrac, root: Path, rng) -> list[str]:
             lists[part][0].append(path)
             ids[k] = path.removeprefix("MURA-v1.1/").removesuffix(".png")
     for part, (paths, study_lines) in lists.items():
-        (root / "MURA-v1.1" / f"{part}_image_paths.csv").write_text("".join(f"{p}\n" for p in paths))
-        (root / "MURA-v1.1" / f"{part}_labeled_studies.csv").write_text("".join(f"{s}\n" for s in study_lines))
+        (root / "MURA-v1.1" / f"{part}_image_paths.csv").write_text(
+            "".join(f"{p}\n" for p in paths)
+        )
+        (root / "MURA-v1.1" / f"{part}_labeled_studies.csv").write_text(
+            "".join(f"{s}\n" for s in study_lines)
+        )
     return ids
 
 
@@ -329,5 +430,9 @@ def _write_folder(source: SynthFrac, root: Path, rng) -> list[str]:
     return ids
 
 
-WRITERS = {"fracatlas": _write_fracatlas, "grazpedwri": _write_grazpedwri, "mura": _write_mura,
-           "folder": _write_folder}
+WRITERS = {
+    "fracatlas": _write_fracatlas,
+    "grazpedwri": _write_grazpedwri,
+    "mura": _write_mura,
+    "folder": _write_folder,
+}

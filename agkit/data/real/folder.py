@@ -31,8 +31,11 @@ MASKS = "masks"
 
 def _class_folders(root: Path) -> pd.DataFrame:
     """One row per image under root/<class>/: image_id, label, key, class_name."""
-    folders = sorted(p for p in root.iterdir()
-                     if p.is_dir() and p.name != MASKS and not p.name.startswith((".", "_")))
+    folders = sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name != MASKS and not p.name.startswith((".", "_"))
+    )
     images = {folder.name: _images(folder) for folder in folders}
     classes = [name for name, paths in images.items() if paths]  # empty folders are no class
     for name in classes:
@@ -55,7 +58,8 @@ def _check_unique_stems(root: Path, paths: list[Path]) -> None:
                 f"{seen[stem].name} and {path.name} in {path.parent} share the name "
                 f"{stem.name!r}, so both would be image {stem.relative_to(root).as_posix()!r}; "
                 "rename or remove one of them (image ids are '<class>/<file name without "
-                "extension>').")
+                "extension>')."
+            )
         seen[stem] = path
 
 
@@ -66,16 +70,20 @@ def read_labels_csv(folder) -> pd.DataFrame:
     Other columns are kept (they end up in ``ds.meta``).
     """
     csv = Path(folder) / "labels.csv"
-    layout = ("a header line image_id,path,label and one line per image, e.g. "
-              "'img_001,images/img_001.png,1' (label = class number 0, 1, ...)")
+    layout = (
+        "a header line image_id,path,label and one line per image, e.g. "
+        "'img_001,images/img_001.png,1' (label = class number 0, 1, ...)"
+    )
     try:
         table = read_csv(csv, dtype={"image_id": str, "path": str})
     except pd.errors.EmptyDataError:
         raise ValueError(f"{csv} is empty; it needs {layout}.") from None
     missing = [c for c in ("image_id", "path", "label") if c not in table.columns]
     if missing:
-        raise ValueError(f"{csv} lacks the column(s) {missing} (it has {list(table.columns)}); "
-                         f"it needs {layout}.")
+        raise ValueError(
+            f"{csv} lacks the column(s) {missing} (it has {list(table.columns)}); "
+            f"it needs {layout}."
+        )
     if table.empty:
         raise ValueError(f"{csv} has a header but no rows; add {layout}.")
     labels = pd.to_numeric(table["label"], errors="coerce")
@@ -85,26 +93,35 @@ def read_labels_csv(folder) -> pd.DataFrame:
         raise ValueError(
             f"{csv}: the label column must hold class numbers 0, 1, ..., but line {row + 2} has "
             f"{table['label'].iloc[row]!r}; write the class number there (a folder of class "
-            "subfolders without labels.csv takes the class names from the folder names).")
+            "subfolders without labels.csv takes the class names from the folder names)."
+        )
     table["label"] = labels.astype(int)
     blank = table.index[table["image_id"].isna() | table["path"].isna()]
     if len(blank):
-        raise ValueError(f"{csv}: line {int(blank[0]) + 2} has no image_id or path; fill it in "
-                         "or remove the line.")
+        raise ValueError(
+            f"{csv}: line {int(blank[0]) + 2} has no image_id or path; fill it in "
+            "or remove the line."
+        )
     duplicated = table["image_id"][table["image_id"].duplicated()]
     if len(duplicated):
-        raise ValueError(f"{csv}: the image_id {duplicated.iloc[0]!r} appears more than once; "
-                         "give every image its own id.")
+        raise ValueError(
+            f"{csv}: the image_id {duplicated.iloc[0]!r} appears more than once; "
+            "give every image its own id."
+        )
     return table
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                  and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    )
 
 
-def load_folder(root, *, fractions=(0.7, 0.15, 0.15), split_column: str | None = None,
-                seed: int = 0) -> RealSource:
+def load_folder(
+    root, *, fractions=(0.7, 0.15, 0.15), split_column: str | None = None, seed: int = 0
+) -> RealSource:
     """Open a folder of class subfolders (or a labels.csv folder). See the module docstring.
 
     fractions: (train, val, test) shares of the seeded split, stratified by class.
@@ -113,8 +130,10 @@ def load_folder(root, *, fractions=(0.7, 0.15, 0.15), split_column: str | None =
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"the folder {root} does not exist; pass a folder with one subfolder "
-                                "of images per class (see data/README.md, section 'Your own images').")
+        raise FileNotFoundError(
+            f"the folder {root} does not exist; pass a folder with one subfolder "
+            "of images per class (see data/README.md, section 'Your own images')."
+        )
     if (root / "labels.csv").is_file():
         table = read_labels_csv(root).rename(columns={"path": "key"})
         class_names = [str(c) for c in range(int(table["label"].max()) + 1)]
@@ -123,14 +142,17 @@ def load_folder(root, *, fractions=(0.7, 0.15, 0.15), split_column: str | None =
         if table.empty:
             raise FileNotFoundError(
                 f"no images found in class subfolders of {root}; expected files like "
-                f"{root}/<class name>/<image>.png (see data/README.md, section 'Your own images').")
+                f"{root}/<class name>/<image>.png (see data/README.md, section 'Your own images')."
+            )
         class_names = list(table.drop_duplicates("label").sort_values("label")["class_name"])
     if split_column is None:
         table = table.rename(columns={"split": "given_split"})
         table["split"] = split_stratified(table["label"], fractions, seed)
     elif split_column not in table or not table[split_column].isin(REAL_SPLITS).all():
-        raise ValueError(f"split_column={split_column!r} must name a labels.csv column holding only "
-                         f"{', '.join(REAL_SPLITS)}; leave it out for a seeded split.")
+        raise ValueError(
+            f"split_column={split_column!r} must name a labels.csv column holding only "
+            f"{', '.join(REAL_SPLITS)}; leave it out for a seeded split."
+        )
     else:
         table["split"] = table[split_column]
     masks = MaskStore(root / MASKS) if (root / MASKS).is_dir() else None

@@ -18,8 +18,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agkit.data.real.source import (DatasetInfo, FolderFiles, RealSource, ShapeMasks, flag, locate,
-                                     read_csv, require)
+from agkit.data.real.source import (
+    DatasetInfo,
+    FolderFiles,
+    RealSource,
+    ShapeMasks,
+    flag,
+    locate,
+    read_csv,
+    require,
+)
 from agkit.data.real.splits import check_fractions, split_stratified
 from agkit.data.shapes import read_coco, read_voc, read_yolo
 
@@ -62,8 +70,14 @@ def _image_key(files: FolderFiles, name: str, label: int) -> str:
     return f"images/{usual}/{name}"
 
 
-def load_fracatlas(root, *, mask_source: str = "polygon", published_split: bool = True,
-                   fractions=(0.8, 0.1, 0.1), seed: int = 0) -> RealSource:
+def load_fracatlas(
+    root,
+    *,
+    mask_source: str = "polygon",
+    published_split: bool = True,
+    fractions=(0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> RealSource:
     """Open FracAtlas (all splits). See open_dataset for the common options.
 
     mask_source: "polygon" (COCO fracture outlines), "yolo" or "voc" (fracture boxes), or
@@ -72,7 +86,9 @@ def load_fracatlas(root, *, mask_source: str = "polygon", published_split: bool 
     fractions: (train, val, test) shares, used when the lists are absent or not used.
     """
     if mask_source not in ("polygon", "yolo", "voc", "none"):
-        raise ValueError(f"mask_source must be 'polygon', 'yolo', 'voc' or 'none', got {mask_source!r}.")
+        raise ValueError(
+            f"mask_source must be 'polygon', 'yolo', 'voc' or 'none', got {mask_source!r}."
+        )
     folder = locate(root, "dataset.csv", INFO, nested=("FracAtlas",))
     needed = ["images/Fractured", "images/Non_fractured"]
     if mask_source == "polygon":
@@ -84,7 +100,9 @@ def load_fracatlas(root, *, mask_source: str = "polygon", published_split: bool 
     table = read_csv(folder / "dataset.csv", dtype=str)
     table["image_id"] = table["image_id"].str.strip()
     table = table.drop_duplicates("image_id").reset_index(drop=True)
-    file_names = table["image_id"].where(table["image_id"].str.contains(r"\."), table["image_id"] + ".jpg")
+    file_names = table["image_id"].where(
+        table["image_id"].str.contains(r"\."), table["image_id"] + ".jpg"
+    )
     table.insert(0, "file_name", file_names)
     table["image_id"] = [Path(name).stem for name in file_names]
     table["label"] = flag(table["fractured"])
@@ -92,16 +110,21 @@ def load_fracatlas(root, *, mask_source: str = "polygon", published_split: bool 
         table[column] = pd.to_numeric(table[column], errors="coerce").fillna(0).astype(int)
 
     files = FolderFiles(folder)
-    table["key"] = [_image_key(files, name, label) for name, label in zip(table["file_name"], table["label"])]
+    table["key"] = [
+        _image_key(files, name, label)
+        for name, label in zip(table["file_name"], table["label"], strict=True)
+    ]
 
     table["region"] = _region(table)
     table["split"] = _split(folder, table, published_split, fractions, seed)
 
     masks = None
-    key_of = dict(zip(table["image_id"], table["key"]))
+    key_of = dict(zip(table["image_id"], table["key"], strict=True))
     if mask_source == "polygon":
         coco = read_coco(folder / COCO)  # keyed by file name; FracAtlas ids are the stems
-        masks = ShapeMasks({Path(name).stem: shapes for name, shapes in coco.items()}, files, key_of)
+        masks = ShapeMasks(
+            {Path(name).stem: shapes for name, shapes in coco.items()}, files, key_of
+        )
     elif mask_source in MASK_FOLDERS:
         annotations = folder / MASK_FOLDERS[mask_source]
         if mask_source == "yolo":
@@ -112,7 +135,9 @@ def load_fracatlas(root, *, mask_source: str = "polygon", published_split: bool 
     return RealSource(INFO, table, files, masks, ["non_fractured", "fractured"], in_channels=1)
 
 
-def _split(folder: Path, table: pd.DataFrame, published_split: bool, fractions, seed: int) -> pd.Series:
+def _split(
+    folder: Path, table: pd.DataFrame, published_split: bool, fractions, seed: int
+) -> pd.Series:
     """One split name per image (see the module docstring for the rule)."""
     strata = table["label"].astype(str) + "/" + table["region"]
     published = _published_split(folder, table["image_id"]) if published_split else None

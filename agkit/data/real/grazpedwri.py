@@ -13,21 +13,39 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agkit.data.real.source import (DatasetInfo, FolderFiles, RealSource, ShapeMasks, flag, locate,
-                                     missing_files_error, read_csv)
+from agkit.data.real.source import (
+    DatasetInfo,
+    FolderFiles,
+    RealSource,
+    ShapeMasks,
+    flag,
+    locate,
+    missing_files_error,
+    read_csv,
+)
 from agkit.data.real.splits import split_by_group
 from agkit.data.shapes import read_yolo, yolo_classes
 
 INFO = DatasetInfo("GRAZPEDWRI-DX", "https://doi.org/10.6084/m9.figshare.14825193", "GRAZPEDWRI-DX")
 LABELS = "folder_structure/yolov5/labels"
 FLAGS = ("initial_exam", "cast", "diagnosis_uncertain", "osteopenia", "fracture_visible", "metal")
-CLASSES = ("boneanomaly", "bonelesion", "foreignbody", "fracture", "metal",
-           "periostealreaction", "pronatorsign", "softtissue", "text")
+CLASSES = (
+    "boneanomaly",
+    "bonelesion",
+    "foreignbody",
+    "fracture",
+    "metal",
+    "periostealreaction",
+    "pronatorsign",
+    "softtissue",
+    "text",
+)
 FRACTURE = 3
 
 
 def _index(folder: Path, pattern: str, suffix: str) -> dict[str, str]:
-    """file stem -> path relative to ``folder`` for every ``suffix`` file under folders matching pattern."""
+    """file stem -> path relative to ``folder`` for every ``suffix`` file under the folders
+    matching ``pattern``."""
     index = {}
     for part in sorted(folder.glob(pattern)):
         for path in sorted(part.rglob(f"*{suffix}")):
@@ -35,8 +53,15 @@ def _index(folder: Path, pattern: str, suffix: str) -> dict[str, str]:
     return index
 
 
-def load_grazpedwri(root, *, label_source: str = "fracture_visible", mask_source: str = "yolo",
-                    mask_classes=(FRACTURE,), fractions=(0.7, 0.15, 0.15), seed: int = 0) -> RealSource:
+def load_grazpedwri(
+    root,
+    *,
+    label_source: str = "fracture_visible",
+    mask_source: str = "yolo",
+    mask_classes=(FRACTURE,),
+    fractions=(0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> RealSource:
     """Open GRAZPEDWRI-DX (all splits). See open_dataset for the common options.
 
     label_source: "fracture_visible" (the csv flag) or "boxes" (has a class-3 box).
@@ -47,7 +72,9 @@ def load_grazpedwri(root, *, label_source: str = "fracture_visible", mask_source
     fractions: (train, val, test) shares of the *patients*.
     """
     if label_source not in ("fracture_visible", "boxes"):
-        raise ValueError(f"label_source must be 'fracture_visible' or 'boxes', got {label_source!r}.")
+        raise ValueError(
+            f"label_source must be 'fracture_visible' or 'boxes', got {label_source!r}."
+        )
     if mask_source not in ("yolo", "none"):
         raise ValueError(f"mask_source must be 'yolo' or 'none', got {mask_source!r}.")
     folder = locate(root, "dataset.csv", INFO, nested=("GRAZPEDWRI-DX",))
@@ -71,8 +98,10 @@ def load_grazpedwri(root, *, label_source: str = "fracture_visible", mask_source
         raise missing_files_error(INFO, folder, missing)
     table["key"] = table["image_id"].map(images)
 
-    label_file = {i: folder / boxes[i] if i in boxes else folder / LABELS / f"{i}.txt"
-                  for i in table["image_id"]}
+    label_file = {
+        i: folder / boxes[i] if i in boxes else folder / LABELS / f"{i}.txt"
+        for i in table["image_id"]
+    }
     if label_source == "boxes":
         table["label"] = [int(FRACTURE in yolo_classes(label_file[i])) for i in table["image_id"]]
     else:
@@ -83,5 +112,9 @@ def load_grazpedwri(root, *, label_source: str = "fracture_visible", mask_source
     if mask_source == "yolo":
         classes = None if mask_classes is None else tuple(int(c) for c in mask_classes)
         shapes = {i: read_yolo(label_file[i], classes) for i in table["image_id"]}
-        masks = ShapeMasks(shapes, FolderFiles(folder), dict(zip(table["image_id"], table["key"])))
-    return RealSource(INFO, table, FolderFiles(folder), masks, ["no_fracture", "fracture"], in_channels=1)
+        masks = ShapeMasks(
+            shapes, FolderFiles(folder), dict(zip(table["image_id"], table["key"], strict=True))
+        )
+    return RealSource(
+        INFO, table, FolderFiles(folder), masks, ["no_fracture", "fracture"], in_channels=1
+    )

@@ -23,17 +23,30 @@ from agkit.data.real.splits import split_by_group
 
 INFO = DatasetInfo("MURA", "https://stanfordmlgroup.github.io/competitions/mura/", "MURA")
 TOP = "MURA-v1.1"
-BODY_PARTS = ("XR_ELBOW", "XR_FINGER", "XR_FOREARM", "XR_HAND", "XR_HUMERUS", "XR_SHOULDER", "XR_WRIST")
+BODY_PARTS = (
+    "XR_ELBOW",
+    "XR_FINGER",
+    "XR_FOREARM",
+    "XR_HAND",
+    "XR_HUMERUS",
+    "XR_SHOULDER",
+    "XR_WRIST",
+)
 
 
 def _lines(path: Path) -> list[str]:
     """Non-empty lines of a headerless CSV (a byte-order mark is dropped)."""
-    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    return [
+        line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()
+    ]
 
 
 def _part(mura_split: str, folder: Path, body_parts) -> pd.DataFrame:
     """The images of MURA's "train" or "valid" part as a table."""
-    paths_file, studies_file = f"{TOP}/{mura_split}_image_paths.csv", f"{TOP}/{mura_split}_labeled_studies.csv"
+    paths_file, studies_file = (
+        f"{TOP}/{mura_split}_image_paths.csv",
+        f"{TOP}/{mura_split}_labeled_studies.csv",
+    )
     require(INFO, folder, [paths_file, studies_file])
     study_label = {}
     for line in _lines(folder / studies_file):
@@ -53,8 +66,9 @@ def _part(mura_split: str, folder: Path, body_parts) -> pd.DataFrame:
         label = study_label.get(study, int(study_name.endswith("positive")))
         image_id = path.removeprefix(f"{TOP}/").rsplit(".", 1)[0]
         rows.append((image_id, label, path, body_part, patient, study_name, mura_split))
-    return pd.DataFrame(rows, columns=["image_id", "label", "key", "body_part", "patient",
-                                       "study", "mura_split"])
+    return pd.DataFrame(
+        rows, columns=["image_id", "label", "key", "body_part", "patient", "study", "mura_split"]
+    )
 
 
 def load_mura(root, *, body_parts=None, val_fraction: float = 0.1, seed: int = 0) -> RealSource:
@@ -68,7 +82,9 @@ def load_mura(root, *, body_parts=None, val_fraction: float = 0.1, seed: int = 0
         body_parts = (body_parts,) if isinstance(body_parts, str) else tuple(body_parts)
         unknown = [b for b in body_parts if b not in BODY_PARTS]
         if unknown:
-            raise ValueError(f"unknown body part(s) {unknown}; choose from {', '.join(BODY_PARTS)}.")
+            raise ValueError(
+                f"unknown body part(s) {unknown}; choose from {', '.join(BODY_PARTS)}."
+            )
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
     root = Path(root).expanduser()
@@ -77,7 +93,9 @@ def load_mura(root, *, body_parts=None, val_fraction: float = 0.1, seed: int = 0
     folder = locate(root, f"{TOP}/train_image_paths.csv", INFO)
 
     train = _part("train", folder, body_parts)
-    train["split"] = split_by_group(train["patient"], train["label"], (1 - val_fraction, val_fraction, 0), seed)
+    train["split"] = split_by_group(
+        train["patient"], train["label"], (1 - val_fraction, val_fraction, 0), seed
+    )
     test = _part("valid", folder, body_parts)
     test["split"] = "test"
     table = pd.concat([train, test], ignore_index=True)

@@ -14,9 +14,10 @@ the ``on_corrupt`` policy); annotation files are parsed by agkit.data.shapes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -28,12 +29,14 @@ from agkit.data.io import decode, image_size
 class DatasetInfo:
     """Where a dataset comes from, quoted in every "missing file" error."""
 
-    title: str   # e.g. "FracAtlas"
+    title: str  # e.g. "FracAtlas"
     source: str  # DOI or official page
     section: str  # heading of its section in data/README.md
 
 
-def missing_files_error(info: DatasetInfo, folder: Path, missing: Sequence[str]) -> FileNotFoundError:
+def missing_files_error(
+    info: DatasetInfo, folder: Path, missing: Sequence[str]
+) -> FileNotFoundError:
     """One error naming the missing files (relative to ``folder``) and where to get the data."""
     shown = ", ".join(repr(m) for m in missing[:3])
     more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""

@@ -15,7 +15,7 @@ has any positive image) and giving each image its patient's split.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,12 @@ REAL_SPLITS = ("train", "val", "test")
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     """Validate (train, val, test) shares: three non-negative numbers summing to 1."""
     fractions = tuple(float(f) for f in fractions)
-    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6 or fractions[0] == 0:
+    if (
+        len(fractions) != 3
+        or min(fractions) < 0
+        or abs(sum(fractions) - 1) > 1e-6
+        or fractions[0] == 0
+    ):
         raise ValueError(
             f"fractions must be three shares (train, val, test) >= 0 that sum to 1 with a "
             f"non-zero train share, got {fractions}; e.g. fractions=(0.7, 0.15, 0.15)."
@@ -46,8 +51,9 @@ def _cut(index: np.ndarray, strata, share: float, seed: int):
         return train_test_split(index, test_size=n_part, random_state=seed, stratify=strata)
     except ValueError:
         # A class with a single member cannot be stratified; split at random instead.
-        warnings.warn("too few images per stratum to stratify the split; splitting at random.",
-                      stacklevel=4)
+        warnings.warn(
+            "too few images per stratum to stratify the split; splitting at random.", stacklevel=4
+        )
         return train_test_split(index, test_size=n_part, random_state=seed)
 
 
@@ -70,8 +76,9 @@ def split_stratified(strata: Sequence, fractions=(0.8, 0.1, 0.1), seed: int = 0)
     return split
 
 
-def split_by_group(groups: Sequence, labels: Sequence[int], fractions=(0.7, 0.15, 0.15),
-                   seed: int = 0) -> np.ndarray:
+def split_by_group(
+    groups: Sequence, labels: Sequence[int], fractions=(0.7, 0.15, 0.15), seed: int = 0
+) -> np.ndarray:
     """Like split_stratified, but no group (patient) is in two splits.
 
     groups: one patient id per image; labels: one 0/1 (or class) label per image.
@@ -80,5 +87,7 @@ def split_by_group(groups: Sequence, labels: Sequence[int], fractions=(0.7, 0.15
     """
     table = pd.DataFrame({"group": [str(g) for g in groups], "label": np.asarray(labels)})
     per_group = table.groupby("group", sort=True)["label"].max()
-    group_split = pd.Series(split_stratified(per_group.values, fractions, seed), index=per_group.index)
+    group_split = pd.Series(
+        split_stratified(per_group.values, fractions, seed), index=per_group.index
+    )
     return table["group"].map(group_split).to_numpy(dtype=object)
