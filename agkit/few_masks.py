@@ -19,7 +19,7 @@ changes to the course's guided recipe, each optional, so each can be measured al
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -76,7 +76,8 @@ def oversampling_loader(dataset: GuidedDataset, batch_size: int, annotated_share
     none, or with none unannotated, it is a plain shuffled loader.
     """
     if not 0 < annotated_share < 1:
-        raise ValueError(f"annotated_share must lie strictly between 0 and 1, got {annotated_share}.")
+        raise ValueError(f"annotated_share must lie strictly between 0 and 1, "
+                         f"got {annotated_share}.")
     kept = annotated_images(dataset)
     n_kept = int(kept.sum())
     if n_kept in (0, len(dataset)):
