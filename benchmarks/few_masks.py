@@ -16,9 +16,9 @@ accuracy and the share of the full-annotation gain it recovers:
 where acc_all is the course's guided run with all masks. The row "all" trains the chosen
 recipe with every mask, to show what the recipe itself gives.
 
-The recipe (``--recipe``): "finetune" switches guidance on in the trained baseline and
-trains on for ``--finetune-epochs``; "scratch" trains a new guided network for the
-profile's epochs. ``--share`` oversamples annotated images to that share of the draws
+The recipe (``--recipe``): "scratch" (default) trains a new guided network for the
+profile's epochs; "finetune" switches guidance on in the trained baseline and trains on
+for ``--finetune-epochs``. ``--share`` oversamples annotated images to that share of the draws
 (0 = plain shuffling); ``--balance-lam`` divides lambda by the chance that a batch holds
 a mask. Results of single runs are cached in ``<runs-dir>/few_masks/``.
 Runs use one torch thread each, ``--jobs`` at a time.
@@ -93,7 +93,7 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-masks", default="5,10,20,50,all")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--recipe", choices=("finetune", "scratch"), default="finetune")
+    parser.add_argument("--recipe", choices=("finetune", "scratch"), default="scratch")
     parser.add_argument("--finetune-epochs", type=int, default=12)
     parser.add_argument("--lam", type=float, default=3.0, help="lambda of the few-mask runs")
     parser.add_argument("--full-lam", type=float, default=3.0,
