@@ -3,23 +3,26 @@
 With 20 masks among 500 images most batches hold one annotated image or none. Three
 changes to the course's guided recipe, each optional, so each can be measured alone:
 
-* ``finetune``: "switch guidance on". Start from the trained baseline, change its pooling
-  to softmax and train on with the attention loss, instead of training from scratch.
-  The baseline already knows the images; the masks only have to move where it looks.
 * ``annotated_share``: sample the annotated images more often, so that they make up
-  this share of the images drawn in every epoch (a WeightedRandomSampler).
+  this share of the images drawn in every epoch (a WeightedRandomSampler). Of the three,
+  this is the one that carries few masks far (``benchmarks/few_masks.py``).
+* ``baseline=``: "switch guidance on". Start from the trained baseline, change its pooling
+  to softmax and train on with the attention loss, instead of training from scratch.
+  It is cheaper, but the baseline has already settled on the shortcut, and a few masks
+  move it less than they steer a network that starts fresh.
 * ``lam`` and the annotated share: the attention loss is a *mean over the annotated
   positions of a batch*, so its size does not shrink with fewer masks; what shrinks is
   the share of batches that hold any mask, and the number of images the term averages
   over. ``lam / share`` (the naive correction) would multiply the pull on one or two
   images per batch by 25 at 20 masks of 500; ``batch_coverage`` gives the factor that
-  really changes, and ``balanced_lam`` divides lam by it.
+  really changes, and ``balanced_lam`` divides lam by it. With oversampling nearly
+  every batch holds a mask anyway, so the two overlap.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -76,7 +79,8 @@ def oversampling_loader(dataset: GuidedDataset, batch_size: int, annotated_share
     none, or with none unannotated, it is a plain shuffled loader.
     """
     if not 0 < annotated_share < 1:
-        raise ValueError(f"annotated_share must lie strictly between 0 and 1, got {annotated_share}.")
+        raise ValueError(f"annotated_share must lie strictly between 0 and 1, "
+                         f"got {annotated_share}.")
     kept = annotated_images(dataset)
     n_kept = int(kept.sum())
     if n_kept in (0, len(dataset)):

@@ -23,7 +23,7 @@ The scoring functions work on plain tensors, so they can be checked by hand.
 from __future__ import annotations
 
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ def peak_positions(maps: torch.Tensor) -> torch.Tensor:
     Args:
         maps: n x h x w.
     """
-    n, h, w = maps.shape
+    n, _, w = maps.shape
     flat = maps.reshape(n, -1).argmax(dim=1)
     return torch.stack([flat // w, flat % w], dim=1).float()
 

@@ -16,9 +16,9 @@ accuracy and the share of the full-annotation gain it recovers:
 where acc_all is the course's guided run with all masks. The row "all" trains the chosen
 recipe with every mask, to show what the recipe itself gives.
 
-The recipe (``--recipe``): "finetune" switches guidance on in the trained baseline and
-trains on for ``--finetune-epochs``; "scratch" trains a new guided network for the
-profile's epochs. ``--share`` oversamples annotated images to that share of the draws
+The recipe (``--recipe``): "scratch" (default) trains a new guided network for the
+profile's epochs; "finetune" switches guidance on in the trained baseline and trains on
+for ``--finetune-epochs``. ``--share`` oversamples annotated images to that share of the draws
 (0 = plain shuffling); ``--balance-lam`` divides lambda by the chance that a batch holds
 a mask. Results of single runs are cached in ``<runs-dir>/few_masks/``.
 Runs use one torch thread each, ``--jobs`` at a time.
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -75,7 +76,7 @@ def one_run(job: dict) -> dict:
         train, lam=recipe["lam"], lr=recipe["lr"], batch_size=profile.batch_size,
         seed=job["seed"], annotated_share=recipe["share"] or None,
         balance_lam=recipe["balance_lam"], device="cpu", **start)
-    result = dict(labels)
+    result = dict(labels, recipe=recipe)
     result["train_seconds"] = round(time.perf_counter() - started, 1)
     for split in ("val", "test_shifted"):
         scores = evaluate(model, make_loader(datasets[split], 256))
@@ -92,9 +93,11 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-masks", default="5,10,20,50,all")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--recipe", choices=("finetune", "scratch"), default="finetune")
+    parser.add_argument("--recipe", choices=("finetune", "scratch"), default="scratch")
     parser.add_argument("--finetune-epochs", type=int, default=12)
-    parser.add_argument("--lam", type=float, default=3.0)
+    parser.add_argument("--lam", type=float, default=3.0, help="lambda of the few-mask runs")
+    parser.add_argument("--full-lam", type=float, default=3.0,
+                        help="lambda of the full-annotation reference (the course's choice)")
     parser.add_argument("--lr", type=float, default=None, help="default: the profile's")
     parser.add_argument("--share", type=float, default=0.25,
                         help="oversample annotated images to this share of draws; 0 = off")
@@ -117,7 +120,7 @@ def main(argv=None) -> pd.DataFrame:
 
     # the course's own runs: baseline (no masks) and guided with every mask
     references = [baseline_config(profile, s) for s in seeds]
-    references += [guided_config(profile, args.lam, s) for s in seeds]
+    references += [guided_config(profile, args.full_lam, s) for s in seeds]
     table = run_many(references, args.runs_dir, desc="baseline and full", jobs=args.jobs)
     reference = {(row.lam > 0, row.seed): row.accuracy_shifted for row in table.itertuples()}
 
@@ -164,8 +167,9 @@ def main(argv=None) -> pd.DataFrame:
         print(f"\n{value} (mean over seeds)\n{pivot.round(3).to_string()}")
     if args.json:
         shares = results.pivot_table(index="strategy", columns="n_masks", values="share_of_gain",
-                                     aggfunc="mean")
-        data = {s: {k: round(float(v), 4) for k, v in row.dropna().items()}
+                                     aggfunc="mean", dropna=False)
+        # null where full annotation gained nothing over the baseline (no share to give)
+        data = {s: {k: None if math.isnan(v) else round(float(v), 4) for k, v in row.items()}
                 for s, row in shares.iterrows()}
         Path(args.json).write_text(json.dumps(data, indent=1))
     return results

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agkit.data import GuidedDataset, make_loader
+from agkit.data import GuidedDataset
 from agkit.few_masks import (annotated_images, balanced_lam, batch_coverage, oversampling_loader,
                              switch_guidance_on, train_with_few_masks, with_masks)
 from agkit.models import CAMNet
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def spike_cams(peaks, labels, n_classes=2, size=4, height=5.0):
     """n x N x size x size CAMs that are 0 except one spike at peaks[i] in the own class map."""
     cams = torch.zeros(len(peaks), n_classes, size, size)
-    for i, ((r, c), label) in enumerate(zip(peaks, labels)):
+    for i, ((r, c), label) in enumerate(zip(peaks, labels, strict=True)):
         cams[i, label, r, c] = height
     return cams
 
@@ -80,8 +80,8 @@ def test_spectral_clusters_separate_two_obvious_groups_per_class():
     # class 0: peaks top-left or bottom-right; class 1: all top-right
     peaks = [(0, 0)] * 6 + [(3, 3)] * 6 + [(0, 3)] * 6
     labels = torch.tensor([0] * 12 + [1] * 6)
-    cams = spike_cams(peaks, labels) + 0.01 * torch.randn(18, 2, 4, 4,
-                                                           generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(18, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    cams = spike_cams(peaks, labels) + 0.01 * noise
     ids = cam_clusters(attention_maps(cams, labels), labels, n_clusters=2, seed=0)
     assert len(set(ids[:6].tolist())) == 1 and len(set(ids[6:12].tolist())) == 1
     assert ids[0] != ids[6]
@@ -92,8 +92,8 @@ def test_clusters_strategy_covers_every_cam_cluster_first():
     """The first three proposals come from three different kinds of CAM."""
     peaks = [(0, 0)] * 6 + [(3, 3)] * 6 + [(0, 3)] * 6
     labels = torch.tensor([0] * 12 + [1] * 6)
-    cams = spike_cams(peaks, labels) + 0.01 * torch.randn(18, 2, 4, 4,
-                                                           generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(18, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+    cams = spike_cams(peaks, labels) + 0.01 * noise
     probs = torch.full((18, 2), 0.5)
     order = rank_scores("clusters", probs, cams, labels, n_clusters=2)
     groups = [i // 6 for i in order[:3]]
@@ -217,7 +217,7 @@ def test_finetuning_with_few_masks_leaves_the_baseline_untouched_and_repeats():
     runs = [train_with_few_masks(ds, lam=3.0, epochs=2, lr=1e-2, batch_size=4, baseline=base,
                                  annotated_share=0.5, balance_lam=True) for _ in range(2)]
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
-    (m1, h1), (m2, h2) = runs
+    (m1, h1), (_, h2) = runs
     assert m1.pooling == "softmax" and len(h1) == 2 and (h1["att"] > 0).all()
     assert h1["loss"].tolist() == h2["loss"].tolist()
     with pytest.raises(ValueError, match="baseline="):
@@ -248,10 +248,10 @@ def test_benchmark_writes_the_share_table(tmp_path):
     results = bench.main(["--profile", "ci", "--seeds", "0", "--n-masks", "5,all",
                           "--strategies", "uncertainty", "--finetune-epochs", "1", "--jobs", "1",
                           "--runs-dir", str(tmp_path / "runs"), "--json", str(out)])
-    shares = json.loads(out.read_text())
+    shares = json.loads(out.read_text())  # values may be null: 2 ci epochs may gain nothing
     assert set(shares) == {"random", "uncertainty"}
     assert set(shares["random"]) == {"5", "all"}
     assert shares["random"]["all"] == shares["uncertainty"]["all"]
     row = results[(results.strategy == "uncertainty") & (results.n_masks == "5")].iloc[0]
     assert row.share_of_gain == pytest.approx(
-        bench.share_of_gain(row.accuracy_test_shifted, row.baseline, row.full))
+        bench.share_of_gain(row.accuracy_test_shifted, row.baseline, row.full), nan_ok=True)
