@@ -39,8 +39,13 @@ def group_accuracy(predictions, labels, confounders) -> pd.DataFrame:
     Returns a DataFrame with columns label, confounder, n, accuracy, one row per group
     that has images, sorted by label then confounder.
     """
-    table = pd.DataFrame({"label": np.asarray(labels), "confounder": np.asarray(confounders),
-                          "correct": np.asarray(predictions) == np.asarray(labels)})
+    table = pd.DataFrame(
+        {
+            "label": np.asarray(labels),
+            "confounder": np.asarray(confounders),
+            "correct": np.asarray(predictions) == np.asarray(labels),
+        }
+    )
     if not len(table):
         raise ValueError("no images: group accuracy needs at least one prediction.")
     grouped = table.groupby(["label", "confounder"])["correct"]
@@ -69,10 +74,12 @@ def synthfrac_marker_masks(data) -> torch.Tensor:
     far = size - inset - box
     origin = {"tl": (inset, inset), "tr": (inset, far), "bl": (far, inset), "br": (far, far)}
     masks = torch.zeros(len(data), 1, size, size)
-    for i, (marker, corner) in enumerate(zip(data.meta["marker"], data.meta["marker_corner"])):
+    for i, (marker, corner) in enumerate(
+        zip(data.meta["marker"], data.meta["marker_corner"], strict=True)
+    ):
         if marker:
             row, col = origin[corner]
-            masks[i, 0, row:row + box, col:col + box] = 1.0
+            masks[i, 0, row : row + box, col : col + box] = 1.0
     return masks
 
 
@@ -91,8 +98,9 @@ def attribution_share(attributions: torch.Tensor, region: torch.Tensor) -> torch
     return (magnitude * region.to(magnitude.dtype).flatten(1)).sum(1) / magnitude.sum(1)
 
 
-def integrated_gradients(model, images: torch.Tensor, classes: torch.Tensor,
-                         steps: int = 32) -> torch.Tensor:
+def integrated_gradients(
+    model, images: torch.Tensor, classes: torch.Tensor, steps: int = 32
+) -> torch.Tensor:
     """Captum's Integrated Gradients of the class scores from a black image:
     images B x C x H x W, classes B -> attributions B x C x H x W."""
     try:
@@ -100,12 +108,18 @@ def integrated_gradients(model, images: torch.Tensor, classes: torch.Tensor,
     except ImportError:
         raise ImportError("Integrated Gradients needs Captum: pip install 'captum>=0.7'.") from None
     explainer = IntegratedGradients(lambda x: model(x).logits)
-    return explainer.attribute(images, baselines=torch.zeros_like(images), target=classes,
-                               n_steps=steps, internal_batch_size=len(images) * 8)
+    return explainer.attribute(
+        images,
+        baselines=torch.zeros_like(images),
+        target=classes,
+        n_steps=steps,
+        internal_batch_size=len(images) * 8,
+    )
 
 
-def wrong_reason(model, images: torch.Tensor, regions: torch.Tensor, *, steps: int = 32,
-                 batch_size: int = 64) -> dict:
+def wrong_reason(
+    model, images: torch.Tensor, regions: torch.Tensor, *, steps: int = 32, batch_size: int = 64
+) -> dict:
     """The share of attribution on the confounder ``regions`` for the predicted class.
 
     images: n x C x H x W; regions: n x 1 x H x W 0/1 (images with an empty region are
@@ -119,8 +133,8 @@ def wrong_reason(model, images: torch.Tensor, regions: torch.Tensor, *, steps: i
     cam_parts, ig_parts = [], []
     device = next(model.parameters()).device
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        r = regions[start:start + batch_size].to(device)
+        x = images[start : start + batch_size].to(device)
+        r = regions[start : start + batch_size].to(device)
         with torch.no_grad():
             out = model(x)
         predicted = out.logits.argmax(1)
@@ -130,8 +144,11 @@ def wrong_reason(model, images: torch.Tensor, regions: torch.Tensor, *, steps: i
         ig_parts.append(attribution_share(attributions, r).cpu())
     if not cam_parts:
         return {"cam": float("nan"), "ig": float("nan"), "n": 0}
-    return {"cam": float(torch.cat(cam_parts).mean()), "ig": float(torch.cat(ig_parts).nanmean()),
-            "n": int(keep.sum())}
+    return {
+        "cam": float(torch.cat(cam_parts).mean()),
+        "ig": float(torch.cat(ig_parts).nanmean()),
+        "n": int(keep.sum()),
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,7 +163,7 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     """
     a, b = a.flatten(1).double().cpu().numpy(), b.flatten(1).double().cpu().numpy()
     values = []
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         if np.ptp(x) == 0 or np.ptp(y) == 0:
             values.append(np.nan)
         else:
@@ -156,8 +173,11 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 def layers_top_down(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's parameterised leaf layers (convolutions, linear, norms), output first."""
-    leaves = [(name, m) for name, m in model.named_modules()
-              if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+    leaves = [
+        (name, m)
+        for name, m in model.named_modules()
+        if not list(m.children()) and any(True for _ in m.parameters(recurse=False))
+    ]
     return leaves[::-1]
 
 
@@ -189,6 +209,11 @@ def randomization_check(model, images: torch.Tensor, *, seed: int = 0, size=None
         with torch.no_grad():
             cams = model(images).cams
             maps = cam_utils.upsample(cam_utils.select_class(cams, classes), size)
-        rows.append({"step": step, "layer": name,
-                     "spearman": float(np.nanmean(rank_correlation(reference, maps)))})
+        rows.append(
+            {
+                "step": step,
+                "layer": name,
+                "spearman": float(np.nanmean(rank_correlation(reference, maps))),
+            }
+        )
     return pd.DataFrame(rows)

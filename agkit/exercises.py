@@ -33,8 +33,9 @@ def _check(title: str):
     def decorate(body):
         def verdict(fn) -> tuple[bool, str]:
             if not callable(fn):
-                return False, (f"✗ {title}: pass your function itself "
-                               "(no brackets after its name).")
+                return False, (
+                    f"✗ {title}: pass your function itself (no brackets after its name)."
+                )
             try:
                 with torch.random.fork_rng(devices=[]):  # the notebook's random state stays
                     return True, f"✓ {title}: {body(fn)}"
@@ -43,8 +44,10 @@ def _check(title: str):
             except NotImplementedError:
                 return False, f"✗ {title}: not written yet; replace the blank with your code."
             except Exception as error:  # noqa: BLE001 (any error of the student's code is news)
-                return False, (f"✗ {title}: your function raised {type(error).__name__}: "
-                               f"{str(error).splitlines()[0] if str(error) else ''}")
+                return False, (
+                    f"✗ {title}: your function raised {type(error).__name__}: "
+                    f"{str(error).splitlines()[0] if str(error) else ''}"
+                )
 
         @functools.wraps(body)
         def check(fn) -> None:
@@ -60,19 +63,22 @@ def _tensor(value, name: str, shape: tuple, what: str) -> torch.Tensor:
     if value is None or value is Ellipsis:
         raise Hint(f"{name} returned nothing; it should return {what}.")
     if not isinstance(value, torch.Tensor):
-        raise Hint(f"{name} returned a {type(value).__name__}, not a torch tensor; "
-                   f"it should return {what}.")
+        raise Hint(
+            f"{name} returned a {type(value).__name__}, not a torch tensor; "
+            f"it should return {what}."
+        )
     if tuple(value.shape) != tuple(shape):
-        raise Hint(f"the result has shape {tuple(value.shape)} but should have shape "
-                   f"{tuple(shape)} ({what}).")
+        raise Hint(
+            f"the result has shape {tuple(value.shape)} but should have shape "
+            f"{tuple(shape)} ({what})."
+        )
     if not torch.isfinite(value.float()).all():
         raise Hint("the result contains NaN or infinity.")
     return value
 
 
 def _close(value: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5) -> bool:
-    return torch.allclose(value.detach().double(), expected.detach().double(), atol=atol,
-                          rtol=1e-4)
+    return torch.allclose(value.detach().double(), expected.detach().double(), atol=atol, rtol=1e-4)
 
 
 def _model(seed: int = 0, pooling: str = "avg") -> CAMNet:
@@ -92,7 +98,7 @@ def _masks(n: int = 4, size: int = 32, empty: tuple = ()) -> torch.Tensor:
     masks = torch.zeros(n, 1, size, size)
     for k in range(n):
         if k not in empty:
-            masks[k, 0, 4 + 2 * k: 20 + k, 8: 24 - k] = 1
+            masks[k, 0, 4 + 2 * k : 20 + k, 8 : 24 - k] = 1
     return masks
 
 
@@ -111,16 +117,24 @@ def check_cam(fn) -> str:
     bias = model.classifier.bias.detach().clone()
     expected = model(images).cams
     b, _, h, w = features.shape
-    cams = _tensor(fn(features, weight, bias), "your function", (b, 3, h, w),
-                   "one h x w map per class for every image, B x N x h x w")
+    cams = _tensor(
+        fn(features, weight, bias),
+        "your function",
+        (b, 3, h, w),
+        "one h x w map per class for every image, B x N x h x w",
+    )
     if not _close(cams, expected, 1e-4):
         if _close(cams, expected - bias[None, :, None, None], 1e-4):
             raise Hint("the maps are right up to a constant per class: add the class's bias.")
-        raise Hint("the values differ from CAMNet's CAMs: map c at (i, j) is the sum over the "
-                   "channels k of weight[c, k] times feature k at (i, j).")
+        raise Hint(
+            "the values differ from CAMNet's CAMs: map c at (i, j) is the sum over the "
+            "channels k of weight[c, k] times feature k at (i, j)."
+        )
     if not cams.requires_grad:
-        raise Hint("the values are right, but no gradient flows back to the weight; use "
-                   "torch operations only (no .detach(), .numpy() or loops over floats).")
+        raise Hint(
+            "the values are right, but no gradient flows back to the weight; use "
+            "torch operations only (no .detach(), .numpy() or loops over floats)."
+        )
     return "your CAMs equal CAMNet's (torch.allclose)."
 
 
@@ -132,13 +146,19 @@ def check_average_pooling(fn) -> str:
     features = model.features(images).detach()
     cams = model.cams_from_features(features).detach()
     expected = model.classifier(features.mean(dim=(2, 3)))
-    logits = _tensor(fn(cams), "your function", (cams.shape[0], cams.shape[1]),
-                     "one logit per class for every image, B x N")
+    logits = _tensor(
+        fn(cams),
+        "your function",
+        (cams.shape[0], cams.shape[1]),
+        "one logit per class for every image, B x N",
+    )
     if _close(logits, cams.flatten(2).sum(dim=2)):
         raise Hint("you summed over the positions; the pooling takes their mean.")
     if not _close(logits, expected, 1e-4):
-        raise Hint("the logits differ from the classifier applied to the averaged features; "
-                   "average each class map over all h x w positions.")
+        raise Hint(
+            "the logits differ from the classifier applied to the averaged features; "
+            "average each class map over all h x w positions."
+        )
     return "averaging the CAMs gives exactly fc(GAP(features))."
 
 
@@ -150,26 +170,33 @@ def check_mass_in_mask(fn) -> str:
     masks = _masks()
     classes = torch.tensor([0, 2, 1, 2])
     expected = metrics.mass_in_mask(cams, masks, classes)
-    value = _tensor(fn(cams, masks, classes), "your function", (4,),
-                    "one share of attention per image")
+    value = _tensor(
+        fn(cams, masks, classes), "your function", (4,), "one share of attention per image"
+    )
     if _close(value, expected, 1e-5):
         return "your shares equal agkit.metrics.mass_in_mask."
     for other in range(3):
         if _close(value, metrics.mass_in_mask(cams, masks, torch.full((4,), other)), 1e-5):
-            raise Hint("you scored the same class for every image; use the class given for "
-                       "each image.")
+            raise Hint(
+                "you scored the same class for every image; use the class given for each image."
+            )
     by_row = cams.softmax(dim=-1)
     picked = by_row[torch.arange(4), classes]
     small = F.adaptive_max_pool2d(masks, (8, 8))[:, 0]
     if _close((picked * small).flatten(1).sum(1) / 8, value, 1e-5) or _close(
-            (picked * small).flatten(1).sum(1), value, 1e-5):
+        (picked * small).flatten(1).sum(1), value, 1e-5
+    ):
         raise Hint("the softmax must run over all h x w positions at once, not along one row.")
     if (value < -1e-6).any() or (value > 1 + 1e-6).any():
-        raise Hint("a share of attention must lie between 0 and 1: turn the CAM into a "
-                   "probability distribution over its positions first.")
-    raise Hint("the values differ from the reference; shrink the mask to the CAM's size "
-               "(a cell counts when the mask touches it: F.adaptive_max_pool2d) and sum the "
-               "attention of the given class inside it.")
+        raise Hint(
+            "a share of attention must lie between 0 and 1: turn the CAM into a "
+            "probability distribution over its positions first."
+        )
+    raise Hint(
+        "the values differ from the reference; shrink the mask to the CAM's size "
+        "(a cell counts when the mask touches it: F.adaptive_max_pool2d) and sum the "
+        "attention of the given class inside it."
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -200,10 +227,13 @@ def check_box_mask(fn) -> str:
         raise Hint("x and y are swapped: rows are y (height), columns are x (width).")
     inclusive = torch.as_tensor(rasterize_boxes([(3, 5, 12, 9)], (height, width))).float()
     if torch.equal(value, inclusive):
-        raise Hint("the box is one pixel too big: x1 and y1 are exclusive ends, as in "
-                   "Python slices.")
-    raise Hint(f"the mask covers {int(value.sum())} pixels where the box covers "
-               f"{int(expected.sum())}; fill rows y0 to y1 and columns x0 to x1.")
+        raise Hint(
+            "the box is one pixel too big: x1 and y1 are exclusive ends, as in Python slices."
+        )
+    raise Hint(
+        f"the mask covers {int(value.sum())} pixels where the box covers "
+        f"{int(expected.sum())}; fill rows y0 to y1 and columns x0 to x1."
+    )
 
 
 @_check("pointing game")
@@ -222,9 +252,11 @@ def check_pointing_game(fn) -> str:
         value = value.bool()
     if torch.equal(value, expected):
         return "your hits equal agkit.metrics.pointing_game."
-    raise Hint(f"{int((value != expected).sum())} of 6 images scored differently: upsample "
-               "the CAM of the given class to the mask's size, find its largest pixel and "
-               "look the mask up there.")
+    raise Hint(
+        f"{int((value != expected).sum())} of 6 images scored differently: upsample "
+        "the CAM of the given class to the mask's size, find its largest pixel and "
+        "look the mask up there."
+    )
 
 
 @_check("agreement of two masks (IoU)")
@@ -246,12 +278,16 @@ def check_mask_iou(fn) -> str:
             raise Hint("two empty masks gave NaN: return 0 when the union is empty.")
         return "8 shared pixels of 32 in the union give 0.25, and empty masks give 0."
     if math.isclose(value, 2 * 8 / 40, abs_tol=1e-6):
-        raise Hint("that is the Dice score (twice the overlap over the sum of both areas); "
-                   "IoU divides the overlap by the area of the union.")
+        raise Hint(
+            "that is the Dice score (twice the overlap over the sum of both areas); "
+            "IoU divides the overlap by the area of the union."
+        )
     if math.isclose(value, 8 / 40, abs_tol=1e-6):
         raise Hint("the union counts the shared pixels twice; count each pixel once.")
-    raise Hint(f"got {value:.3f} on a test with a known answer; IoU = pixels in both masks / "
-               "pixels in either mask.")
+    raise Hint(
+        f"got {value:.3f} on a test with a known answer; IoU = pixels in both masks / "
+        "pixels in either mask."
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -273,10 +309,11 @@ def check_softmax_pooling(fn) -> str:
     if not _close(logits, expected, 1e-5):
         row = (cams.softmax(dim=-1) * cams).sum(dim=(2, 3))
         if _close(logits, row, 1e-5):
-            raise Hint("the softmax must run over all h x w positions at once, not along "
-                       "one row.")
-        raise Hint("the logits differ from softmax pooling: the weights are softmax(M_c) over "
-                   "all positions, and the logit is the weighted sum of M_c.")
+            raise Hint("the softmax must run over all h x w positions at once, not along one row.")
+        raise Hint(
+            "the logits differ from softmax pooling: the weights are softmax(M_c) over "
+            "all positions, and the logit is the weighted sum of M_c."
+        )
     if not logits.requires_grad:
         raise Hint("the values are right but carry no gradient; use torch operations only.")
     return "your logits equal CAMNet's softmax pooling."
@@ -298,22 +335,29 @@ def check_attention_loss(fn) -> str:
         log_a = cams.flatten(2).log_softmax(dim=2)
         per_image = -(flat * log_a).sum() / (4 * 2)
         if _close(value, per_image, 1e-5):
-            raise Hint("divide by the number of annotated positions (over all class maps), "
-                       "not by the number of images.")
+            raise Hint(
+                "divide by the number of annotated positions (over all class maps), "
+                "not by the number of images."
+            )
         if _close(value, -(flat * log_a).sum() / flat.sum(), 1e-5):
-            raise Hint("each class map counts: divide by the mask area times the number of "
-                       "classes.")
-        raise Hint("the value differs from attention_guidance_loss: shrink the mask to the "
-                   "CAM's size (F.adaptive_max_pool2d), take log softmax over all positions of each map, "
-                   "and average -log A over every masked position of every class map.")
+            raise Hint(
+                "each class map counts: divide by the mask area times the number of classes."
+            )
+        raise Hint(
+            "the value differs from attention_guidance_loss: shrink the mask to the "
+            "CAM's size (F.adaptive_max_pool2d), take log softmax over all positions of each map, "
+            "and average -log A over every masked position of every class map."
+        )
     cams.grad = None
     value.backward()
     if cams.grad is None or not torch.isfinite(cams.grad).all():
         raise Hint("the value is right but no gradient reaches the CAMs.")
     none = fn(cams.detach(), torch.zeros_like(masks))
     if none is None or not torch.isfinite(torch.as_tensor(none)).all() or float(none) != 0:
-        raise Hint("a batch without any mask must give a loss of exactly 0 (not NaN): "
-                   "nothing is annotated, so there is nothing to pull.")
+        raise Hint(
+            "a batch without any mask must give a loss of exactly 0 (not NaN): "
+            "nothing is annotated, so there is nothing to pull."
+        )
     return "your loss equals attention_guidance_loss, and a batch without masks gives 0."
 
 
@@ -353,9 +397,11 @@ def check_training_step(fn) -> str:
     model, optimizer = fresh()
     before = [p.detach().clone() for p in model.parameters()]
     first = fn(model, images, labels, masks, optimizer, lam)
-    if all(torch.equal(a, b) for a, b in zip(before, model.parameters())):
-        raise Hint("the weights did not change: compute the gradients (backward) and let "
-                   "the optimizer take its step.")
+    if all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)):
+        raise Hint(
+            "the weights did not change: compute the gradients (backward) and let "
+            "the optimizer take its step."
+        )
     if first is None:
         raise Hint("your step trains but returns nothing; return the loss.")
     first = float(first)
@@ -370,17 +416,27 @@ def check_training_step(fn) -> str:
             raise Hint("the loss is missing the cross-entropy term.")
         if math.isclose(first, ce + att, rel_tol=1e-4):
             raise Hint("the attention loss must be weighted by lam.")
-        raise Hint(f"the loss of the first step is {first:.4f} where CE + lam * L_att is "
-                   f"{expected[0]:.4f}.")
-    if not all(torch.allclose(a, b, atol=1e-5, rtol=1e-4)
-               for a, b in zip(model.parameters(), weights[0])):
-        raise Hint("the loss is right but the weights moved differently: call backward on "
-                   "that loss and step the optimizer once per call.")
+        raise Hint(
+            f"the loss of the first step is {first:.4f} where CE + lam * L_att is "
+            f"{expected[0]:.4f}."
+        )
+    if not all(
+        torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+        for a, b in zip(model.parameters(), weights[0], strict=True)
+    ):
+        raise Hint(
+            "the loss is right but the weights moved differently: call backward on "
+            "that loss and step the optimizer once per call."
+        )
     fn(model, images, labels, masks, optimizer, lam)
-    if not all(torch.allclose(a, b, atol=1e-5, rtol=1e-4)
-               for a, b in zip(model.parameters(), weights[1])):
-        raise Hint("the first step is right but the second is not: clear the old gradients "
-                   "(optimizer.zero_grad()) before each backward pass.")
+    if not all(
+        torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+        for a, b in zip(model.parameters(), weights[1], strict=True)
+    ):
+        raise Hint(
+            "the first step is right but the second is not: clear the old gradients "
+            "(optimizer.zero_grad()) before each backward pass."
+        )
     return "two steps on a fixed batch give the reference losses and weights."
 
 
@@ -392,8 +448,9 @@ def check_training_step(fn) -> str:
 def _bootstrap_means(values) -> np.ndarray:
     """Every equally likely resample's mean (n**n of them): the exact bootstrap distribution."""
     n = len(values)
-    return np.array([np.mean([values[i] for i in pick])
-                     for pick in itertools.product(range(n), repeat=n)])
+    return np.array(
+        [np.mean([values[i] for i in pick]) for pick in itertools.product(range(n), repeat=n)]
+    )
 
 
 @_check("bootstrap interval")
@@ -410,16 +467,22 @@ def check_bootstrap_interval(fn) -> str:
     if not low <= float(np.mean(values)) <= high:
         raise Hint("the interval must contain the mean of the values.")
     if low < min(values) - 1e-9 or high > max(values) + 1e-9:
-        raise Hint("a mean of resampled values can never leave [min, max]; resample the "
-                   "values with replacement and take the mean of each resample.")
+        raise Hint(
+            "a mean of resampled values can never leave [min, max]; resample the "
+            "values with replacement and take the mean of each resample."
+        )
     means = _bootstrap_means(values)
     lows = np.quantile(means, [0.01, 0.05], method="inverted_cdf")
     highs = np.quantile(means, [0.95, 0.99], method="inverted_cdf")
     if not (lows[0] - 1e-9 <= low <= lows[1] + 1e-9 and highs[0] - 1e-9 <= high <= highs[1] + 1e-9):
-        raise Hint(f"({low:.3f}, {high:.3f}) is not the 2.5 % and 97.5 % quantiles of the "
-                   "means of many resamples.")
-    return (f"({low:.3f}, {high:.3f}): with three seeds the interval spans almost "
-            f"min..max = ({min(values):.2f}, {max(values):.2f}).")
+        raise Hint(
+            f"({low:.3f}, {high:.3f}) is not the 2.5 % and 97.5 % quantiles of the "
+            "means of many resamples."
+        )
+    return (
+        f"({low:.3f}, {high:.3f}): with three seeds the interval spans almost "
+        f"min..max = ({min(values):.2f}, {max(values):.2f})."
+    )
 
 
 @_check("mask to box")
@@ -436,10 +499,14 @@ def check_box_from_mask(fn) -> str:
     if value[2].sum() > 0:
         raise Hint("an empty mask must stay empty.")
     if value.sum() < expected.sum():
-        raise Hint("the box is too small: it runs from the first to the last row and column "
-                   "that hold any mask pixel, both included.")
-    raise Hint("the box is too big: it runs from the first to the last row and column that "
-               "hold any mask pixel, both included.")
+        raise Hint(
+            "the box is too small: it runs from the first to the last row and column "
+            "that hold any mask pixel, both included."
+        )
+    raise Hint(
+        "the box is too big: it runs from the first to the last row and column that "
+        "hold any mask pixel, both included."
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -454,20 +521,24 @@ def check_sensitivity_specificity(fn) -> str:
     predicted = torch.tensor([1, 1, 1, 0, 0, 0, 0, 0, 1, 1])
     answer = fn(labels, predicted)
     if answer is None or answer is Ellipsis:
-        raise Hint("your function returned nothing; it should return (sensitivity, "
-                   "specificity).")
+        raise Hint("your function returned nothing; it should return (sensitivity, specificity).")
     sensitivity, specificity = (float(v) for v in answer)
-    swapped = (math.isclose(sensitivity, 4 / 6, rel_tol=1e-6)
-               and math.isclose(specificity, 3 / 4, rel_tol=1e-6))
+    swapped = math.isclose(sensitivity, 4 / 6, rel_tol=1e-6) and math.isclose(
+        specificity, 3 / 4, rel_tol=1e-6
+    )
     if swapped:
-        raise Hint("those are the share of normal images called normal and of fractured "
-                   "images found, in the other order.")
+        raise Hint(
+            "those are the share of normal images called normal and of fractured "
+            "images found, in the other order."
+        )
     if not math.isclose(sensitivity, 3 / 4, rel_tol=1e-6):
-        raise Hint("sensitivity is the share of fractured images (label 1) that were "
-                   "predicted fractured.")
+        raise Hint(
+            "sensitivity is the share of fractured images (label 1) that were predicted fractured."
+        )
     if not math.isclose(specificity, 4 / 6, rel_tol=1e-6):
-        raise Hint("specificity is the share of normal images (label 0) that were predicted "
-                   "normal.")
+        raise Hint(
+            "specificity is the share of normal images (label 0) that were predicted normal."
+        )
     return "3 of 4 fractured images found (0.75), 4 of 6 normal ones called normal (0.67)."
 
 
@@ -487,7 +558,11 @@ def check_uniform_chance(fn) -> str:
         raise Hint("leave out the images without a mask: they have no mass in mask at all.")
     at_input = metrics.pointing_game_chance(masks[masks.flatten(1).sum(1) > 0]).mean().item()
     if math.isclose(value, at_input, abs_tol=1e-6):
-        raise Hint("close: shrink the masks to the CAM's size (F.adaptive_max_pool2d) first, as "
-                   "mass_in_mask does.")
-    raise Hint("uniform attention puts 1/(h*w) on every cell, so it scores the share of "
-               "cells inside the mask; average that over the annotated images.")
+        raise Hint(
+            "close: shrink the masks to the CAM's size (F.adaptive_max_pool2d) first, as "
+            "mass_in_mask does."
+        )
+    raise Hint(
+        "uniform attention puts 1/(h*w) on every cell, so it scores the share of "
+        "cells inside the mask; average that over the annotated images."
+    )

@@ -36,8 +36,9 @@ def with_masks(dataset: GuidedDataset, indices: Iterable[int]) -> GuidedDataset:
     chosen = torch.zeros(len(dataset), dtype=torch.bool)
     indices = list(indices)
     if indices and (min(indices) < 0 or max(indices) >= len(dataset)):
-        raise ValueError(f"mask indices must lie in [0, {len(dataset)}); got "
-                         f"{min(indices)}..{max(indices)}.")
+        raise ValueError(
+            f"mask indices must lie in [0, {len(dataset)}); got {min(indices)}..{max(indices)}."
+        )
     chosen[indices] = True
     result = copy.copy(dataset)
     result.mask_kept = dataset.mask_kept & chosen
@@ -70,8 +71,9 @@ def balanced_lam(lam: float, n_annotated: int, n_images: int, batch_size: int) -
     return lam / coverage if coverage > 0 else lam
 
 
-def oversampling_loader(dataset: GuidedDataset, batch_size: int, annotated_share: float,
-                        seed: int = 0) -> DataLoader:
+def oversampling_loader(
+    dataset: GuidedDataset, batch_size: int, annotated_share: float, seed: int = 0
+) -> DataLoader:
     """Batches of (image, label, mask, has_mask) in which annotated images make up about
     ``annotated_share`` of the draws (with replacement; len(dataset) draws an epoch).
 
@@ -79,16 +81,19 @@ def oversampling_loader(dataset: GuidedDataset, batch_size: int, annotated_share
     none, or with none unannotated, it is a plain shuffled loader.
     """
     if not 0 < annotated_share < 1:
-        raise ValueError(f"annotated_share must lie strictly between 0 and 1, "
-                         f"got {annotated_share}.")
+        raise ValueError(
+            f"annotated_share must lie strictly between 0 and 1, got {annotated_share}."
+        )
     kept = annotated_images(dataset)
     n_kept = int(kept.sum())
     if n_kept in (0, len(dataset)):
         return make_loader(dataset, batch_size, shuffle=True, seed=seed)
-    weights = torch.where(kept, annotated_share / n_kept,
-                          (1 - annotated_share) / (len(dataset) - n_kept)).double()
-    sampler = WeightedRandomSampler(weights, len(dataset), replacement=True,
-                                    generator=torch.Generator().manual_seed(seed))
+    weights = torch.where(
+        kept, annotated_share / n_kept, (1 - annotated_share) / (len(dataset) - n_kept)
+    ).double()
+    sampler = WeightedRandomSampler(
+        weights, len(dataset), replacement=True, generator=torch.Generator().manual_seed(seed)
+    )
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
 
 
@@ -99,10 +104,21 @@ def switch_guidance_on(baseline) -> torch.nn.Module:
     return model
 
 
-def train_with_few_masks(dataset: GuidedDataset, *, lam: float, epochs: int, lr: float,
-                         batch_size: int, seed: int = 0, baseline=None, model=None,
-                         annotated_share: float | None = None, balance_lam: bool = False,
-                         device=None, **fit_options):
+def train_with_few_masks(
+    dataset: GuidedDataset,
+    *,
+    lam: float,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int = 0,
+    baseline=None,
+    model=None,
+    annotated_share: float | None = None,
+    balance_lam: bool = False,
+    device=None,
+    **fit_options,
+):
     """Guided training on ``dataset``, some of whose images have masks.
 
     Args:
@@ -126,6 +142,15 @@ def train_with_few_masks(dataset: GuidedDataset, *, lam: float, epochs: int, lr:
         loader = oversampling_loader(dataset, batch_size, annotated_share, seed)
     if balance_lam:
         lam = balanced_lam(lam, int(annotated_images(dataset).sum()), len(dataset), batch_size)
-    history = fit(model, loader, lam=lam, epochs=epochs, lr=lr, seed=seed, device=device,
-                  progress=False, **fit_options)
+    history = fit(
+        model,
+        loader,
+        lam=lam,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        device=device,
+        progress=False,
+        **fit_options,
+    )
     return model, history

@@ -97,8 +97,9 @@ class CAMGuidance:
         if masks is None:
             return _zero(out)
         kept = masks * has_mask.to(masks.dtype).view(-1, 1, 1, 1)
-        return attention_guidance_loss(out.cams, kept, resolution=self.resolution,
-                                       channels=self.channels, targets=labels)
+        return attention_guidance_loss(
+            out.cams, kept, resolution=self.resolution, channels=self.channels, targets=labels
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -169,8 +170,10 @@ class RRRGuidance:
         if forbidden is None or not (forbidden > 0).any():
             return _zero(out)
         if not images.requires_grad:
-            raise ValueError("the rrr term differentiates with respect to the images: call "
-                             "images.requires_grad_(True) before model(images).")
+            raise ValueError(
+                "the rrr term differentiates with respect to the images: call "
+                "images.requires_grad_(True) before model(images)."
+            )
         log_probs = F.log_softmax(out.logits, dim=1).sum()
         (gradient,) = torch.autograd.grad(log_probs, images, create_graph=True)
         return (forbidden.to(gradient.dtype) * gradient).pow(2).sum() / images.shape[0]
@@ -308,11 +311,14 @@ def get_term(name_or_callable, **options):
     returned unchanged (then ``options`` must be empty)."""
     if callable(name_or_callable):
         if options:
-            raise ValueError("options only apply to a term given by name; configure your "
-                             "callable yourself.")
+            raise ValueError(
+                "options only apply to a term given by name; configure your callable yourself."
+            )
         return name_or_callable
     if name_or_callable not in TERMS:
-        raise ValueError(f"unknown guidance term {name_or_callable!r}; choose one of "
-                         f"{', '.join(TERMS)}, or pass a callable term(model, images, labels, "
-                         "masks, has_mask, out, forbidden).")
+        raise ValueError(
+            f"unknown guidance term {name_or_callable!r}; choose one of "
+            f"{', '.join(TERMS)}, or pass a callable term(model, images, labels, "
+            "masks, has_mask, out, forbidden)."
+        )
     return TERMS[name_or_callable](**options)

@@ -16,6 +16,7 @@ looking nowhere in particular. ``chance_levels`` collects both for a set of mask
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -53,17 +54,22 @@ def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict[str, Any
     elif num_classes == 2:
         scores["auc"] = skm.roc_auc_score(labels, probs[:, 1])
     else:
-        scores["auc"] = skm.roc_auc_score(labels, probs, multi_class="ovr",
-                                          labels=list(range(num_classes)))
+        scores["auc"] = skm.roc_auc_score(
+            labels, probs, multi_class="ovr", labels=list(range(num_classes))
+        )
     if num_classes == 2:
-        recall = skm.recall_score(labels, predicted, labels=[0, 1], average=None, zero_division=np.nan)
+        recall = skm.recall_score(
+            labels, predicted, labels=[0, 1], average=None, zero_division=np.nan
+        )
         scores["specificity"], scores["sensitivity"] = float(recall[0]), float(recall[1])
-    return {k: (float(v) if isinstance(v, (int, float, np.number)) else v)
-            for k, v in scores.items()}
+    return {
+        k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in scores.items()
+    }
 
 
-def mass_in_mask(cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor,
-                 resolution: str = "feature") -> torch.Tensor:
+def mass_in_mask(
+    cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor, resolution: str = "feature"
+) -> torch.Tensor:
     """Share of attention inside the mask, per image.
 
     Args:
@@ -94,8 +100,9 @@ def pointing_game(cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor
     return masks.flatten(1).gather(1, peak[:, None])[:, 0] > 0
 
 
-def cam_iou(cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor,
-            threshold: float = 0.5) -> torch.Tensor:
+def cam_iou(
+    cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor, threshold: float = 0.5
+) -> torch.Tensor:
     """IoU of (normalised upsampled CAM >= threshold) with the mask: B values in [0, 1].
 
     cams B x N x h x w, masks B x 1 x H x W, classes B.
@@ -120,7 +127,7 @@ def _annotated(masks: torch.Tensor) -> torch.Tensor:
     return masks[masks.flatten(1).sum(dim=1) > 0]
 
 
-def mass_in_mask_chance(masks: torch.Tensor, cam_size=None) -> torch.Tensor:
+def mass_in_mask_chance(masks: torch.Tensor, cam_size: Sequence[int] | None = None) -> torch.Tensor:
     """Mass in mask of uniform attention, per image: the mask's share of the positions.
 
     Args:
@@ -145,7 +152,9 @@ def pointing_game_chance(masks: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(masks).float().flatten(1).mean(dim=1)
 
 
-def random_cam_baseline(masks: torch.Tensor, cam_size, draws: int = 20, seed: int = 0) -> dict:
+def random_cam_baseline(
+    masks: torch.Tensor, cam_size: Sequence[int], draws: int = 20, seed: int = 0
+) -> dict:
     """Attention scores of CAMs made of Gaussian noise, a network that looks nowhere.
 
     Args:
@@ -170,7 +179,9 @@ def random_cam_baseline(masks: torch.Tensor, cam_size, draws: int = 20, seed: in
     return {k: v / draws for k, v in totals.items()}
 
 
-def chance_levels(masks: torch.Tensor, cam_size, draws: int = 20, seed: int = 0) -> dict:
+def chance_levels(
+    masks: torch.Tensor, cam_size: Sequence[int], draws: int = 20, seed: int = 0
+) -> dict:
     """Chance levels of the attention metrics on a set of masks (annotated images only).
 
     Args:
@@ -185,15 +196,17 @@ def chance_levels(masks: torch.Tensor, cam_size, draws: int = 20, seed: int = 0)
     if len(annotated) == 0:
         uniform = {"mass_in_mask": float("nan"), "pointing_game": float("nan")}
     else:
-        uniform = {"mass_in_mask": mass_in_mask_chance(annotated, cam_size).mean().item(),
-                   "pointing_game": pointing_game_chance(annotated).mean().item()}
+        uniform = {
+            "mass_in_mask": mass_in_mask_chance(annotated, cam_size).mean().item(),
+            "pointing_game": pointing_game_chance(annotated).mean().item(),
+        }
     return {"uniform": uniform, "random_cam": random_cam_baseline(annotated, cam_size, draws, seed)}
 
 
 ATTENTION_METRICS = ("mass_in_mask", "pointing_game")
 
 
-def attention_table(scores: dict, chance: dict, metrics=ATTENTION_METRICS):
+def attention_table(scores: dict, chance: dict, metrics: Sequence[str] = ATTENTION_METRICS) -> Any:
     """Attention scores of some models next to their chance levels, as a table.
 
     Args:
@@ -207,14 +220,19 @@ def attention_table(scores: dict, chance: dict, metrics=ATTENTION_METRICS):
     """
     import pandas as pd
 
-    rows = {name: {m: float(values.get(m, float("nan"))) for m in metrics}
-            for name, values in scores.items()}
-    for name, key in (("uniform attention (chance)", "uniform"), ("random CAM (chance)", "random_cam")):
+    rows = {
+        name: {m: float(values.get(m, float("nan"))) for m in metrics}
+        for name, values in scores.items()
+    }
+    for name, key in (
+        ("uniform attention (chance)", "uniform"),
+        ("random CAM (chance)", "random_cam"),
+    ):
         rows[name] = {m: chance[key].get(m, float("nan")) for m in metrics}
     return pd.DataFrame(rows).T[list(metrics)]
 
 
-def chance_headline(summary, chance: dict, margin: float = 0.05) -> list[str]:
+def chance_headline(summary: Any, chance: dict, margin: float = 0.05) -> list[str]:
     """The course's result in words, leading with what is above chance.
 
     Args:
@@ -228,16 +246,24 @@ def chance_headline(summary, chance: dict, margin: float = 0.05) -> list[str]:
     Returns:
         one sentence per method, then one for the gap in accuracy.
     """
-    levels = {"accuracy_shifted": 0.5,
-              "mass_in_mask": max(chance["uniform"]["mass_in_mask"],
-                                  chance["random_cam"]["mass_in_mask"]),
-              "pointing_game_shifted": max(chance["uniform"]["pointing_game"],
-                                           chance["random_cam"]["pointing_game"])}
-    names = {"accuracy_shifted": "accuracy", "mass_in_mask": "mass in mask",
-             "pointing_game_shifted": "pointing game"}
+    levels = {
+        "accuracy_shifted": 0.5,
+        "mass_in_mask": max(
+            chance["uniform"]["mass_in_mask"], chance["random_cam"]["mass_in_mask"]
+        ),
+        "pointing_game_shifted": max(
+            chance["uniform"]["pointing_game"], chance["random_cam"]["pointing_game"]
+        ),
+    }
+    names = {
+        "accuracy_shifted": "accuracy",
+        "mass_in_mask": "mass in mask",
+        "pointing_game_shifted": "pointing game",
+    }
     lines = []
     for method in ("guided", "baseline"):
-        above, near = [], []
+        above: list[str] = []
+        near: list[str] = []
         for column, level in levels.items():
             if column not in summary.columns:
                 continue
@@ -250,6 +276,8 @@ def chance_headline(summary, chance: dict, margin: float = 0.05) -> list[str]:
         if near:
             parts.append("at or near chance: " + ", ".join(near))
         lines.append(f"{method}: " + "; ".join(parts) + ".")
-    gap = 100 * (summary.loc["guided", "accuracy_shifted"] - summary.loc["baseline", "accuracy_shifted"])
+    gap = 100 * (
+        summary.loc["guided", "accuracy_shifted"] - summary.loc["baseline", "accuracy_shifted"]
+    )
     lines.append(f"guided - baseline accuracy on the shifted test split: {gap:+.1f} points.")
     return lines

@@ -13,12 +13,12 @@ it chose. The returned ``Setup`` carries ``.profile`` (an ``agkit.course.Profile
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.std import tqdm as std_tqdm
+
 
 @dataclass(frozen=True)
 class Setup:
@@ -31,12 +31,14 @@ class Setup:
 
     def __str__(self) -> str:
         p = self.profile
-        return (f"profile={p.name} · images {p.size}x{p.size} · backbone {p.backbone} · "
-                f"device {self.device} · seed {self.seed} · runs in {self.runs_dir}")
+        return (
+            f"profile={p.name} · images {p.size}x{p.size} · backbone {p.backbone} · "
+            f"device {self.device} · seed {self.seed} · runs in {self.runs_dir}"
+        )
 
 
 def resolve_device(device="auto") -> torch.device:
-    """"auto" or None: a GPU when there is one (cuda, then Apple's mps), else the CPU;
+    """ "auto" or None: a GPU when there is one (cuda, then Apple's mps), else the CPU;
     anything else is passed to ``torch.device`` ("cpu", "cuda:1", ...)."""
     if device is None or device == "auto":
         from agkit.train import default_device
@@ -44,8 +46,10 @@ def resolve_device(device="auto") -> torch.device:
         return default_device()
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA GPU; "
-                         "use device='auto' or 'cpu'.")
+        raise ValueError(
+            f"device {str(device)!r} was asked for, but torch sees no CUDA GPU; "
+            "use device='auto' or 'cpu'."
+        )
     return device
 
 
@@ -104,12 +108,18 @@ def plotting_defaults() -> None:
     import pandas as pd
 
     pd.set_option("display.precision", 3)
-    plt.rcParams.update({"figure.dpi": 90, "axes.spines.top": False,
-                         "axes.spines.right": False})
+    plt.rcParams.update({"figure.dpi": 90, "axes.spines.top": False, "axes.spines.right": False})
 
 
-def setup(profile: str = "workshop", seed: int = 0, runs_dir=None, device="auto",
-          *, drive: bool = False, quiet: bool = False) -> Setup:
+def setup(
+    profile: str = "workshop",
+    seed: int = 0,
+    runs_dir=None,
+    device="auto",
+    *,
+    drive: bool = False,
+    quiet: bool = False,
+) -> Setup:
     """Prepare a course notebook; see the module docstring.
 
     Args:
@@ -136,8 +146,9 @@ def setup(profile: str = "workshop", seed: int = 0, runs_dir=None, device="auto"
     folder = colab.default_runs_dir(drive) if runs_dir is None else Path(runs_dir).expanduser()
     folder = folder.resolve()
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"runs_dir {str(folder)!r} is a file; pass a folder (it is created "
-                         "when missing).")
+        raise ValueError(
+            f"runs_dir {str(folder)!r} is a file; pass a folder (it is created when missing)."
+        )
     folder.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
     plotting_defaults()

@@ -41,7 +41,7 @@ def draw_chance(ax, levels: dict | None, orientation: str = "h") -> None:
             close[0][0] += f" ≈ {label}"
         else:
             groups.append([label, float(value)])
-    for (label, value), style in zip(groups, CHANCE_STYLES):
+    for (label, value), style in zip(groups, CHANCE_STYLES, strict=False):
         line = ax.axhline if orientation == "h" else ax.axvline
         line(value, color="grey", lw=0.9, ls=style, zorder=0, label=f"chance: {label}")
     if groups:
@@ -56,14 +56,27 @@ def chance_lines(chance: dict | None) -> dict:
     ``metrics.chance_levels`` returned for the test masks) the attention columns get the
     uniform-attention and random-CAM levels.
     """
-    lines = {name: {"coin toss": 0.5}
-             for name in ("accuracy_id", "accuracy_shifted", "accuracy_val", "accuracy", "auc_shifted", "auc")}
+    lines = {
+        name: {"coin toss": 0.5}
+        for name in (
+            "accuracy_id",
+            "accuracy_shifted",
+            "accuracy_val",
+            "accuracy",
+            "auc_shifted",
+            "auc",
+        )
+    }
     if chance:
-        for metric, columns in (("mass_in_mask", ("mass_in_mask",)),
-                                ("pointing_game", ("pointing_game", "pointing_game_shifted"))):
+        for metric, columns in (
+            ("mass_in_mask", ("mass_in_mask",)),
+            ("pointing_game", ("pointing_game", "pointing_game_shifted")),
+        ):
             for column in columns:
-                lines[column] = {"uniform": chance["uniform"].get(metric),
-                                 "random CAM": chance["random_cam"].get(metric)}
+                lines[column] = {
+                    "uniform": chance["uniform"].get(metric),
+                    "random CAM": chance["random_cam"].get(metric),
+                }
     return lines
 
 
@@ -80,12 +93,15 @@ def _outline(ax, mask, colour="lime") -> None:
         ax.contour(mask, levels=[0.5], colors=colour, linewidths=0.9)
 
 
-def show_images(images, titles=None, masks=None, ncols: int = 8, size: float = 1.6,
-                mask_colour: str = "lime"):
+def show_images(
+    images, titles=None, masks=None, ncols: int = 8, size: float = 1.6, mask_colour: str = "lime"
+):
     """A grid of grayscale images (n x 1 x H x W), optionally with mask outlines."""
     n = len(images)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.12), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * size, nrows * size * 1.12), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -109,7 +125,9 @@ def cam_gallery(images, rows: dict, masks=None, titles=None, size: float = 1.7):
         titles: optional n column titles.
     """
     n = len(images)
-    fig, axes = plt.subplots(len(rows) + 1, n, figsize=(n * size, (len(rows) + 1) * size * 1.1), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows) + 1, n, figsize=(n * size, (len(rows) + 1) * size * 1.1), squeeze=False
+    )
     for j in range(n):
         axes[0, j].imshow(_gray(images[j]), cmap="gray", vmin=0, vmax=1)
         if masks is not None:
@@ -117,7 +135,9 @@ def cam_gallery(images, rows: dict, masks=None, titles=None, size: float = 1.7):
         if titles is not None:
             axes[0, j].set_title(titles[j], fontsize=8)
         for i, maps in enumerate(rows.values(), start=1):
-            axes[i, j].imshow(cam_utils.overlay(_gray(images[j]), torch.as_tensor(maps[j]).detach().cpu()))
+            axes[i, j].imshow(
+                cam_utils.overlay(_gray(images[j]), torch.as_tensor(maps[j]).detach().cpu())
+            )
             if masks is not None:
                 _outline(axes[i, j], masks[j], "white")
     for ax in axes.flat:
@@ -144,8 +164,16 @@ def plot_confusion(confusion, class_names=("normal", "fractured"), ax=None, titl
     """A confusion matrix (rows = truth) as an annotated heat map."""
     if ax is None:
         _, ax = plt.subplots(figsize=(3, 2.6))
-    sns.heatmap(np.asarray(confusion), annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
-                xticklabels=class_names, yticklabels=class_names)
+    sns.heatmap(
+        np.asarray(confusion),
+        annot=True,
+        fmt="d",
+        cmap="Blues",
+        cbar=False,
+        ax=ax,
+        xticklabels=class_names,
+        yticklabels=class_names,
+    )
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title, fontsize=10)
     return ax.figure
 
@@ -157,37 +185,69 @@ def plot_histories(histories: dict, columns=("loss", "att")):
     attention loss was never computed) is left out, not drawn as a perfect 0.
     """
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), squeeze=False)
-    for ax, column in zip(axes[0], columns):
+    for ax, column in zip(axes[0], columns, strict=True):
         for name, history in histories.items():
             if column == "att" and column in history and not (history[column] != 0).any():
                 ax.plot([], [], ls="none", label=f"{name}: not computed (λ = 0)")
                 continue
             if column in history:
-                ax.plot(history["epoch"], history[column], marker="o", ms=3, label=name,
-                        color=METHOD_PALETTE.get(name.split()[0]))
+                ax.plot(
+                    history["epoch"],
+                    history[column],
+                    marker="o",
+                    ms=3,
+                    label=name,
+                    color=METHOD_PALETTE.get(name.split()[0]),
+                )
         ax.set_xlabel("epoch"), ax.set_title(column)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def compare_methods(table: pd.DataFrame,
-                    metrics=("accuracy_id", "accuracy_shifted", "auc_shifted", "mass_in_mask"),
-                    chance: dict | None = None):
+def compare_methods(
+    table: pd.DataFrame,
+    metrics=("accuracy_id", "accuracy_shifted", "auc_shifted", "mass_in_mask"),
+    chance: dict | None = None,
+):
     """Baseline vs guided: bars = mean over seeds, dots = single seeds, one panel per metric.
 
     chance: {metric: {label: value}} chance levels drawn as grey lines (see chance_lines).
     """
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        sns.barplot(data=table, x="method", y=metric, hue="method", palette=METHOD_PALETTE,
-                    errorbar=None, ax=ax, alpha=0.85, order=["baseline", "guided"], legend=False)
-        sns.stripplot(data=table, x="method", y=metric, color="black", size=4, ax=ax,
-                      order=["baseline", "guided"])
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        sns.barplot(
+            data=table,
+            x="method",
+            y=metric,
+            hue="method",
+            palette=METHOD_PALETTE,
+            errorbar=None,
+            ax=ax,
+            alpha=0.85,
+            order=["baseline", "guided"],
+            legend=False,
+        )
+        sns.stripplot(
+            data=table,
+            x="method",
+            y=metric,
+            color="black",
+            size=4,
+            ax=ax,
+            order=["baseline", "guided"],
+        )
         for patch in ax.patches:
             if patch.get_height() > 0:
-                ax.annotate(f"{patch.get_height():.2f}", (patch.get_x() + patch.get_width() / 2, patch.get_height()),
-                            ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+                ax.annotate(
+                    f"{patch.get_height():.2f}",
+                    (patch.get_x() + patch.get_width() / 2, patch.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
         ax.set_ylim(0, 1.08), ax.set_xlabel(""), ax.set_ylabel("")
         ax.set_title(METRIC_NAMES.get(metric, metric), fontsize=9)
         draw_chance(ax, (chance or {}).get(metric))
@@ -200,9 +260,17 @@ def seed_range(values) -> tuple[float, float]:
     return float(np.min(values)), float(np.max(values))
 
 
-def ablation_plot(table: pd.DataFrame, x: str, y: str = "accuracy_shifted", hue: str | None = None,
-                  logx: bool = False, ax=None, title: str = "", xlabel: str | None = None,
-                  chance: dict | None = None):
+def ablation_plot(
+    table: pd.DataFrame,
+    x: str,
+    y: str = "accuracy_shifted",
+    hue: str | None = None,
+    logx: bool = False,
+    ax=None,
+    title: str = "",
+    xlabel: str | None = None,
+    chance: dict | None = None,
+):
     """Mean over seeds of ``y`` against ``x``, with the range (min to max) of the seeds.
 
     With three seeds a bootstrap "95 % confidence interval" of the mean is almost exactly
@@ -213,14 +281,32 @@ def ablation_plot(table: pd.DataFrame, x: str, y: str = "accuracy_shifted", hue:
         _, ax = plt.subplots(figsize=(4.2, 3))
     kind = table[x].dtype.kind in "if"
     if kind:
-        sns.lineplot(data=table, x=x, y=y, hue=hue, marker="o", errorbar=seed_range, ax=ax,
-                     err_style="bars", err_kws={"capsize": 3},
-                     palette=METHOD_PALETTE if hue == "method" else None)
+        sns.lineplot(
+            data=table,
+            x=x,
+            y=y,
+            hue=hue,
+            marker="o",
+            errorbar=seed_range,
+            ax=ax,
+            err_style="bars",
+            err_kws={"capsize": 3},
+            palette=METHOD_PALETTE if hue == "method" else None,
+        )
         if logx:
             ax.set_xscale("symlog", linthresh=min(v for v in table[x].unique() if v > 0))
     else:
-        sns.pointplot(data=table, x=x, y=y, hue=hue, errorbar=seed_range, ax=ax, capsize=0.1,
-                      linestyle="none", palette=METHOD_PALETTE if hue == "method" else None)
+        sns.pointplot(
+            data=table,
+            x=x,
+            y=y,
+            hue=hue,
+            errorbar=seed_range,
+            ax=ax,
+            capsize=0.1,
+            linestyle="none",
+            palette=METHOD_PALETTE if hue == "method" else None,
+        )
     ax.set_ylim(*((0.3, 1.02) if y.startswith("acc") or y.startswith("auc") else (0, 1.02)))
     levels = dict(chance or {})
     if y.startswith("acc") and not levels:
@@ -228,13 +314,23 @@ def ablation_plot(table: pd.DataFrame, x: str, y: str = "accuracy_shifted", hue:
     draw_chance(ax, levels)
     ax.set_ylabel(METRIC_NAMES.get(y, y)), ax.set_xlabel(xlabel or x)
     ax.set_title(title, fontsize=10)
-    ax.annotate("dots: mean of the seeds · bars: lowest to highest seed", (0, -0.3),
-                xycoords="axes fraction", fontsize=7, color="dimgrey")
+    ax.annotate(
+        "dots: mean of the seeds · bars: lowest to highest seed",
+        (0, -0.3),
+        xycoords="axes fraction",
+        fontsize=7,
+        color="dimgrey",
+    )
     return ax.figure
 
 
-def plot_attention_loss(histories: dict, floor: float | None = None, uniform: float | None = None,
-                        after_training: dict | None = None, ax=None):
+def plot_attention_loss(
+    histories: dict,
+    floor: float | None = None,
+    uniform: float | None = None,
+    after_training: dict | None = None,
+    ax=None,
+):
     """The attention loss per epoch, with what it can and cannot reach.
 
     Args:
@@ -251,12 +347,25 @@ def plot_attention_loss(histories: dict, floor: float | None = None, uniform: fl
     for name, history in histories.items():
         if "att" not in history or not (history["att"] != 0).any():
             continue
-        ax.plot(history["epoch"], history["att"], marker="o", ms=3, label=name,
-                color=METHOD_PALETTE.get(name.split()[0]))
+        ax.plot(
+            history["epoch"],
+            history["att"],
+            marker="o",
+            ms=3,
+            label=name,
+            color=METHOD_PALETTE.get(name.split()[0]),
+        )
         last = max(last, int(history["epoch"].max()))
     for name, value in (after_training or {}).items():
-        ax.plot([last], [value], marker="D", ms=6, ls="none", label=f"{name}, after training",
-                color=METHOD_PALETTE.get(name.split()[0], "black"))
+        ax.plot(
+            [last],
+            [value],
+            marker="D",
+            ms=6,
+            ls="none",
+            label=f"{name}, after training",
+            color=METHOD_PALETTE.get(name.split()[0], "black"),
+        )
     draw_chance(ax, {"uniform attention, log(h·w)": uniform, "floor, log|S|": floor})
     ax.set_xlabel("epoch"), ax.set_ylabel("attention loss")
     ax.legend(fontsize=8)
@@ -268,18 +377,38 @@ def summary_figure(table: pd.DataFrame, examples: dict | None = None, chance: di
 
     chance: {metric: {label: value}} drawn as grey lines (see chance_lines).
 
-    examples: {"images": n x 1 x H x W, "masks": n x 1 x H x W, "baseline": n x h x w, "guided": n x h x w}.
+    examples: {"images": n x 1 x H x W, "masks": n x 1 x H x W, "baseline": n x h x w,
+    "guided": n x h x w}.
     """
     metrics = ("accuracy_id", "accuracy_shifted", "auc_shifted", "mass_in_mask")
     n = 0 if examples is None else len(examples["images"])
     fig = plt.figure(figsize=(max(11, 1.6 * n), 3.4 + (3.4 if n else 0)))
-    grid = fig.add_gridspec(3 if n else 1, max(len(metrics), n), height_ratios=[1.3, 1, 1] if n else [1])
+    grid = fig.add_gridspec(
+        3 if n else 1, max(len(metrics), n), height_ratios=[1.3, 1, 1] if n else [1]
+    )
     top = grid[0, :].subgridspec(1, len(metrics), wspace=0.35)
     for k, metric in enumerate(metrics):
         ax = fig.add_subplot(top[0, k])
-        sns.barplot(data=table, x="method", y=metric, hue="method", palette=METHOD_PALETTE, errorbar=None,
-                    ax=ax, order=["baseline", "guided"], legend=False)
-        sns.stripplot(data=table, x="method", y=metric, color="black", size=4, ax=ax, order=["baseline", "guided"])
+        sns.barplot(
+            data=table,
+            x="method",
+            y=metric,
+            hue="method",
+            palette=METHOD_PALETTE,
+            errorbar=None,
+            ax=ax,
+            order=["baseline", "guided"],
+            legend=False,
+        )
+        sns.stripplot(
+            data=table,
+            x="method",
+            y=metric,
+            color="black",
+            size=4,
+            ax=ax,
+            order=["baseline", "guided"],
+        )
         ax.set_ylim(0, 1.05), ax.set_xlabel(""), ax.set_ylabel("")
         ax.set_title(METRIC_NAMES[metric], fontsize=9)
         draw_chance(ax, (chance or chance_lines(None)).get(metric))
@@ -291,6 +420,8 @@ def summary_figure(table: pd.DataFrame, examples: dict | None = None, chance: di
             ax.set_xticks([]), ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(f"{name} CAM", fontsize=9, color=METHOD_PALETTE[name])
-    fig.suptitle("Attention guidance on SynthFrac: mean over seeds (dots: single seeds)", fontsize=11)
+    fig.suptitle(
+        "Attention guidance on SynthFrac: mean over seeds (dots: single seeds)", fontsize=11
+    )
     fig.tight_layout()
     return fig

@@ -37,13 +37,20 @@ def execute(notebook: Path, out: Path, parameters: dict, timeout: int | None = N
 
     target = out / notebook.name
     try:
-        papermill.execute_notebook(str(notebook), str(target), parameters=parameters, cwd=str(notebook.parent),
-                                   kernel_name="python3", progress_bar=False, execution_timeout=timeout)
+        papermill.execute_notebook(
+            str(notebook),
+            str(target),
+            parameters=parameters,
+            cwd=str(notebook.parent),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
     except PapermillExecutionError as error:
         raise NotebookFailed(
-            f"{notebook.relative_to(ROOT) if notebook.is_relative_to(ROOT) else notebook} failed in cell "
-            f"{error.exec_count} ({error.ename}: {error.evalue}); the executed copy with the traceback "
-            f"is {target}"
+            f"{notebook.relative_to(ROOT) if notebook.is_relative_to(ROOT) else notebook} failed "
+            f"in cell {error.exec_count} ({error.ename}: {error.evalue}); the executed copy with "
+            f"the traceback is {target}"
         ) from None
     return target
 
@@ -71,41 +78,63 @@ def summarize_runs(profile_name: str, runs: Path, out: Path) -> dict:
 
     splits = course.make_splits(course.baseline_config(profile, profile.seeds[0]))
     test = splits["test_shifted"]
-    picked = ([i for i in range(len(test)) if test.labels[i] == 0 and test.meta["marker"][i]][:3]
-              + [i for i in range(len(test)) if test.labels[i] == 1 and not test.meta["marker"][i]][:3])
+    picked = [i for i in range(len(test)) if test.labels[i] == 0 and test.meta["marker"][i]][:3] + [
+        i for i in range(len(test)) if test.labels[i] == 1 and not test.meta["marker"][i]
+    ][:3]
     examples = {"images": test.images[picked], "masks": test.masks[picked]}
-    for name, config in (("baseline", course.baseline_config(profile, profile.seeds[0])),
-                         ("guided", course.guided_config(profile, lam, profile.seeds[0]))):
-        examples[name] = plots.predicted_cams(course.load_model(config, runs), test.images[picked])[0]
+    for name, config in (
+        ("baseline", course.baseline_config(profile, profile.seeds[0])),
+        ("guided", course.guided_config(profile, lam, profile.seeds[0])),
+    ):
+        examples[name] = plots.predicted_cams(course.load_model(config, runs), test.images[picked])[
+            0
+        ]
     chance = metrics.chance_levels(test.masks, examples["baseline"].shape[-2:])
     figure = plots.summary_figure(table, examples, chance=plots.chance_lines(chance))
     figure.savefig(out / "summary.png", dpi=120, bbox_inches="tight")
 
-    results = {method: {metric: float(summary.loc[method, metric]) for metric in summary.columns}
-               for method in ("baseline", "guided")}
+    results = {
+        method: {metric: float(summary.loc[method, metric]) for metric in summary.columns}
+        for method in ("baseline", "guided")
+    }
     results["profile"] = profile_name
     results["lambda"] = lam
     results["seeds"] = list(profile.seeds)
     results["chance_shifted"] = chance
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
-    print(f"\nAttention guidance on SynthFrac ({profile_name} profile, mean of {len(profile.seeds)} seeds, "
-          f"lambda={lam:g} chosen on validation)")
+    print(
+        f"\nAttention guidance on SynthFrac ({profile_name} profile, "
+        f"mean of {len(profile.seeds)} seeds, lambda={lam:g} chosen on validation)"
+    )
     with_pointing = course.summarize(
-        table, metrics=("accuracy_shifted", "mass_in_mask", "pointing_game_shifted"))
+        table, metrics=("accuracy_shifted", "mass_in_mask", "pointing_game_shifted")
+    )
     print("\n".join(metrics.chance_headline(with_pointing, chance)))
-    print((100 * summary).round(1).rename(columns={
-        "accuracy_shifted": "accuracy shifted %", "accuracy_id": "accuracy in-dist %",
-        "auc_shifted": "AUC shifted %", "mass_in_mask": "mass in mask %"}).to_string())
-    gain = 100 * (summary.loc["guided", "accuracy_shifted"]
-                  - summary.loc["baseline", "accuracy_shifted"])
+    print(
+        (100 * summary)
+        .round(1)
+        .rename(
+            columns={
+                "accuracy_shifted": "accuracy shifted %",
+                "accuracy_id": "accuracy in-dist %",
+                "auc_shifted": "AUC shifted %",
+                "mass_in_mask": "mass in mask %",
+            }
+        )
+        .to_string()
+    )
+    gain = 100 * (
+        summary.loc["guided", "accuracy_shifted"] - summary.loc["baseline", "accuracy_shifted"]
+    )
     print(f"guided - baseline on the shifted test split: {gain:+.1f} points")
     print(f"saved {out / 'summary.png'} and {out / 'results.json'}")
     return results
 
 
-def pack_profile(profile_name: str, runs: Path, archive: Path, device=None,
-                 jobs: int | None = None) -> Path:
+def pack_profile(
+    profile_name: str, runs: Path, archive: Path, device=None, jobs: int | None = None
+) -> Path:
     """Train every built-in-mask run of the profile's notebooks (those not stored), pack them."""
     from agkit import course
 
@@ -125,8 +154,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "build" / "course"))
     parser.add_argument("--runs", default=str(ROOT / "runs"))
     parser.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 01 03")
-    parser.add_argument("--pack", metavar="ARCHIVE",
-                        help="run no notebook: train the profile's runs and pack them into ARCHIVE")
+    parser.add_argument(
+        "--pack",
+        metavar="ARCHIVE",
+        help="run no notebook: train the profile's runs and pack them into ARCHIVE",
+    )
     parser.add_argument("--device", default=None, help="where to train (default: GPU if any)")
     args = parser.parse_args(argv)
 
@@ -144,7 +176,10 @@ def main(argv=None) -> int:
         print(f"running {notebook.name} ({args.profile}) ...", flush=True)
         try:
             execute(notebook, out, course_parameters(args.profile, runs, notebook, args.device))
-            print(f"  done in {time.perf_counter() - started:.0f} s -> {out / notebook.name}", flush=True)
+            print(
+                f"  done in {time.perf_counter() - started:.0f} s -> {out / notebook.name}",
+                flush=True,
+            )
         except NotebookFailed as error:
             print(f"  FAILED: {error}", flush=True)
             failures.append(str(error))

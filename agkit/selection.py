@@ -105,8 +105,9 @@ def smoothed(maps: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(maps[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
 
 
-def cam_clusters(maps: torch.Tensor, labels: torch.Tensor, n_clusters: int = 4,
-                 seed: int = 0) -> torch.Tensor:
+def cam_clusters(
+    maps: torch.Tensor, labels: torch.Tensor, n_clusters: int = 4, seed: int = 0
+) -> torch.Tensor:
     """Cluster the attention maps of each class separately (spectral clustering).
 
     Args:
@@ -126,9 +127,13 @@ def cam_clusters(maps: torch.Tensor, labels: torch.Tensor, n_clusters: int = 4,
         else:
             features = smoothed(maps[members]).flatten(1).numpy()
             neighbours = min(max(10, len(members) // 10), len(members) - 1)
-            clustering = SpectralClustering(k, affinity="nearest_neighbors",
-                                            n_neighbors=neighbours, assign_labels="cluster_qr",
-                                            random_state=seed)
+            clustering = SpectralClustering(
+                k,
+                affinity="nearest_neighbors",
+                n_neighbors=neighbours,
+                assign_labels="cluster_qr",
+                random_state=seed,
+            )
             with warnings.catch_warnings():
                 # separate groups of maps (a marker in each of four corners) leave the
                 # neighbour graph in pieces: that is a clustering, not a failure
@@ -172,8 +177,15 @@ def order_by(scores: torch.Tensor, seed: int = 0) -> list[int]:
     return shuffled[order].tolist()
 
 
-def rank_scores(strategy: str, probs: torch.Tensor, cams: torch.Tensor, labels: torch.Tensor,
-                *, seed: int = 0, n_clusters: int = 4) -> list[int]:
+def rank_scores(
+    strategy: str,
+    probs: torch.Tensor,
+    cams: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int = 0,
+    n_clusters: int = 4,
+) -> list[int]:
     """The ranking of ``strategy`` from a baseline's outputs on n images.
 
     Args:
@@ -199,9 +211,17 @@ def rank_scores(strategy: str, probs: torch.Tensor, cams: torch.Tensor, labels: 
     return round_robin(cam_clusters(maps, labels, n_clusters, seed), uncertainty)
 
 
-def rank_for_annotation(model, dataset, strategy: str = "clusters", *, exclude: Iterable = (),
-                        seed: int = 0, n_clusters: int = 4, batch_size: int = 256,
-                        device=None) -> list[int]:
+def rank_for_annotation(
+    model,
+    dataset,
+    strategy: str = "clusters",
+    *,
+    exclude: Iterable = (),
+    seed: int = 0,
+    n_clusters: int = 4,
+    batch_size: int = 256,
+    device=None,
+) -> list[int]:
     """Which images of ``dataset`` to annotate next, best first.
 
     Args:
@@ -228,6 +248,7 @@ def rank_for_annotation(model, dataset, strategy: str = "clusters", *, exclude: 
         order = rank_scores("random", torch.empty(0), torch.empty(0), dataset.labels, seed=seed)
     else:
         out = predict(model, make_loader(dataset, batch_size), device)
-        order = rank_scores(strategy, out["probs"], out["cams"], out["labels"], seed=seed,
-                            n_clusters=n_clusters)
+        order = rank_scores(
+            strategy, out["probs"], out["cams"], out["labels"], seed=seed, n_clusters=n_clusters
+        )
     return [i for i in order if i not in skip]

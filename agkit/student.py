@@ -34,9 +34,11 @@ STUDENT = NOTEBOOKS / "student"
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 BLANK = "...  # your code here"
 ANSWER_CELL = "**Your answers** (double-click to write):\n\n1. \n2. \n3. \n"
-STUDENT_NOTE = ("\n\n> **Student version.** The coding exercises have blanks (`...`) for "
-                "you to fill in; the cell after each one checks your code and says what "
-                "is wrong, if anything. The solution version is the other badge.")
+STUDENT_NOTE = (
+    "\n\n> **Student version.** The coding exercises have blanks (`...`) for "
+    "you to fill in; the cell after each one checks your code and says what "
+    "is wrong, if anything. The solution version is the other badge."
+)
 
 
 class MarkerError(ValueError):
@@ -55,8 +57,10 @@ def strip_solutions(source: str, where: str = "an exercise cell") -> str:
         stripped = line.strip()
         if stripped.startswith(BEGIN):
             if inside:
-                raise MarkerError(f"{where}, line {number}: {BEGIN} inside another block; "
-                                  f"close the first with {END}.")
+                raise MarkerError(
+                    f"{where}, line {number}: {BEGIN} inside another block; "
+                    f"close the first with {END}."
+                )
             inside = True
             out.append(line[: len(line) - len(line.lstrip())] + BLANK)
         elif stripped.startswith(END):
@@ -91,12 +95,15 @@ def student_version(notebook, name: str):
         kinds = tags(cell)
         if "exercise" in kinds:
             if BEGIN not in cell.source:
-                raise MarkerError(f"{name}, cell {index}: tagged 'exercise' but holds no "
-                                  f"{BEGIN} ... {END} block.")
+                raise MarkerError(
+                    f"{name}, cell {index}: tagged 'exercise' but holds no {BEGIN} ... {END} block."
+                )
             cell.source = strip_solutions(cell.source, f"{name}, cell {index}")
         elif BEGIN in cell.source:
-            raise MarkerError(f"{name}, cell {index}: solution markers in a cell that is not "
-                              "tagged 'exercise'; tag it, or the solution would reach students.")
+            raise MarkerError(
+                f"{name}, cell {index}: solution markers in a cell that is not "
+                "tagged 'exercise'; tag it, or the solution would reach students."
+            )
         if cell.cell_type == "markdown":
             cell.source = cell.source.replace("](../", "](../../")
         if "answers" in kinds:
@@ -126,12 +133,14 @@ def expected_student_versions() -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="only check that notebooks/student is up to date")
+    parser.add_argument(
+        "--check", action="store_true", help="only check that notebooks/student is up to date"
+    )
     args = parser.parse_args(argv)
     expected = expected_student_versions()
-    stale = [p for p, text in expected.items()
-             if not p.exists() or p.read_text(encoding="utf-8") != text]
+    stale = [
+        p for p, text in expected.items() if not p.exists() or p.read_text(encoding="utf-8") != text
+    ]
     extra = sorted(set(STUDENT.glob("*.ipynb")) - set(expected))
     if args.check:
         for path in stale + extra:

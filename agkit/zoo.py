@@ -47,12 +47,24 @@ class Run:
     step_seconds: list
 
 
-def loader(images, labels, masks, has_mask, forbidden, batch_size: int = 64,
-           shuffle: bool = False, seed: int = 0) -> DataLoader:
+def loader(
+    images,
+    labels,
+    masks,
+    has_mask,
+    forbidden,
+    batch_size: int = 64,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> DataLoader:
     """A DataLoader of five-part batches from tensors (see the module docstring)."""
     dataset = TensorDataset(images, labels, masks, has_mask, forbidden)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def guided_step(model, batch, optimizer, term, lam: float) -> float:
@@ -74,8 +86,17 @@ def guided_step(model, batch, optimizer, term, lam: float) -> float:
     return time.perf_counter() - started
 
 
-def train(model, train_loader, method: str, lam: float, *, epochs: int, lr: float, seed: int,
-          progress: bool = False) -> Run:
+def train(
+    model,
+    train_loader,
+    method: str,
+    lam: float,
+    *,
+    epochs: int,
+    lr: float,
+    seed: int,
+    progress: bool = False,
+) -> Run:
     """Train ``model`` with the named method ("baseline" or a term of agkit.guidance)."""
     set_seed(seed)
     term = None if method == "baseline" else get_term(method)
@@ -96,8 +117,12 @@ def predictions(model, images: torch.Tensor, batch_size: int = 256) -> torch.Ten
     """The predicted class of every image: n x C x H x W -> n."""
     model.eval()
     device = next(model.parameters()).device
-    return torch.cat([model(images[i:i + batch_size].to(device)).logits.argmax(1).cpu()
-                      for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [
+            model(images[i : i + batch_size].to(device)).logits.argmax(1).cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
 
 
 def pooling_of(method: str) -> str:
@@ -116,9 +141,19 @@ def synthfrac_data(profile: course.Profile, seed: int) -> dict:
     return {name: (s, diagnostics.synthfrac_marker_masks(s)) for name, s in splits.items()}
 
 
-def synthfrac_run(profile: course.Profile, method: str, seed: int, data: dict | None = None,
-                  *, lam: float | None = None, epochs: int | None = None, ig_images: int = 128,
-                  ig_steps: int = 32, device=None, keep_model: bool = False) -> dict:
+def synthfrac_run(
+    profile: course.Profile,
+    method: str,
+    seed: int,
+    data: dict | None = None,
+    *,
+    lam: float | None = None,
+    epochs: int | None = None,
+    ig_images: int = 128,
+    ig_steps: int = 32,
+    device=None,
+    keep_model: bool = False,
+) -> dict:
     """Train one method on SynthFrac and score it on the shifted test split.
 
     Returns a dict: method, lam, seed, accuracy_shifted, worst_group_shifted,
@@ -130,24 +165,42 @@ def synthfrac_run(profile: course.Profile, method: str, seed: int, data: dict | 
     lam = LAMBDAS["synthfrac"].get(method, 0.0) if lam is None else lam
     train_set, forbidden = data["train"]
     has_mask = train_set.masks.flatten(1).amax(1) > 0
-    batches = loader(train_set.images, train_set.labels, train_set.masks, has_mask, forbidden,
-                     profile.batch_size, shuffle=True, seed=seed)
+    batches = loader(
+        train_set.images,
+        train_set.labels,
+        train_set.masks,
+        has_mask,
+        forbidden,
+        profile.batch_size,
+        shuffle=True,
+        seed=seed,
+    )
     torch.manual_seed(seed)
     model = CAMNet(profile.backbone, num_classes=2, in_channels=1, pooling=pooling_of(method))
     model.to(device or "cpu")
-    run = train(model, batches, method, lam, epochs=epochs or profile.epochs, lr=profile.lr,
-                seed=seed)
+    run = train(
+        model, batches, method, lam, epochs=epochs or profile.epochs, lr=profile.lr, seed=seed
+    )
     test, markers = data["test_shifted"]
     predicted = predictions(run.model, test.images)
     with_marker = np.flatnonzero(test.meta["marker"].to_numpy())[:ig_images]
-    reasons = diagnostics.wrong_reason(run.model, test.images[with_marker], markers[with_marker],
-                                       steps=ig_steps)
-    result = {"dataset": "synthfrac", "method": method, "lam": lam, "seed": seed,
-              "accuracy_shifted": float((predicted == test.labels).float().mean()),
-              "worst_group_shifted": diagnostics.worst_group_accuracy(
-                  predicted, test.labels, test.meta["marker"]),
-              "wrong_reason_cam": reasons["cam"], "wrong_reason_ig": reasons["ig"],
-              "step_seconds": float(np.median(run.step_seconds)), "steps": len(run.step_seconds)}
+    reasons = diagnostics.wrong_reason(
+        run.model, test.images[with_marker], markers[with_marker], steps=ig_steps
+    )
+    result = {
+        "dataset": "synthfrac",
+        "method": method,
+        "lam": lam,
+        "seed": seed,
+        "accuracy_shifted": float((predicted == test.labels).float().mean()),
+        "worst_group_shifted": diagnostics.worst_group_accuracy(
+            predicted, test.labels, test.meta["marker"]
+        ),
+        "wrong_reason_cam": reasons["cam"],
+        "wrong_reason_ig": reasons["ig"],
+        "step_seconds": float(np.median(run.step_seconds)),
+        "steps": len(run.step_seconds),
+    }
     if keep_model:
         result["model"] = run.model.cpu()
     return result
@@ -165,8 +218,11 @@ class SmallConvNet(nn.Module):
         super().__init__()
         layers, previous = [], in_channels
         for i, width in enumerate(widths):
-            layers += [nn.Conv2d(previous, width, 3, 1 if i == 0 else 2, 1, bias=False),
-                       nn.BatchNorm2d(width), nn.ReLU()]
+            layers += [
+                nn.Conv2d(previous, width, 3, 1 if i == 0 else 2, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
             previous = width
         self.body = nn.Sequential(*layers)
         self.out_channels = previous
@@ -184,8 +240,18 @@ def digit_model(pooling: str = "avg", seed: int = 0) -> CAMNet:
     return model
 
 
-def decoy_run(train_set, test_set, method: str, seed: int, *, lam: float | None = None,
-              epochs: int = 2, batch_size: int = 64, lr: float = 3e-3, device=None) -> dict:
+def decoy_run(
+    train_set,
+    test_set,
+    method: str,
+    seed: int,
+    *,
+    lam: float | None = None,
+    epochs: int = 2,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    device=None,
+) -> dict:
     """Train one method on Decoy-MNIST training data; score on its test data.
 
     train_set, test_set: ``agkit.data.decoy_mnist.DecoyMNIST``. Returns a dict: method,
@@ -196,13 +262,26 @@ def decoy_run(train_set, test_set, method: str, seed: int, *, lam: float | None 
     model = digit_model(pooling_of(method), seed).to(device or "cpu")
     run = train(model, batches, method, lam, epochs=epochs, lr=lr, seed=seed)
     predicted = predictions(run.model, test_set.images)
-    return {"dataset": "decoy_mnist", "method": method, "lam": lam, "seed": seed,
-            "accuracy_test": float((predicted == test_set.labels).float().mean()),
-            "step_seconds": float(np.median(run.step_seconds)), "steps": len(run.step_seconds)}
+    return {
+        "dataset": "decoy_mnist",
+        "method": method,
+        "lam": lam,
+        "seed": seed,
+        "accuracy_test": float((predicted == test_set.labels).float().mean()),
+        "step_seconds": float(np.median(run.step_seconds)),
+        "steps": len(run.step_seconds),
+    }
 
 
-def interleaved_step_ratios(make_model, batch, methods=METHODS, *, lams: dict | None = None,
-                            repeats: int = 20, warmup: int = 2) -> pd.Series:
+def interleaved_step_ratios(
+    make_model,
+    batch,
+    methods=METHODS,
+    *,
+    lams: dict | None = None,
+    repeats: int = 20,
+    warmup: int = 2,
+) -> pd.Series:
     """Median training-step time of each method divided by the baseline's.
 
     The methods take turns, one step each, ``repeats`` times on the same five-part batch,
@@ -229,8 +308,17 @@ def interleaved_step_ratios(make_model, batch, methods=METHODS, *, lams: dict | 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds per method, and each method's median step
     time as a multiple of the baseline's (``step_ratio``)."""
-    metrics = [c for c in ("accuracy_test", "accuracy_shifted", "worst_group_shifted",
-                           "wrong_reason_cam", "wrong_reason_ig") if c in table]
+    metrics = [
+        c
+        for c in (
+            "accuracy_test",
+            "accuracy_shifted",
+            "worst_group_shifted",
+            "wrong_reason_cam",
+            "wrong_reason_ig",
+        )
+        if c in table
+    ]
     summary = table.groupby("method", sort=False)[metrics].agg(["mean", "std"])
     summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
     step = table.groupby("method", sort=False)["step_seconds"].median()

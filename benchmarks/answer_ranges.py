@@ -28,8 +28,15 @@ import torch
 
 from agkit import course
 
-METRICS = ("accuracy_id", "accuracy_shifted", "auc_shifted", "mass_in_mask",
-           "pointing_game_shifted", "accuracy_val", "mass_in_mask_val")
+METRICS = (
+    "accuracy_id",
+    "accuracy_shifted",
+    "auc_shifted",
+    "mass_in_mask",
+    "pointing_game_shifted",
+    "accuracy_val",
+    "mass_in_mask_val",
+)
 
 
 def load_average() -> str:
@@ -45,15 +52,23 @@ def measure(profile_name: str, threads: int, runs: Path) -> tuple[float, list[di
         course.run(config, runs, progress=False)
     lam, _ = course.choose_lambda(profile, runs, progress=False)
     for seed in profile.seeds:
-        for config in (course.baseline_config(profile, seed),
-                       course.guided_config(profile, lam, seed)):
+        for config in (
+            course.baseline_config(profile, seed),
+            course.guided_config(profile, lam, seed),
+        ):
             course.run(config, runs, progress=False)
     table = course.main_comparison(profile, runs, progress=False)  # all stored: reads only
     rows = []
     for _, row in table.iterrows():
-        rows.append({"method": row["method"], "seed": int(row["seed"]), "threads": threads,
-                     "lam": float(row["lam"]),
-                     **{m: float(row[m]) for m in METRICS if m in row}})
+        rows.append(
+            {
+                "method": row["method"],
+                "seed": int(row["seed"]),
+                "threads": threads,
+                "lam": float(row["lam"]),
+                **{m: float(row[m]) for m in METRICS if m in row},
+            }
+        )
     return lam, rows
 
 
@@ -64,17 +79,25 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/answer_ranges.json"))
     args = parser.parse_args(argv)
 
-    result = {"profile": args.profile, "threads": args.threads,
-              "seeds": list(course.get_profile(args.profile).seeds), "lambda": {}, "rows": [],
-              "load_before": load_average()}
+    result = {
+        "profile": args.profile,
+        "threads": args.threads,
+        "seeds": list(course.get_profile(args.profile).seeds),
+        "lambda": {},
+        "rows": [],
+        "load_before": load_average(),
+    }
     for threads in args.threads:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="agkit-ranges-") as scratch:
             lam, rows = measure(args.profile, threads, Path(scratch) / "runs")
         result["lambda"][str(threads)] = lam
         result["rows"] += rows
-        print(f"{threads} thread(s): lambda {lam:g}, {len(rows)} runs in "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"{threads} thread(s): lambda {lam:g}, {len(rows)} runs in "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     result["load_after"] = load_average()
     # one entry per profile: measuring another profile keeps the ones already in the file
     stored = json.loads(args.out.read_text()) if args.out.is_file() else {}

@@ -38,8 +38,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from agkit.course import (baseline_config, build_model, get_profile, guided_config,
-                          load_model, make_datasets, run_many)
+from agkit.course import (
+    baseline_config,
+    build_model,
+    get_profile,
+    guided_config,
+    load_model,
+    make_datasets,
+    run_many,
+)
 from agkit.data import make_loader
 from agkit.few_masks import train_with_few_masks, with_masks
 from agkit.selection import STRATEGIES, rank_for_annotation
@@ -73,9 +80,16 @@ def one_run(job: dict) -> dict:
         start = dict(model=build_model(config), epochs=profile.epochs)
     started = time.perf_counter()
     model, _ = train_with_few_masks(
-        train, lam=recipe["lam"], lr=recipe["lr"], batch_size=profile.batch_size,
-        seed=job["seed"], annotated_share=recipe["share"] or None,
-        balance_lam=recipe["balance_lam"], device="cpu", **start)
+        train,
+        lam=recipe["lam"],
+        lr=recipe["lr"],
+        batch_size=profile.batch_size,
+        seed=job["seed"],
+        annotated_share=recipe["share"] or None,
+        balance_lam=recipe["balance_lam"],
+        device="cpu",
+        **start,
+    )
     result = dict(labels, recipe=recipe)
     result["train_seconds"] = round(time.perf_counter() - started, 1)
     for split in ("val", "test_shifted"):
@@ -96,11 +110,19 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--recipe", choices=("finetune", "scratch"), default="scratch")
     parser.add_argument("--finetune-epochs", type=int, default=12)
     parser.add_argument("--lam", type=float, default=3.0, help="lambda of the few-mask runs")
-    parser.add_argument("--full-lam", type=float, default=3.0,
-                        help="lambda of the full-annotation reference (the course's choice)")
+    parser.add_argument(
+        "--full-lam",
+        type=float,
+        default=3.0,
+        help="lambda of the full-annotation reference (the course's choice)",
+    )
     parser.add_argument("--lr", type=float, default=None, help="default: the profile's")
-    parser.add_argument("--share", type=float, default=0.25,
-                        help="oversample annotated images to this share of draws; 0 = off")
+    parser.add_argument(
+        "--share",
+        type=float,
+        default=0.25,
+        help="oversample annotated images to this share of draws; 0 = off",
+    )
     parser.add_argument("--balance-lam", action="store_true")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--runs-dir", default="runs")
@@ -114,9 +136,14 @@ def main(argv=None) -> pd.DataFrame:
     strategies = args.strategies.split(",")
     if "random" not in strategies:
         strategies.insert(0, "random")
-    recipe = dict(name=args.recipe, lam=args.lam, lr=args.lr or profile.lr,
-                  share=args.share, balance_lam=args.balance_lam,
-                  epochs=args.finetune_epochs if args.recipe == "finetune" else profile.epochs)
+    recipe = dict(
+        name=args.recipe,
+        lam=args.lam,
+        lr=args.lr or profile.lr,
+        share=args.share,
+        balance_lam=args.balance_lam,
+        epochs=args.finetune_epochs if args.recipe == "finetune" else profile.epochs,
+    )
 
     # the course's own runs: baseline (no masks) and guided with every mask
     references = [baseline_config(profile, s) for s in seeds]
@@ -135,10 +162,23 @@ def main(argv=None) -> pd.DataFrame:
                 if k == ALL and strategy != strategies[0]:
                     continue  # every strategy chooses the same images when all are chosen
                 chosen = order if k == ALL else order[:k]
-                key = hashlib.sha1(json.dumps([profile.name, seed, sorted(chosen), recipe],
-                                              sort_keys=True).encode()).hexdigest()[:12]
-                jobs.append(dict(profile=profile.name, seed=seed, strategy=strategy, n_masks=k,
-                                 chosen=chosen, recipe=recipe, key=key, runs_dir=args.runs_dir))
+                key = hashlib.sha1(
+                    json.dumps(
+                        [profile.name, seed, sorted(chosen), recipe], sort_keys=True
+                    ).encode()
+                ).hexdigest()[:12]
+                jobs.append(
+                    dict(
+                        profile=profile.name,
+                        seed=seed,
+                        strategy=strategy,
+                        n_masks=k,
+                        chosen=chosen,
+                        recipe=recipe,
+                        key=key,
+                        runs_dir=args.runs_dir,
+                    )
+                )
     started = time.perf_counter()
     if args.jobs > 1:
         context = multiprocessing.get_context("spawn")
@@ -151,26 +191,39 @@ def main(argv=None) -> pd.DataFrame:
     results = pd.concat([results] + [everything.assign(strategy=s) for s in strategies[1:]])
     results["baseline"] = [reference[(False, s)] for s in results["seed"]]
     results["full"] = [reference[(True, s)] for s in results["seed"]]
-    results["share_of_gain"] = [share_of_gain(r.accuracy_test_shifted, r.baseline, r.full)
-                                for r in results.itertuples()]
+    results["share_of_gain"] = [
+        share_of_gain(r.accuracy_test_shifted, r.baseline, r.full) for r in results.itertuples()
+    ]
 
-    print(f"recipe: {recipe}; {len(jobs)} runs in {time.perf_counter() - started:.0f} s "
-          "(cached runs count as 0)")
-    print(f"shifted accuracy, mean of seeds {seeds}: baseline "
-          f"{results.groupby('seed')['baseline'].first().mean():.3f}, full annotation "
-          f"(course's guided run) {results.groupby('seed')['full'].first().mean():.3f}")
+    print(
+        f"recipe: {recipe}; {len(jobs)} runs in {time.perf_counter() - started:.0f} s "
+        "(cached runs count as 0)"
+    )
+    print(
+        f"shifted accuracy, mean of seeds {seeds}: baseline "
+        f"{results.groupby('seed')['baseline'].first().mean():.3f}, full annotation "
+        f"(course's guided run) {results.groupby('seed')['full'].first().mean():.3f}"
+    )
     results["n_masks"] = results["n_masks"].astype(str)
     columns = [str(k) for k in sizes]
     for value in ("accuracy_test_shifted", "share_of_gain", "accuracy_val", "mass_in_mask_val"):
-        pivot = results.pivot_table(index="strategy", columns="n_masks", values=value,
-                                    aggfunc="mean").reindex(columns=columns)
+        pivot = results.pivot_table(
+            index="strategy", columns="n_masks", values=value, aggfunc="mean"
+        ).reindex(columns=columns)
         print(f"\n{value} (mean over seeds)\n{pivot.round(3).to_string()}")
     if args.json:
-        shares = results.pivot_table(index="strategy", columns="n_masks", values="share_of_gain",
-                                     aggfunc="mean", dropna=False)
+        shares = results.pivot_table(
+            index="strategy",
+            columns="n_masks",
+            values="share_of_gain",
+            aggfunc="mean",
+            dropna=False,
+        )
         # null where full annotation gained nothing over the baseline (no share to give)
-        data = {s: {k: None if math.isnan(v) else round(float(v), 4) for k, v in row.items()}
-                for s, row in shares.iterrows()}
+        data = {
+            s: {k: None if math.isnan(v) else round(float(v), 4) for k, v in row.items()}
+            for s, row in shares.iterrows()
+        }
         Path(args.json).write_text(json.dumps(data, indent=1))
     return results
 

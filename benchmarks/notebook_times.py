@@ -73,8 +73,9 @@ def time_notebooks(notebooks, profile: str, out: Path, runs: Path, device=None) 
             parameters["device"] = device
         run_course.execute(notebook, out, parameters)
         seconds[notebook.stem] = round(time.perf_counter() - started, 1)
-        print(f"  {notebook.stem}: {seconds[notebook.stem]:.0f} s (load {load_average()})",
-              flush=True)
+        print(
+            f"  {notebook.stem}: {seconds[notebook.stem]:.0f} s (load {load_average()})", flush=True
+        )
     return seconds
 
 
@@ -89,8 +90,10 @@ def read_log(log: Path) -> dict:
         elif done and current:
             seconds[current] = float(done.group(1))
     if not seconds:
-        raise ValueError(f"{log} holds no 'running NAME.ipynb' / 'done in N s' lines of "
-                         f"`make course`; pass the saved output of `make course`.")
+        raise ValueError(
+            f"{log} holds no 'running NAME.ipynb' / 'done in N s' lines of "
+            f"`make course`; pass the saved output of `make course`."
+        )
     return seconds
 
 
@@ -115,8 +118,10 @@ def header_time(measurement: dict, stem: str) -> str:
     exercises".
     """
     cold = measurement["cold_s"][stem]
-    text = (f"**Time:** {minutes_text(cold)} to run on a {measurement['cores']}-core CPU "
-            f"({measurement['profile']} profile, measured)")
+    text = (
+        f"**Time:** {minutes_text(cold)} to run on a {measurement['cores']}-core CPU "
+        f"({measurement['profile']} profile, measured)"
+    )
     cached = measurement.get("cached_s", {}).get(stem)
     if cached is not None:
         text += f", {minutes_text(cached)} from the cache"
@@ -130,14 +135,18 @@ def markdown_table(measurement: dict) -> str:
         after = f"{cached[stem]:.0f} s" if stem in cached else "not measured"
         lines.append(f"| {stem} | {cold[stem]:.0f} s ({minutes_text(cold[stem])}) | {after} |")
     total = sum(cold.values())
-    lines.append(f"| **all** | **{total:.0f} s ({total / 60:.1f} min)** | "
-                 f"{sum(cached.values()):.0f} s |" if cached else
-                 f"| **all** | **{total:.0f} s ({total / 60:.1f} min)** | not measured |")
+    lines.append(
+        f"| **all** | **{total:.0f} s ({total / 60:.1f} min)** | {sum(cached.values()):.0f} s |"
+        if cached
+        else f"| **all** | **{total:.0f} s ({total / 60:.1f} min)** | not measured |"
+    )
     lines.append("")
-    lines.append(f"Measured {measurement['date']} on {measurement['machine']} "
-                 f"({measurement['cores']} cores), {measurement['profile']} profile, "
-                 f"load average {measurement['load_before']} before and "
-                 f"{measurement['load_after']} after.")
+    lines.append(
+        f"Measured {measurement['date']} on {measurement['machine']} "
+        f"({measurement['cores']} cores), {measurement['profile']} profile, "
+        f"load average {measurement['load_before']} before and "
+        f"{measurement['load_after']} after."
+    )
     return "\n".join(lines)
 
 
@@ -145,8 +154,10 @@ def stamp_instructor(measurement: dict, path: Path = INSTRUCTOR) -> None:
     """Replace the table between the two markers of docs/instructor.md."""
     text = path.read_text()
     if TABLE_BEGIN not in text or TABLE_END not in text:
-        raise ValueError(f"{path} lacks the lines {TABLE_BEGIN!r} and {TABLE_END!r}; put them "
-                         f"back around the measured-times table.")
+        raise ValueError(
+            f"{path} lacks the lines {TABLE_BEGIN!r} and {TABLE_END!r}; put them "
+            f"back around the measured-times table."
+        )
     head, rest = text.split(TABLE_BEGIN, 1)
     _, tail = rest.split(TABLE_END, 1)
     path.write_text(f"{head}{TABLE_BEGIN}\n{markdown_table(measurement)}\n{TABLE_END}{tail}")
@@ -159,8 +170,10 @@ def stamp_notebook(path: Path, line: str) -> None:
     notebook = nbformat.read(path, as_version=4)
     first = notebook.cells[0]
     if not TIME_LINE.search(first.source):
-        raise ValueError(f"{path.name}: the first cell has no '**Time:**' line to stamp; add "
-                         f"one (e.g. '**Time:** ...; plus the exercises.') and stamp again.")
+        raise ValueError(
+            f"{path.name}: the first cell has no '**Time:**' line to stamp; add "
+            f"one (e.g. '**Time:** ...; plus the exercises.') and stamp again."
+        )
     first.source = TIME_LINE.sub(lambda _: line, first.source, count=1)
     nbformat.write(notebook, path)
 
@@ -169,25 +182,43 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="ci", choices=["ci", "workshop", "full"])
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 03")
-    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS,
-                        help="the folder of the course notebooks (default: notebooks/)")
+    parser.add_argument(
+        "--notebooks",
+        type=Path,
+        default=NOTEBOOKS,
+        help="the folder of the course notebooks (default: notebooks/)",
+    )
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-cached", action="store_true", help="skip the second (cached) pass")
-    parser.add_argument("--from-log", type=Path,
-                        help="read the times from a `make course` log (fresh runs folder)")
-    parser.add_argument("--cached-log", type=Path,
-                        help="with --from-log: the log of a second `make course` (cached runs)")
-    parser.add_argument("--machine", default=f"{platform.system()} {platform.machine()}",
-                        help="how the table names the machine, e.g. 'a 2-core laptop'")
+    parser.add_argument(
+        "--from-log", type=Path, help="read the times from a `make course` log (fresh runs folder)"
+    )
+    parser.add_argument(
+        "--cached-log",
+        type=Path,
+        help="with --from-log: the log of a second `make course` (cached runs)",
+    )
+    parser.add_argument(
+        "--machine",
+        default=f"{platform.system()} {platform.machine()}",
+        help="how the table names the machine, e.g. 'a 2-core laptop'",
+    )
     parser.add_argument("--write", type=Path, help="save the measurements as JSON here")
-    parser.add_argument("--stamp", action="store_true",
-                        help="write the time line into every notebook header and the table "
-                             "into docs/instructor.md (needs --write's measurements)")
+    parser.add_argument(
+        "--stamp",
+        action="store_true",
+        help="write the time line into every notebook header and the table "
+        "into docs/instructor.md (needs --write's measurements)",
+    )
     args = parser.parse_args(argv)
 
-    measurement = {"profile": args.profile, "machine": args.machine,
-                   "cores": os.cpu_count(), "load_before": load_average(),
-                   "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    measurement = {
+        "profile": args.profile,
+        "machine": args.machine,
+        "cores": os.cpu_count(),
+        "load_before": load_average(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     print(f"uptime: {uptime()}")
     from agkit.run_course import NotebookFailed
 
@@ -202,13 +233,14 @@ def main(argv=None) -> int:
             runs = Path(scratch) / "runs"
             notebooks = course_notebooks(args.only, args.notebooks)
             print(f"fresh runs folder, {args.profile} profile:", flush=True)
-            measurement["cold_s"] = time_notebooks(notebooks, args.profile,
-                                                   Path(scratch) / "cold", runs, args.device)
+            measurement["cold_s"] = time_notebooks(
+                notebooks, args.profile, Path(scratch) / "cold", runs, args.device
+            )
             if not args.no_cached:
                 print("again, from the runs the first pass stored:", flush=True)
-                measurement["cached_s"] = time_notebooks(notebooks, args.profile,
-                                                         Path(scratch) / "cached", runs,
-                                                         args.device)
+                measurement["cached_s"] = time_notebooks(
+                    notebooks, args.profile, Path(scratch) / "cached", runs, args.device
+                )
     except NotebookFailed as error:
         print(f"error: {error}; no time is written for a notebook that fails.", file=sys.stderr)
         return 1

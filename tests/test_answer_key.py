@@ -20,27 +20,41 @@ def _cell(cell, *tags):
 
 
 def _lesson(exercise_source, answers="1. Yes, because.\n2. Four.\n   It is 2 + 2."):
-    return new_notebook(cells=[
-        new_markdown_cell("# 7 · A lesson\n\nWhat you will do."),
-        _cell(new_markdown_cell("## 2 · Write it\n**Exercise 1 · Add.** Add two numbers."),
-              "exercise-intro"),
-        _cell(new_code_cell(exercise_source), "exercise"),
-        _cell(new_code_cell("exercises.check_add(add)"), "check"),
-        _cell(new_markdown_cell("## Questionnaire\n1. Is it?\n2. What is 2 + 2?\n   Say why."),
-              "questionnaire"),
-        _cell(new_markdown_cell(f"<details><summary>Answers</summary>\n\n{answers}\n</details>"),
-              "answers"),
-    ])
+    return new_notebook(
+        cells=[
+            new_markdown_cell("# 7 · A lesson\n\nWhat you will do."),
+            _cell(
+                new_markdown_cell("## 2 · Write it\n**Exercise 1 · Add.** Add two numbers."),
+                "exercise-intro",
+            ),
+            _cell(new_code_cell(exercise_source), "exercise"),
+            _cell(new_code_cell("exercises.check_add(add)"), "check"),
+            _cell(
+                new_markdown_cell("## Questionnaire\n1. Is it?\n2. What is 2 + 2?\n   Say why."),
+                "questionnaire",
+            ),
+            _cell(
+                new_markdown_cell(f"<details><summary>Answers</summary>\n\n{answers}\n</details>"),
+                "answers",
+            ),
+        ]
+    )
 
 
 SOLVED = "def add(a, b):\n    # BEGIN SOLUTION\n    return a + b\n    # END SOLUTION"
-RANGES = {"profile": "ci", "threads": [1, 2], "seeds": [0, 1], "lambda": {"1": 1.0, "2": 3.0},
-          "rows": [
-              {"method": "baseline", "seed": 0, "threads": 1, "lam": 0.0, "accuracy_id": 0.50},
-              {"method": "baseline", "seed": 0, "threads": 2, "lam": 0.0, "accuracy_id": 0.52},
-              {"method": "baseline", "seed": 1, "threads": 1, "lam": 0.0, "accuracy_id": 0.61},
-              {"method": "guided", "seed": 0, "threads": 1, "lam": 1.0, "accuracy_id": 0.90},
-              {"method": "guided", "seed": 0, "threads": 2, "lam": 3.0, "accuracy_id": 0.85}]}
+RANGES = {
+    "profile": "ci",
+    "threads": [1, 2],
+    "seeds": [0, 1],
+    "lambda": {"1": 1.0, "2": 3.0},
+    "rows": [
+        {"method": "baseline", "seed": 0, "threads": 1, "lam": 0.0, "accuracy_id": 0.50},
+        {"method": "baseline", "seed": 0, "threads": 2, "lam": 0.0, "accuracy_id": 0.52},
+        {"method": "baseline", "seed": 1, "threads": 1, "lam": 0.0, "accuracy_id": 0.61},
+        {"method": "guided", "seed": 0, "threads": 1, "lam": 1.0, "accuracy_id": 0.90},
+        {"method": "guided", "seed": 0, "threads": 2, "lam": 3.0, "accuracy_id": 0.85},
+    ],
+}
 
 
 def _folder(tmp_path, notebook):
@@ -71,11 +85,14 @@ def test_ranges_are_min_max_over_seeds_and_threads(tmp_path):
     assert "| AUC" not in key, "a metric that was not measured gets no row"
 
 
-@pytest.mark.parametrize("source", [
-    "def add(a, b):\n    return a + b",
-    "def add(a, b):\n    # BEGIN SOLUTION\n    return a + b",
-    "def add(a, b):\n    # END SOLUTION\n    return a + b\n    # BEGIN SOLUTION",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def add(a, b):\n    return a + b",
+        "def add(a, b):\n    # BEGIN SOLUTION\n    return a + b",
+        "def add(a, b):\n    # END SOLUTION\n    return a + b\n    # BEGIN SOLUTION",
+    ],
+)
 def test_unpaired_solution_markers_name_the_cell(tmp_path, source):
     with pytest.raises(answer_key.AnswerKeyError, match=r"07_lesson.ipynb, cell 2: .*pair up"):
         answer_key.build(*_folder(tmp_path, _lesson(source)))
@@ -114,8 +131,11 @@ def test_missing_ranges_say_how_to_measure_them(tmp_path):
 
 def test_one_thread_count_gives_no_machine_column(tmp_path):
     one = dict(RANGES, threads=[1], rows=[r for r in RANGES["rows"] if r["threads"] == 1])
-    row = next(line for line in answer_key.ranges_section(one).splitlines()
-               if line.startswith("| accuracy, in-dist"))
+    row = next(
+        line
+        for line in answer_key.ranges_section(one).splitlines()
+        if line.startswith("| accuracy, in-dist")
+    )
     assert row.endswith("| 0.90 – 0.90 | not measured |")
 
 
@@ -123,11 +143,16 @@ def test_measured_ranges_cover_every_seed_method_and_thread_count():
     measured = json.loads(answer_key.RANGES.read_text())
     assert "workshop" in measured, "the profile students run must be measured"
     assert any(len(ranges["threads"]) >= 2 for ranges in measured.values()), (
-        "one thread count says nothing about machines")
+        "one thread count says nothing about machines"
+    )
     for profile, ranges in measured.items():
         runs = {(row["method"], row["seed"], row["threads"]) for row in ranges["rows"]}
-        assert runs == {(method, seed, threads) for method in ("baseline", "guided")
-                        for seed in ranges["seeds"] for threads in ranges["threads"]}, profile
+        assert runs == {
+            (method, seed, threads)
+            for method in ("baseline", "guided")
+            for seed in ranges["seeds"]
+            for threads in ranges["threads"]
+        }, profile
         for row in ranges["rows"]:
             assert all(0.0 <= row[m] <= 1.0 for m in answer_key.METRIC_NAMES if m in row), row
 
@@ -136,4 +161,5 @@ def test_committed_answer_key_is_current():
     """Fails when a notebook's exercises or answers, or the measured ranges, changed."""
     expected = answer_key.build()
     assert answer_key.KEY.read_text() == expected, (
-        "docs/answers.md is out of date; run `python tools/answer_key.py` and commit it")
+        "docs/answers.md is out of date; run `python tools/answer_key.py` and commit it"
+    )

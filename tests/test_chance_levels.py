@@ -75,10 +75,16 @@ def test_attention_loss_floor_is_reached_by_attention_spread_over_the_mask():
 def test_attention_table_puts_the_chance_rows_under_the_models():
     masks = torch.cat([_mask(16, slice(0, 8), slice(0, 8))] * 2)
     chance = metrics.chance_levels(masks, (4, 4), draws=3)
-    table = metrics.attention_table({"baseline": {"mass_in_mask": 0.3, "pointing_game": 0.5},
-                                     "guided": {"mass_in_mask": 0.9}}, chance)
-    assert list(table.index) == ["baseline", "guided", "uniform attention (chance)",
-                                 "random CAM (chance)"]
+    table = metrics.attention_table(
+        {"baseline": {"mass_in_mask": 0.3, "pointing_game": 0.5}, "guided": {"mass_in_mask": 0.9}},
+        chance,
+    )
+    assert list(table.index) == [
+        "baseline",
+        "guided",
+        "uniform attention (chance)",
+        "random CAM (chance)",
+    ]
     assert table.loc["uniform attention (chance)", "mass_in_mask"] == pytest.approx(0.25)
     assert table.loc["baseline", "pointing_game"] == 0.5
     assert math.isnan(table.loc["guided", "pointing_game"])
@@ -87,13 +93,23 @@ def test_attention_table_puts_the_chance_rows_under_the_models():
 def test_chance_headline_sorts_scores_into_above_and_near_chance():
     import pandas as pd
 
-    chance = {"uniform": {"mass_in_mask": 0.13, "pointing_game": 0.13},
-              "random_cam": {"mass_in_mask": 0.13, "pointing_game": 0.11}}
-    summary = pd.DataFrame({"accuracy_shifted": [0.58, 0.96], "mass_in_mask": [0.15, 0.91],
-                            "pointing_game_shifted": [0.10, 0.95]}, index=["baseline", "guided"])
+    chance = {
+        "uniform": {"mass_in_mask": 0.13, "pointing_game": 0.13},
+        "random_cam": {"mass_in_mask": 0.13, "pointing_game": 0.11},
+    }
+    summary = pd.DataFrame(
+        {
+            "accuracy_shifted": [0.58, 0.96],
+            "mass_in_mask": [0.15, 0.91],
+            "pointing_game_shifted": [0.10, 0.95],
+        },
+        index=["baseline", "guided"],
+    )
     guided, baseline, gap = metrics.chance_headline(summary, chance)
-    assert guided.startswith("guided: above chance: accuracy 0.96 (chance 0.50), mass in mask "
-                             "0.91 (chance 0.13), pointing game 0.95 (chance 0.13).")
+    assert guided.startswith(
+        "guided: above chance: accuracy 0.96 (chance 0.50), mass in mask "
+        "0.91 (chance 0.13), pointing game 0.95 (chance 0.13)."
+    )
     assert "above chance: accuracy 0.58" in baseline  # 8 points over a coin toss
     assert "at or near chance: mass in mask 0.15 (chance 0.13), pointing game 0.10" in baseline
     assert gap.endswith("+38.0 points.")
@@ -108,8 +124,9 @@ def test_close_chance_levels_share_one_line_and_label():
     from agkit import plots
 
     fig, ax = plt.subplots()
-    plots.draw_chance(ax, {"uniform": 0.13, "random CAM": 0.14, "coin toss": 0.5,
-                           "missing": float("nan")})
+    plots.draw_chance(
+        ax, {"uniform": 0.13, "random CAM": 0.14, "coin toss": 0.5, "missing": float("nan")}
+    )
     heights = sorted(line.get_ydata()[0] for line in ax.get_lines())
     assert heights == [0.13, 0.5]
     labels = sorted(t.get_text() for t in ax.get_legend().get_texts())

@@ -35,8 +35,8 @@ def test_marker_masks_sit_on_the_bright_marker_box_and_off_the_bones():
     image, box = data.images[has, 0], masks[has, 0]
     # the box's outer rows/columns (the marker's bright rim) against the pixels just outside
     for dim, step in ((1, 1), (1, -1), (2, 1), (2, -1)):
-        rim = box * (1 - torch.roll(box, step, dims=dim))   # box pixels whose neighbour is out
-        beyond = torch.roll(rim, -step, dims=dim)            # that neighbour
+        rim = box * (1 - torch.roll(box, step, dims=dim))  # box pixels whose neighbour is out
+        beyond = torch.roll(rim, -step, dims=dim)  # that neighbour
         assert (image * rim).sum() / rim.sum() > 1.5 * (image * beyond).sum() / beyond.sum()
 
 
@@ -107,5 +107,6 @@ def test_randomizing_only_the_bias_leaves_the_ranking_alone():
         model.classifier.bias.add_(5.0)
         shifted = model(images).cams
     assert np.allclose(diagnostics.rank_correlation(reference[:, 0], shifted[:, 0]), 1.0)
-    assert torch.allclose(F.softmax(reference.flatten(2), 2), F.softmax(shifted.flatten(2), 2),
-                          atol=1e-6)
+    assert torch.allclose(
+        F.softmax(reference.flatten(2), 2), F.softmax(shifted.flatten(2), 2), atol=1e-6
+    )

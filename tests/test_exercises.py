@@ -9,8 +9,7 @@ from agkit import exercises, metrics
 from agkit.losses import attention_guidance_loss
 
 
-def blank(*args):
-    ...  # what an unfilled exercise returns
+def blank(*args): ...  # what an unfilled exercise returns
 
 
 def verdict(check, fn):
@@ -40,10 +39,16 @@ def cam(features, weight, bias):
 def test_cam_check():
     passes(exercises.check_cam, cam)
     fails_with(exercises.check_cam, blank, "returned nothing")
-    fails_with(exercises.check_cam, lambda f, w, b: torch.einsum("nk,bkhw->bnhw", w, f),
-               "add the class's bias")
-    fails_with(exercises.check_cam, lambda f, w, b: torch.einsum("nk,bkhw->bhwn", w, f),
-               "should have shape")
+    fails_with(
+        exercises.check_cam,
+        lambda f, w, b: torch.einsum("nk,bkhw->bnhw", w, f),
+        "add the class's bias",
+    )
+    fails_with(
+        exercises.check_cam,
+        lambda f, w, b: torch.einsum("nk,bkhw->bhwn", w, f),
+        "should have shape",
+    )
     fails_with(exercises.check_cam, lambda f, w, b: cam(f, w, b).detach(), "no gradient")
     fails_with(exercises.check_cam, lambda f, w, b: cam(f, w, b) * 2, "differ from CAMNet")
     fails_with(exercises.check_cam, lambda f, w, b: 1 / 0, "raised ZeroDivisionError")
@@ -72,13 +77,23 @@ def mass(cams, masks, classes):
 def test_mass_in_mask_check():
     passes(exercises.check_mass_in_mask, mass)
     fails_with(exercises.check_mass_in_mask, blank, "returned nothing")
-    fails_with(exercises.check_mass_in_mask, lambda c, m, k: mass(c, m, torch.zeros_like(k)),
-               "same class for every image")
-    raw = lambda c, m, k: (c[torch.arange(len(c)), k].flatten(1)
-                           * F.adaptive_max_pool2d(m, (8, 8)).flatten(1)).sum(1)
+    fails_with(
+        exercises.check_mass_in_mask,
+        lambda c, m, k: mass(c, m, torch.zeros_like(k)),
+        "same class for every image",
+    )
+
+    def raw(c, m, k):
+        return (
+            c[torch.arange(len(c)), k].flatten(1) * F.adaptive_max_pool2d(m, (8, 8)).flatten(1)
+        ).sum(1)
+
     fails_with(exercises.check_mass_in_mask, raw, "between 0 and 1")
-    by_row = lambda c, m, k: (c[torch.arange(len(c)), k].softmax(-1)
-                              * F.adaptive_max_pool2d(m, (8, 8))[:, 0]).flatten(1).sum(1)
+
+    def by_row(c, m, k):
+        rows = c[torch.arange(len(c)), k].softmax(-1)
+        return (rows * F.adaptive_max_pool2d(m, (8, 8))[:, 0]).flatten(1).sum(1)
+
     fails_with(exercises.check_mass_in_mask, by_row, "all h x w positions")
 
 
@@ -96,17 +111,27 @@ def test_box_mask_check():
     passes(exercises.check_box_mask, box)
     passes(exercises.check_box_mask, lambda b, h, w: box(b, h, w).numpy())  # NumPy is fine
     fails_with(exercises.check_box_mask, blank, "returned nothing")
-    fails_with(exercises.check_box_mask, lambda b, h, w: box((b[1], b[0], b[3], b[2]), h, w),
-               "x and y are swapped")
-    fails_with(exercises.check_box_mask,
-               lambda b, h, w: box((b[0], b[1], b[2] + 1, b[3] + 1), h, w), "exclusive ends")
+    fails_with(
+        exercises.check_box_mask,
+        lambda b, h, w: box((b[1], b[0], b[3], b[2]), h, w),
+        "x and y are swapped",
+    )
+    fails_with(
+        exercises.check_box_mask,
+        lambda b, h, w: box((b[0], b[1], b[2] + 1, b[3] + 1), h, w),
+        "exclusive ends",
+    )
     fails_with(exercises.check_box_mask, lambda b, h, w: torch.zeros(h, w), "empty")
     fails_with(exercises.check_box_mask, lambda b, h, w: torch.zeros(w, h), "shape")
 
 
 def pointing(cams, masks, classes):
-    maps = F.interpolate(cams[torch.arange(len(cams)), classes][:, None], size=masks.shape[-2:],
-                         mode="bicubic", align_corners=False).flatten(1)
+    maps = F.interpolate(
+        cams[torch.arange(len(cams)), classes][:, None],
+        size=masks.shape[-2:],
+        mode="bicubic",
+        align_corners=False,
+    ).flatten(1)
     return masks.flatten(1)[torch.arange(len(cams)), maps.argmax(1)] > 0
 
 
@@ -114,10 +139,12 @@ def test_pointing_game_check():
     passes(exercises.check_pointing_game, pointing)
     passes(exercises.check_pointing_game, lambda *a: pointing(*a).float())  # 0/1 is fine
     fails_with(exercises.check_pointing_game, blank, "returned nothing")
-    fails_with(exercises.check_pointing_game, lambda c, m, k: pointing(c, m, 1 - k),
-               "scored differently")
-    fails_with(exercises.check_pointing_game, lambda c, m, k: pointing(c, m, k) * 2.0,
-               "hit or a miss")
+    fails_with(
+        exercises.check_pointing_game, lambda c, m, k: pointing(c, m, 1 - k), "scored differently"
+    )
+    fails_with(
+        exercises.check_pointing_game, lambda c, m, k: pointing(c, m, k) * 2.0, "hit or a miss"
+    )
 
 
 def iou(a, b):
@@ -128,12 +155,19 @@ def iou(a, b):
 def test_mask_iou_check():
     passes(exercises.check_mask_iou, iou)
     fails_with(exercises.check_mask_iou, blank, "returned nothing")
-    fails_with(exercises.check_mask_iou,
-               lambda a, b: float(2 * (a * b).sum() / (a.sum() + b.sum())), "Dice")
-    fails_with(exercises.check_mask_iou, lambda a, b: float((a * b).sum() / (a.sum() + b.sum())),
-               "counts the shared pixels twice")
-    fails_with(exercises.check_mask_iou, lambda a, b: float((a * b).sum() / ((a + b) > 0).sum()),
-               "NaN")
+    fails_with(
+        exercises.check_mask_iou,
+        lambda a, b: float(2 * (a * b).sum() / (a.sum() + b.sum())),
+        "Dice",
+    )
+    fails_with(
+        exercises.check_mask_iou,
+        lambda a, b: float((a * b).sum() / (a.sum() + b.sum())),
+        "counts the shared pixels twice",
+    )
+    fails_with(
+        exercises.check_mask_iou, lambda a, b: float((a * b).sum() / ((a + b) > 0).sum()), "NaN"
+    )
 
 
 # ---------------------------------------------------------------------------------- 03
@@ -148,8 +182,11 @@ def test_softmax_pooling_check():
     passes(exercises.check_softmax_pooling, softmax_pool)
     fails_with(exercises.check_softmax_pooling, blank, "returned nothing")
     fails_with(exercises.check_softmax_pooling, lambda c: c.mean(dim=(2, 3)), "average pooling")
-    fails_with(exercises.check_softmax_pooling, lambda c: (c.softmax(-1) * c).sum(dim=(2, 3)),
-               "all h x w positions")
+    fails_with(
+        exercises.check_softmax_pooling,
+        lambda c: (c.softmax(-1) * c).sum(dim=(2, 3)),
+        "all h x w positions",
+    )
     fails_with(exercises.check_softmax_pooling, lambda c: softmax_pool(c).detach(), "gradient")
 
 
@@ -166,9 +203,11 @@ def test_attention_loss_check():
     fails_with(exercises.check_attention_loss, blank, "returned nothing")
     fails_with(exercises.check_attention_loss, lambda c, m: -att_loss(c, m), "sign")
     fails_with(exercises.check_attention_loss, lambda c, m: att_loss(c, m) * 3, "differs")
-    naive = lambda c, m: -(F.adaptive_max_pool2d(m, c.shape[-2:]).flatten(2)
-                           * c.flatten(2).log_softmax(2)).sum() / (
-                               F.adaptive_max_pool2d(m, c.shape[-2:]).sum() * c.shape[1])
+
+    def naive(c, m):
+        small = F.adaptive_max_pool2d(m, c.shape[-2:])
+        return -(small.flatten(2) * c.flatten(2).log_softmax(2)).sum() / (small.sum() * c.shape[1])
+
     fails_with(exercises.check_attention_loss, naive, "exactly 0 (not NaN)")
 
 
@@ -193,10 +232,16 @@ def test_training_step_check():
         return loss.item()
 
     fails_with(exercises.check_training_step, no_zero_grad, "zero_grad")
-    fails_with(exercises.check_training_step, lambda m, x, y, s, o, lam: step(m, x, y, s, o, 0.0),
-               "cross-entropy alone")
-    fails_with(exercises.check_training_step, lambda m, x, y, s, o, lam: step(m, x, y, s, o, 1.0),
-               "weighted by lam")
+    fails_with(
+        exercises.check_training_step,
+        lambda m, x, y, s, o, lam: step(m, x, y, s, o, 0.0),
+        "cross-entropy alone",
+    )
+    fails_with(
+        exercises.check_training_step,
+        lambda m, x, y, s, o, lam: step(m, x, y, s, o, 1.0),
+        "weighted by lam",
+    )
 
     def no_return(*args):
         step(*args)
@@ -216,13 +261,18 @@ def bootstrap(values, draws, seed):
 def test_bootstrap_interval_check():
     passes(exercises.check_bootstrap_interval, bootstrap)
     fails_with(exercises.check_bootstrap_interval, blank, "returned nothing")
-    fails_with(exercises.check_bootstrap_interval,
-               lambda v, d, s: (np.mean(v) - 1.96 * np.std(v), np.mean(v) + 1.96 * np.std(v)),
-               "never leave [min, max]")
+    fails_with(
+        exercises.check_bootstrap_interval,
+        lambda v, d, s: (np.mean(v) - 1.96 * np.std(v), np.mean(v) + 1.96 * np.std(v)),
+        "never leave [min, max]",
+    )
     # with three values the bootstrap interval is the min..max range
     passes(exercises.check_bootstrap_interval, lambda v, d, s: (min(v), max(v)))
-    fails_with(exercises.check_bootstrap_interval,
-               lambda v, d, s: (np.mean(v) - 0.01, np.mean(v) + 0.01), "quantiles")
+    fails_with(
+        exercises.check_bootstrap_interval,
+        lambda v, d, s: (np.mean(v) - 0.01, np.mean(v) + 0.01),
+        "quantiles",
+    )
     fails_with(exercises.check_bootstrap_interval, lambda v, d, s: (0.9, 1.0), "contain the mean")
 
 
@@ -231,7 +281,7 @@ def box_from_mask(masks):
     for k, mask in enumerate(masks[:, 0]):
         ys, xs = torch.nonzero(mask, as_tuple=True)
         if len(ys):
-            out[k, 0, ys.min():ys.max() + 1, xs.min():xs.max() + 1] = 1
+            out[k, 0, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = 1
     return out
 
 
@@ -258,16 +308,21 @@ def test_box_from_mask_check():
 
 def test_sensitivity_specificity_check():
     def right(labels, predicted):
-        return (((predicted == 1) & (labels == 1)).sum() / (labels == 1).sum(),
-                ((predicted == 0) & (labels == 0)).sum() / (labels == 0).sum())
+        return (
+            ((predicted == 1) & (labels == 1)).sum() / (labels == 1).sum(),
+            ((predicted == 0) & (labels == 0)).sum() / (labels == 0).sum(),
+        )
 
     passes(exercises.check_sensitivity_specificity, right)
     fails_with(exercises.check_sensitivity_specificity, blank, "returned nothing")
-    fails_with(exercises.check_sensitivity_specificity, lambda y, p: right(y, p)[::-1],
-               "other order")
-    fails_with(exercises.check_sensitivity_specificity,
-               lambda y, p: (((p == 1) & (y == 1)).sum() / (p == 1).sum(), right(y, p)[1]),
-               "sensitivity is")
+    fails_with(
+        exercises.check_sensitivity_specificity, lambda y, p: right(y, p)[::-1], "other order"
+    )
+    fails_with(
+        exercises.check_sensitivity_specificity,
+        lambda y, p: (((p == 1) & (y == 1)).sum() / (p == 1).sum(), right(y, p)[1]),
+        "sensitivity is",
+    )
 
 
 def test_uniform_chance_check():
@@ -278,11 +333,16 @@ def test_uniform_chance_check():
 
     passes(exercises.check_uniform_chance, right)
     fails_with(exercises.check_uniform_chance, blank, "returned nothing")
-    fails_with(exercises.check_uniform_chance,
-               lambda m, s: F.adaptive_max_pool2d(m, s).flatten(1).mean(1).mean(),
-               "leave out the images without a mask")
-    fails_with(exercises.check_uniform_chance,
-               lambda m, s: m[m.flatten(1).sum(1) > 0].flatten(1).mean(1).mean(), "shrink")
+    fails_with(
+        exercises.check_uniform_chance,
+        lambda m, s: F.adaptive_max_pool2d(m, s).flatten(1).mean(1).mean(),
+        "leave out the images without a mask",
+    )
+    fails_with(
+        exercises.check_uniform_chance,
+        lambda m, s: m[m.flatten(1).sum(1) > 0].flatten(1).mean(1).mean(),
+        "shrink",
+    )
     assert metrics.chance_levels  # the reference the check compares with
 
 

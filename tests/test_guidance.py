@@ -103,8 +103,9 @@ def test_forbidden_term_counts_the_covered_share_of_a_cell():
 def test_forbidden_term_stays_finite_when_the_region_is_everything():
     cams = torch.randn(2, 2, 2, 2, dtype=torch.float64, requires_grad=True)
     out = CAMOutput(cams.sum((2, 3)), cams)
-    value = ForbiddenGuidance()(None, None, None, None, None, out,
-                                torch.ones(2, 1, 4, 4, dtype=torch.float64))
+    value = ForbiddenGuidance()(
+        None, None, None, None, None, out, torch.ones(2, 1, 4, 4, dtype=torch.float64)
+    )
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(cams.grad).all()
 
@@ -123,8 +124,9 @@ def test_rrr_names_the_fix_when_images_do_not_require_grad():
     model = pixel_model()
     images = torch.ones(1, 1, 2, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="requires_grad_"):
-        RRRGuidance()(model, images, torch.tensor([0]), None, YES, model(images),
-                      one_pixel(0, 0, 2))
+        RRRGuidance()(
+            model, images, torch.tensor([0]), None, YES, model(images), one_pixel(0, 0, 2)
+        )
 
 
 def test_gradcam_of_a_camnet_is_its_relu_cam_over_the_cell_count():
@@ -132,8 +134,9 @@ def test_gradcam_of_a_camnet_is_its_relu_cam_over_the_cell_count():
     images = torch.tensor([[[[3.0, 1.0], [0.0, -2.0]]]], dtype=torch.float64)
     maps = guidance.gradcam(model, model(images), torch.tensor([0]))
     assert torch.allclose(maps, F.relu(images) / 4)
-    value = GradCAMGuidance()(model, images, torch.tensor([0]), one_pixel(0, 0, 2), YES,
-                              model(images), None)
+    value = GradCAMGuidance()(
+        model, images, torch.tensor([0]), one_pixel(0, 0, 2), YES, model(images), None
+    )
     # G = (3, 1, 0, 0) / 4 plus the floor d = 0.1 * mean |(3, 1, 0, -2) / 4| on every cell
     floor = 0.1 * 6 / 16
     assert value.item() == pytest.approx((1 / 4 + 3 * floor) / (1 + 4 * floor))
@@ -164,11 +167,13 @@ def test_gain_scores_the_erased_image():
     term = GAINGuidance()
     value = term(model, images, labels, None, YES, model(images), None)
     assert value.item() == pytest.approx(expected)
-    assert term(model, images, labels, one_pixel(0, 0, 2), YES, model(images), None).item() \
-        == pytest.approx(expected)  # the map equals the mask: no supervision error
+    assert term(
+        model, images, labels, one_pixel(0, 0, 2), YES, model(images), None
+    ).item() == pytest.approx(expected)  # the map equals the mask: no supervision error
     # mask on the other pixel: (1 - 0)^2 + (0 - 1)^2 over 4 pixels = 0.5
-    assert term(model, images, labels, one_pixel(0, 1, 2), YES, model(images), None).item() \
-        == pytest.approx(expected + 0.5)
+    assert term(
+        model, images, labels, one_pixel(0, 1, 2), YES, model(images), None
+    ).item() == pytest.approx(expected + 0.5)
 
 
 @pytest.mark.parametrize("name", ["cam", "forbidden", "forbidden+cam", "rrr", "gradcam", "gain"])
@@ -177,8 +182,15 @@ def test_a_batch_without_annotation_gives_zero_and_zero_gradients(name):
     images = torch.rand(2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
     term = get_term(name)
     empty = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
-    value = term(model, images, torch.tensor([0, 1]), empty, torch.tensor([False, False]),
-                 model(images), empty)
+    value = term(
+        model,
+        images,
+        torch.tensor([0, 1]),
+        empty,
+        torch.tensor([False, False]),
+        model(images),
+        empty,
+    )
     if name == "gain":  # attention mining needs no annotation: it always has a value
         assert torch.isfinite(value) and 0 < value.item() < 1
         return
@@ -199,10 +211,18 @@ def _masks():
     return masks, forbidden
 
 
-@pytest.mark.parametrize("name,pooling", [("cam", "softmax"), ("forbidden", "softmax"),
-                                          ("forbidden+cam", "softmax"), ("rrr", "avg"),
-                                          ("gradcam", "avg"), ("gradcam", "softmax"),
-                                          ("gain", "avg")])
+@pytest.mark.parametrize(
+    "name,pooling",
+    [
+        ("cam", "softmax"),
+        ("forbidden", "softmax"),
+        ("forbidden+cam", "softmax"),
+        ("rrr", "avg"),
+        ("gradcam", "avg"),
+        ("gradcam", "softmax"),
+        ("gain", "avg"),
+    ],
+)
 def test_gradient_matches_finite_differences(name, pooling):
     model = smooth_model(pooling)
     term = get_term(name)
@@ -286,8 +306,9 @@ def test_fit_accepts_a_guidance_term_once_train_supports_it():
     images, labels, masks, has_mask, forbidden = _synthfrac_batch(16)
     loader = zoo.loader(images, labels, masks, has_mask, forbidden, batch_size=8)
     model = CAMNet("tiny", num_classes=2, in_channels=1)
-    history = train.fit(model, loader, lam=10.0, epochs=1, guidance="rrr", progress=False,
-                        device="cpu")
+    history = train.fit(
+        model, loader, lam=10.0, epochs=1, guidance="rrr", progress=False, device="cpu"
+    )
     assert len(history) == 1 and history["loss"].notna().all()
 
 
@@ -297,9 +318,13 @@ def test_fit_accepts_a_guidance_term_once_train_supports_it():
 def test_zoo_summary_means_spreads_and_step_ratio_by_hand():
     import pandas as pd
 
-    table = pd.DataFrame({"method": ["baseline", "baseline", "rrr", "rrr"],
-                          "accuracy_test": [0.5, 0.7, 0.9, 1.0],
-                          "step_seconds": [0.1, 0.1, 0.3, 0.3]})
+    table = pd.DataFrame(
+        {
+            "method": ["baseline", "baseline", "rrr", "rrr"],
+            "accuracy_test": [0.5, 0.7, 0.9, 1.0],
+            "step_seconds": [0.1, 0.1, 0.3, 0.3],
+        }
+    )
     summary = zoo.summarize(table)
     assert summary.loc["baseline", "accuracy_test_mean"] == pytest.approx(0.6)
     assert summary.loc["rrr", "accuracy_test_std"] == pytest.approx(0.0707107, rel=1e-5)
@@ -311,8 +336,9 @@ def test_synthfrac_run_scores_a_term_on_the_shifted_split():
 
     from agkit import course
 
-    tiny = replace(course.get_profile("ci"), size=32, n_train=32, n_val=8, n_test=32, epochs=1,
-                   batch_size=16)
+    tiny = replace(
+        course.get_profile("ci"), size=32, n_train=32, n_val=8, n_test=32, epochs=1, batch_size=16
+    )
     result = zoo.synthfrac_run(tiny, "rrr", 0, ig_images=4, ig_steps=4)
     assert result["steps"] == 2 and result["lam"] == zoo.LAMBDAS["synthfrac"]["rrr"]
     for key in ("accuracy_shifted", "worst_group_shifted", "wrong_reason_cam", "wrong_reason_ig"):

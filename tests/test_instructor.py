@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "instructor.md"
 TEXT = DOC.read_text()
 TIMINGS = ROOT / "docs" / "timings.json"
-spec = importlib.util.spec_from_file_location("notebook_times",
-                                              ROOT / "benchmarks" / "notebook_times.py")
+spec = importlib.util.spec_from_file_location(
+    "notebook_times", ROOT / "benchmarks" / "notebook_times.py"
+)
 notebook_times = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(notebook_times)
 
@@ -98,13 +99,13 @@ def plan(title: str) -> list[tuple[int, int]]:
     section = TEXT.split(f"### {title}", 1)[1].split("\n#", 1)[0]
     minutes = []
     for start, end in re.findall(r"^\| (\d:\d\d)–(\d:\d\d) \|", section, flags=re.MULTILINE):
-        minutes.append(tuple(int(t.split(":")[0]) * 60 + int(t.split(":")[1])
-                             for t in (start, end)))
+        minutes.append(
+            tuple(int(t.split(":")[0]) * 60 + int(t.split(":")[1]) for t in (start, end))
+        )
     return minutes
 
 
-@pytest.mark.parametrize("title, length", [("A 2-hour session", 120),
-                                           ("A half-day session", 240)])
+@pytest.mark.parametrize("title, length", [("A 2-hour session", 120), ("A half-day session", 240)])
 def test_plan_runs_without_gaps_for_its_length(title, length):
     rows = plan(title)
     assert rows and rows[0][0] == 0 and rows[-1][1] == length
@@ -115,14 +116,29 @@ def test_plan_runs_without_gaps_for_its_length(title, length):
 
 # --- measured times: benchmarks/notebook_times.py ---------------------------------------
 
-MEASURED = {"profile": "workshop", "machine": "laptop", "cores": 2, "date": "today",
-            "load_before": "0.10, 0.20, 0.30", "load_after": "1.90, 1.00, 0.50",
-            "cold_s": {"01_a": 59.0, "02_b": 61.0}, "cached_s": {"01_a": 4.2, "02_b": 70.0}}
+MEASURED = {
+    "profile": "workshop",
+    "machine": "laptop",
+    "cores": 2,
+    "date": "today",
+    "load_before": "0.10, 0.20, 0.30",
+    "load_after": "1.90, 1.00, 0.50",
+    "cold_s": {"01_a": 59.0, "02_b": 61.0},
+    "cached_s": {"01_a": 4.2, "02_b": 70.0},
+}
 
 
-@pytest.mark.parametrize("seconds, text", [(0.5, "under a minute"), (59.9, "under a minute"),
-                                           (60.0, "about a minute"), (61, "about 2 minutes"),
-                                           (300, "about 5 minutes"), (301, "about 6 minutes")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0.5, "under a minute"),
+        (59.9, "under a minute"),
+        (60.0, "about a minute"),
+        (61, "about 2 minutes"),
+        (300, "about 5 minutes"),
+        (301, "about 6 minutes"),
+    ],
+)
 def test_minutes_are_rounded_up(seconds, text):
     assert notebook_times.minutes_text(seconds) == text
 
@@ -130,18 +146,29 @@ def test_minutes_are_rounded_up(seconds, text):
 def test_header_line_states_profile_cores_and_cache():
     assert notebook_times.header_time(MEASURED, "02_b") == (
         "**Time:** about 2 minutes to run on a 2-core CPU (workshop profile, measured), "
-        "about 2 minutes from the cache")
+        "about 2 minutes from the cache"
+    )
 
 
 def test_stamp_rewrites_only_the_time_part(tmp_path):
     path = tmp_path / "01_a.ipynb"
-    nbformat.write(new_notebook(cells=[new_markdown_cell(
-        "# 1 · A\n\nYou will.\n\n**Time:** about 3 minutes on a laptop; plus the exercises.\n"
-        "\nMore.")]), path)
+    nbformat.write(
+        new_notebook(
+            cells=[
+                new_markdown_cell(
+                    "# 1 · A\n\nYou will.\n\n"
+                    "**Time:** about 3 minutes on a laptop; plus the exercises.\n"
+                    "\nMore."
+                )
+            ]
+        ),
+        path,
+    )
     notebook_times.stamp_notebook(path, notebook_times.header_time(MEASURED, "01_a"))
     assert nbformat.read(path, as_version=4).cells[0].source == (
         "# 1 · A\n\nYou will.\n\n**Time:** under a minute to run on a 2-core CPU (workshop "
-        "profile, measured), under a minute from the cache; plus the exercises.\n\nMore.")
+        "profile, measured), under a minute from the cache; plus the exercises.\n\nMore."
+    )
 
 
 def test_stamp_without_a_time_line_says_what_to_add(tmp_path):
@@ -169,14 +196,18 @@ def test_table_goes_between_the_markers_only(tmp_path):
 
 def test_make_course_log_is_read(tmp_path):
     log = tmp_path / "course.log"
-    log.write_text("running 01_a.ipynb (workshop) ...\n  done in 123 s -> build/course/01_a.ipynb\n"
-                   "running 02_b.ipynb (workshop) ...\n  FAILED: 02_b failed in cell 3\n"
-                   "running 03_c.ipynb (workshop) ...\n  done in 7 s -> build/course/03_c.ipynb\n")
+    log.write_text(
+        "running 01_a.ipynb (workshop) ...\n  done in 123 s -> build/course/01_a.ipynb\n"
+        "running 02_b.ipynb (workshop) ...\n  FAILED: 02_b failed in cell 3\n"
+        "running 03_c.ipynb (workshop) ...\n  done in 7 s -> build/course/03_c.ipynb\n"
+    )
     assert notebook_times.read_log(log) == {"01_a": 123.0, "03_c": 7.0}
     assert notebook_times.log_loads(log) == ("not recorded", "not recorded")
-    log.write_text(" 11:02:03 up 1:02,  0 user,  load average: 0.15, 0.30, 0.41\n"
-                   + log.read_text()
-                   + " 11:12:00 up 1:12,  0 user,  load average: 1.97, 1.50, 0.90\n")
+    log.write_text(
+        " 11:02:03 up 1:02,  0 user,  load average: 0.15, 0.30, 0.41\n"
+        + log.read_text()
+        + " 11:12:00 up 1:12,  0 user,  load average: 1.97, 1.50, 0.90\n"
+    )
     assert notebook_times.log_loads(log) == ("0.15, 0.30, 0.41", "1.97, 1.50, 0.90")
     assert notebook_times.read_log(log) == {"01_a": 123.0, "03_c": 7.0}
     log.write_text("nothing here")
@@ -188,9 +219,12 @@ def test_doc_has_the_table_markers_once():
     assert TEXT.count(notebook_times.TABLE_BEGIN) == 1 and TEXT.count(notebook_times.TABLE_END) == 1
 
 
-@pytest.mark.skipif(not TIMINGS.is_file(), reason="docs/timings.json not measured yet: run "
-                    "benchmarks/notebook_times.py --profile workshop --write docs/timings.json "
-                    "--stamp on an idle machine")
+@pytest.mark.skipif(
+    not TIMINGS.is_file(),
+    reason="docs/timings.json not measured yet: run "
+    "benchmarks/notebook_times.py --profile workshop --write docs/timings.json "
+    "--stamp on an idle machine",
+)
 @pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
 def test_notebook_header_time_matches_the_measurement(path):
     measured = json.loads(TIMINGS.read_text())
@@ -199,7 +233,8 @@ def test_notebook_header_time_matches_the_measurement(path):
     line = notebook_times.TIME_LINE.search(first)
     assert line and line.group(0) == notebook_times.header_time(measured, path.stem), (
         f"{path.name}: header says {line and line.group(0)!r}; stamp it with "
-        "benchmarks/notebook_times.py --stamp")
+        "benchmarks/notebook_times.py --stamp"
+    )
 
 
 @pytest.mark.skipif(not TIMINGS.is_file(), reason="docs/timings.json not measured yet")

@@ -34,15 +34,17 @@ def test_setup_seeds_torch(tmp_path, restore_bars):
     assert torch.equal(first, torch.rand(3))
 
 
-def test_setup_without_runs_dir_uses_the_kits_default_from_anywhere(tmp_path, monkeypatch,
-                                                                   restore_bars, not_colab):
+def test_setup_without_runs_dir_uses_the_kits_default_from_anywhere(
+    tmp_path, monkeypatch, restore_bars, not_colab
+):
     monkeypatch.chdir(tmp_path)
     nb = notebook.setup(profile="ci", quiet=True)
     assert nb.runs_dir == colab.default_runs_dir() == Path(notebook.__file__).parents[1] / "runs"
 
 
 def test_setup_on_colab_enables_the_widget_manager_and_keeps_runs_on_drive(
-        fake_colab, restore_bars, tmp_path, monkeypatch):
+    fake_colab, restore_bars, tmp_path, monkeypatch
+):
     monkeypatch.setattr(colab, "DRIVE_RUNS_DIR", tmp_path / "drive-runs")
     nb = notebook.setup(profile="ci", drive=True, quiet=True)
     assert nb.runs_dir == tmp_path / "drive-runs"

@@ -52,8 +52,9 @@ def check_name(cell) -> str:
 def assert_checks_pass(notebook, name):
     for cell in tagged(notebook.cells, "check"):
         text = outputs_text(cell)
-        assert text.startswith("✓") and text.count("\n") == 1, \
+        assert text.startswith("✓") and text.count("\n") == 1, (
             f"{name}: {cell.source} printed {text!r}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,11 @@ def test_there_is_a_course():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_stored_without_outputs(path):
     notebook = nbformat.read(path, as_version=4)
-    dirty = [i for i, cell in enumerate(notebook.cells)
-             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
+    dirty = [
+        i
+        for i, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
     assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them before committing"
 
 
@@ -79,7 +83,9 @@ def test_notebook_is_stored_without_outputs(path):
 def test_notebook_has_the_parts_of_a_lesson(path):
     cells = nbformat.read(path, as_version=4).cells
     first = cells[0].source
-    assert first.startswith("# ") and "colab.research.google.com" in first, "title and Colab badge first"
+    assert first.startswith("# ") and "colab.research.google.com" in first, (
+        "title and Colab badge first"
+    )
     assert "you will" in first.lower(), "say what the student will learn"
     assert "time" in first.lower(), "give a time estimate"
     install = [c for c in cells if "google.colab" in c.source]
@@ -109,10 +115,14 @@ def test_notebook_runs_top_to_bottom(path, course_dirs):
                 assert "MaskAnnotator" in cell.source, f"{path.name} cell {index}: a widget output"
             bar = data.get("text/plain", "") + output.get("text", "")
             if re.search(r"\d+%\|", bar):
-                finished = [re.search(r"100%\||stopped early", line) for line in bar.splitlines()
-                            if "%|" in line]
-                assert all(finished), \
+                finished = [
+                    re.search(r"100%\||stopped early", line)
+                    for line in bar.splitlines()
+                    if "%|" in line
+                ]
+                assert all(finished), (
                     f"{path.name} cell {index}: an unfinished progress bar {bar[:200]!r}"
+                )
 
 
 @pytest.mark.notebooks
@@ -122,8 +132,21 @@ def test_nbval_lax_on_executed_notebooks(course_dirs):
     copies = sorted(executed.glob("*.ipynb"))
     if len(copies) != len(NOTEBOOKS):
         pytest.fail("not every notebook executed; see the failures above", pytrace=False)
-    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
-                             *map(str, copies)], capture_output=True, text=True, cwd=ROOT / "notebooks")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *map(str, copies),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "notebooks",
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
@@ -134,7 +157,12 @@ def test_course_summary_writes_results_json(course_dirs):
     run_course.summarize_runs("ci", runs, executed)
     results = json.loads((executed / "results.json").read_text())
     for method in ("baseline", "guided"):
-        assert set(results[method]) == {"accuracy_shifted", "accuracy_id", "auc_shifted", "mass_in_mask"}
+        assert set(results[method]) == {
+            "accuracy_shifted",
+            "accuracy_id",
+            "auc_shifted",
+            "mass_in_mask",
+        }
         assert all(0.0 <= value <= 1.0 for value in results[method].values())
     assert (executed / "summary.png").stat().st_size > 10_000
 
@@ -171,8 +199,9 @@ def test_every_exercise_is_followed_by_its_check(path):
     cells = nbformat.read(path, as_version=4).cells
     for cell in tagged(cells, "exercise"):
         after = cells[cells.index(cell) + 1]
-        assert "check" in after.metadata.get("tags", []), \
+        assert "check" in after.metadata.get("tags", []), (
             f"no check cell after {cell.source[:60]!r}"
+        )
         name = check_name(after)
         assert hasattr(exercises, name), f"exercises.{name} does not exist"
         function = re.search(r"^def (\w+)\(", cell.source, flags=re.MULTILINE).group(1)
@@ -184,8 +213,9 @@ def test_student_versions_are_up_to_date():
     committed = sorted((ROOT / "notebooks" / "student").glob("*.ipynb"))
     assert sorted(expected) == committed, "run `make student`"
     for path, text in expected.items():
-        assert path.read_text(encoding="utf-8") == text, \
+        assert path.read_text(encoding="utf-8") == text, (
             f"{path.name} is out of date: run `make student`"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -203,8 +233,9 @@ def test_student_version_holds_no_solution_code(path):
 
 
 def test_student_tool_says_where_markers_do_not_pair_up():
-    cell = nbformat.v4.new_code_cell("def f():\n    # BEGIN SOLUTION\n    return 1\n",
-                                     metadata={"tags": ["exercise"]})
+    cell = nbformat.v4.new_code_cell(
+        "def f():\n    # BEGIN SOLUTION\n    return 1\n", metadata={"tags": ["exercise"]}
+    )
     header = nbformat.v4.new_markdown_cell("# t [d](../data/x.md)")
     notebook = nbformat.v4.new_notebook(cells=[header, cell])
     with pytest.raises(student.MarkerError, match="x.ipynb, cell 1.*without # END SOLUTION"):
@@ -222,8 +253,12 @@ def test_student_tool_says_where_markers_do_not_pair_up():
 
 def exercise_cells(path: Path, runs: Path) -> list:
     """A notebook's parameters, setup, exercise and check cells, set to the ci profile."""
-    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
-             and {"parameters", "setup", "exercise", "check"} & set(c.metadata.get("tags", []))]
+    cells = [
+        c
+        for c in nbformat.read(path, as_version=4).cells
+        if c.cell_type == "code"
+        and {"parameters", "setup", "exercise", "check"} & set(c.metadata.get("tags", []))
+    ]
     for cell in cells:
         cell.metadata["notebook"] = path.name
         if "parameters" in cell.metadata["tags"]:
@@ -238,10 +273,15 @@ def test_checks_fail_with_their_hint_on_the_student_blanks(tmp_path):
     # test_notebook_runs_top_to_bottom asserts that every check passes.
     student_dir = ROOT / "notebooks" / "student"
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [c for path in NOTEBOOKS
-                      for c in exercise_cells(student_dir / path.name, tmp_path)]
-    NotebookClient(notebook, kernel_name="python3", timeout=300,
-                   resources={"metadata": {"path": str(student_dir)}}).execute()
+    notebook.cells = [
+        c for path in NOTEBOOKS for c in exercise_cells(student_dir / path.name, tmp_path)
+    ]
+    NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=300,
+        resources={"metadata": {"path": str(student_dir)}},
+    ).execute()
     checks = tagged(notebook.cells, "check")
     assert {c.metadata["notebook"] for c in checks} == {p.name for p in NOTEBOOKS}
     for cell in checks:

@@ -9,12 +9,27 @@ import pytest
 import torch
 
 from agkit.data import GuidedDataset
-from agkit.few_masks import (annotated_images, balanced_lam, batch_coverage, oversampling_loader,
-                             switch_guidance_on, train_with_few_masks, with_masks)
+from agkit.few_masks import (
+    annotated_images,
+    balanced_lam,
+    batch_coverage,
+    oversampling_loader,
+    switch_guidance_on,
+    train_with_few_masks,
+    with_masks,
+)
 from agkit.models import CAMNet
-from agkit.selection import (STRATEGIES, attention_maps, cam_clusters, outlier_scores,
-                             peak_positions, rank_for_annotation, rank_scores, round_robin,
-                             uncertainty_scores)
+from agkit.selection import (
+    STRATEGIES,
+    attention_maps,
+    cam_clusters,
+    outlier_scores,
+    peak_positions,
+    rank_for_annotation,
+    rank_scores,
+    round_robin,
+    uncertainty_scores,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,8 +154,9 @@ def test_rank_for_annotation_skips_excluded_images(strategy):
     ds = tiny_dataset()
     order = rank_for_annotation(model, ds, strategy, exclude=[0, "im5"], seed=1, n_clusters=2)
     assert sorted(order) == [i for i in range(12) if i not in (0, 5)]
-    assert order == rank_for_annotation(model, ds, strategy, exclude=[0, "im5"], seed=1,
-                                        n_clusters=2)
+    assert order == rank_for_annotation(
+        model, ds, strategy, exclude=[0, "im5"], seed=1, n_clusters=2
+    )
 
 
 def test_rank_for_annotation_rejects_an_unknown_image_id():
@@ -214,8 +230,19 @@ def test_finetuning_with_few_masks_leaves_the_baseline_untouched_and_repeats():
     torch.manual_seed(0)
     base = CAMNet("tiny", num_classes=2, in_channels=1)
     before = {k: v.clone() for k, v in base.state_dict().items()}
-    runs = [train_with_few_masks(ds, lam=3.0, epochs=2, lr=1e-2, batch_size=4, baseline=base,
-                                 annotated_share=0.5, balance_lam=True) for _ in range(2)]
+    runs = [
+        train_with_few_masks(
+            ds,
+            lam=3.0,
+            epochs=2,
+            lr=1e-2,
+            batch_size=4,
+            baseline=base,
+            annotated_share=0.5,
+            balance_lam=True,
+        )
+        for _ in range(2)
+    ]
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
     (m1, h1), (_, h2) = runs
     assert m1.pooling == "softmax" and len(h1) == 2 and (h1["att"] > 0).all()
@@ -245,13 +272,31 @@ def test_share_of_gain_by_hand():
 def test_benchmark_writes_the_share_table(tmp_path):
     bench = load_benchmark()
     out = tmp_path / "shares.json"
-    results = bench.main(["--profile", "ci", "--seeds", "0", "--n-masks", "5,all",
-                          "--strategies", "uncertainty", "--finetune-epochs", "1", "--jobs", "1",
-                          "--runs-dir", str(tmp_path / "runs"), "--json", str(out)])
+    results = bench.main(
+        [
+            "--profile",
+            "ci",
+            "--seeds",
+            "0",
+            "--n-masks",
+            "5,all",
+            "--strategies",
+            "uncertainty",
+            "--finetune-epochs",
+            "1",
+            "--jobs",
+            "1",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--json",
+            str(out),
+        ]
+    )
     shares = json.loads(out.read_text())  # values may be null: 2 ci epochs may gain nothing
     assert set(shares) == {"random", "uncertainty"}
     assert set(shares["random"]) == {"5", "all"}
     assert shares["random"]["all"] == shares["uncertainty"]["all"]
     row = results[(results.strategy == "uncertainty") & (results.n_masks == "5")].iloc[0]
     assert row.share_of_gain == pytest.approx(
-        bench.share_of_gain(row.accuracy_test_shifted, row.baseline, row.full), nan_ok=True)
+        bench.share_of_gain(row.accuracy_test_shifted, row.baseline, row.full), nan_ok=True
+    )

@@ -80,8 +80,9 @@ def read_mnist(root, split: str = "train", download: bool = False) -> tuple[np.n
     return data.data.numpy(), data.targets.numpy().astype(np.int64)
 
 
-def add_decoys(digits: np.ndarray, labels: np.ndarray, *, split: str, seed: int = 0,
-               threshold: float = 0.5) -> DecoyMNIST:
+def add_decoys(
+    digits: np.ndarray, labels: np.ndarray, *, split: str, seed: int = 0, threshold: float = 0.5
+) -> DecoyMNIST:
     """Put a swatch on every digit, following Ross et al.'s rule.
 
     Args:
@@ -95,8 +96,10 @@ def add_decoys(digits: np.ndarray, labels: np.ndarray, *, split: str, seed: int 
     digits = np.asarray(digits)
     labels = np.asarray(labels, dtype=np.int64)
     if digits.ndim != 3 or digits.dtype != np.uint8 or min(digits.shape[1:]) < SWATCH:
-        raise ValueError(f"digits must be n x H x W uint8 with H, W >= {SWATCH}, got "
-                         f"{digits.dtype} {digits.shape}.")
+        raise ValueError(
+            f"digits must be n x H x W uint8 with H, W >= {SWATCH}, got "
+            f"{digits.dtype} {digits.shape}."
+        )
     if len(labels) != len(digits) or (len(labels) and (labels.min() < 0 or labels.max() > 9)):
         raise ValueError("labels must hold one digit 0..9 per image.")
     n, height, width = digits.shape
@@ -110,7 +113,7 @@ def add_decoys(digits: np.ndarray, labels: np.ndarray, *, split: str, seed: int 
     rows = np.where(corners < 2, 0, height - SWATCH)  # tl, tr at the top
     cols = np.where(corners % 2 == 0, 0, width - SWATCH)  # tl, bl on the left
     for i in range(n):
-        forbidden[i, rows[i]:rows[i] + SWATCH, cols[i]:cols[i] + SWATCH] = True
+        forbidden[i, rows[i] : rows[i] + SWATCH, cols[i] : cols[i] + SWATCH] = True
     shades = (255 - SHADE_STEP * shade_digits).astype(np.float32) / 255.0
     images = np.where(forbidden, shades[:, None, None], images)
     masks &= ~forbidden
@@ -119,8 +122,10 @@ def add_decoys(digits: np.ndarray, labels: np.ndarray, *, split: str, seed: int 
         return torch.from_numpy(np.ascontiguousarray(a[:, None], dtype=np.float32))
 
     return DecoyMNIST(
-        images=as_tensor(images), labels=torch.from_numpy(labels.copy()),
-        masks=as_tensor(masks), forbidden=as_tensor(forbidden),
+        images=as_tensor(images),
+        labels=torch.from_numpy(labels.copy()),
+        masks=as_tensor(masks),
+        forbidden=as_tensor(forbidden),
         has_mask=torch.from_numpy(masks.reshape(n, -1).any(axis=1)),
         shade_digits=torch.from_numpy(shade_digits.astype(np.int64)),
         corners=torch.from_numpy(corners.astype(np.int64)),
@@ -128,8 +133,15 @@ def add_decoys(digits: np.ndarray, labels: np.ndarray, *, split: str, seed: int 
     )
 
 
-def make_decoy_mnist(root, split: str = "train", *, n: int | None = None, seed: int = 0,
-                     threshold: float = 0.5, download: bool = False) -> DecoyMNIST:
+def make_decoy_mnist(
+    root,
+    split: str = "train",
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    threshold: float = 0.5,
+    download: bool = False,
+) -> DecoyMNIST:
     """Decoy-MNIST from the MNIST files under ``root`` (see the module docstring).
 
     Args:
