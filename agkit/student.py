@@ -122,12 +122,18 @@ def render(notebook) -> str:
     return nbformat.writes(notebook) + "\n"
 
 
+def has_exercises(notebook) -> bool:
+    """True when a notebook holds a coding exercise (a cell tagged "exercise")."""
+    return any("exercise" in tags(cell) for cell in notebook.cells)
+
+
 def expected_student_versions() -> dict:
-    """{student notebook path: its text} for every solution notebook."""
+    """{student notebook path: its text} for every solution notebook with exercises."""
     out = {}
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
-        out[STUDENT / path.name] = render(student_version(notebook, path.name))
+        if has_exercises(notebook):
+            out[STUDENT / path.name] = render(student_version(notebook, path.name))
     return out
 
 

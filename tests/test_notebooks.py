@@ -24,6 +24,8 @@ from agkit import exercises, run_course, student
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# The notebooks with exercises (and so with student versions); 06 is an extension without.
+EXERCISE_NOTEBOOKS = [p for p in NOTEBOOKS if student.has_exercises(nbformat.read(p, as_version=4))]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -65,6 +67,7 @@ def course_dirs(tmp_path_factory):
 
 def test_there_is_a_course():
     names = [n.name[:2] for n in NOTEBOOKS]
+    assert [n.name[:2] for n in EXERCISE_NOTEBOOKS] == ["01", "02", "03", "04", "05"]
     assert names[:4] == ["01", "02", "03", "04"]
 
 
@@ -172,7 +175,7 @@ def test_course_summary_writes_results_json(course_dirs):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_has_exercises_questions_and_experiments(path):
     cells = nbformat.read(path, as_version=4).cells
     assert f"notebooks/{path.name}" in cells[0].source, "a badge for the solution version"
@@ -194,7 +197,7 @@ def test_notebook_has_exercises_questions_and_experiments(path):
     assert cells.index(setup_cells[0]) == cells.index(tagged(cells, "parameters")[0]) + 1
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
 def test_every_exercise_is_followed_by_its_check(path):
     cells = nbformat.read(path, as_version=4).cells
     for cell in tagged(cells, "exercise"):
@@ -218,7 +221,7 @@ def test_student_versions_are_up_to_date():
         )
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
 def test_student_version_holds_no_solution_code(path):
     solution = nbformat.read(path, as_version=4)
     blank = nbformat.read(ROOT / "notebooks" / "student" / path.name, as_version=4)
@@ -274,7 +277,7 @@ def test_checks_fail_with_their_hint_on_the_student_blanks(tmp_path):
     student_dir = ROOT / "notebooks" / "student"
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
-        c for path in NOTEBOOKS for c in exercise_cells(student_dir / path.name, tmp_path)
+        c for path in EXERCISE_NOTEBOOKS for c in exercise_cells(student_dir / path.name, tmp_path)
     ]
     NotebookClient(
         notebook,
@@ -283,7 +286,7 @@ def test_checks_fail_with_their_hint_on_the_student_blanks(tmp_path):
         resources={"metadata": {"path": str(student_dir)}},
     ).execute()
     checks = tagged(notebook.cells, "check")
-    assert {c.metadata["notebook"] for c in checks} == {p.name for p in NOTEBOOKS}
+    assert {c.metadata["notebook"] for c in checks} == {p.name for p in EXERCISE_NOTEBOOKS}
     for cell in checks:
         check = getattr(exercises, check_name(cell))
         _, hint = check.verdict(lambda *args: None)  # what a blank function returns
