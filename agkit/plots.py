@@ -205,6 +205,24 @@ def plot_histories(histories: dict, columns=("loss", "att")):
     return fig
 
 
+def _method_bars(ax, table: pd.DataFrame, metric: str, alpha: float = 1.0) -> None:
+    """Baseline and guided side by side: the mean over seeds as a bar, each seed as a dot."""
+    order = ["baseline", "guided"]
+    sns.barplot(
+        data=table,
+        x="method",
+        y=metric,
+        hue="method",
+        palette=METHOD_PALETTE,
+        errorbar=None,
+        ax=ax,
+        alpha=alpha,
+        order=order,
+        legend=False,
+    )
+    sns.stripplot(data=table, x="method", y=metric, color="black", size=4, ax=ax, order=order)
+
+
 def compare_methods(
     table: pd.DataFrame,
     metrics=("accuracy_id", "accuracy_shifted", "auc_shifted", "mass_in_mask"),
@@ -216,27 +234,7 @@ def compare_methods(
     """
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
-        sns.barplot(
-            data=table,
-            x="method",
-            y=metric,
-            hue="method",
-            palette=METHOD_PALETTE,
-            errorbar=None,
-            ax=ax,
-            alpha=0.85,
-            order=["baseline", "guided"],
-            legend=False,
-        )
-        sns.stripplot(
-            data=table,
-            x="method",
-            y=metric,
-            color="black",
-            size=4,
-            ax=ax,
-            order=["baseline", "guided"],
-        )
+        _method_bars(ax, table, metric, alpha=0.85)
         for patch in ax.patches:
             if patch.get_height() > 0:
                 ax.annotate(
@@ -389,26 +387,7 @@ def summary_figure(table: pd.DataFrame, examples: dict | None = None, chance: di
     top = grid[0, :].subgridspec(1, len(metrics), wspace=0.35)
     for k, metric in enumerate(metrics):
         ax = fig.add_subplot(top[0, k])
-        sns.barplot(
-            data=table,
-            x="method",
-            y=metric,
-            hue="method",
-            palette=METHOD_PALETTE,
-            errorbar=None,
-            ax=ax,
-            order=["baseline", "guided"],
-            legend=False,
-        )
-        sns.stripplot(
-            data=table,
-            x="method",
-            y=metric,
-            color="black",
-            size=4,
-            ax=ax,
-            order=["baseline", "guided"],
-        )
+        _method_bars(ax, table, metric)
         ax.set_ylim(0, 1.05), ax.set_xlabel(""), ax.set_ylabel("")
         ax.set_title(METRIC_NAMES[metric], fontsize=9)
         draw_chance(ax, (chance or chance_lines(None)).get(metric))
