@@ -148,12 +148,28 @@ def pack_profile(
     return archive
 
 
+# The course proper: what `make course` runs and times. Later notebooks are extensions
+# (06: other guidance terms, about half an hour on the workshop profile), run with --all.
+COURSE_PREFIXES = ("01", "02", "03", "04", "05")
+
+
+def course_notebooks(extensions: bool = False) -> list[Path]:
+    """The course notebooks in order; with ``extensions`` also the ones after the course."""
+    notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if extensions:
+        return notebooks
+    return [n for n in notebooks if n.name[:2] in COURSE_PREFIXES]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="workshop", choices=["ci", "workshop", "full"])
     parser.add_argument("--out", default=str(ROOT / "build" / "course"))
     parser.add_argument("--runs", default=str(ROOT / "runs"))
     parser.add_argument("--only", nargs="*", help="notebook name prefixes to run, e.g. 01 03")
+    parser.add_argument(
+        "--all", action="store_true", help="also run the extension notebooks (06 onwards)"
+    )
     parser.add_argument(
         "--pack",
         metavar="ARCHIVE",
@@ -167,7 +183,7 @@ def main(argv=None) -> int:
         pack_profile(args.profile, runs, Path(args.pack), device=args.device)
         return 0
     out.mkdir(parents=True, exist_ok=True)
-    notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = course_notebooks(extensions=args.all or bool(args.only))
     if args.only:
         notebooks = [n for n in notebooks if any(n.name.startswith(p) for p in args.only)]
     failures = []

@@ -16,6 +16,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_markdown_cell, new_notebook
 
+from agkit import run_course
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "instructor.md"
 TEXT = DOC.read_text()
@@ -31,7 +33,7 @@ AGKIT_NAMES = sorted(set(re.findall(r"\b(agkit(?:\.\w+)+)", TEXT)))
 NOTEBOOK_NAMES = sorted(set(re.findall(r"\b(\d\d_[a-z_]+\.ipynb)", TEXT)))
 FILES = sorted(set(re.findall(r"\b((?:benchmarks|tools|tests|docs)/[\w/-]+\.(?:py|md))", TEXT)))
 PROFILE_NAMES = sorted(set(re.findall(r'(?:profile = "|PROFILE=)(\w+)', TEXT)))
-COURSE = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+COURSE = run_course.course_notebooks()  # what `make course` runs and times
 
 
 def makefile_targets() -> set:
@@ -89,7 +91,7 @@ def test_named_profile_exists(name):
     assert name in course.PROFILES
 
 
-@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", run_course.course_notebooks(extensions=True), ids=lambda p: p.name)
 def test_every_notebook_has_learning_goals(path):
     assert f"**{path.name} — " in TEXT, f"docs/instructor.md has no learning goals for {path.name}"
 
