@@ -151,10 +151,15 @@ def setup(
         )
     folder.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
+    device_chosen = resolve_device(device)
+    if device_chosen.type == "cpu":
+        # The same thread count as the course's cached runs, so a model trained in the notebook
+        # gets their numbers; and one busy core elsewhere no longer stalls a two-thread loop.
+        torch.set_num_threads(1)
     plotting_defaults()
     use_text_progress_bars()
     colab.enable_widget_manager()  # the annotation widget needs it on Colab; no-op elsewhere
-    result = Setup(profile=chosen, device=resolve_device(device), runs_dir=folder, seed=seed)
+    result = Setup(profile=chosen, device=device_chosen, runs_dir=folder, seed=seed)
     if not quiet:
         print(result)
     return result

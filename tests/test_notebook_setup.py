@@ -98,3 +98,13 @@ def test_a_text_bar_left_early_says_so(capsys):
             break  # what fit's time limit does
     last = [line for line in capsys.readouterr().out.splitlines() if line.strip()][-1]
     assert last.startswith("lam=1 (stopped early):") and "2/4" in last
+
+
+def test_setup_on_the_cpu_trains_with_one_thread_like_the_cached_runs(tmp_path, restore_bars):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        notebook.setup(profile="ci", runs_dir=tmp_path, device="cpu", quiet=True)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
