@@ -4,6 +4,7 @@ through every public path."""
 import json
 import warnings
 
+import fixtures_real as fx
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,21 +174,7 @@ def test_one_image_and_one_annotation_read_identically_through_every_path(tmp_pa
     Image.fromarray(pixels).save(atlas / "images/Fractured/IMG0000001.png")
     (atlas / "Annotations/COCO JSON/COCO_fracture_masks.json").write_text(json.dumps(coco))
     (atlas / "Annotations/YOLO/IMG0000001.txt").write_text(yolo_line)
-    columns = [
-        "image_id",
-        "hand",
-        "leg",
-        "hip",
-        "shoulder",
-        "mixed",
-        "hardware",
-        "multiscan",
-        "fractured",
-        "fracture_count",
-        "frontal",
-        "lateral",
-        "oblique",
-    ]
+    columns = fx.FRACATLAS_COLUMNS
     pd.DataFrame([["IMG0000001.png", 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0]], columns=columns).to_csv(
         atlas / "dataset.csv", index=False
     )
