@@ -2,6 +2,7 @@
 
 import json
 
+import fixtures_real as fx
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,21 +36,7 @@ def source_index(root):
 def test_fracatlas_files_and_columns_are_the_real_ones(fracatlas):
     root, source = fracatlas
     table = pd.read_csv(root / "dataset.csv")
-    assert list(table.columns) == [
-        "image_id",
-        "hand",
-        "leg",
-        "hip",
-        "shoulder",
-        "mixed",
-        "hardware",
-        "multiscan",
-        "fractured",
-        "fracture_count",
-        "frontal",
-        "lateral",
-        "oblique",
-    ]
+    assert list(table.columns) == fx.FRACATLAS_COLUMNS  # the format as data/README.md states it
     assert table["image_id"].str.fullmatch(r"IMG\d{7}\.jpg").all()
     assert table["fractured"].tolist() == source.labels.tolist()
     for stem, label in zip(table["image_id"], table["fractured"], strict=True):
