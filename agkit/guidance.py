@@ -81,7 +81,7 @@ class CAMGuidance:
 
     Mean of ``-log softmax(CAM)`` over every annotated position of every class map: it pulls
     each CAM's probability mass into the positive mask. A thin wrapper around
-    ``agkit.losses.attention_guidance_loss`` (see there for ``resolution`` and ``channels``).
+    ``agkit.losses.attention_guidance_loss`` (see there for ``resolution`` and ``classes``).
     Uses ``out.cams`` (B x N x h x w) and ``masks`` (B x 1 x H x W); images without a mask
     (has_mask False) add nothing. Designed for softmax pooling.
     """
@@ -90,15 +90,15 @@ class CAMGuidance:
     pooling = "softmax"
     needs_input_grad = False
 
-    def __init__(self, resolution: str = "feature", channels: str = "all"):
-        self.resolution, self.channels = resolution, channels
+    def __init__(self, resolution: str = "feature", classes: str = "all"):
+        self.resolution, self.classes = resolution, classes
 
     def __call__(self, model, images, labels, masks, has_mask, out, forbidden=None):
         if masks is None:
             return _zero(out)
         kept = masks * has_mask.to(masks.dtype).view(-1, 1, 1, 1)
         return attention_guidance_loss(
-            out.cams, kept, resolution=self.resolution, channels=self.channels, targets=labels
+            out.cams, kept, resolution=self.resolution, classes=self.classes, labels=labels
         )
 
 

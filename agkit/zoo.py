@@ -4,7 +4,8 @@ Decoy-MNIST. Used by notebook 06 and ``benchmarks/guidance_zoo.py``.
 Batches here have five parts, ``(images, labels, masks, has_mask, forbidden)``: the
 four of ``agkit.train`` plus the "don't look here" mask (SynthFrac's marker box,
 Decoy-MNIST's swatch). Each run trains with ``CE + lam * term(...)`` (``agkit.guidance``)
-and keeps the time of every step, so that terms can be compared by cost as well.
+through the course's ``agkit.train.fit``, and keeps its step times, so that terms can be
+compared by cost as well.
 """
 
 from __future__ import annotations
@@ -15,15 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
 
 from agkit import course, diagnostics
 from agkit.guidance import get_term
 from agkit.models import CAMNet
-from agkit.train import recalibrate_batchnorm, set_seed
+from agkit.train import fit, training_step
 
 # lam per term ("baseline" is plain cross-entropy with average pooling). Not tuned on a
 # validation split: SynthFrac's "cam" is the course's choice, the others are first guesses;
@@ -38,13 +37,14 @@ METHODS = ("baseline", "cam", "forbidden", "rrr", "gradcam", "gain")
 
 @dataclass
 class Run:
-    """One trained model with its method, lam, seed and per-step seconds."""
+    """One trained model with its method, lam, seed and mean step seconds of each epoch."""
 
     method: str
     lam: float
     seed: int
     model: nn.Module
     step_seconds: list
+    steps: int
 
 
 def loader(
@@ -67,25 +67,6 @@ def loader(
     )
 
 
-def guided_step(model, batch, optimizer, term, lam: float) -> float:
-    """One step of ``CE + lam * term``; returns its seconds. ``term`` None is the baseline."""
-    device = next(model.parameters()).device
-    images, labels, masks, has_mask, forbidden = (t.to(device) for t in batch)
-    started = time.perf_counter()
-    if term is not None and getattr(term, "needs_input_grad", False):
-        images.requires_grad_(True)
-    out = model(images)
-    loss = F.cross_entropy(out.logits, labels)
-    if term is not None and lam > 0:
-        loss = loss + lam * term(model, images, labels, masks, has_mask.bool(), out, forbidden)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
-
-
 def train(
     model,
     train_loader,
@@ -95,21 +76,33 @@ def train(
     epochs: int,
     lr: float,
     seed: int,
+    lr_step: int | None = None,
+    device=None,
     progress: bool = False,
 ) -> Run:
-    """Train ``model`` with the named method ("baseline" or a term of agkit.guidance)."""
-    set_seed(seed)
-    term = None if method == "baseline" else get_term(method)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    model.train()
-    seconds = []
-    for _ in tqdm(range(epochs), desc=method, leave=False, disable=not progress):
-        for batch in train_loader:
-            seconds.append(guided_step(model, batch, optimizer, term, lam))
-            if not np.isfinite(seconds[-1]):
-                break
-    recalibrate_batchnorm(model, train_loader)
-    return Run(method, lam, seed, model.eval(), seconds)
+    """Train ``model`` with the named method ("baseline" or a term of agkit.guidance).
+
+    The course's own ``agkit.train.fit`` does the work (AdamW, BatchNorm recalibrated at
+    the end); the baseline is ``lam = 0``. ``lr_step``: divide the learning rate by 10
+    every ``lr_step`` epochs (None: constant). ``step_seconds`` holds each epoch's mean step
+    time. Raises ``TrainingDiverged`` as fit does.
+    """
+    guided = method != "baseline"
+    history = fit(
+        model,
+        train_loader,
+        lam=lam if guided else 0.0,
+        guidance=get_term(method) if guided else None,
+        epochs=epochs,
+        lr=lr,
+        lr_step=lr_step,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
+    per_epoch = len(train_loader)
+    seconds = list(history["seconds"] / per_epoch)
+    return Run(method, lam, seed, model.eval(), seconds, per_epoch * len(history))
 
 
 @torch.no_grad()
@@ -158,7 +151,7 @@ def synthfrac_run(
 
     Returns a dict: method, lam, seed, accuracy_shifted, worst_group_shifted,
     wrong_reason_cam, wrong_reason_ig (on the first ``ig_images`` shifted test images with
-    a marker; Integrated Gradients with ``ig_steps`` steps), step_seconds (median), steps;
+    a marker; Integrated Gradients with ``ig_steps`` steps), step_seconds (median over epochs of the mean step time), steps;
     with ``keep_model`` also model (on the CPU).
     """
     data = data or synthfrac_data(profile, seed)
@@ -178,8 +171,19 @@ def synthfrac_run(
     torch.manual_seed(seed)
     model = CAMNet(profile.backbone, num_classes=2, in_channels=1, pooling=pooling_of(method))
     model.to(device or "cpu")
+    epochs = epochs or profile.epochs
+    # the course's schedule: lr / 10 after the profile's share of the epochs
+    lr_step = max(1, round(profile.lr_decay_at * epochs)) if profile.lr_decay_at else None
     run = train(
-        model, batches, method, lam, epochs=epochs or profile.epochs, lr=profile.lr, seed=seed
+        model,
+        batches,
+        method,
+        lam,
+        epochs=epochs,
+        lr=profile.lr,
+        seed=seed,
+        lr_step=lr_step,
+        device=device,
     )
     test, markers = data["test_shifted"]
     predicted = predictions(run.model, test.images)
@@ -199,7 +203,7 @@ def synthfrac_run(
         "wrong_reason_cam": reasons["cam"],
         "wrong_reason_ig": reasons["ig"],
         "step_seconds": float(np.median(run.step_seconds)),
-        "steps": len(run.step_seconds),
+        "steps": run.steps,
     }
     if keep_model:
         result["model"] = run.model.cpu()
@@ -255,12 +259,12 @@ def decoy_run(
     """Train one method on Decoy-MNIST training data; score on its test data.
 
     train_set, test_set: ``agkit.data.decoy_mnist.DecoyMNIST``. Returns a dict: method,
-    lam, seed, accuracy_test, step_seconds (median), steps.
+    lam, seed, accuracy_test, step_seconds (median over epochs of the mean step time), steps.
     """
     lam = LAMBDAS["decoy_mnist"].get(method, 0.0) if lam is None else lam
     batches = loader(*train_set.tensors(), batch_size=batch_size, shuffle=True, seed=seed)
     model = digit_model(pooling_of(method), seed).to(device or "cpu")
-    run = train(model, batches, method, lam, epochs=epochs, lr=lr, seed=seed)
+    run = train(model, batches, method, lam, epochs=epochs, lr=lr, seed=seed, device=device)
     predicted = predictions(run.model, test_set.images)
     return {
         "dataset": "decoy_mnist",
@@ -269,7 +273,7 @@ def decoy_run(
         "seed": seed,
         "accuracy_test": float((predicted == test_set.labels).float().mean()),
         "step_seconds": float(np.median(run.step_seconds)),
-        "steps": len(run.step_seconds),
+        "steps": run.steps,
     }
 
 
@@ -298,9 +302,11 @@ def interleaved_step_ratios(
     seconds = {method: [] for method in methods}
     for repeat in range(warmup + repeats):
         for method, (model, term, optimizer) in state.items():
-            elapsed = guided_step(model, batch, optimizer, term, lams.get(method, 1.0))
+            lam = lams.get(method, 1.0) if term is not None else 0.0
+            started = time.perf_counter()
+            training_step(model, batch, optimizer, lam=lam, guidance=term)
             if repeat >= warmup:
-                seconds[method].append(elapsed)
+                seconds[method].append(time.perf_counter() - started)
     medians = pd.Series({method: float(np.median(v)) for method, v in seconds.items()})
     return medians / medians["baseline"]
 

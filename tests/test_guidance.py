@@ -1,6 +1,5 @@
 """Guidance terms: values on hand-made cases, gradients by gradcheck, and training with them."""
 
-import inspect
 import math
 
 import pytest
@@ -20,6 +19,7 @@ from agkit.guidance import (
     get_term,
 )
 from agkit.models import CAMNet, CAMOutput, pool_cams
+from agkit.train import fit, training_step
 
 
 class Pixels(nn.Module):
@@ -289,7 +289,7 @@ def test_training_with_the_term_keeps_it_lower_than_training_without(name):
         optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
         for _ in range(12):
             model.train()
-            zoo.guided_step(model, batch, optimizer, term, lam=lam)
+            training_step(model, batch, optimizer, lam=lam, guidance=term)
         images, labels, masks, has_mask, forbidden = batch
         images = images.clone().requires_grad_(term.needs_input_grad)
         model.eval()
@@ -298,17 +298,11 @@ def test_training_with_the_term_keeps_it_lower_than_training_without(name):
     assert trained_value(10.0) < 0.95 * trained_value(0.0)
 
 
-def test_fit_accepts_a_guidance_term_once_train_supports_it():
-    from agkit import train
-
-    if "guidance" not in inspect.signature(train.fit).parameters:
-        pytest.skip("agkit.train.fit has no guidance parameter yet (the train branch adds it)")
+def test_fit_trains_with_a_guidance_term_given_by_name():
     images, labels, masks, has_mask, forbidden = _synthfrac_batch(16)
     loader = zoo.loader(images, labels, masks, has_mask, forbidden, batch_size=8)
     model = CAMNet("tiny", num_classes=2, in_channels=1)
-    history = train.fit(
-        model, loader, lam=10.0, epochs=1, guidance="rrr", progress=False, device="cpu"
-    )
+    history = fit(model, loader, lam=10.0, epochs=1, guidance="rrr", progress=False, device="cpu")
     assert len(history) == 1 and history["loss"].notna().all()
 
 
