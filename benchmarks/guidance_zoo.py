@@ -10,9 +10,14 @@ For each method (the baseline and every term of ``agkit.guidance``) and each see
   steps of every method taking turns on one batch (the fair number on a shared machine).
 
 Then the mean and standard deviation over seeds, beside Ross et al.'s published Decoy-MNIST
-figures. Example (MNIST's raw files under ROOT/MNIST/raw; --download fetches them):
+figures. With ``--tune``, each term's lam is first chosen on the first seed from
+``zoo.LAMBDA_GRIDS`` by its validation score (``zoo.VALIDATION_SCORE``: SynthFrac's
+worst-group accuracy on a shifted validation split, Decoy-MNIST's accuracy on held-out
+training digits with the test rule); the other seeds then use that lam. The test splits
+take no part in the choice. Without it, ``zoo.LAMBDAS`` (the last tuned values) are used.
+Example (MNIST's raw files under ROOT/MNIST/raw; --download fetches them):
 
-    python benchmarks/guidance_zoo.py --mnist-root ROOT --seeds 0 1 2
+    python benchmarks/guidance_zoo.py --mnist-root ROOT --seeds 0 1 2 --tune
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ import pandas as pd
 import torch
 
 from agkit import course, zoo
-from agkit.data.decoy_mnist import make_decoy_mnist
+from agkit.data.decoy_mnist import decoy_mnist_splits
 from agkit.models import CAMNet
+from agkit.train import TrainingDiverged
 
 # Ross, Hughes and Doshi-Velez (IJCAI 2017), Decoy-MNIST test accuracy of their MLP.
 PAPER_DECOY_MNIST = {"baseline": 0.52, "rrr": 0.96}
@@ -49,7 +55,15 @@ def parse(argv=None):
         default=64,
         help="shifted test images with a marker scored by Integrated Gradients",
     )
-    parser.add_argument("--decoy-train", type=int, help="first n training digits (default all)")
+    parser.add_argument(
+        "--tune", action="store_true", help="choose each term's lam on the first seed (see above)"
+    )
+    parser.add_argument(
+        "--decoy-train", type=int, help="first n training digits (default all but --decoy-val)"
+    )
+    parser.add_argument(
+        "--decoy-val", type=int, default=10_000, help="held-out training digits for choosing lam"
+    )
     parser.add_argument("--decoy-test", type=int, help="first n test digits (default all)")
     parser.add_argument("--decoy-epochs", type=int, default=2)
     parser.add_argument("--skip", choices=["synthfrac", "decoy_mnist"], nargs="*", default=[])
@@ -81,37 +95,50 @@ def main(argv=None) -> pd.DataFrame:
 
     if "synthfrac" not in args.skip:
         profile = course.get_profile(args.profile)
+
+        def synthfrac(method, seed, lam, data):
+            return zoo.synthfrac_run(
+                profile,
+                method,
+                seed,
+                data,
+                lam=lam,
+                device=device,
+                epochs=args.synthfrac_epochs,
+                ig_images=args.ig_images,
+            )
+
+        data = None
         for seed in args.seeds:
             data = zoo.synthfrac_data(profile, seed)
-            for method in args.methods:
-                record(
-                    zoo.synthfrac_run(
-                        profile,
-                        method,
-                        seed,
-                        data,
-                        device=device,
-                        epochs=args.synthfrac_epochs,
-                        ig_images=args.ig_images,
-                    )
-                )
+            run_methods("synthfrac", synthfrac, seed, data, args, record)
     if "decoy_mnist" not in args.skip:
         if args.mnist_root is None:
             print("no --mnist-root: Decoy-MNIST skipped", file=sys.stderr)
         else:
+
+            def decoy(method, seed, lam, splits):
+                return zoo.decoy_run(
+                    splits["train"],
+                    splits["test"],
+                    method,
+                    seed,
+                    val_set=splits["val"],
+                    lam=lam,
+                    epochs=args.decoy_epochs,
+                    device=device,
+                )
+
             for seed in args.seeds:
-                digits = make_decoy_mnist(
-                    args.mnist_root, "train", n=args.decoy_train, seed=seed, download=args.download
+                digits = decoy_mnist_splits(
+                    args.mnist_root,
+                    n_val=args.decoy_val,
+                    n_train=args.decoy_train,
+                    n_test=args.decoy_test,
+                    seed=seed,
+                    download=args.download,
                 )
-                test = make_decoy_mnist(
-                    args.mnist_root, "test", n=args.decoy_test, seed=seed, download=args.download
-                )
-                for method in args.methods:
-                    record(
-                        zoo.decoy_run(
-                            digits, test, method, seed, epochs=args.decoy_epochs, device=device
-                        )
-                    )
+                run_methods("decoy_mnist", decoy, seed, digits, args, record)
 
     ratios = {}
     if args.timing_repeats and "synthfrac" not in args.skip:
@@ -132,7 +159,7 @@ def main(argv=None) -> pd.DataFrame:
             repeats=args.timing_repeats,
         )
     if args.timing_repeats and "decoy_mnist" not in args.skip and args.mnist_root is not None:
-        batch = tuple(t[:64] for t in digits.tensors())
+        batch = tuple(t[:64] for t in digits["train"].tensors())
         ratios["decoy_mnist"] = zoo.interleaved_step_ratios(
             lambda pooling: zoo.digit_model(pooling).to(device),
             batch,
@@ -142,6 +169,13 @@ def main(argv=None) -> pd.DataFrame:
         )
 
     table = pd.DataFrame(rows)
+    if args.tune:
+        print("\nlam chosen on seed", args.seeds[0], "by the validation score (test shown too):")
+        tuning = table[table["tuning"]].dropna(axis=1, how="all")
+        shown = [c for c in ("dataset", "method", "lam", "selected") if c in tuning]
+        shown += [c for c in tuning if c.startswith(("worst_group", "accuracy"))]
+        print(tuning[shown].to_string(index=False))
+    table = table[table["selected"]]
     pd.set_option("display.width", 160)
     pd.set_option("display.precision", 3)
     for dataset, part in table.groupby("dataset", sort=False):
@@ -161,6 +195,43 @@ def main(argv=None) -> pd.DataFrame:
         print(summary.to_string())
     print(f"\n{len(table)} runs in {(time.perf_counter() - started) / 60:.1f} min; table in {out}")
     return table
+
+
+def run_methods(dataset: str, run_one, seed: int, data, args, record) -> None:
+    """Every method on one seed's data: ``run_one(method, seed, lam, data) -> row``.
+
+    With ``--tune`` on the first seed, a term runs once per lam of its grid and the lam
+    with the best validation score is kept (``CHOSEN``) for the later seeds; every row is
+    recorded, with ``tuning`` and ``selected`` columns saying which is which.
+    """
+    tuning = args.tune and seed == args.seeds[0]
+    for method in args.methods:
+        if method == "baseline":
+            lams = [0.0]
+        elif tuning:
+            lams = list(zoo.LAMBDA_GRIDS[dataset][method])
+        else:
+            lams = [CHOSEN.get((dataset, method), zoo.LAMBDAS[dataset][method])]
+        rows = []
+        for lam in lams:
+            try:
+                rows.append(run_one(method, seed, lam, data))
+            except TrainingDiverged as error:  # a lam too large for the term: recorded as such
+                rows.append(dict(dataset=dataset, method=method, lam=lam, seed=seed))
+                print(f"{dataset} {method} lam={lam:g} diverged: {error}", file=sys.stderr)
+        score = zoo.VALIDATION_SCORE[dataset]
+        best = max(rows, key=lambda row: _finite(row.get(score)))
+        if tuning and method != "baseline":
+            CHOSEN[(dataset, method)] = best["lam"]
+        for row in rows:
+            record(dict(row, tuning=tuning and method != "baseline", selected=row is best))
+
+
+CHOSEN: dict = {}  # (dataset, method) -> lam chosen with --tune
+
+
+def _finite(value) -> float:
+    return float(value) if value is not None and value == value else float("-inf")
 
 
 def _row_text(row: dict) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from agkit.data.decoy_mnist import add_decoys, make_decoy_mnist
+from agkit.data.decoy_mnist import add_decoys, decoy_mnist_splits, make_decoy_mnist
 
 
 def write_idx(path, array):
@@ -97,3 +97,34 @@ def test_bad_input_is_named():
         add_decoys(np.zeros((1, 28, 28)), [0], split="train")
     with pytest.raises(ValueError, match="0..9"):
         add_decoys(np.zeros((1, 28, 28), np.uint8), [10], split="train")
+
+
+def test_splits_hold_out_validation_digits_that_carry_the_test_rule(mnist_root):
+    splits = decoy_mnist_splits(mnist_root, n_val=4, seed=2)
+    digits, labels = fake_digits(12, 0)
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    assert (len(train), len(val), len(test)) == (8, 4, 6)
+    # train: the first 8 digits, shade = label; val: the last 4, shade of a random digit
+    assert torch.equal(train.labels, torch.tensor(labels[:8]).long())
+    assert torch.equal(val.labels, torch.tensor(labels[8:]).long())
+    assert torch.equal(train.shade_digits, train.labels)
+    for i in range(4):
+        rows, cols = swatch_of(val, i)
+        assert torch.all(
+            val.images[i, 0, rows, cols] == (255 - 25 * int(val.shade_digits[i])) / 255
+        )
+        outside = val.forbidden[i, 0] == 0
+        original = torch.tensor(digits[8 + i] / 255, dtype=torch.float32)
+        assert torch.equal(val.images[i, 0][outside], original[outside])
+    assert decoy_mnist_splits(mnist_root, n_val=4, n_train=3)["train"].labels.tolist() == list(
+        labels[:3]
+    )
+
+
+def test_splits_refuse_sizes_that_do_not_fit(mnist_root):
+    with pytest.raises(ValueError, match="n_val must lie between 1 and 11"):
+        decoy_mnist_splits(mnist_root, n_val=12)
+    with pytest.raises(
+        ValueError, match=r"n_train must lie between 1 and 8 \(the training digits less n_val\)"
+    ):
+        decoy_mnist_splits(mnist_root, n_val=4, n_train=9)

@@ -338,3 +338,74 @@ def test_synthfrac_run_scores_a_term_on_the_shifted_split():
     for key in ("accuracy_shifted", "worst_group_shifted", "wrong_reason_cam", "wrong_reason_ig"):
         assert 0.0 <= result[key] <= 1.0
     assert result["worst_group_shifted"] <= result["accuracy_shifted"]
+
+
+# ------------------------------------------------------------------ the benchmark
+
+
+def load_zoo_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "guidance_zoo.py"
+    spec = importlib.util.spec_from_file_location("guidance_zoo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tuning_keeps_the_lam_with_the_best_validation_score_for_the_later_seeds():
+    from argparse import Namespace
+
+    bench = load_zoo_benchmark()
+    calls, rows = [], []
+
+    def run_one(method, seed, lam, data):  # validation peaks at lam 100; test would prefer 1000
+        calls.append((method, seed, lam))
+        if method == "rrr" and lam == 1000.0:
+            raise bench.TrainingDiverged("too large")
+        val = {0.0: 0.2, 10.0: 0.3, 100.0: 0.9}.get(lam, 0.5)
+        return dict(dataset="decoy_mnist", method=method, lam=lam, seed=seed, accuracy_val=val)
+
+    args = Namespace(tune=True, seeds=[3, 4], methods=["baseline", "rrr"])
+    for seed in args.seeds:
+        bench.run_methods("decoy_mnist", run_one, seed, None, args, rows.append)
+    grid = list(zoo.LAMBDA_GRIDS["decoy_mnist"]["rrr"])
+    assert calls == [("baseline", 3, 0.0)] + [("rrr", 3, lam) for lam in grid] + [
+        ("baseline", 4, 0.0),
+        ("rrr", 4, 100.0),
+    ]
+    selected = [(r["method"], r["seed"], r["lam"]) for r in rows if r["selected"]]
+    assert selected == [
+        ("baseline", 3, 0.0),
+        ("rrr", 3, 100.0),
+        ("baseline", 4, 0.0),
+        ("rrr", 4, 100.0),
+    ]
+    assert [r["tuning"] for r in rows if r["seed"] == 3] == [False, True, True, True]
+    diverged = [r for r in rows if r["lam"] == 1000.0]
+    assert len(diverged) == 1 and "accuracy_val" not in diverged[0]  # recorded, never chosen
+
+
+def test_verdict_names_who_beats_the_baseline_and_a_cam_that_moved_alone():
+    import pandas as pd
+
+    summary = pd.DataFrame(
+        {
+            "worst_group_shifted_mean": [0.15, 0.80, 0.05],
+            "wrong_reason_cam_mean": [0.48, 0.01, 0.00],
+            "wrong_reason_ig_mean": [0.07, 0.01, 0.30],
+            "step_ratio": [1.0, 1.5, 1.1],
+        },
+        index=["baseline", "cam", "forbidden"],
+    )
+    cam, forbidden = zoo.verdict(summary)
+    assert cam == (
+        "cam: worst-group accuracy 0.80 against the baseline's 0.15 (better, +0.65), "
+        "1.5x the baseline's step time."
+    )
+    assert forbidden.startswith(
+        "forbidden: worst-group accuracy 0.05 against the baseline's 0.15 (not better, -0.10)"
+    )
+    assert "Integrated Gradients still puts 0.30" in forbidden and "not the reasoning" in forbidden
+    assert "Integrated" not in cam  # its IG share fell with its CAM share

@@ -158,3 +158,37 @@ def make_decoy_mnist(
             raise ValueError(f"n must be a whole number >= 0 or None, got {n!r}.")
         digits, labels = digits[:n], labels[:n]
     return add_decoys(digits, labels, split=split, seed=seed, threshold=threshold)
+
+
+def decoy_mnist_splits(
+    root,
+    *,
+    n_val: int = 10_000,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    download: bool = False,
+) -> dict[str, DecoyMNIST]:
+    """Train, validation and test splits of Decoy-MNIST.
+
+    "val" is the last ``n_val`` MNIST training digits with the *test* rule (a random
+    digit's shade), held out from "train": a split on which a model that reads the swatch
+    fails, to choose lam and epochs without looking at the test split. "train" is the
+    first ``n_train`` of the remaining digits (None: all 60,000 - n_val), "test" the
+    first ``n_test`` MNIST test digits (None: all 10,000).
+    """
+    digits, labels = read_mnist(root, "train", download)
+    if not 0 < n_val < len(digits):
+        raise ValueError(f"n_val must lie between 1 and {len(digits) - 1}, got {n_val}.")
+    kept = len(digits) - n_val
+    if n_train is not None and not 0 < n_train <= kept:
+        raise ValueError(
+            f"n_train must lie between 1 and {kept} (the training digits less n_val), "
+            f"got {n_train}."
+        )
+    train_end = kept if n_train is None else n_train
+    return {
+        "train": add_decoys(digits[:train_end], labels[:train_end], split="train", seed=seed),
+        "val": add_decoys(digits[kept:], labels[kept:], split="test", seed=seed),
+        "test": make_decoy_mnist(root, "test", n=n_test, seed=seed, download=download),
+    }
