@@ -409,3 +409,21 @@ def test_verdict_names_who_beats_the_baseline_and_a_cam_that_moved_alone():
     )
     assert "Integrated Gradients still puts 0.30" in forbidden and "not the reasoning" in forbidden
     assert "Integrated" not in cam  # its IG share fell with its CAM share
+
+
+def test_digit_backbone_knows_where_a_pattern_is_only_with_coordinates():
+    """Shift a square by one CAM cell (4 pixels): without coordinate channels the features
+    shift with it (the network cannot tell a corner from the centre); with them they change."""
+    image = torch.zeros(2, 1, 28, 28)
+    image[0, 0, 8:12, 8:12] = 1.0
+    image[1, 0, 12:16, 12:16] = 1.0
+
+    def features(coordinates):
+        torch.manual_seed(0)
+        return zoo.SmallConvNet(coordinates=coordinates).eval()(image).detach()
+
+    plain = features(False)
+    torch.testing.assert_close(plain[1, :, 3:6, 3:6], plain[0, :, 2:5, 2:5])
+    placed = features(True)
+    assert not torch.allclose(placed[1, :, 3:6, 3:6], placed[0, :, 2:5, 2:5], atol=1e-3)
+    assert zoo.digit_model("softmax")(image).cams.shape == (2, 10, 7, 7)
