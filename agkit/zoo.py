@@ -255,10 +255,10 @@ class SmallConvNet(nn.Module):
     With ``coordinates`` (the default) two channels holding each pixel's row and column
     (-1 .. 1) are added to the input, as in CoordConv (Liu et al., NeurIPS 2018). A CAMNet
     scores every position with the same weights and pools over positions, so on its own it
-    learns only with difficulty (from the zero padding) that a corner never holds evidence; an MLP such as Ross et al.'s has a
-    weight per pixel and can. In short Decoy-MNIST runs (12,000 digits, 3 epochs, seed 0)
-    the coordinates raised test accuracy from 0.66 to 0.81 for RRR (lam 1000) and from
-    0.71 to 0.78 for the CAM loss (lam 1).
+    learns only with difficulty (from the zero padding) that a corner never holds evidence;
+    an MLP such as Ross et al.'s has a weight per pixel and can. In short Decoy-MNIST runs
+    (12,000 digits, 3 epochs, seed 0) the coordinates raised test accuracy from 0.66 to
+    0.81 for RRR (lam 1000) and from 0.71 to 0.78 for the CAM loss (lam 1).
     """
 
     def __init__(
