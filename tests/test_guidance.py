@@ -427,3 +427,23 @@ def test_digit_backbone_knows_where_a_pattern_is_only_with_coordinates():
     placed = features(True)
     assert not torch.allclose(placed[1, :, 3:6, 3:6], placed[0, :, 2:5, 2:5], atol=1e-3)
     assert zoo.digit_model("softmax")(image).cams.shape == (2, 10, 7, 7)
+
+
+def test_decoy_run_scores_validation_and_test_digits_it_did_not_train_on():
+    import numpy as np
+
+    from agkit.data.decoy_mnist import add_decoys
+
+    rng = np.random.default_rng(0)
+    digits = np.zeros((48, 28, 28), np.uint8)
+    labels = rng.integers(0, 10, 48)
+    for i, label in enumerate(labels):  # a bar whose row says the digit: learnable
+        digits[i, 6 + 2 * label : 8 + 2 * label, 8:20] = 255
+    train = add_decoys(digits[:32], labels[:32], split="train", seed=0)
+    val = add_decoys(digits[32:40], labels[32:40], split="test", seed=0)
+    test = add_decoys(digits[40:], labels[40:], split="test", seed=1)
+    result = zoo.decoy_run(train, test, "rrr", 0, val_set=val, lam=10.0, epochs=1, batch_size=16)
+    assert result["steps"] == 2 and result["lam"] == 10.0
+    for key in ("accuracy_val", "accuracy_test"):
+        assert result[key] in {k / 8 for k in range(9)}  # a share of 8 digits
+    assert math.isnan(zoo.decoy_run(train, test, "baseline", 0, epochs=1)["accuracy_val"])
