@@ -205,7 +205,8 @@ def training_step(
     _check_images(images)
     term = resolve_guidance(guidance)
     if term is not None and lam > 0 and getattr(term, "needs_input_grad", False):
-        images.requires_grad_(True)
+        # a new leaf: the caller's tensor must not start to require (and collect) gradients
+        images = images.detach().requires_grad_(True)
 
     out = model(images)
     ce = F.cross_entropy(out.logits.float(), labels)

@@ -447,3 +447,20 @@ def test_decoy_run_scores_validation_and_test_digits_it_did_not_train_on():
     for key in ("accuracy_val", "accuracy_test"):
         assert result[key] in {k / 8 for k in range(9)}  # a share of 8 digits
     assert math.isnan(zoo.decoy_run(train, test, "baseline", 0, epochs=1)["accuracy_val"])
+
+
+def test_an_input_gradient_step_leaves_the_callers_batch_alone():
+    """RRR differentiates with respect to the images; the caller's tensor must not start to
+    require gradients, or every later step on it (a timing loop, the next method) would
+    pay for an input gradient and collect it in ``.grad``."""
+    import numpy as np
+
+    from agkit.data.decoy_mnist import add_decoys
+
+    data = add_decoys(np.full((8, 28, 28), 9, np.uint8), np.arange(8) % 10, split="train")
+    batch = tuple(t[:4] for t in data.tensors())
+    model = zoo.digit_model("avg")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(2):
+        training_step(model, batch, optimizer, lam=1.0, guidance="rrr")
+    assert not batch[0].requires_grad and batch[0].grad is None

@@ -118,8 +118,9 @@ def add_decoys(
     images = np.where(forbidden, shades[:, None, None], images)
     masks &= ~forbidden
 
-    def as_tensor(a):  # n x H x W -> n x 1 x H x W float32
-        return torch.from_numpy(np.ascontiguousarray(a[:, None], dtype=np.float32))
+    def as_tensor(a):  # n x H x W -> n x 1 x H x W float32, with the usual strides
+        # (numpy gives a new axis stride 0, which autograd warns about in input gradients)
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).unsqueeze(1)
 
     return DecoyMNIST(
         images=as_tensor(images),
