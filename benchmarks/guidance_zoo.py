@@ -65,11 +65,12 @@ def parse(argv=None):
         "--decoy-val", type=int, default=10_000, help="held-out training digits for choosing lam"
     )
     parser.add_argument("--decoy-test", type=int, help="first n test digits (default all)")
-    parser.add_argument("--decoy-epochs", type=int, default=4)
+    parser.add_argument("--decoy-epochs", type=int, default=8)
     parser.add_argument(
         "--decoy-lr-decay-at",
         type=float,
-        help="divide Decoy-MNIST's learning rate by 10 after this share of the epochs",
+        default=0.75,
+        help="divide Decoy-MNIST's learning rate by 10 after this share of the epochs (0: never)",
     )
     parser.add_argument("--skip", choices=["synthfrac", "decoy_mnist"], nargs="*", default=[])
     parser.add_argument(
@@ -131,7 +132,7 @@ def main(argv=None) -> pd.DataFrame:
                     val_set=splits["val"],
                     lam=lam,
                     epochs=args.decoy_epochs,
-                    lr_decay_at=args.decoy_lr_decay_at,
+                    lr_decay_at=args.decoy_lr_decay_at or None,
                     device=device,
                 )
 
