@@ -30,6 +30,10 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from agkit.data import GuidedDataset, make_loader
 from agkit.train import fit
 
+# The share of the draws that go to annotated images in the course's few-mask runs
+# (RunConfig.annotated_share); measured against 0.5 in benchmarks/few_masks.py.
+ANNOTATED_SHARE = 0.25
+
 
 def with_masks(dataset: GuidedDataset, indices: Iterable[int]) -> GuidedDataset:
     """A copy of ``dataset`` in which only the images at ``indices`` keep their masks."""
