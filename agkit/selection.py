@@ -35,6 +35,19 @@ from agkit.train import predict
 
 STRATEGIES = ("random", "uncertainty", "outlier", "clusters")
 
+# Why a strategy put an image near the front, in one sentence (the notebooks print it).
+REASONS = {
+    "random": "They come in a seeded random order: the control that every other strategy "
+    "must beat.",
+    "uncertainty": "The baseline is least sure of these images (its two class probabilities "
+    "are closest), so a mask tells it most where it hesitates.",
+    "outlier": "The baseline's CAM peak on these images lies farthest from where it usually "
+    "looks for their class: the images that disagree with its habit.",
+    "clusters": "Each comes from a different group of images on which the baseline's CAMs "
+    "look alike (per class), so the first masks cover every place the baseline looks; "
+    "within a group the image it is least sure of comes first.",
+}
+
 
 # ---------------------------------------------------------------------------------------
 # What the baseline says about each image
