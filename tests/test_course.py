@@ -524,3 +524,20 @@ def test_few_mask_run_from_a_store_oversamples_the_images_it_has_masks_for(tmp_p
     # 4 of 32 images (12.5 %) have masks; oversampled to about half of the draws
     assert int(has_mask.sum()) >= 10
     assert (torch.cat(spy.images)[has_mask] == 144).all()  # the drawn 12 x 12 boxes
+
+
+def test_your_masks_run_uses_the_store_and_oversamples_it(tmp_path):
+    folder = course.annotation_folder(TINY, tmp_path, seed=0)
+    drawn_store(folder, course.baseline_config(TINY, 0), n=4)
+    config, n, fallback = course.your_masks_config(TINY, 1.0, 0, tmp_path)
+    assert (n, fallback) == (4, "")
+    assert config.masks_from == str(folder) and config.annotated_ids == ()
+    assert config.annotated_share == course.ANNOTATED_SHARE and config.lam == 1.0
+
+
+def test_your_masks_run_without_notebook_02_falls_back_to_the_kits_proposal(tmp_path):
+    config, n, fallback = course.your_masks_config(TINY, 1.0, 0, tmp_path, strategy="random", n=5)
+    assert n == 5 and config.masks_from is None
+    assert list(config.annotated_ids) == sorted(course.annotation_proposal(TINY, "random")[:5])
+    assert "found 0 masks" in fallback and "5 images the kit proposes first" in fallback
+    assert course.make_datasets(config)["train"].mask_kept.sum() == 5
