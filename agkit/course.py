@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 
 from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, synthetic
 from agkit.data.mask_quality import degrade
-from agkit.few_masks import ANNOTATED_SHARE, oversampling_loader, with_masks
+from agkit.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM, oversampling_loader, with_masks
 from agkit.models import CAMNet
 from agkit.train import TimeLimitWarning, default_device, evaluate, fit
 
@@ -292,7 +292,7 @@ FEW_MASKS = 20  # the masks a student draws in notebook 02 (its n_to_annotate)
 
 def few_mask_config(
     profile: Profile,
-    lam: float,
+    lam: float = FEW_MASK_LAM,
     seed: int = 0,
     annotated_ids=(),
     share: float | None = ANNOTATED_SHARE,
@@ -306,12 +306,50 @@ def few_mask_config(
     )
 
 
-def random_control_config(profile: Profile, lam: float, seed: int = 0, n: int = FEW_MASKS):
+def random_control_config(
+    profile: Profile, lam: float = FEW_MASK_LAM, seed: int = 0, n: int = FEW_MASKS
+) -> RunConfig:
     """The control of a few-mask run: the built-in masks of n training images chosen at
     random (the first n of the "random" proposal), trained like ``few_mask_config``."""
     return few_mask_config(
         profile, lam, seed, annotated_ids=annotation_proposal(profile, "random", seed)[:n]
     )
+
+
+def your_masks_config(
+    profile: Profile,
+    lam: float = FEW_MASK_LAM,
+    seed: int = 0,
+    runs_dir="runs",
+    *,
+    strategy: str | None = None,
+    n: int = FEW_MASKS,
+    device=None,
+) -> tuple[RunConfig, int, str]:
+    """The few-mask run on the masks a student drew in notebook 02 for ``seed``'s images.
+
+    Returns (config, number of masks, fallback). With masks in ``annotation_folder`` the
+    run trains on them, the annotated images oversampled (``few_mask_config``), and
+    fallback is "". Without any (notebook 02 was not run), it trains on the built-in masks
+    of the first ``n`` images the kit proposes with ``strategy`` (None: the measured best,
+    ``agkit.selection.DEFAULT_STRATEGY``) instead, and fallback says so, after
+    NoMasksError's message on what was missing.
+    """
+    folder = annotation_folder(profile, runs_dir, seed)
+    try:
+        train_ids = make_splits(baseline_config(profile, seed))["train"].image_ids
+        count = check_mask_store(folder, train_ids)
+    except NoMasksError as error:
+        if strategy is None:
+            from agkit.selection import DEFAULT_STRATEGY as strategy
+        proposed = annotation_proposal(profile, strategy, seed, runs_dir, device=device)[:n]
+        fallback = (
+            f"{error}\nSo this run trains on the built-in masks of the {len(proposed)} images "
+            f"the kit proposes first (strategy {strategy!r}) instead of masks you drew."
+        )
+        return few_mask_config(profile, lam, seed, annotated_ids=proposed), len(proposed), fallback
+    changes = mask_changes("annotations", profile, runs_dir, seed)
+    return few_mask_config(profile, lam, seed, **changes), count, ""
 
 
 def annotation_proposal(
@@ -943,7 +981,7 @@ def course_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]:
 
     "01": the baseline shown; "03": the lambda candidates, the baseline-vs-guided
     comparison (with ``lam``, the chosen weight) and the random-choice control of the
-    student's masks (FEW_MASKS built-in masks); "04": every ablation. A run that an
+    student's masks (FEW_MASKS built-in masks, FEW_MASK_LAM); "04": every ablation. A run that an
     earlier notebook trained is listed again where a later one uses it.
     """
     seeds = profile.seeds
@@ -953,7 +991,7 @@ def course_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]:
             [guided_config(profile, weight, seeds[0]) for weight in profile.lambdas]
             + [baseline_config(profile, s) for s in seeds]
             + [guided_config(profile, lam, s) for s in seeds]
-            + [random_control_config(profile, lam, seeds[0])]
+            + [random_control_config(profile, FEW_MASK_LAM, seeds[0])]
         ),
         "04": [config for group in ablation_configs(profile, lam).values() for config in group],
     }

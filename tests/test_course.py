@@ -499,9 +499,7 @@ def test_run_with_annotated_ids_trains_only_those_images_with_masks(tmp_path, mo
 
 def test_run_honours_the_annotated_share():
     train = course.make_splits(course.baseline_config(TINY, 0))["train"]
-    config = course.few_mask_config(
-        TINY, 1.0, annotated_ids=train.image_ids[:2], share=0.5
-    )
+    config = course.few_mask_config(TINY, 1.0, annotated_ids=train.image_ids[:2], share=0.5)
     loader = course.training_loader(config, course.make_datasets(config)["train"])
     draws = torch.cat([batch[3] for _ in range(20) for batch in loader])
     assert len(draws) == 20 * TINY.n_train
