@@ -592,8 +592,9 @@ def image_positions(dataset, image_ids) -> list[int]:
 
 
 def training_loader(config: RunConfig, train: GuidedDataset):
-    """The training batches of a run: shuffled, or with ``config.annotated_share`` of the
-    draws going to the images that have a mask (``few_masks.oversampling_loader``)."""
+    """The training batches of a run: (images B x C x S x S, labels B, masks B x 1 x S x S,
+    has_mask B), shuffled, or with ``config.annotated_share`` of the draws going to the
+    images that have a mask (``few_masks.oversampling_loader``, with replacement)."""
     if config.annotated_share is None:
         return make_loader(train, config.batch_size, shuffle=True, seed=config.seed)
     return oversampling_loader(train, config.batch_size, config.annotated_share, config.seed)
@@ -981,8 +982,9 @@ def course_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]:
 
     "01": the baseline shown; "03": the lambda candidates, the baseline-vs-guided
     comparison (with ``lam``, the chosen weight) and the random-choice control of the
-    student's masks (FEW_MASKS built-in masks, FEW_MASK_LAM); "04": every ablation. A run that an
-    earlier notebook trained is listed again where a later one uses it.
+    student's masks (FEW_MASKS built-in masks, weighted FEW_MASK_LAM); "04": every
+    ablation. A run that an earlier notebook trained is listed again where a later one
+    uses it. (The run on the student's own masks depends on them, so it is not listed.)
     """
     seeds = profile.seeds
     return {

@@ -53,7 +53,13 @@ from agkit.course import (
     run_many,
 )
 from agkit.data import make_loader
-from agkit.few_masks import balanced_lam, train_with_few_masks, with_masks
+from agkit.few_masks import (
+    ANNOTATED_SHARE,
+    FEW_MASK_LAM,
+    balanced_lam,
+    train_with_few_masks,
+    with_masks,
+)
 from agkit.selection import STRATEGIES
 from agkit.train import evaluate
 
@@ -130,7 +136,12 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument(
         "--epochs", type=int, default=None, help="epochs of the scratch recipe (the profile's)"
     )
-    parser.add_argument("--lam", type=float, default=3.0, help="lambda of the few-mask runs")
+    parser.add_argument(
+        "--lam",
+        type=float,
+        default=FEW_MASK_LAM,
+        help="lambda of the few-mask runs (default: the course's, few_masks.FEW_MASK_LAM)",
+    )
     parser.add_argument(
         "--full-lam",
         type=float,
@@ -141,7 +152,7 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument(
         "--share",
         type=float,
-        default=0.25,
+        default=ANNOTATED_SHARE,
         help="oversample annotated images to this share of draws; 0 = off",
     )
     parser.add_argument("--balance-lam", action="store_true")
