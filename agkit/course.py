@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 
 from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, synthetic
 from agkit.data.mask_quality import degrade
+from agkit.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM, oversampling_loader, with_masks
 from agkit.models import CAMNet
 from agkit.train import TimeLimitWarning, default_device, evaluate, fit
 
@@ -79,6 +80,7 @@ SOURCE_FILES = (
     "data/dataset.py",
     "data/masks.py",
     "data/mask_quality.py",
+    "few_masks.py",
 )
 
 
@@ -225,6 +227,21 @@ class RunConfig:
     data: tuple = ()  # sorted (name, value) pairs passed to make_synthfrac
     masks_from: str | None = None  # a MaskStore folder with drawn masks; None = built-in
     masks_version: str = ""  # kept for old notebooks; the key hashes the mask files anyway
+    # Few masks (agkit.few_masks): the image ids that keep their masks (empty: every image),
+    # and the share of the draws that go to annotated images (None: plain shuffling).
+    annotated_ids: tuple = ()
+    annotated_share: float | None = None
+
+    def __post_init__(self):
+        # the key must not depend on the order the ids were listed in, nor on list vs tuple
+        object.__setattr__(
+            self, "annotated_ids", tuple(sorted({str(i) for i in self.annotated_ids}))
+        )
+        if self.annotated_share is not None and not 0 < self.annotated_share < 1:
+            raise ValueError(
+                f"annotated_share must lie strictly between 0 and 1 (or be None), "
+                f"got {self.annotated_share}."
+            )
 
     @property
     def guided(self) -> bool:
@@ -232,7 +249,10 @@ class RunConfig:
 
     @property
     def label(self) -> str:
-        return f"guided (lambda={self.lam:g})" if self.guided else "baseline"
+        if not self.guided:
+            return "baseline"
+        masks = f", {len(self.annotated_ids)} masks" if self.annotated_ids else ""
+        return f"guided (lambda={self.lam:g}{masks})"
 
     def fields(self) -> dict:
         """The fields that decide the result (all but time_limit), as a plain dict."""
@@ -265,6 +285,94 @@ def baseline_config(profile: Profile, seed: int = 0, **changes) -> RunConfig:
 def guided_config(profile: Profile, lam: float, seed: int = 0, **changes) -> RunConfig:
     """Guided training of a profile: softmax pooling plus lam * attention loss."""
     return _config(profile, seed, **{"lam": lam, "pooling": "softmax", **changes})
+
+
+FEW_MASKS = 20  # the masks a student draws in notebook 02 (its n_to_annotate)
+
+
+def few_mask_config(
+    profile: Profile,
+    lam: float = FEW_MASK_LAM,
+    seed: int = 0,
+    annotated_ids=(),
+    share: float | None = ANNOTATED_SHARE,
+    **changes,
+) -> RunConfig:
+    """Guided training with a few masks: only ``annotated_ids`` keep their masks (empty:
+    every image that has one, e.g. with ``masks_from``), and annotated images make up
+    ``share`` of the draws (None: plain shuffling). See agkit.few_masks."""
+    return guided_config(
+        profile, lam, seed, annotated_ids=tuple(annotated_ids), annotated_share=share, **changes
+    )
+
+
+def random_control_config(
+    profile: Profile, lam: float = FEW_MASK_LAM, seed: int = 0, n: int = FEW_MASKS
+) -> RunConfig:
+    """The control of a few-mask run: the built-in masks of n training images chosen at
+    random (the first n of the "random" proposal), trained like ``few_mask_config``."""
+    return few_mask_config(
+        profile, lam, seed, annotated_ids=annotation_proposal(profile, "random", seed)[:n]
+    )
+
+
+def your_masks_config(
+    profile: Profile,
+    lam: float = FEW_MASK_LAM,
+    seed: int = 0,
+    runs_dir="runs",
+    *,
+    strategy: str | None = None,
+    n: int = FEW_MASKS,
+    device=None,
+) -> tuple[RunConfig, int, str]:
+    """The few-mask run on the masks a student drew in notebook 02 for ``seed``'s images.
+
+    Returns (config, number of masks, fallback). With masks in ``annotation_folder`` the
+    run trains on them, the annotated images oversampled (``few_mask_config``), and
+    fallback is "". Without any (notebook 02 was not run), it trains on the built-in masks
+    of the first ``n`` images the kit proposes with ``strategy`` (None: the measured best,
+    ``agkit.selection.DEFAULT_STRATEGY``) instead, and fallback says so, after
+    NoMasksError's message on what was missing.
+    """
+    folder = annotation_folder(profile, runs_dir, seed)
+    try:
+        train_ids = make_splits(baseline_config(profile, seed))["train"].image_ids
+        count = check_mask_store(folder, train_ids)
+    except NoMasksError as error:
+        if strategy is None:
+            from agkit.selection import DEFAULT_STRATEGY as strategy
+        proposed = annotation_proposal(profile, strategy, seed, runs_dir, device=device)[:n]
+        fallback = (
+            f"{error}\nSo this run trains on the built-in masks of the {len(proposed)} images "
+            f"the kit proposes first (strategy {strategy!r}) instead of masks you drew."
+        )
+        return few_mask_config(profile, lam, seed, annotated_ids=proposed), len(proposed), fallback
+    changes = mask_changes("annotations", profile, runs_dir, seed)
+    return few_mask_config(profile, lam, seed, **changes), count, ""
+
+
+def annotation_proposal(
+    profile: Profile,
+    strategy: str,
+    seed: int = 0,
+    runs_dir="runs",
+    *,
+    device=None,
+) -> list[str]:
+    """The training image ids of ``seed`` in the order the kit proposes to annotate them.
+
+    The course's baseline of that seed (trained first if it is not stored) ranks the
+    images with ``agkit.selection.rank_for_annotation`` and ``strategy`` ("random": the
+    control, which needs no baseline).
+    """
+    from agkit.selection import rank_for_annotation  # scikit-learn: only when asked
+
+    config = baseline_config(profile, seed)
+    train = make_datasets(config)["train"]
+    model = None if strategy == "random" else load_model(config, runs_dir, device=device)
+    order = rank_for_annotation(model, train, strategy, seed=seed)
+    return [train.image_ids[i] for i in order]
 
 
 def _config(profile: Profile, seed: int, **changes) -> RunConfig:
@@ -462,9 +570,34 @@ def make_datasets(config: RunConfig, splits: dict | None = None) -> dict:
             seed=config.seed,
         )
     }
+    if config.annotated_ids:
+        datasets["train"] = with_masks(
+            datasets["train"], image_positions(datasets["train"], config.annotated_ids)
+        )
     for name in ("val", "test_id", "test_shifted"):
         datasets[name] = GuidedDataset.from_synthfrac(splits[name])
     return datasets
+
+
+def image_positions(dataset, image_ids) -> list[int]:
+    """The dataset indices of ``image_ids``; ValueError naming the first id it lacks."""
+    position = {image_id: i for i, image_id in enumerate(dataset.image_ids)}
+    missing = [i for i in image_ids if i not in position]
+    if missing:
+        raise ValueError(
+            f"annotated_ids names {len(missing)} image(s) that are not training images of "
+            f"this run, e.g. {missing[0]!r}."
+        )
+    return [position[i] for i in image_ids]
+
+
+def training_loader(config: RunConfig, train: GuidedDataset):
+    """The training batches of a run: (images B x C x S x S, labels B, masks B x 1 x S x S,
+    has_mask B), shuffled, or with ``config.annotated_share`` of the draws going to the
+    images that have a mask (``few_masks.oversampling_loader``, with replacement)."""
+    if config.annotated_share is None:
+        return make_loader(train, config.batch_size, shuffle=True, seed=config.seed)
+    return oversampling_loader(train, config.batch_size, config.annotated_share, config.seed)
 
 
 # ---------------------------------------------------------------------------------------
@@ -539,7 +672,7 @@ def _threads_for(device: torch.device):
 def _train_and_store(config: RunConfig, folder: Path, device: torch.device, progress: bool) -> dict:
     datasets = make_datasets(config)
     model = build_model(config)
-    train_loader = make_loader(datasets["train"], config.batch_size, shuffle=True, seed=config.seed)
+    train_loader = training_loader(config, datasets["train"])
     lr_step = max(1, round(config.lr_decay_at * config.epochs)) if config.lr_decay_at else None
     started = time.perf_counter()
     try:
@@ -847,9 +980,11 @@ def ablation_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]
 def course_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]:
     """The runs each notebook trains with the built-in masks, by notebook number.
 
-    "01": the baseline shown; "03": the lambda candidates and the baseline-vs-guided
-    comparison (with ``lam``, the chosen weight); "04": every ablation. A run that an
-    earlier notebook trained is listed again where a later one uses it.
+    "01": the baseline shown; "03": the lambda candidates, the baseline-vs-guided
+    comparison (with ``lam``, the chosen weight) and the random-choice control of the
+    student's masks (FEW_MASKS built-in masks, weighted FEW_MASK_LAM); "04": every
+    ablation. A run that an earlier notebook trained is listed again where a later one
+    uses it. (The run on the student's own masks depends on them, so it is not listed.)
     """
     seeds = profile.seeds
     return {
@@ -858,6 +993,7 @@ def course_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]:
             [guided_config(profile, weight, seeds[0]) for weight in profile.lambdas]
             + [baseline_config(profile, s) for s in seeds]
             + [guided_config(profile, lam, s) for s in seeds]
+            + [random_control_config(profile, FEW_MASK_LAM, seeds[0])]
         ),
         "04": [config for group in ablation_configs(profile, lam).values() for config in group],
     }

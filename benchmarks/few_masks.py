@@ -17,11 +17,15 @@ where acc_all is the course's guided run with all masks. The row "all" trains th
 recipe with every mask, to show what the recipe itself gives.
 
 The recipe (``--recipe``): "scratch" (default) trains a new guided network for the
-profile's epochs; "finetune" switches guidance on in the trained baseline and trains on
-for ``--finetune-epochs``. ``--share`` oversamples annotated images to that share of the draws
-(0 = plain shuffling); ``--balance-lam`` divides lambda by the chance that a batch holds
-a mask. Results of single runs are cached in ``<runs-dir>/few_masks/``.
-Runs use one torch thread each, ``--jobs`` at a time.
+profile's epochs, as an ordinary cached course run (``course.few_mask_config``: the
+RunConfig fields annotated_ids and annotated_share), so the notebooks reuse what this
+script trained; "finetune" switches guidance on in the trained baseline and trains on
+for ``--finetune-epochs`` (cached in ``<runs-dir>/few_masks/``). ``--share`` oversamples
+annotated images to that share of the draws (0 = plain shuffling); ``--balance-lam``
+divides lambda by the chance that a batch holds a mask. The validation accuracy and mass
+in mask are printed too: a recipe is chosen on them, never on the test splits (the
+validation split carries the marker, so its accuracy rewards the shortcut; its mass in
+mask does not). Runs have no time limit, use one torch thread each, ``--jobs`` at a time.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ import pandas as pd
 import torch
 
 from agkit.course import (
+    annotation_proposal,
     baseline_config,
-    build_model,
+    few_mask_config,
     get_profile,
     guided_config,
     load_model,
@@ -48,8 +53,14 @@ from agkit.course import (
     run_many,
 )
 from agkit.data import make_loader
-from agkit.few_masks import train_with_few_masks, with_masks
-from agkit.selection import STRATEGIES, rank_for_annotation
+from agkit.few_masks import (
+    ANNOTATED_SHARE,
+    FEW_MASK_LAM,
+    balanced_lam,
+    train_with_few_masks,
+    with_masks,
+)
+from agkit.selection import STRATEGIES
 from agkit.train import evaluate
 
 ALL = "all"
@@ -61,8 +72,8 @@ def share_of_gain(accuracy: float, baseline: float, full: float) -> float:
     return (accuracy - baseline) / gain if gain > 0 else float("nan")
 
 
-def one_run(job: dict) -> dict:
-    """Train one (seed, strategy, k) cell; cached as JSON under the runs folder."""
+def finetune_run(job: dict) -> dict:
+    """Train one (seed, strategy, k) cell of the finetune recipe; cached as JSON."""
     cache = Path(job["runs_dir"]) / "few_masks" / f"{job['key']}.json"
     labels = {k: job[k] for k in ("seed", "strategy", "n_masks")}
     if cache.exists():  # the same images may be chosen by two strategies: relabel
@@ -73,14 +84,11 @@ def one_run(job: dict) -> dict:
     datasets = make_datasets(base)
     train = with_masks(datasets["train"], job["chosen"])
     recipe = job["recipe"]
-    if recipe["name"] == "finetune":
-        start = dict(baseline=load_model(base, job["runs_dir"]), epochs=recipe["epochs"])
-    else:
-        config = guided_config(profile, recipe["lam"], job["seed"])
-        start = dict(model=build_model(config), epochs=profile.epochs)
     started = time.perf_counter()
     model, _ = train_with_few_masks(
         train,
+        baseline=load_model(base, job["runs_dir"]),
+        epochs=recipe["epochs"],
         lam=recipe["lam"],
         lr=recipe["lr"],
         batch_size=profile.batch_size,
@@ -88,7 +96,6 @@ def one_run(job: dict) -> dict:
         annotated_share=recipe["share"] or None,
         balance_lam=recipe["balance_lam"],
         device="cpu",
-        **start,
     )
     result = dict(labels, recipe=recipe)
     result["train_seconds"] = round(time.perf_counter() - started, 1)
@@ -101,6 +108,23 @@ def one_run(job: dict) -> dict:
     return result
 
 
+def scratch_config(profile, seed: int, ids: list, n_images: int, recipe: dict, every: bool):
+    """The course run of one scratch cell: ``ids`` keep their masks (``every``: all do)."""
+    lam = recipe["lam"]
+    if recipe["balance_lam"] and not every:
+        lam = balanced_lam(lam, len(ids), n_images, profile.batch_size)
+    return few_mask_config(
+        profile,
+        lam,
+        seed,
+        annotated_ids=() if every else ids,
+        share=None if every or not recipe["share"] else recipe["share"],
+        lr=recipe["lr"],
+        epochs=recipe["epochs"],
+        time_limit=None,
+    )
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="workshop")
@@ -109,7 +133,15 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--recipe", choices=("finetune", "scratch"), default="scratch")
     parser.add_argument("--finetune-epochs", type=int, default=12)
-    parser.add_argument("--lam", type=float, default=3.0, help="lambda of the few-mask runs")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs of the scratch recipe (the profile's)"
+    )
+    parser.add_argument(
+        "--lam",
+        type=float,
+        default=FEW_MASK_LAM,
+        help="lambda of the few-mask runs (default: the course's, few_masks.FEW_MASK_LAM)",
+    )
     parser.add_argument(
         "--full-lam",
         type=float,
@@ -120,7 +152,7 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument(
         "--share",
         type=float,
-        default=0.25,
+        default=ANNOTATED_SHARE,
         help="oversample annotated images to this share of draws; 0 = off",
     )
     parser.add_argument("--balance-lam", action="store_true")
@@ -142,50 +174,67 @@ def main(argv=None) -> pd.DataFrame:
         lr=args.lr or profile.lr,
         share=args.share,
         balance_lam=args.balance_lam,
-        epochs=args.finetune_epochs if args.recipe == "finetune" else profile.epochs,
+        epochs=args.finetune_epochs if args.recipe == "finetune" else args.epochs or profile.epochs,
     )
 
     # the course's own runs: baseline (no masks) and guided with every mask
-    references = [baseline_config(profile, s) for s in seeds]
-    references += [guided_config(profile, args.full_lam, s) for s in seeds]
+    references = [baseline_config(profile, s, time_limit=None) for s in seeds]
+    references += [guided_config(profile, args.full_lam, s, time_limit=None) for s in seeds]
     table = run_many(references, args.runs_dir, desc="baseline and full", jobs=args.jobs)
     reference = {(row.lam > 0, row.seed): row.accuracy_shifted for row in table.itertuples()}
 
     jobs = []
     for seed in seeds:
-        base = baseline_config(profile, seed)
-        train = make_datasets(base)["train"]
-        model = load_model(base, args.runs_dir)
+        n_images = len(make_datasets(baseline_config(profile, seed))["train"])
         for strategy in strategies:
-            order = rank_for_annotation(model, train, strategy, seed=seed)
+            order = annotation_proposal(profile, strategy, seed, args.runs_dir)
             for k in sizes:
                 if k == ALL and strategy != strategies[0]:
                     continue  # every strategy chooses the same images when all are chosen
                 chosen = order if k == ALL else order[:k]
-                key = hashlib.sha1(
-                    json.dumps(
-                        [profile.name, seed, sorted(chosen), recipe], sort_keys=True
-                    ).encode()
-                ).hexdigest()[:12]
-                jobs.append(
-                    dict(
+                job = dict(seed=seed, strategy=strategy, n_masks=k)
+                if args.recipe == "scratch":
+                    job["config"] = scratch_config(
+                        profile, seed, chosen, n_images, recipe, k == ALL
+                    )
+                else:
+                    key = hashlib.sha1(
+                        json.dumps(
+                            [profile.name, seed, sorted(chosen), recipe], sort_keys=True
+                        ).encode()
+                    ).hexdigest()[:12]
+                    positions = make_datasets(baseline_config(profile, seed))["train"].image_ids
+                    where = {image_id: i for i, image_id in enumerate(positions)}
+                    job.update(
                         profile=profile.name,
-                        seed=seed,
-                        strategy=strategy,
-                        n_masks=k,
-                        chosen=chosen,
+                        chosen=[where[i] for i in chosen],
                         recipe=recipe,
                         key=key,
                         runs_dir=args.runs_dir,
                     )
-                )
+                jobs.append(job)
     started = time.perf_counter()
-    if args.jobs > 1:
+    if args.recipe == "scratch":
+        configs = [job["config"] for job in jobs]
+        table = run_many(configs, args.runs_dir, desc="few-mask runs", jobs=args.jobs)
+        rows = [
+            {
+                "seed": job["seed"],
+                "strategy": job["strategy"],
+                "n_masks": job["n_masks"],
+                "accuracy_val": row.accuracy_val,
+                "accuracy_test_shifted": row.accuracy_shifted,
+                "mass_in_mask_val": row.mass_in_mask_val,
+                "mass_in_mask_test_shifted": row.mass_in_mask_shifted,
+            }
+            for job, row in zip(jobs, table.itertuples(), strict=True)
+        ]
+    elif args.jobs > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-            rows = list(pool.map(one_run, jobs))
+            rows = list(pool.map(finetune_run, jobs))
     else:
-        rows = [one_run(job) for job in jobs]
+        rows = [finetune_run(job) for job in jobs]
     results = pd.DataFrame(rows)
     everything = results[results["n_masks"] == ALL]  # the same run for every strategy
     results = pd.concat([results] + [everything.assign(strategy=s) for s in strategies[1:]])
@@ -206,11 +255,24 @@ def main(argv=None) -> pd.DataFrame:
     )
     results["n_masks"] = results["n_masks"].astype(str)
     columns = [str(k) for k in sizes]
-    for value in ("accuracy_test_shifted", "share_of_gain", "accuracy_val", "mass_in_mask_val"):
+    for value in (
+        "accuracy_test_shifted",
+        "share_of_gain",
+        "accuracy_val",
+        "mass_in_mask_val",
+    ):
         pivot = results.pivot_table(
             index="strategy", columns="n_masks", values=value, aggfunc="mean"
         ).reindex(columns=columns)
         print(f"\n{value} (mean over seeds)\n{pivot.round(3).to_string()}")
+    per_seed = results.pivot_table(
+        index=["n_masks", "strategy"], columns="seed", values="accuracy_test_shifted"
+    )
+    references_by_seed = {s: (reference[(False, s)], reference[(True, s)]) for s in seeds}
+    print(
+        f"\naccuracy_test_shifted per seed (baseline, full by seed: {references_by_seed})\n"
+        f"{per_seed.round(3).to_string()}"
+    )
     if args.json:
         shares = results.pivot_table(
             index="strategy",

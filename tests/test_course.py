@@ -67,6 +67,8 @@ def test_config_key_changes_with_every_field():
         {"masks_version": "abc"},
         {"lr_decay_at": 0.5},
         {"epochs": 2},
+        {"annotated_ids": ("train_00001",)},
+        {"annotated_share": 0.25},
     ):
         assert course.guided_config(TINY, **{"lam": 1.0, **change}).key() != base.key()
     # the time limit decides whether a run finishes, never what it gives
@@ -424,7 +426,9 @@ def test_course_configs_list_each_notebooks_runs():
     profile = course.get_profile("workshop")
     runs = course.course_configs(profile, 3.0)
     assert runs["01"] == [course.baseline_config(profile, 0)]
-    assert len(runs["03"]) == len(profile.lambdas) + 2 * len(profile.seeds)
+    assert len(runs["03"]) == len(profile.lambdas) + 2 * len(profile.seeds) + 1
+    control = runs["03"][-1]  # the random choice of as many built-in masks as a student draws
+    assert len(control.annotated_ids) == course.FEW_MASKS and control.masks_from is None
     ablations = course.ablation_configs(profile, 3.0)
     assert sum(map(len, ablations.values())) == len(runs["04"])
     assert {c.n_train for c in ablations["size"]} == set(profile.ablation_sizes)
@@ -447,3 +451,91 @@ def test_mask_degradations_by_hand():
     assert torch.equal(degrade(masks, "exact"), masks)
     with pytest.raises(ValueError, match="unknown mask quality"):
         degrade(masks, "blurry")
+
+
+# ---- issue 15: few-mask runs (annotated_ids, annotated_share) are ordinary cached runs
+
+
+class LoaderSpy:
+    """Stands in for course.fit: records the has_mask and image of every batch it is given."""
+
+    def __init__(self):
+        self.has_mask, self.images, self.real = [], [], course.fit
+
+    def __call__(self, model, loader, *args, **kwargs):
+        for _, _, masks, has_mask in loader:
+            self.has_mask.append(has_mask)
+            self.images.append(masks.flatten(1).sum(1))
+        return self.real(model, loader, *args, **kwargs)
+
+
+def test_annotated_ids_key_is_the_set_of_ids():
+    a = course.few_mask_config(TINY, 1.0, annotated_ids=["train_00003", "train_00001"])
+    b = course.few_mask_config(TINY, 1.0, annotated_ids=("train_00001", "train_00003"))
+    assert a.annotated_ids == ("train_00001", "train_00003") and a.key() == b.key()
+    c = course.few_mask_config(TINY, 1.0, annotated_ids=["train_00001"])
+    assert c.key() != a.key() and c.label == "guided (lambda=1, 1 masks)"
+    d = course.few_mask_config(TINY, 1.0, annotated_ids=["train_00001"], share=0.5)
+    assert d.key() != c.key()
+    with pytest.raises(ValueError, match="annotated_share"):
+        course.guided_config(TINY, 1.0, annotated_share=1.0)
+
+
+def test_run_with_annotated_ids_trains_only_those_images_with_masks(tmp_path, monkeypatch):
+    train = course.make_splits(course.baseline_config(TINY, 0))["train"]
+    chosen = [train.image_ids[i] for i in (2, 5, 11)]
+    config = course.few_mask_config(TINY, 1.0, annotated_ids=chosen, share=None)
+    dataset = course.make_datasets(config)["train"]
+    assert dataset.mask_kept.nonzero().flatten().tolist() == [2, 5, 11]
+    spy = LoaderSpy()
+    monkeypatch.setattr(course, "fit", spy)
+    result = course.run(config, tmp_path, progress=False, device="cpu")
+    has_mask = torch.cat(spy.has_mask)
+    assert len(has_mask) == TINY.n_train and int(has_mask.sum()) == 3  # one epoch, 3 masks
+    assert result["annotated_ids"] == sorted(chosen)
+    with pytest.raises(ValueError, match="not training images"):
+        course.make_datasets(course.few_mask_config(TINY, 1.0, annotated_ids=["elsewhere"]))
+
+
+def test_run_honours_the_annotated_share():
+    train = course.make_splits(course.baseline_config(TINY, 0))["train"]
+    config = course.few_mask_config(TINY, 1.0, annotated_ids=train.image_ids[:2], share=0.5)
+    loader = course.training_loader(config, course.make_datasets(config)["train"])
+    draws = torch.cat([batch[3] for _ in range(20) for batch in loader])
+    assert len(draws) == 20 * TINY.n_train
+    assert 0.42 < draws.float().mean() < 0.58  # 2 of 32 images, half of the draws
+    plain = course.few_mask_config(TINY, 1.0, annotated_ids=train.image_ids[:2], share=None)
+    unshared = course.training_loader(plain, course.make_datasets(plain)["train"])
+    assert int(torch.cat([b[3] for b in unshared]).sum()) == 2
+
+
+def test_few_mask_run_from_a_store_oversamples_the_images_it_has_masks_for(tmp_path, monkeypatch):
+    folder = tmp_path / "masks"
+    base = course.baseline_config(TINY, 0)
+    drawn_store(folder, base, n=4)
+    config = course.few_mask_config(TINY, 1.0, masks_from=str(folder), data_seed=0, share=0.5)
+    spy = LoaderSpy()
+    monkeypatch.setattr(course, "fit", spy)
+    course.run(config, tmp_path / "runs", progress=False, device="cpu")
+    has_mask = torch.cat(spy.has_mask)
+    assert len(has_mask) == TINY.n_train
+    # 4 of 32 images (12.5 %) have masks; oversampled to about half of the draws
+    assert int(has_mask.sum()) >= 10
+    assert (torch.cat(spy.images)[has_mask] == 144).all()  # the drawn 12 x 12 boxes
+
+
+def test_your_masks_run_uses_the_store_and_oversamples_it(tmp_path):
+    folder = course.annotation_folder(TINY, tmp_path, seed=0)
+    drawn_store(folder, course.baseline_config(TINY, 0), n=4)
+    config, n, fallback = course.your_masks_config(TINY, 1.0, 0, tmp_path)
+    assert (n, fallback) == (4, "")
+    assert config.masks_from == str(folder) and config.annotated_ids == ()
+    assert config.annotated_share == course.ANNOTATED_SHARE and config.lam == 1.0
+
+
+def test_your_masks_run_without_notebook_02_falls_back_to_the_kits_proposal(tmp_path):
+    config, n, fallback = course.your_masks_config(TINY, 1.0, 0, tmp_path, strategy="random", n=5)
+    assert n == 5 and config.masks_from is None
+    assert list(config.annotated_ids) == sorted(course.annotation_proposal(TINY, "random")[:5])
+    assert "found 0 masks" in fallback and "5 images the kit proposes first" in fallback
+    assert course.make_datasets(config)["train"].mask_kept.sum() == 5
