@@ -464,3 +464,23 @@ def test_an_input_gradient_step_leaves_the_callers_batch_alone():
     for _ in range(2):
         training_step(model, batch, optimizer, lam=1.0, guidance="rrr")
     assert not batch[0].requires_grad and batch[0].grad is None
+
+
+def test_the_zoo_baseline_is_plain_cross_entropy_and_trains_as_fit_does():
+    """The baseline step must not measure the attention loss (the course's fit does, for its
+    plots), or the step-time ratios would flatter every term; its weights stay fit's."""
+    images, labels, masks, has_mask, forbidden = _synthfrac_batch(16)
+    batches = zoo.loader(images, labels, masks, has_mask, forbidden, batch_size=8)
+    torch.manual_seed(0)
+    run = zoo.train(CAMNet("tiny", 2, 1), batches, "baseline", 5.0, epochs=1, lr=1e-3, seed=0)
+    torch.manual_seed(0)
+    reference = CAMNet("tiny", 2, 1)
+    history = fit(reference, batches, epochs=1, lr=1e-3, seed=0, progress=False, device="cpu")
+    assert run.lam == 0.0 and history["att"].notna().all()  # fit monitors the attention loss
+    for a, b in zip(run.model.state_dict().values(), reference.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    lam, term = zoo.step_settings("baseline", 5.0)
+    model = CAMNet("tiny", 2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    out = training_step(model, (images, labels, masks, has_mask), optimizer, lam=lam, guidance=term)
+    assert lam == 0.0 and math.isnan(out["att"])  # the term is never called
