@@ -315,7 +315,7 @@ def decoy_run(
     *,
     val_set=None,
     lam: float | None = None,
-    epochs: int = 8,
+    epochs: int = 12,
     batch_size: int = 64,
     lr: float = 3e-3,
     lr_decay_at: float | None = 0.75,
@@ -324,8 +324,9 @@ def decoy_run(
     """Train one method on Decoy-MNIST training data; score on its test data.
 
     ``lr_decay_at``: divide the learning rate by 10 after this share of the epochs (as the
-    course's profiles do); None keeps it constant. The defaults are the benchmark's recipe:
-    on seed 0, RRR reached 0.945 test accuracy with 4 epochs and no decay, 0.961 with them.
+    course's profiles do); None keeps it constant. The defaults are the benchmark's recipe,
+    chosen by validation accuracy: RRR's mean validation accuracy over seeds 0-2 was 0.935
+    with 4 epochs and no decay, 0.958 with 8 and 0.964 with 12 (the decay after 75 %).
 
     train_set, test_set, val_set: ``agkit.data.decoy_mnist.DecoyMNIST`` (see
     ``decoy_mnist_splits``). Returns a dict: method, lam, seed, accuracy_val (NaN without a

@@ -65,7 +65,7 @@ def parse(argv=None):
         "--decoy-val", type=int, default=10_000, help="held-out training digits for choosing lam"
     )
     parser.add_argument("--decoy-test", type=int, help="first n test digits (default all)")
-    parser.add_argument("--decoy-epochs", type=int, default=8)
+    parser.add_argument("--decoy-epochs", type=int, default=12)
     parser.add_argument(
         "--decoy-lr-decay-at",
         type=float,
