@@ -54,10 +54,13 @@ def uptime() -> str:
 
 
 def course_notebooks(only=None, folder: Path = NOTEBOOKS) -> list[Path]:
+    """The notebooks ``make course`` runs (run_course.COURSE_PREFIXES: not the extensions
+    such as 06, which a workshop does not time), or those whose names start with ``only``."""
+    from agkit.run_course import COURSE_PREFIXES
+
     notebooks = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        notebooks = [n for n in notebooks if any(n.name.startswith(p) for p in only)]
-    return notebooks
+    prefixes = only or COURSE_PREFIXES
+    return [n for n in notebooks if any(n.name.startswith(p) for p in prefixes)]
 
 
 def time_notebooks(notebooks, profile: str, out: Path, runs: Path, device=None) -> dict:
