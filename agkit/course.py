@@ -55,9 +55,9 @@ from tqdm.auto import tqdm
 
 from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, synthetic
 from agkit.data.mask_quality import degrade
-from agkit.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM, oversampling_loader, with_masks
+from agkit.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM, few_mask_loader, with_masks
 from agkit.models import CAMNet
-from agkit.train import TimeLimitWarning, default_device, evaluate, fit
+from agkit.train import TimeLimitWarning, decay_step, default_device, evaluate, fit
 
 CACHE_VERSION = 2  # bump when the layout of a stored run changes
 TEST_SEED = 10_000  # the test splits are the same for every run, whatever its seed
@@ -594,10 +594,8 @@ def image_positions(dataset, image_ids) -> list[int]:
 def training_loader(config: RunConfig, train: GuidedDataset):
     """The training batches of a run: (images B x C x S x S, labels B, masks B x 1 x S x S,
     has_mask B), shuffled, or with ``config.annotated_share`` of the draws going to the
-    images that have a mask (``few_masks.oversampling_loader``, with replacement)."""
-    if config.annotated_share is None:
-        return make_loader(train, config.batch_size, shuffle=True, seed=config.seed)
-    return oversampling_loader(train, config.batch_size, config.annotated_share, config.seed)
+    images that have a mask (``few_masks.few_mask_loader``, with replacement)."""
+    return few_mask_loader(train, config.batch_size, config.annotated_share, config.seed)
 
 
 # ---------------------------------------------------------------------------------------
@@ -673,7 +671,7 @@ def _train_and_store(config: RunConfig, folder: Path, device: torch.device, prog
     datasets = make_datasets(config)
     model = build_model(config)
     train_loader = training_loader(config, datasets["train"])
-    lr_step = max(1, round(config.lr_decay_at * config.epochs)) if config.lr_decay_at else None
+    lr_step = decay_step(config.epochs, config.lr_decay_at)
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():

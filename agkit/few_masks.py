@@ -105,6 +105,17 @@ def oversampling_loader(
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
 
 
+def few_mask_loader(
+    dataset: GuidedDataset, batch_size: int, annotated_share: float | None, seed: int = 0
+) -> DataLoader:
+    """Training batches of (image, label, mask, has_mask): plainly shuffled when
+    ``annotated_share`` is None, else with annotated images oversampled to that share of the
+    draws (``oversampling_loader``)."""
+    if annotated_share is None:
+        return make_loader(dataset, batch_size, shuffle=True, seed=seed)
+    return oversampling_loader(dataset, batch_size, annotated_share, seed)
+
+
 def switch_guidance_on(baseline) -> torch.nn.Module:
     """A copy of a trained CAMNet with softmax pooling, ready for guided fine-tuning."""
     model = copy.deepcopy(baseline)
@@ -144,10 +155,7 @@ def train_with_few_masks(
     if (baseline is None) == (model is None):
         raise ValueError("pass either baseline= (to fine-tune) or model= (to train from scratch).")
     model = switch_guidance_on(baseline) if baseline is not None else model
-    if annotated_share is None:
-        loader = make_loader(dataset, batch_size, shuffle=True, seed=seed)
-    else:
-        loader = oversampling_loader(dataset, batch_size, annotated_share, seed)
+    loader = few_mask_loader(dataset, batch_size, annotated_share, seed)
     if balance_lam:
         lam = balanced_lam(lam, int(annotated_images(dataset).sum()), len(dataset), batch_size)
     history = fit(

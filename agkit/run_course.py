@@ -153,9 +153,10 @@ def pack_profile(
 COURSE_PREFIXES = ("01", "02", "03", "04", "05")
 
 
-def course_notebooks(extensions: bool = False) -> list[Path]:
-    """The course notebooks in order; with ``extensions`` also the ones after the course."""
-    notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+def course_notebooks(extensions: bool = False, folder: Path = NOTEBOOKS) -> list[Path]:
+    """The course notebooks in ``folder``, in order; with ``extensions`` also the ones after
+    the course."""
+    notebooks = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
     if extensions:
         return notebooks
     return [n for n in notebooks if n.name[:2] in COURSE_PREFIXES]

@@ -394,6 +394,12 @@ def make_optimizer(
     raise ValueError(f"unknown optimizer {name!r}; choose 'adam' or 'sgd'.")
 
 
+def decay_step(epochs: int, decay_at: float | None) -> int | None:
+    """``fit``'s ``lr_step`` that divides the learning rate by 10 once, after ``decay_at``
+    (a share, e.g. 0.75) of ``epochs``; None (a constant rate) when decay_at is None or 0."""
+    return max(1, round(decay_at * epochs)) if decay_at else None
+
+
 def _loader_facts(loader: Any) -> dict[str, int | None]:
     dataset = getattr(loader, "dataset", None)
     try:

@@ -23,7 +23,7 @@ from agkit import course, diagnostics
 from agkit.data import make_synthfrac
 from agkit.guidance import get_term
 from agkit.models import CAMNet
-from agkit.train import fit, training_step
+from agkit.train import decay_step, fit, training_step
 
 # lam per term ("baseline" is plain cross-entropy with average pooling), as chosen by
 # ``benchmarks/guidance_zoo.py --tune`` on the workshop profile: the value of LAMBDA_GRIDS
@@ -213,8 +213,7 @@ def synthfrac_run(
     model = CAMNet(profile.backbone, num_classes=2, in_channels=1, pooling=pooling_of(method))
     model.to(device or "cpu")
     epochs = epochs or profile.epochs
-    # the course's schedule: lr / 10 after the profile's share of the epochs
-    lr_step = max(1, round(profile.lr_decay_at * epochs)) if profile.lr_decay_at else None
+    lr_step = decay_step(epochs, profile.lr_decay_at)  # the course's schedule
     run = train(
         model,
         batches,
@@ -336,7 +335,7 @@ def decoy_run(
     lam = LAMBDAS["decoy_mnist"].get(method, 0.0) if lam is None else lam
     batches = loader(*train_set.tensors(), batch_size=batch_size, shuffle=True, seed=seed)
     model = digit_model(pooling_of(method), seed).to(device or "cpu")
-    lr_step = max(1, round(lr_decay_at * epochs)) if lr_decay_at else None
+    lr_step = decay_step(epochs, lr_decay_at)
     run = train(
         model, batches, method, lam, epochs=epochs, lr=lr, seed=seed, lr_step=lr_step, device=device
     )

@@ -54,13 +54,12 @@ def uptime() -> str:
 
 
 def course_notebooks(only=None, folder: Path = NOTEBOOKS) -> list[Path]:
-    """The notebooks ``make course`` runs (run_course.COURSE_PREFIXES: not the extensions
-    such as 06, which a workshop does not time), or those whose names start with ``only``."""
-    from agkit.run_course import COURSE_PREFIXES
+    """The notebooks ``make course`` runs (not the extensions such as 06, which a workshop
+    does not time), or any of ``folder``'s whose names start with one of ``only``."""
+    from agkit.run_course import course_notebooks as notebooks_of
 
-    notebooks = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
-    prefixes = only or COURSE_PREFIXES
-    return [n for n in notebooks if any(n.name.startswith(p) for p in prefixes)]
+    notebooks = notebooks_of(extensions=bool(only), folder=folder)
+    return [n for n in notebooks if not only or any(n.name.startswith(p) for p in only)]
 
 
 def time_notebooks(notebooks, profile: str, out: Path, runs: Path, device=None) -> dict:

@@ -499,3 +499,11 @@ def test_guidance_by_name_is_resolved_lazily_and_stored_in_the_checkpoint(tmp_pa
             checkpoint=tmp_path / "g.pt",
             resume=True,
         )
+
+
+def test_decay_step_divides_the_rate_once_after_the_share_of_the_epochs():
+    from agkit.train import decay_step
+
+    assert decay_step(8, 0.75) == 6 and decay_step(12, 0.75) == 9
+    assert decay_step(1, 0.75) == 1  # never 0, which StepLR refuses
+    assert decay_step(8, None) is None and decay_step(8, 0) is None
