@@ -96,9 +96,9 @@ class TextBar(std_tqdm):
 
 def use_text_progress_bars() -> None:
     """Draw the kit's progress bars (training epochs, runs) as ``TextBar``s."""
-    from agkit import course, train, zoo
+    from agkit import course, train  # the zoo trains through train.fit
 
-    for module in (train, course, zoo):
+    for module in (train, course):
         module.tqdm = TextBar
 
 
