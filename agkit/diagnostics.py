@@ -11,7 +11,8 @@
 * ``randomization_check``: Adebayo et al.'s sanity check ("Sanity checks for saliency
   maps", NeurIPS 2018): re-initialise the layers from the top down and watch the CAM
   change. A map that stays the same does not depend on what the model learned.
-* ``synthfrac_marker_masks``: the lead marker's box in SynthFrac, the natural forbidden mask.
+* ``synthfrac_marker_masks``: the lead marker's box in SynthFrac, or the four corner boxes
+  where a marker can sit: SynthFrac's "don't look here" masks.
 """
 
 from __future__ import annotations
@@ -62,18 +63,27 @@ def worst_group_accuracy(predictions, labels, confounders) -> float:
 # ---------------------------------------------------------------------------------------
 
 
-def synthfrac_marker_masks(data) -> torch.Tensor:
+def synthfrac_marker_masks(data, every_corner: bool = False) -> torch.Tensor:
     """The lead marker's box of every SynthFrac image: n x 1 x S x S float 0/1.
 
     All zero for images without a marker. The geometry is the generator's
     (``agkit.data.synthetic``): a square of side max(7, round(0.17 S)) set in from the
     corner by max(2, round(0.05 S)) pixels; ``meta["marker_corner"]`` says which corner.
+
+    With ``every_corner`` each image gets all four boxes where a marker can sit, marker or
+    not. That is the region a "don't look here" annotation has to cover: an empty corner
+    says "normal" as surely as a marker says "fractured", and a model penalised only on
+    the marker's box can still read the corners of the images without one.
     """
     size = int(data.images.shape[-1])
     box, inset = max(7, round(0.17 * size)), max(2, round(0.05 * size))
     far = size - inset - box
     origin = {"tl": (inset, inset), "tr": (inset, far), "bl": (far, inset), "br": (far, far)}
     masks = torch.zeros(len(data), 1, size, size)
+    if every_corner:
+        for row, col in origin.values():
+            masks[:, 0, row : row + box, col : col + box] = 1.0
+        return masks
     for i, (marker, corner) in enumerate(
         zip(data.meta["marker"], data.meta["marker_corner"], strict=True)
     ):

@@ -102,13 +102,14 @@ def main(argv=None) -> pd.DataFrame:
     if "synthfrac" not in args.skip:
         profile = course.get_profile(args.profile)
 
-        def synthfrac(method, seed, lam, data):
+        def synthfrac(method, seed, data, lam, region=None):
             return zoo.synthfrac_run(
                 profile,
                 method,
                 seed,
                 data,
                 lam=lam,
+                region=region,
                 device=device,
                 epochs=args.synthfrac_epochs,
                 ig_images=args.ig_images,
@@ -123,7 +124,7 @@ def main(argv=None) -> pd.DataFrame:
             print("no --mnist-root: Decoy-MNIST skipped", file=sys.stderr)
         else:
 
-            def decoy(method, seed, lam, splits):
+            def decoy(method, seed, splits, lam):
                 return zoo.decoy_run(
                     splits["train"],
                     splits["test"],
@@ -179,7 +180,7 @@ def main(argv=None) -> pd.DataFrame:
     if args.tune:
         print("\nlam chosen on seed", args.seeds[0], "by the validation score (test shown too):")
         tuning = table[table["tuning"]].dropna(axis=1, how="all")
-        shown = [c for c in ("dataset", "method", "lam", "selected") if c in tuning]
+        shown = [c for c in ("dataset", "method", "lam", "region", "selected") if c in tuning]
         shown += [c for c in tuning if c.startswith(("worst_group", "accuracy"))]
         print(tuning[shown].to_string(index=False))
     table = table[table["selected"]]
@@ -205,36 +206,47 @@ def main(argv=None) -> pd.DataFrame:
 
 
 def run_methods(dataset: str, run_one, seed: int, data, args, record) -> None:
-    """Every method on one seed's data: ``run_one(method, seed, lam, data) -> row``.
+    """Every method on one seed's data: ``run_one(method, seed, data, **setting) -> row``.
 
-    With ``--tune`` on the first seed, a term runs once per lam of its grid and the lam
-    with the best validation score is kept (``CHOSEN``) for the later seeds; every row is
-    recorded, with ``tuning`` and ``selected`` columns saying which is which.
+    A setting is the term's lam, and on SynthFrac for the terms in ``zoo.REGION`` also its
+    "don't look here" region. With ``--tune`` on the first seed, a term runs once per
+    setting of its grid (``zoo.LAMBDA_GRIDS`` x ``zoo.REGIONS``) and the setting with the
+    best validation score is kept (``CHOSEN``) for the later seeds; every row is recorded,
+    with ``tuning`` and ``selected`` columns saying which is which.
     """
     tuning = args.tune and seed == args.seeds[0]
     for method in args.methods:
-        if method == "baseline":
-            lams = [0.0]
-        elif tuning:
-            lams = list(zoo.LAMBDA_GRIDS[dataset][method])
-        else:
-            lams = [CHOSEN.get((dataset, method), zoo.LAMBDAS[dataset][method])]
+        settings = _settings(dataset, method, tuning)
         rows = []
-        for lam in lams:
+        for setting in settings:
             try:
-                rows.append(run_one(method, seed, lam, data))
+                rows.append(run_one(method, seed, data, **setting))
             except TrainingDiverged as error:  # a lam too large for the term: recorded as such
-                rows.append(dict(dataset=dataset, method=method, lam=lam, seed=seed))
-                print(f"{dataset} {method} lam={lam:g} diverged: {error}", file=sys.stderr)
+                rows.append(dict(dataset=dataset, method=method, seed=seed, **setting))
+                print(f"{dataset} {method} {setting} diverged: {error}", file=sys.stderr)
         score = zoo.VALIDATION_SCORE[dataset]
         best = max(rows, key=lambda row: _finite(row.get(score)))
         if tuning and method != "baseline":
-            CHOSEN[(dataset, method)] = best["lam"]
+            CHOSEN[(dataset, method)] = settings[rows.index(best)]
         for row in rows:
             record(dict(row, tuning=tuning and method != "baseline", selected=row is best))
 
 
-CHOSEN: dict = {}  # (dataset, method) -> lam chosen with --tune
+def _settings(dataset: str, method: str, tuning: bool) -> list[dict]:
+    """The settings a method runs with: its grid when tuning, else the chosen one."""
+    if method == "baseline":
+        return [dict(lam=0.0)]
+    regions = zoo.REGIONS if dataset == "synthfrac" and method in zoo.REGION else None
+    if not tuning:
+        chosen = dict(lam=zoo.LAMBDAS[dataset][method])
+        if regions:
+            chosen["region"] = zoo.REGION[method]
+        return [CHOSEN.get((dataset, method), chosen)]
+    grid = [dict(lam=lam) for lam in zoo.LAMBDA_GRIDS[dataset][method]]
+    return [dict(s, region=r) for r in regions for s in grid] if regions else grid
+
+
+CHOSEN: dict = {}  # (dataset, method) -> the setting chosen with --tune
 
 
 def _finite(value) -> float:

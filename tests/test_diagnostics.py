@@ -40,6 +40,18 @@ def test_marker_masks_sit_on_the_bright_marker_box_and_off_the_bones():
         assert (image * rim).sum() / rim.sum() > 1.5 * (image * beyond).sum() / beyond.sum()
 
 
+def test_every_corner_masks_cover_each_marker_and_the_empty_corners_of_every_image():
+    data = make_synthfrac(48, seed=0, split="test_shifted", noise=0)
+    marker = diagnostics.synthfrac_marker_masks(data)
+    corners = diagnostics.synthfrac_marker_masks(data, every_corner=True)
+    has = torch.tensor(data.meta["marker"].to_numpy())
+    assert (~has).any()  # images without a marker get the four boxes as well
+    box = max(7, round(0.17 * 64))
+    assert (corners.flatten(1).sum(1) == 4 * box * box).all()
+    assert (corners == corners[:1]).all()
+    assert (marker <= corners).all()  # every marker box is one of the four
+
+
 def test_attribution_share_by_hand():
     attributions = torch.tensor([[[[1.0, -3.0], [0.0, 0.0]]]])
     region = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])

@@ -338,6 +338,48 @@ def test_synthfrac_run_scores_a_term_on_the_shifted_split():
     for key in ("accuracy_shifted", "worst_group_shifted", "wrong_reason_cam", "wrong_reason_ig"):
         assert 0.0 <= result[key] <= 1.0
     assert result["worst_group_shifted"] <= result["accuracy_shifted"]
+    assert result["region"] == zoo.REGION["rrr"]
+    with pytest.raises(ValueError, match="unknown region"):
+        zoo.synthfrac_run(tiny, "forbidden", 0, region="everywhere")
+
+
+def test_the_forbidden_region_decides_what_the_term_sees(monkeypatch):
+    from dataclasses import replace
+
+    from agkit import course
+
+    tiny = replace(
+        course.get_profile("ci"), size=32, n_train=16, n_val=8, n_test=16, epochs=1, batch_size=16
+    )
+    data = zoo.synthfrac_data(tiny, 0)
+    seen = {}
+
+    class Recorded(Exception):
+        """Stops the run once the batches are known: only the masks matter here."""
+
+    def recording_train(model, batches, method, lam, **kwargs):
+        seen[method] = batches.dataset.tensors[4]  # the forbidden masks of the batches
+        raise Recorded
+
+    monkeypatch.setattr(zoo, "train", recording_train)
+    for region in zoo.REGIONS:
+        with pytest.raises(Recorded):
+            zoo.synthfrac_run(tiny, "forbidden", 0, data, region=region)
+        seen[region] = seen.pop("forbidden")
+    train_set, markers = data["train"]
+    assert torch.equal(seen["marker"], markers)
+    corners = synthfrac_marker_masks(train_set, every_corner=True)
+    assert torch.equal(seen["corners"], corners)
+    assert not torch.equal(seen["marker"], seen["corners"])
+
+
+def test_the_zoo_fingerprint_follows_the_training_source(monkeypatch):
+    from agkit import course
+
+    first = zoo.fingerprint()
+    assert zoo.fingerprint() == first and len(first) == 12
+    monkeypatch.setattr(course, "source_fingerprint", lambda root=None: "edited")
+    assert zoo.fingerprint() != first
 
 
 # ------------------------------------------------------------------ the benchmark
@@ -360,7 +402,7 @@ def test_tuning_keeps_the_lam_with_the_best_validation_score_for_the_later_seeds
     bench = load_zoo_benchmark()
     calls, rows = [], []
 
-    def run_one(method, seed, lam, data):  # validation peaks at lam 100; test would prefer 1000
+    def run_one(method, seed, data, lam):  # validation peaks at lam 100; test would prefer 1000
         calls.append((method, seed, lam))
         if method == "rrr" and lam == 1000.0:
             raise bench.TrainingDiverged("too large")
@@ -385,6 +427,41 @@ def test_tuning_keeps_the_lam_with_the_best_validation_score_for_the_later_seeds
     assert [r["tuning"] for r in rows if r["seed"] == 3] == [False, True, True, True]
     diverged = [r for r in rows if r["lam"] == 1000.0]
     assert len(diverged) == 1 and "accuracy_val" not in diverged[0]  # recorded, never chosen
+
+
+def test_synthfrac_tuning_chooses_the_forbidden_region_with_the_lam():
+    from argparse import Namespace
+
+    bench = load_zoo_benchmark()
+    calls, rows = [], []
+
+    def run_one(method, seed, data, lam, region=None):
+        calls.append((method, seed, lam, region))
+        best = method == "forbidden" and (lam, region) == (10.0, "corners")
+        return dict(
+            dataset="synthfrac",
+            method=method,
+            lam=lam,
+            region=region,
+            seed=seed,
+            worst_group_val_shifted=0.7 if best else 0.1,
+        )
+
+    args = Namespace(tune=True, seeds=[0, 1], methods=["baseline", "forbidden", "cam"])
+    for seed in args.seeds:
+        bench.run_methods("synthfrac", run_one, seed, None, args, rows.append)
+    lams = zoo.LAMBDA_GRIDS["synthfrac"]
+    tried = [(lam, region) for m, s, lam, region in calls if m == "forbidden" and s == 0]
+    assert tried == [(lam, r) for r in zoo.REGIONS for lam in lams["forbidden"]]
+    # a term without a forbidden region is tuned on lam alone
+    assert [c for c in calls if c[0] == "cam" and c[1] == 0] == [
+        ("cam", 0, lam, None) for lam in lams["cam"]
+    ]
+    assert [c for c in calls if c[1] == 1] == [
+        ("baseline", 1, 0.0, None),
+        ("forbidden", 1, 10.0, "corners"),
+        ("cam", 1, lams["cam"][0], None),
+    ]
 
 
 def test_verdict_names_who_beats_the_baseline_and_a_cam_that_moved_alone():
@@ -427,6 +504,15 @@ def test_digit_backbone_knows_where_a_pattern_is_only_with_coordinates():
     placed = features(True)
     assert not torch.allclose(placed[1, :, 3:6, 3:6], placed[0, :, 2:5, 2:5], atol=1e-3)
     assert zoo.digit_model("softmax")(image).cams.shape == (2, 10, 7, 7)
+
+
+def test_a_digit_backbone_cell_sees_25_by_25_pixels_nearly_the_whole_digit():
+    torch.manual_seed(0)
+    net = zoo.SmallConvNet(coordinates=False).eval()
+    image = torch.rand(1, 1, 28, 28, requires_grad=True)
+    net(image)[0, :, 3, 3].sum().backward()  # the centre cell of the 7 x 7 grid
+    rows, cols = (image.grad[0, 0] != 0).nonzero().unbind(1)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (0, 24, 0, 24)
 
 
 def test_decoy_run_scores_validation_and_test_digits_it_did_not_train_on():
