@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from agkit import metrics
+from agkit.guidance import ForbiddenGuidance, RRRGuidance, attention_mass
 from agkit.losses import attention_guidance_loss
-from agkit.models import CAMNet, pool_cams
+from agkit.models import CAMNet, CAMOutput, pool_cams
 
 
 class Hint(Exception):
@@ -566,3 +567,113 @@ def check_uniform_chance(fn) -> str:
         "uniform attention puts 1/(h*w) on every cell, so it scores the share of "
         "cells inside the mask; average that over the annotated images."
     )
+
+
+# --------------------------------------------------------------------------------------
+# Notebook 06: the "don't look here" CAM term, and Right for the Right Reasons
+# --------------------------------------------------------------------------------------
+
+
+def _forbidden_batch():
+    """CAMs 4 x 2 x 8 x 8 (with a graph) and regions 4 x 1 x 32 x 32: image 0's box covers
+    cells only in part (so a touched-cell shrink differs from the pixel share), image 2 has
+    no region."""
+    generator = torch.Generator().manual_seed(7)
+    cams = (torch.randn(4, 2, 8, 8, generator=generator) * 2).requires_grad_(True)
+    region = torch.zeros(4, 1, 32, 32)
+    region[0, 0, 2:9, 2:9] = 1
+    region[1, 0, 0:8, 24:32] = 1
+    region[3, 0, 20:30, 4:14] = 1
+    return cams, region
+
+
+@_check("don't-look-here term")
+def check_forbidden_loss(fn) -> str:
+    """fn(cams B x N x h x w, region B x 1 x H x W) -> scalar mean of -log(1 - mass)."""
+    cams, region = _forbidden_batch()
+    out = CAMOutput(logits=cams.mean(dim=(2, 3)), cams=cams)
+    expected = ForbiddenGuidance()(None, None, None, None, None, out, region)
+    value = _tensor(fn(cams, region), "your function", (), "one number, a scalar tensor")
+    if not _close(value, expected):
+        present = region.flatten(1).amax(dim=1) > 0
+        mass = attention_mass(cams, region)  # 4 x 2
+        if _close(value, -expected):
+            raise Hint("the sign is wrong: -log(1 - mass) is positive, and 0 with no mass there.")
+        if _close(value, -torch.log(mass[present]).mean()):
+            raise Hint(
+                "-log(mass) pulls attention *into* the region; pushing it out is -log(1 - mass)."
+            )
+        if _close(value, -torch.log1p(-mass).mean()):
+            raise Hint(
+                "an image without a region adds nothing: average over the images that have one."
+            )
+        touched = F.adaptive_max_pool2d(region, (8, 8))
+        attention = cams.flatten(2).softmax(dim=2).view_as(cams)
+        mass_touched = (attention * touched).flatten(2).sum(dim=2)[present]
+        if _close(value, -torch.log1p(-mass_touched.clamp(max=1 - 1e-6)).mean()):
+            raise Hint(
+                "a cell partly inside the region counts by the share of its pixels inside "
+                "(F.adaptive_avg_pool2d), not as a whole cell (max pooling)."
+            )
+        raise Hint(
+            "the value differs from the kit's term: take the softmax of every map over all its "
+            "positions, sum it over the region's share of each cell (F.adaptive_avg_pool2d), "
+            "and average -log(1 - mass) over every class map of every image with a region."
+        )
+    cams.grad = None
+    value.backward()
+    if cams.grad is None or not torch.isfinite(cams.grad).all():
+        raise Hint("the value is right but no gradient reaches the CAMs.")
+    none = fn(cams.detach(), torch.zeros_like(region))
+    if none is None or not torch.isfinite(torch.as_tensor(none)).all() or float(none) != 0:
+        raise Hint("a batch without any region must give exactly 0 (not NaN).")
+    return "your term equals the kit's ForbiddenGuidance, and a batch without regions gives 0."
+
+
+@_check("RRR penalty")
+def check_rrr_penalty(fn) -> str:
+    """fn(model, images B x C x H x W, region B x 1 x H x W) -> scalar RRR penalty."""
+    model = _model(8)
+    images = _images(8)
+    region = torch.zeros(4, 1, 32, 32)
+    region[:, :, :8, :8] = 1  # a corner of every image
+    # the penalty is tiny here (about 3e-6: an untrained network barely reads a corner), so
+    # values are compared by their relative difference only (atol=0)
+    reference = images.clone().requires_grad_(True)
+    expected = RRRGuidance()(model, reference, None, None, None, model(reference), region)
+    value = _tensor(fn(model, images, region), "your function", (), "one number, a scalar tensor")
+    if images.requires_grad or images.grad is not None:
+        raise Hint(
+            "you changed the caller's images (requires_grad or .grad); differentiate a "
+            "copy, images.detach().requires_grad_(True)."
+        )
+    if not _close(value, expected, atol=0.0):
+        copy = images.clone().requires_grad_(True)
+        logits = model(copy).logits
+        (gradient,) = torch.autograd.grad(logits.sum(), copy)
+        if _close(value, (region * gradient).pow(2).sum() / 4, atol=0.0):
+            raise Hint(
+                "differentiate the sum of the log-probabilities (F.log_softmax), not the logits."
+            )
+        (gradient,) = torch.autograd.grad(F.log_softmax(model(copy).logits, 1).sum(), copy)
+        if _close(value, gradient.pow(2).sum() / 4, atol=0.0):
+            raise Hint("only the forbidden pixels count: multiply the gradient by the region.")
+        if _close(value, (region * gradient).pow(2).mean(), atol=0.0):
+            raise Hint("sum over pixels and channels and divide by the number of images only.")
+        if _close(value, (region * gradient).abs().sum() / 4, atol=0.0):
+            raise Hint("square the gradient on the region (RRR penalises its square).")
+        raise Hint(
+            "the value differs from RRR: the gradient of the summed log-probabilities with "
+            "respect to the pixels, times the region, squared, summed, divided by B."
+        )
+    model.zero_grad()
+    if not value.requires_grad:
+        raise Hint(
+            "the value is right but cannot be trained: take the input gradient with "
+            "create_graph=True (double backpropagation)."
+        )
+    value.backward()
+    weights = model.classifier.weight.grad
+    if weights is None or not weights.abs().sum() > 0:
+        raise Hint("no gradient reaches the weights: use create_graph=True in autograd.grad.")
+    return "your penalty equals the kit's RRRGuidance and trains the weights (double backprop)."

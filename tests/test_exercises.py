@@ -352,3 +352,89 @@ def test_a_check_leaves_the_random_state_of_the_notebook_alone():
     torch.manual_seed(123)
     exercises.check_cam.verdict(cam)  # seeds its own model and inputs inside
     assert torch.equal(torch.rand(3), expected)
+
+
+# ---------------------------------------------------------------------------------- 06
+
+
+def forbidden_loss(cams, region):
+    coverage = F.adaptive_avg_pool2d(region.float(), cams.shape[-2:])
+    attention = cams.flatten(2).softmax(dim=2).view_as(cams)
+    mass = (attention * coverage).flatten(2).sum(dim=2)  # B x N
+    present = region.flatten(1).amax(dim=1) > 0
+    if not present.any():
+        return cams.sum() * 0.0
+    return -torch.log1p(-mass[present]).mean()
+
+
+def test_forbidden_loss_check():
+    passes(exercises.check_forbidden_loss, forbidden_loss)
+    fails_with(exercises.check_forbidden_loss, blank, "returned nothing")
+    fails_with(exercises.check_forbidden_loss, lambda c, r: -forbidden_loss(c, r), "sign")
+
+    def parts(cams, region, cover=F.adaptive_avg_pool2d):
+        attention = cams.flatten(2).softmax(dim=2).view_as(cams)
+        mass = (attention * cover(region, cams.shape[-2:])).flatten(2).sum(dim=2)
+        return mass, region.flatten(1).amax(dim=1) > 0
+
+    def pulls_in(cams, region):
+        mass, present = parts(cams, region)
+        return -torch.log(mass[present]).mean()
+
+    def every_image(cams, region):
+        return -torch.log1p(-parts(cams, region)[0]).mean()
+
+    def whole_cells(cams, region):
+        mass, present = parts(cams, region, F.adaptive_max_pool2d)
+        return -torch.log1p(-mass[present]).mean()
+
+    def nan_when_empty(cams, region):
+        mass, present = parts(cams, region)
+        return -torch.log1p(-mass[present]).mean()  # the mean of nothing is NaN
+
+    fails_with(exercises.check_forbidden_loss, pulls_in, "1 - mass")
+    fails_with(exercises.check_forbidden_loss, every_image, "images that have one")
+    fails_with(exercises.check_forbidden_loss, whole_cells, "adaptive_avg_pool2d")
+    fails_with(exercises.check_forbidden_loss, nan_when_empty, "exactly 0")
+
+
+def rrr_penalty(model, images, region):
+    images = images.detach().requires_grad_(True)
+    log_probs = F.log_softmax(model(images).logits, dim=1).sum()
+    (gradient,) = torch.autograd.grad(log_probs, images, create_graph=True)
+    return (region * gradient).pow(2).sum() / images.shape[0]
+
+
+def test_rrr_penalty_check():
+    passes(exercises.check_rrr_penalty, rrr_penalty)
+    fails_with(exercises.check_rrr_penalty, blank, "returned nothing")
+
+    def penalty(model, images, region, of=lambda logits: F.log_softmax(logits, 1).sum(), **kw):
+        images = images.detach().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(of(model(images).logits), images, **kw)
+        return gradient
+
+    def from_logits(model, images, region):
+        gradient = penalty(model, images, region, of=lambda z: z.sum(), create_graph=True)
+        return (region * gradient).pow(2).sum() / len(images)
+
+    def everywhere(model, images, region):
+        return penalty(model, images, region, create_graph=True).pow(2).sum() / len(images)
+
+    def mean(model, images, region):
+        return (region * penalty(model, images, region, create_graph=True)).pow(2).mean()
+
+    def no_graph(model, images, region):
+        return (region * penalty(model, images, region)).pow(2).sum() / len(images)
+
+    def in_place(model, images, region):
+        images.requires_grad_(True)
+        log_probs = F.log_softmax(model(images).logits, dim=1).sum()
+        (gradient,) = torch.autograd.grad(log_probs, images, create_graph=True)
+        return (region * gradient).pow(2).sum() / images.shape[0]
+
+    fails_with(exercises.check_rrr_penalty, from_logits, "log-probabilities")
+    fails_with(exercises.check_rrr_penalty, everywhere, "multiply the gradient by the region")
+    fails_with(exercises.check_rrr_penalty, mean, "number of images only")
+    fails_with(exercises.check_rrr_penalty, no_graph, "create_graph=True")
+    fails_with(exercises.check_rrr_penalty, in_place, "caller's images")
