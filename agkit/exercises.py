@@ -82,6 +82,18 @@ def _close(value: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5) -> b
     return torch.allclose(value.detach().double(), expected.detach().double(), atol=atol, rtol=1e-4)
 
 
+def _trains_the_cams_and_gives_0_without_annotation(fn, value, cams, annotation, hint):
+    """Raise Hint unless the student's loss ``value`` sends a finite gradient to ``cams``
+    and ``fn(cams, all-zero annotation)`` is exactly 0 (``hint`` says so otherwise)."""
+    cams.grad = None
+    value.backward()
+    if cams.grad is None or not torch.isfinite(cams.grad).all():
+        raise Hint("the value is right but no gradient reaches the CAMs.")
+    none = fn(cams.detach(), torch.zeros_like(annotation))
+    if none is None or not torch.isfinite(torch.as_tensor(none)).all() or float(none) != 0:
+        raise Hint(hint)
+
+
 def _model(seed: int = 0, pooling: str = "avg") -> CAMNet:
     torch.manual_seed(seed)
     model = CAMNet("tiny", num_classes=3, pooling=pooling).eval()
@@ -349,16 +361,14 @@ def check_attention_loss(fn) -> str:
             "CAM's size (F.adaptive_max_pool2d), take log softmax over all positions of each map, "
             "and average -log A over every masked position of every class map."
         )
-    cams.grad = None
-    value.backward()
-    if cams.grad is None or not torch.isfinite(cams.grad).all():
-        raise Hint("the value is right but no gradient reaches the CAMs.")
-    none = fn(cams.detach(), torch.zeros_like(masks))
-    if none is None or not torch.isfinite(torch.as_tensor(none)).all() or float(none) != 0:
-        raise Hint(
-            "a batch without any mask must give a loss of exactly 0 (not NaN): "
-            "nothing is annotated, so there is nothing to pull."
-        )
+    _trains_the_cams_and_gives_0_without_annotation(
+        fn,
+        value,
+        cams,
+        masks,
+        "a batch without any mask must give a loss of exactly 0 (not NaN): "
+        "nothing is annotated, so there is nothing to pull.",
+    )
     return "your loss equals attention_guidance_loss, and a batch without masks gives 0."
 
 
@@ -620,13 +630,9 @@ def check_forbidden_loss(fn) -> str:
             "positions, sum it over the region's share of each cell (F.adaptive_avg_pool2d), "
             "and average -log(1 - mass) over every class map of every image with a region."
         )
-    cams.grad = None
-    value.backward()
-    if cams.grad is None or not torch.isfinite(cams.grad).all():
-        raise Hint("the value is right but no gradient reaches the CAMs.")
-    none = fn(cams.detach(), torch.zeros_like(region))
-    if none is None or not torch.isfinite(torch.as_tensor(none)).all() or float(none) != 0:
-        raise Hint("a batch without any region must give exactly 0 (not NaN).")
+    _trains_the_cams_and_gives_0_without_annotation(
+        fn, value, cams, region, "a batch without any region must give exactly 0 (not NaN)."
+    )
     return "your term equals the kit's ForbiddenGuidance, and a batch without regions gives 0."
 
 
