@@ -67,7 +67,7 @@ def course_dirs(tmp_path_factory):
 
 def test_there_is_a_course():
     names = [n.name[:2] for n in NOTEBOOKS]
-    assert [n.name[:2] for n in EXERCISE_NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+    assert [n.name[:2] for n in EXERCISE_NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
     assert names[:4] == ["01", "02", "03", "04"]
 
 
