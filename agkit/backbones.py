@@ -231,8 +231,13 @@ def _torchvision_backbone(name: str, in_channels: int, pretrained: bool) -> Back
     from torchvision.models.feature_extraction import create_feature_extractor
 
     weights = torchvision.models.get_model_weights(name).DEFAULT if pretrained else None
+    options: dict[str, bool] = {}
+    if weights is None and name in ("googlenet", "inception_v3"):
+        # built from scratch they warn that their default initialisation will change;
+        # say which one we want (today's default, so the same weights as before)
+        options["init_weights"] = True
     try:
-        net = torchvision.models.get_model(name, weights=weights)
+        net = torchvision.models.get_model(name, weights=weights, **options)
     except (URLError, OSError, ConnectionError) as error:
         # One sentence instead of a page of socket traceback (`from None` hides it).
         raise _offline_error(name, error) from None

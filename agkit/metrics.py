@@ -16,6 +16,8 @@ looking nowhere in particular. ``chance_levels`` collects both for a set of mask
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,9 +46,15 @@ def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict[str, Any
     probs = np.asarray(probs, dtype=np.float64)
     num_classes = probs.shape[1]
     predicted = probs.argmax(axis=1)
+    with warnings.catch_warnings():
+        # one class in labels and predictions (a tiny split): the score is still the recall
+        # of that class, and scikit-learn's warning about the confusion matrix's shape
+        # concerns a matrix we build below with every class
+        warnings.filterwarnings("ignore", message="A single label was found")
+        balanced = skm.balanced_accuracy_score(labels, predicted)
     scores = {
         "accuracy": skm.accuracy_score(labels, predicted),
-        "balanced_accuracy": skm.balanced_accuracy_score(labels, predicted),
+        "balanced_accuracy": balanced,
         "confusion": skm.confusion_matrix(labels, predicted, labels=list(range(num_classes))),
     }
     if len(np.unique(labels)) < 2:
