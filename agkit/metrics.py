@@ -17,7 +17,6 @@ looking nowhere in particular. ``chance_levels`` collects both for a set of mask
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Sequence
 from typing import Any
 
