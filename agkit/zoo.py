@@ -223,6 +223,10 @@ def synthfrac_run(
     """
     data = data or synthfrac_data(profile, seed)
     lam = LAMBDAS["synthfrac"].get(method, 0.0) if lam is None else lam
+    if region is not None and method not in REGION:
+        raise ValueError(
+            f"{method!r} uses no forbidden region; region= applies to {', '.join(REGION)}."
+        )
     region = region or REGION.get(method)
     if region not in (None, *REGIONS):
         raise ValueError(f"unknown region {region!r}; choose one of {', '.join(REGIONS)}.")

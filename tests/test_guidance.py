@@ -341,6 +341,8 @@ def test_synthfrac_run_scores_a_term_on_the_shifted_split():
     assert result["region"] == zoo.REGION["rrr"]
     with pytest.raises(ValueError, match="unknown region"):
         zoo.synthfrac_run(tiny, "forbidden", 0, region="everywhere")
+    with pytest.raises(ValueError, match="'cam' uses no forbidden region"):
+        zoo.synthfrac_run(tiny, "cam", 0, region="corners")
 
 
 def test_the_forbidden_region_decides_what_the_term_sees(monkeypatch):
