@@ -515,6 +515,8 @@ def test_a_digit_backbone_cell_sees_25_by_25_pixels_nearly_the_whole_digit():
     net(image)[0, :, 3, 3].sum().backward()  # the centre cell of the 7 x 7 grid
     rows, cols = (image.grad[0, 0] != 0).nonzero().unbind(1)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (0, 24, 0, 24)
+    with pytest.raises(ValueError, match="one stride per width"):
+        zoo.SmallConvNet(widths=(8, 16), strides=(1,))
 
 
 def test_decoy_run_scores_validation_and_test_digits_it_did_not_train_on():
