@@ -43,6 +43,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -423,15 +424,16 @@ def _hash_files(files: list[Path], root: Path, *, text: bool = False) -> str:
     return _hash_memo[memo_key]
 
 
-def source_fingerprint(root=None) -> str:
+def source_fingerprint(root=None, modules: Sequence[str] = SOURCE_FILES) -> str:
     """A short hash of the source text of the modules that train and score a run.
 
     ``root``: the agkit package folder (default: the one this module was loaded from).
     Any edit to one of ``SOURCE_FILES`` (say, agkit/losses.py) changes the hash, and with
-    it every cache key, so no stored result outlives the code that made it.
+    it every cache key, so no stored result outlives the code that made it. ``modules``:
+    other files of the package to hash instead (``agkit.zoo`` adds its own).
     """
     root = Path(root) if root is not None else PACKAGE_ROOT
-    files = [root / name for name in SOURCE_FILES if (root / name).is_file()]
+    files = [root / name for name in modules if (root / name).is_file()]
     return _hash_files(files, root, text=True)
 
 

@@ -395,8 +395,10 @@ def make_optimizer(
 
 
 def decay_step(epochs: int, decay_at: float | None) -> int | None:
-    """``fit``'s ``lr_step`` that divides the learning rate by 10 once, after ``decay_at``
-    (a share, e.g. 0.75) of ``epochs``; None (a constant rate) when decay_at is None or 0."""
+    """``fit``'s ``lr_step`` for a decay after ``decay_at`` (a share, e.g. 0.75) of
+    ``epochs``: the learning rate is divided by 10 after that many epochs (and again after
+    each further as many, so once for a share above 0.5); None (a constant rate) when
+    decay_at is None or 0."""
     return max(1, round(decay_at * epochs)) if decay_at else None
 
 

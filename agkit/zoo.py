@@ -10,10 +10,8 @@ compared by cost as well.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,13 +66,10 @@ METHODS = ("baseline", "cam", "forbidden", "rrr", "gradcam", "gain")
 
 def fingerprint() -> str:
     """A short hash of the code behind a zoo result: the course's training source
-    (``course.source_fingerprint``) and the text of this module and of
-    ``agkit.diagnostics``, which hold the lams, the regions and the metrics. Name a stored
-    result with it and no edit can leave an old table looking current."""
-    digest = hashlib.sha1(course.source_fingerprint().encode())
-    for module in ("zoo.py", "diagnostics.py"):
-        digest.update((Path(__file__).parent / module).read_bytes().replace(b"\r\n", b"\n"))
-    return digest.hexdigest()[:12]
+    (``course.SOURCE_FILES``) and this module and ``agkit.diagnostics``, which hold the
+    lams, the regions and the metrics. Name a stored result with it and no edit can leave
+    an old table looking current."""
+    return course.source_fingerprint(modules=(*course.SOURCE_FILES, "zoo.py", "diagnostics.py"))
 
 
 @dataclass

@@ -236,14 +236,12 @@ def _settings(dataset: str, method: str, tuning: bool) -> list[dict]:
     """The settings a method runs with: its grid when tuning, else the chosen one."""
     if method == "baseline":
         return [dict(lam=0.0)]
-    regions = zoo.REGIONS if dataset == "synthfrac" and method in zoo.REGION else None
-    if not tuning:
-        chosen = dict(lam=zoo.LAMBDAS[dataset][method])
-        if regions:
-            chosen["region"] = zoo.REGION[method]
-        return [CHOSEN.get((dataset, method), chosen)]
+    if not tuning:  # untuned, synthfrac_run takes the region from zoo.REGION
+        return [CHOSEN.get((dataset, method), dict(lam=zoo.LAMBDAS[dataset][method]))]
     grid = [dict(lam=lam) for lam in zoo.LAMBDA_GRIDS[dataset][method]]
-    return [dict(s, region=r) for r in regions for s in grid] if regions else grid
+    if dataset == "synthfrac" and method in zoo.REGION:
+        return [dict(s, region=r) for r in zoo.REGIONS for s in grid]
+    return grid
 
 
 CHOSEN: dict = {}  # (dataset, method) -> the setting chosen with --tune

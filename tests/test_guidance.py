@@ -380,7 +380,8 @@ def test_the_zoo_fingerprint_follows_the_training_source(monkeypatch):
 
     first = zoo.fingerprint()
     assert zoo.fingerprint() == first and len(first) == 12
-    monkeypatch.setattr(course, "source_fingerprint", lambda root=None: "edited")
+    # the training source is other code (here: one module fewer): another fingerprint
+    monkeypatch.setattr(course, "SOURCE_FILES", course.SOURCE_FILES[:-1])
     assert zoo.fingerprint() != first
 
 
