@@ -14,7 +14,7 @@ Profiles set the size of everything:
 
 A stored result is reused only when everything that decides it is unchanged: the
 ``RunConfig``, the bytes of the mask files it trains with (``masks_from``) and the source
-text of the agkit modules that train and score it (``SOURCE_FILES``). Edit
+text of the agkit modules that train and score it (``source_files()``). Edit
 ``agkit/losses.py`` or redraw a mask and the affected runs train again. Runs are sized by
 epochs, never by time: a run that hits its ``time_limit`` raises ``TimeLimitReached`` and is
 not stored, so a stored result never depends on how busy the machine was.
@@ -25,6 +25,7 @@ profile's runs into one archive, students unpack it and redraw every figure in s
 
 from __future__ import annotations
 
+import ast
 import atexit
 import contextlib
 import dataclasses
@@ -65,24 +66,10 @@ TEST_SEED = 10_000  # the test splits are the same for every run, whatever its s
 EVAL_BATCH_SIZE = 64  # small batches score faster than large ones on a CPU (cache-friendly)
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
-# The modules whose source decides what a run trains and scores, relative to PACKAGE_ROOT;
-# a missing one (backbones.py, guidance.py in older versions) is skipped.
-SOURCE_FILES = (
-    "course.py",
-    "models.py",
-    "backbones.py",
-    "losses.py",
-    "train.py",
-    "metrics.py",
-    "cam.py",
-    "guidance.py",
-    "data/__init__.py",
-    "data/synthetic.py",
-    "data/dataset.py",
-    "data/masks.py",
-    "data/mask_quality.py",
-    "few_masks.py",
-)
+# The modules a run starts from, relative to PACKAGE_ROOT. A cache key hashes them and every
+# agkit module they import, found by reading their import statements (``source_files``), so
+# a module added to the training path is hashed without anyone remembering to list it.
+TRAINING_ROOTS = ("course.py",)
 
 
 class TimeLimitReached(RuntimeError):
@@ -424,16 +411,69 @@ def _hash_files(files: list[Path], root: Path, *, text: bool = False) -> str:
     return _hash_memo[memo_key]
 
 
-def source_fingerprint(root=None, modules: Sequence[str] = SOURCE_FILES) -> str:
+def _imported_modules(path: Path) -> set[str]:
+    """The ``agkit.*`` module names that the Python file ``path`` imports, anywhere in it
+    (function-level imports and ``importlib.import_module("agkit...")`` included):
+    ``from agkit.data import io`` gives ``agkit.data`` and ``agkit.data.io``, since either
+    may be a module. The package itself (``agkit/__init__.py``) is left out: it only
+    re-exports names from the modules that define them, and those are followed."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names.add(node.args[0].value)
+    return {name for name in names if name.startswith("agkit.")}
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    """The file of agkit module ``name`` under the package folder ``root``, or None (a name
+    such as ``agkit.data.make_loader`` is a function, not a module)."""
+    folder = root.joinpath(*name.split(".")[1:])
+    for candidate in (folder.with_suffix(".py"), folder / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def source_files(root=None, roots: Sequence[str] = TRAINING_ROOTS) -> list[str]:
+    """The files (relative to the package folder ``root``) of ``roots`` and of every agkit
+    module they import, directly or through each other: the code a run can execute."""
+    root = Path(root) if root is not None else PACKAGE_ROOT
+    todo = [root / name for name in roots]
+    found: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in found or not path.is_file():
+            continue
+        found.add(path)
+        for name in _imported_modules(path):
+            module = _module_file(name, root)
+            if module is not None:
+                todo.append(module)
+    return sorted(path.relative_to(root).as_posix() for path in found)
+
+
+def source_fingerprint(root=None, roots: Sequence[str] = TRAINING_ROOTS) -> str:
     """A short hash of the source text of the modules that train and score a run.
 
     ``root``: the agkit package folder (default: the one this module was loaded from).
-    Any edit to one of ``SOURCE_FILES`` (say, agkit/losses.py) changes the hash, and with
-    it every cache key, so no stored result outlives the code that made it. ``modules``:
-    other files of the package to hash instead (``agkit.zoo`` adds its own).
+    Any edit to one of ``source_files(root, roots)`` (agkit/losses.py, the image reader in
+    agkit/data/io.py, the mask store ...) changes the hash, and with it every cache key, so
+    no stored result outlives the code that made it. ``roots``: other modules to start from
+    (``agkit.zoo`` adds its own).
     """
     root = Path(root) if root is not None else PACKAGE_ROOT
-    files = [root / name for name in modules if (root / name).is_file()]
+    files = [root / name for name in source_files(root, roots)]
     return _hash_files(files, root, text=True)
 
 

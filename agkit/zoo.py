@@ -66,10 +66,10 @@ METHODS = ("baseline", "cam", "forbidden", "rrr", "gradcam", "gain")
 
 def fingerprint() -> str:
     """A short hash of the code behind a zoo result: the course's training source
-    (``course.SOURCE_FILES``) and this module and ``agkit.diagnostics``, which hold the
-    lams, the regions and the metrics. Name a stored result with it and no edit can leave
-    an old table looking current."""
-    return course.source_fingerprint(modules=(*course.SOURCE_FILES, "zoo.py", "diagnostics.py"))
+    (``course.source_files()``), this module and ``agkit.diagnostics``, which hold the
+    lams, the regions and the metrics, and whatever they import. Name a stored result with
+    it and no edit can leave an old table looking current."""
+    return course.source_fingerprint(roots=(*course.TRAINING_ROOTS, "zoo.py", "diagnostics.py"))
 
 
 @dataclass

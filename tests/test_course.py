@@ -180,6 +180,79 @@ def test_source_fingerprint_reads_content_not_timestamps(tmp_path):
     assert course.source_fingerprint(package) != before
 
 
+@pytest.mark.parametrize("module", ["data/io.py", "data/mask_store.py", "data/shapes.py"])
+def test_editing_a_data_module_changes_every_key(tmp_path, monkeypatch, module):
+    # issue 23: io.py scales every SynthFrac image and mask_store.py reads every drawn mask,
+    # yet an edit of either left the keys unchanged and a stale run was reused
+    package = copy_of_package(tmp_path)
+    monkeypatch.setattr(course, "PACKAGE_ROOT", package)
+    config = course.guided_config(TINY, 1.0)
+    before = config.key()
+    path = package / module
+    path.write_text(path.read_text() + "\nSCALE_FIX = 1  # an edit\n")
+    assert config.key() != before
+
+
+def test_editing_presentation_code_keeps_the_keys(tmp_path, monkeypatch):
+    package = copy_of_package(tmp_path)
+    monkeypatch.setattr(course, "PACKAGE_ROOT", package)
+    config = course.guided_config(TINY, 1.0)
+    before = config.key()
+    for module in ("plots.py", "notebook.py", "widgets/annotator.py", "exercises.py"):
+        path = package / module
+        path.write_text(path.read_text() + "\n# an edit\n")
+    assert config.key() == before
+
+
+def test_source_files_follow_imports_of_every_kind(tmp_path):
+    package = tmp_path / "agkit"
+    (package / "sub").mkdir(parents=True)
+    (package / "course.py").write_text(
+        "import importlib\nfrom agkit.sub import thing\n"
+        "def later():\n    import agkit.lazy\n    importlib.import_module('agkit.dynamic')\n"
+    )
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "thing.py").write_text("from agkit.deep import x\n")
+    for name in ("lazy", "dynamic", "deep", "unused"):
+        (package / f"{name}.py").write_text("x = 1\n")
+    assert course.source_files(package) == [
+        "course.py",
+        "deep.py",
+        "dynamic.py",
+        "lazy.py",
+        "sub/__init__.py",
+        "sub/thing.py",
+    ]
+
+
+def test_every_module_a_run_imports_is_hashed(tmp_path):
+    # whatever code a run executes is in its key: train a tiny run in a fresh process and
+    # compare the agkit modules it loaded with the files the fingerprint reads
+    script = f"""
+import sys
+from agkit import course
+profile = course.Profile(name="t", size=32, backbone="tiny", n_train=16, n_val=8, n_test=8,
+    epochs=1, batch_size=8, lr=3e-3, seeds=(0,), lambdas=(1.0,), time_limit=None,
+    ablation_n_train=16, ablation_seeds=(0,), ablation_lambdas=(0.0,), ablation_sizes=(32,),
+    ablation_fractions=(1.0,), ablation_qualities=("exact",))
+course.run(course.guided_config(profile, 1.0), {str(tmp_path)!r}, progress=False, device="cpu")
+course.run(course.few_mask_config(profile, 1.0), {str(tmp_path)!r}, progress=False, device="cpu")
+for name, module in sorted(sys.modules.items()):
+    if name.startswith("agkit.") and getattr(module, "__file__", None):
+        print(name, module.__file__)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
+    hashed = set(course.source_files())
+    loaded = {
+        course.Path(line.split()[1]).resolve().relative_to(course.PACKAGE_ROOT).as_posix()
+        for line in out.splitlines()
+    }
+    assert "data/io.py" in loaded and "data/mask_store.py" in loaded
+    assert loaded <= hashed, f"run code outside the key: {sorted(loaded - hashed)}"
+
+
 def drawn_store(folder, config, n=8):
     """A MaskStore with a box drawn on the first n training images of ``config``."""
     train = course.make_splits(config)["train"]

@@ -375,14 +375,22 @@ def test_the_forbidden_region_decides_what_the_term_sees(monkeypatch):
     assert not torch.equal(seen["marker"], seen["corners"])
 
 
-def test_the_zoo_fingerprint_follows_the_training_source(monkeypatch):
+def test_the_zoo_fingerprint_follows_the_training_source(monkeypatch, tmp_path):
+    import shutil
+
     from agkit import course
 
     first = zoo.fingerprint()
     assert zoo.fingerprint() == first and len(first) == 12
-    # the training source is other code (here: one module fewer): another fingerprint
-    monkeypatch.setattr(course, "SOURCE_FILES", course.SOURCE_FILES[:-1])
-    assert zoo.fingerprint() != first
+    package = tmp_path / "agkit"
+    shutil.copytree(course.PACKAGE_ROOT, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(course, "PACKAGE_ROOT", package)
+    assert zoo.fingerprint() == first  # the same source elsewhere: the same fingerprint
+    for module in ("losses.py", "diagnostics.py"):  # the training code, the zoo's metrics
+        path = package / module
+        path.write_text(path.read_text() + "\nEDITED = True\n")
+        assert zoo.fingerprint() != first
+        first = zoo.fingerprint()
 
 
 # ------------------------------------------------------------------ the benchmark
