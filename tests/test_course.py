@@ -1,6 +1,8 @@
 """Course plumbing: cached runs and their keys, lambda chosen on validation only, degraded masks,
 summaries, mask-store checks, time limits and the shareable cache of trained runs."""
 
+import io
+import json
 import shutil
 import subprocess
 import sys
@@ -436,6 +438,125 @@ def test_use_cache_offline_and_bad_archives(tmp_path):
     with pytest.raises(ValueError, match="12-digit keys; nothing was unpacked"):
         course.use_cache(evil, tmp_path / "runs")
     assert not (tmp_path / "outside").exists()
+
+
+KEY = "0123456789ab"
+
+
+def hand_made_archive(path, manifest=None, files=None, *, manifest_entry=None, extra=()):
+    """A runs archive written entry by entry, to spoil one thing at a time."""
+    manifest = {"format": "agkit runs", "runs": {KEY: "baseline"}} if manifest is None else manifest
+    files = {name: b"x" for name in course.RUN_FILES} if files is None else files
+    with tarfile.open(path, "w:gz") as tar:
+        if manifest_entry is not None:
+            tar.addfile(manifest_entry)
+        else:
+            data = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
+            info = tarfile.TarInfo("manifest.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"experiments/{KEY}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def nothing_unpacked(runs_dir):
+    experiments = runs_dir / "experiments"
+    return not experiments.exists() or not any(experiments.iterdir())
+
+
+def test_a_hand_made_archive_unpacks(tmp_path):  # the control for the spoiled ones below
+    manifest = course.use_cache(hand_made_archive(tmp_path / "a.tar.gz"), tmp_path / "runs")
+    assert manifest["unpacked"] == 1
+    assert (tmp_path / "runs" / "experiments" / KEY / "model.pt").read_bytes() == b"x"
+    assert [p.name for p in (tmp_path / "runs" / "experiments").iterdir()] == [KEY]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "folder"])
+def test_a_manifest_that_is_no_file_is_refused(tmp_path, kind):
+    entry = tarfile.TarInfo("manifest.json")
+    if kind == "symlink":
+        entry.type, entry.linkname = tarfile.SYMTYPE, f"experiments/{KEY}/result.json"
+    else:
+        entry.type = tarfile.DIRTYPE
+    archive = hand_made_archive(tmp_path / "a.tar.gz", manifest_entry=entry)
+    with pytest.raises(ValueError, match="manifest.json is not a small regular file"):
+        course.use_cache(archive, tmp_path / "runs")
+    assert nothing_unpacked(tmp_path / "runs")
+
+
+def test_a_manifest_that_is_not_json_is_refused(tmp_path):
+    archive = hand_made_archive(tmp_path / "a.tar.gz", b"\xff{not json")
+    with pytest.raises(ValueError, match=r"a.tar.gz: its manifest.json is not JSON"):
+        course.use_cache(archive, tmp_path / "runs")
+
+
+def test_a_manifest_listing_missing_files_unpacks_nothing(tmp_path):
+    archive = hand_made_archive(tmp_path / "a.tar.gz", files={"result.json": b"{}"})
+    with pytest.raises(ValueError, match=r"2 of their files are not in the archive"):
+        course.use_cache(archive, tmp_path / "runs")
+    assert nothing_unpacked(tmp_path / "runs")  # no .unpacking folder left behind
+
+
+def test_an_archive_cut_in_half_is_named_damaged(tmp_path):
+    big = {name: np.random.default_rng(0).bytes(200_000) for name in course.RUN_FILES}
+    whole = hand_made_archive(tmp_path / "whole.tar.gz", files=big).read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=r"cut.tar.gz is damaged .*copy it again"):
+        course.use_cache(cut, tmp_path / "runs")
+    assert nothing_unpacked(tmp_path / "runs")
+
+
+def test_an_oversized_or_sparse_member_is_refused_before_writing(tmp_path):
+    huge = tarfile.TarInfo(f"experiments/{KEY}/model.pt")
+    huge.size = 300 << 20  # announced as 300 MiB; the bytes themselves are never read
+    archive = tmp_path / "huge.tar"
+    with tarfile.open(archive, "w") as tar:  # written by hand: tarfile would want the bytes
+        data = json.dumps({"runs": {KEY: "baseline"}}).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for name in ("result.json", "history.csv"):
+            info = tarfile.TarInfo(f"experiments/{KEY}/{name}")
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+        tar.fileobj.write(huge.tobuf(tarfile.GNU_FORMAT))
+        tar.fileobj.seek((300 << 20) - 1, 1)  # a sparse 300 MiB hole on disk
+        tar.fileobj.write(b"\0")
+        tar.offset = tar.fileobj.tell()
+    with pytest.raises(ValueError, match=r"model.pt is 300 MiB, more than .*nothing was unpacked"):
+        course.use_cache(archive, tmp_path / "runs")
+    assert nothing_unpacked(tmp_path / "runs")
+    sparse = tarfile.TarInfo(f"experiments/{KEY}/history.csv")
+    sparse.type = tarfile.GNUTYPE_SPARSE
+    with pytest.raises(ValueError, match="entries a runs archive never has"):
+        course.use_cache(
+            hand_made_archive(tmp_path / "s.tar.gz", files={}, extra=[(sparse, None)]),
+            tmp_path / "runs",
+        )
+
+
+def test_an_entry_listed_twice_is_refused(tmp_path):
+    info = tarfile.TarInfo(f"experiments/{KEY}/model.pt")
+    info.size = 1
+    archive = hand_made_archive(tmp_path / "a.tar.gz", extra=[(info, b"y")])
+    with pytest.raises(ValueError, match="lists an entry twice"):
+        course.use_cache(archive, tmp_path / "runs")
+
+
+def test_a_failed_pack_leaves_no_temporary_file(tmp_path, monkeypatch):
+    config = course.baseline_config(TINY, 0)
+    folder = tmp_path / "runs" / "experiments" / config.key()
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text('{"label": "baseline"}')  # model.pt, history.csv lost
+    with pytest.raises(FileNotFoundError):
+        course.pack_runs([config], tmp_path / "runs", tmp_path / "out" / "runs.tar.gz")
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_make_cache_packs_every_run_of_a_profile(tmp_path, monkeypatch):
