@@ -146,10 +146,14 @@ def download_masks(folder, archive=None) -> Path:
     archive = Path(archive) if archive is not None else store.folder.with_suffix(".zip")
     names = ["index.json"] + sorted(store.provenance(i)["file"] for i in store.annotated_ids())
     partial = archive.with_name(f".{archive.name}.tmp")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in names:
-            zf.write(store.folder / name, arcname=name)
-    partial.replace(archive)
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name in names:
+                zf.write(store.folder / name, arcname=name)
+        partial.replace(archive)
+    except BaseException:  # a full disk or a mask deleted meanwhile: no half zip is left
+        partial.unlink(missing_ok=True)
+        raise
     if in_colab():
         from google.colab import files
 
@@ -158,22 +162,82 @@ def download_masks(folder, archive=None) -> Path:
     return archive
 
 
-def _safe_members(zf: zipfile.ZipFile) -> list[str]:
-    names = [info.filename for info in zf.infolist() if not info.is_dir()]
+#: the largest mask zip that ``upload_masks`` unpacks, in bytes once unpacked (a drawn mask
+#: is a PNG of a few kB; a larger zip is damaged, or a zip bomb)
+MAX_MASK_ZIP_BYTES = 1 << 30
+
+
+def _mask_members(zf: zipfile.ZipFile, shown: str) -> tuple[list[str], list[str]]:
+    """The entries of a mask zip to unpack (index.json and the PNGs) and those left out.
+
+    Raises ValueError, naming the zip ``shown``, for paths outside one folder, an entry
+    listed twice, no index.json, or more than MAX_MASK_ZIP_BYTES once unpacked.
+    """
+    infos = [info for info in zf.infolist() if not info.is_dir()]
+    names = [info.filename for info in infos]
     bad = [
         n for n in names if Path(n).is_absolute() or ".." in Path(n).parts or "/" in n or "\\" in n
     ]
     if bad:
         raise ValueError(
-            f"The zip file holds paths outside a mask folder ({bad[:3]}); "
+            f"{shown} holds paths outside a mask folder ({bad[:3]}); "
             "make it with agkit.colab.download_masks."
+        )
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(
+            f"{shown} holds {twice[0]!r} more than once, so it is not clear which one to use; "
+            "make the zip again with agkit.colab.download_masks. Nothing was unpacked."
         )
     if "index.json" not in names:
         raise ValueError(
-            "The zip file has no index.json at its top level, so it is not a "
+            f"{shown} has no index.json at its top level, so it is not a "
             "MaskStore folder; make it with agkit.colab.download_masks."
         )
-    return names
+    size = sum(info.file_size for info in infos)
+    if size > MAX_MASK_ZIP_BYTES:
+        raise ValueError(
+            f"{shown} would unpack to {size / 2**20:.0f} MiB, more than a mask folder can be "
+            f"({MAX_MASK_ZIP_BYTES / 2**20:.0f} MiB); nothing was unpacked."
+        )
+    wanted = [n for n in names if n == "index.json" or n.lower().endswith(".png")]
+    return wanted, [n for n in names if n not in wanted]
+
+
+def _aside_name(folder: Path) -> Path:
+    """A new name beside ``folder`` for the copy that an upload replaces."""
+    stem = f"{folder.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside, n = folder.with_name(stem), 1
+    while aside.exists():  # two uploads in one second
+        n += 1
+        aside = folder.with_name(f"{stem}-{n}")
+    return aside
+
+
+def _unpack_masks(archive: Path, shown: str, staging: Path) -> list[str]:
+    """Unpack the mask zip ``archive`` into the empty folder ``staging`` and check it as a
+    MaskStore; returns the names left out (files that are not masks of its index)."""
+    from agkit.data.mask_store import CorruptIndexError, CorruptMaskError, MaskStore
+
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            wanted, left_out = _mask_members(zf, shown)
+            zf.extractall(staging, members=wanted)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(
+            f"{shown} is not a zip file made by agkit.colab.download_masks ({error})."
+        ) from None
+    try:
+        store = MaskStore(staging)
+        report = store.check()
+    except (CorruptIndexError, CorruptMaskError) as error:
+        message = str(error).replace(str(staging), shown)
+        raise ValueError(f"The masks in {shown} are damaged: {message}") from None
+    if report.missing_files or report.corrupt:
+        raise ValueError(f"The masks in {shown} are damaged: {report}")
+    for name in report.unindexed_files:  # PNGs that index.json does not list
+        (staging / name).unlink()
+    return left_out + list(report.unindexed_files)
 
 
 def upload_masks(folder, archive=None, *, overwrite: bool = False):
@@ -181,7 +245,9 @@ def upload_masks(folder, archive=None, *, overwrite: bool = False):
 
     archive: the zip's path; on Colab leave it out to pick the file in the browser.
     A folder that already holds masks is kept: pass ``overwrite=True`` to replace it. A folder
-    that holds any file is renamed to ``<folder>.replaced-<time>``, never deleted.
+    that holds any file is renamed to ``<folder>.replaced-<time>``, never deleted. Only
+    index.json and the PNGs it lists are unpacked; anything else in the zip is left out
+    (and named).
     """
     from agkit.data import MaskStore
 
@@ -206,26 +272,27 @@ def upload_masks(folder, archive=None, *, overwrite: bool = False):
                 raise ValueError(
                     f"Upload one .zip file made by download_masks; got {list(uploaded)}."
                 )
-            archive = Path(tmp) / "masks.zip"
+            archive, shown = Path(tmp) / "masks.zip", zips[0]
             archive.write_bytes(uploaded[zips[0]])
+        else:
+            archive = Path(archive)
+            shown = str(archive)
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(staging, members=_safe_members(zf))
-            report = MaskStore(staging).check()
-            if report.missing_files or report.corrupt:
-                raise ValueError(f"The masks in {archive} are damaged: {report}")
+            left_out = _unpack_masks(archive, shown, staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     if folder.exists() and any(folder.iterdir()):
-        folder.rename(folder.with_name(f"{folder.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"))
+        folder.rename(_aside_name(folder))
     elif folder.exists():
         folder.rmdir()
     staging.rename(folder)
     store = MaskStore(folder)
     print(f"{len(store)} masks in {folder}")
+    if left_out:
+        print(f"Left out {len(left_out)} file(s) of {shown} that are not its masks: {left_out[:5]}")
     return store
 
 

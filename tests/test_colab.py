@@ -242,6 +242,108 @@ def test_a_zip_that_is_not_a_mask_store_is_refused(not_colab, tmp_path):
         colab.upload_masks(tmp_path / "masks", archive)
 
 
+def _respelled(archive, target, change):
+    """A copy of the zip ``archive`` at ``target`` with ``change(zf, name, data)`` writing each
+    entry (it may write several, or none)."""
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(target, "w") as zf:
+        for name in source.namelist():
+            change(zf, name, source.read(name))
+    return target
+
+
+def test_a_zip_with_two_indexes_is_refused_naming_the_zip(not_colab, tmp_path):
+    store, _ = _store_with_masks(tmp_path / "there")
+    archive = colab.download_masks(store.folder)
+
+    def twice(zf, name, data):
+        zf.writestr(name, data)
+        if name == "index.json":
+            with pytest.warns(UserWarning, match="Duplicate name"):
+                zf.writestr(name, b'{"masks": {}}')
+
+    doubled = _respelled(archive, tmp_path / "doubled.zip", twice)
+    with pytest.raises(ValueError, match=r"doubled.zip holds 'index.json' more than once") as err:
+        colab.upload_masks(tmp_path / "masks", doubled)
+    assert ".masks." not in str(err.value)  # never the staging folder, deleted by then
+    assert not (tmp_path / "masks").exists()
+
+
+def test_a_damaged_index_is_named_by_the_zip_not_a_temporary_folder(not_colab, tmp_path):
+    store, _ = _store_with_masks(tmp_path / "there")
+    archive = colab.download_masks(store.folder)
+
+    def spoil(zf, name, data):
+        zf.writestr(name, b"{not json" if name == "index.json" else data)
+
+    spoiled = _respelled(archive, tmp_path / "spoiled.zip", spoil)
+    with pytest.raises(ValueError, match=r"The masks in .*spoiled.zip are damaged") as err:
+        colab.upload_masks(tmp_path / "masks", spoiled)
+    assert ".masks." not in str(err.value)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".masks")] == []
+
+
+def test_two_uploads_in_one_second_keep_both_old_folders(not_colab, tmp_path, monkeypatch):
+    store, _ = _store_with_masks(tmp_path / "there")
+    archive = colab.download_masks(store.folder)
+    monkeypatch.setattr(colab.time, "strftime", lambda *_: "20261204-120000")  # one second
+    colab.upload_masks(tmp_path / "masks", archive)
+    colab.upload_masks(tmp_path / "masks", archive, overwrite=True)
+    colab.upload_masks(tmp_path / "masks", archive, overwrite=True)
+    kept = sorted(p.name for p in tmp_path.iterdir() if ".replaced-" in p.name)
+    assert kept == ["masks.replaced-20261204-120000", "masks.replaced-20261204-120000-2"]
+    assert all(len(MaskStore(tmp_path / name)) == 2 for name in kept)
+
+
+def test_only_the_masks_of_a_zip_are_unpacked(not_colab, tmp_path, capsys):
+    store, masks = _store_with_masks(tmp_path / "there")
+    archive = colab.download_masks(store.folder)
+
+    def add(zf, name, data):
+        zf.writestr(name, data)
+        if name == "index.json":
+            zf.writestr("evil.py", b"import os\n")
+            zf.writestr("stray.png", b"not listed by the index")
+
+    extended = _respelled(archive, tmp_path / "extended.zip", add)
+    here = colab.upload_masks(tmp_path / "masks", extended)
+    on_disk = {p.name for p in (tmp_path / "masks").iterdir() if not p.name.startswith(".")}
+    assert on_disk == {"index.json"} | {store.provenance(i)["file"] for i in masks}
+    assert here.annotated_ids() == sorted(masks)
+    out = capsys.readouterr().out
+    assert "Left out 2 file(s)" in out and "evil.py" in out and "stray.png" in out
+
+
+def test_a_file_that_is_no_zip_is_named(not_colab, tmp_path):
+    photo = tmp_path / "holiday.jpg"
+    photo.write_bytes(b"\xff\xd8 not a zip")
+    with pytest.raises(ValueError, match=r"holiday.jpg is not a zip file"):
+        colab.upload_masks(tmp_path / "masks", photo)
+
+
+def test_an_uploaded_file_that_is_no_zip_is_named_as_uploaded(fake_colab, tmp_path):
+    fake_colab.files.uploads = {"my_masks.zip": b"PK but broken"}
+    with pytest.raises(ValueError, match=r"my_masks.zip is not a zip file"):
+        colab.upload_masks(tmp_path / "masks")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_zip_bomb_is_refused_before_unpacking(not_colab, tmp_path, monkeypatch):
+    store, _ = _store_with_masks(tmp_path / "there")
+    archive = colab.download_masks(store.folder)
+    monkeypatch.setattr(colab, "MAX_MASK_ZIP_BYTES", 100)
+    with pytest.raises(ValueError, match="would unpack to .* nothing was unpacked"):
+        colab.upload_masks(tmp_path / "masks", archive)
+    assert not (tmp_path / "masks").exists()
+
+
+def test_a_failed_download_leaves_no_temporary_zip(not_colab, tmp_path):
+    store, masks = _store_with_masks(tmp_path / "masks")
+    (store.folder / store.provenance(sorted(masks)[1])["file"]).unlink()  # lost meanwhile
+    with pytest.raises(FileNotFoundError):
+        colab.download_masks(store.folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"]
+
+
 # ---------------------------------------------------------------------------------------
 # the install cell and the badges: one repository, one ref
 
