@@ -11,12 +11,14 @@ Every mask here is an H x W uint8 array of 0/1.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from agkit.data.shapes import (
+    Shapes,
     check_shape,
     components,
     id_mapper,
@@ -37,17 +39,27 @@ def coco_masks(
     image_id: how images[].file_name becomes an image id: "file_name" (as is), "stem" (file
         name without folders and extension) or a callable file_name -> id.
     categories: None (all) or an iterable of category ids and/or names to keep.
-    use: "polygon" (segmentation), "bbox", or "auto" (polygon when present, else bbox).
-        RLE segmentations are not decoded; "auto" uses their bbox instead (with a warning).
-    Every annotation of one image (and of file names mapping to one id) is unioned; masks are
-    drawn at the height and width the file gives for the image.
+    use: "polygon" (the segmentation: polygons or RLE), "bbox", or "auto" (the segmentation
+        when present, else the bbox).
+    Every annotation of one image (and of file names mapping to one id, which must then have
+    one size) is unioned; masks are drawn at the height and width the file gives for the
+    image. Annotations that draw no pixel are skipped with a warning (``read_coco``).
     """
     to_id = id_mapper(image_id)
     masks: dict[str, np.ndarray] = {}
+    named: dict[str, str] = {}  # image id -> the first file name that gave it
     for name, shapes in read_coco(coco, categories=categories, use=use).items():
         width, height = shapes.frame
         drawn = shapes.rasterize((int(height), int(width)))
         iid = to_id(name)
+        if iid in masks and masks[iid].shape != drawn.shape:
+            raise ValueError(
+                f"{coco if isinstance(coco, (str, Path)) else 'the COCO dict'}: "
+                f"{named[iid]!r} ({masks[iid].shape[1]} x {masks[iid].shape[0]}) and {name!r} "
+                f"({int(width)} x {int(height)}) both become image id {iid!r} but differ in "
+                "size; pass an image_id that tells them apart."
+            )
+        named.setdefault(iid, name)
         masks[iid] = masks[iid] | drawn if iid in masks else drawn
     return masks
 
@@ -100,7 +112,9 @@ def yolo_masks(folder, image_shapes, *, classes=None, image_id=None) -> dict[str
     image_shapes: dict image_id -> (H, W) or callable image_id -> (H, W), needed to draw.
     classes: None (all) or an iterable of class numbers to keep (GRAZPEDWRI-DX fracture: [3]).
     image_id: callable stem -> id (default: the stem). Empty files (negatives) give no mask;
-    classes.txt is a list of names, not labels, and is passed over.
+    classes.txt is a list of names, not labels, and is passed over. Shapes of no area, and
+    files whose shapes draw no pixel at the image's size, are skipped with a warning;
+    coordinates outside [0, 1] are a ValueError naming the file and line (``read_yolo``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -108,12 +122,20 @@ def yolo_masks(folder, image_shapes, *, classes=None, image_id=None) -> dict[str
             f"No YOLO label folder at {folder}; pass the folder holding <stem>.txt files."
         )
     to_id = image_id or (lambda stem: stem)
-    found = {}
+    found: dict[str, Shapes] = {}
+    file_of: dict[str, Path] = {}
     for txt in sorted(folder.glob("*.txt")):
         if txt.name != "classes.txt":
             shapes = read_yolo(txt, classes)
+            iid = to_id(txt.stem)
+            if iid in file_of:
+                raise ValueError(
+                    f"{file_of[iid]} and {txt} both become image id {iid!r}; pass an "
+                    "image_id that tells them apart."
+                )
+            file_of[iid] = txt
             if shapes:
-                found[to_id(txt.stem)] = shapes
+                found[iid] = shapes
     sizes = {iid: shape_of(image_shapes, iid) for iid in found}
     unknown = [iid for iid, size in sizes.items() if size is None]
     if unknown:
@@ -121,7 +143,15 @@ def yolo_masks(folder, image_shapes, *, classes=None, image_id=None) -> dict[str
             f"image_shapes has no (H, W) for {len(unknown)} image(s), e.g. "
             f"{unknown[:3]}; add them to draw their shapes."
         )
-    return {iid: shapes.rasterize(sizes[iid]) for iid, shapes in found.items()}
+    masks = {iid: shapes.rasterize(sizes[iid]) for iid, shapes in found.items()}
+    empty = [f"{file_of[iid].name} at {sizes[iid]}" for iid, m in masks.items() if not m.any()]
+    if empty:
+        warnings.warn(
+            f"{folder}: the shapes of {len(empty)} label file(s) are too small to cover a "
+            f"pixel centre at the image's (H, W), so they give no mask: {empty[:5]}.",
+            stacklevel=2,
+        )
+    return {iid: m for iid, m in masks.items() if m.any()}
 
 
 def mask_to_yolo(mask: np.ndarray, class_id: int = 0) -> str:
