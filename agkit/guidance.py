@@ -18,8 +18,10 @@ gradient, Grad-CAM, an erased image) and in the kind of annotation ("look here" 
 
 and training minimises ``CE + lam * term(...)``. A term whose attribute
 ``needs_input_grad`` is True needs ``images.requires_grad_(True)`` before the forward pass
-(it differentiates with respect to the pixels). An image whose mask is empty adds nothing;
-a batch where no image has the annotation a term needs gives 0 (with a graph), never NaN.
+(it differentiates with respect to the pixels); one whose ``needs_annotation`` is False
+acts without any mask (``fit`` warns when a term that needs masks never got one). An image
+whose mask is empty adds nothing; a batch where no image has the annotation a term needs
+gives 0 (with a graph), never NaN.
 Every term checks its masks and forbidden regions with ``agkit.losses.check_masks``, the
 paper's loss's check: B x 1 x H x W, finite, 0 or 1, and at least the CAM grid in size
 (a mask at another size than the images is resampled, see ``masks_at``).
@@ -112,6 +114,7 @@ class CAMGuidance:
     name = "cam"
     pooling = "softmax"
     needs_input_grad = False
+    needs_annotation = True
 
     def __init__(self, resolution: str = "feature", classes: str = "all"):
         self.resolution, self.classes = resolution, classes
@@ -149,6 +152,7 @@ class ForbiddenGuidance:
     name = "forbidden"
     pooling = "softmax"
     needs_input_grad = False
+    needs_annotation = True
 
     def __init__(self, with_positive: bool = False, resolution: str = "feature"):
         self.with_positive = with_positive
@@ -190,6 +194,7 @@ class RRRGuidance:
     name = "rrr"
     pooling = "avg"
     needs_input_grad = True
+    needs_annotation = True
 
     def __call__(self, model, images, labels, masks, has_mask, out, forbidden):
         _check(out, masks, forbidden)
@@ -254,6 +259,7 @@ class GradCAMGuidance:
     name = "gradcam"
     pooling = "avg"
     needs_input_grad = False
+    needs_annotation = True
 
     def __init__(self, floor: float = 0.1):
         self.floor = floor
@@ -300,6 +306,7 @@ class GAINGuidance:
     name = "gain"
     pooling = "avg"
     needs_input_grad = False
+    needs_annotation = False
 
     def __init__(self, omega: float = 10.0, sigma: float = 0.5, supervise: float = 1.0):
         self.omega, self.sigma, self.supervise = omega, sigma, supervise
