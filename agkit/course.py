@@ -34,6 +34,7 @@ import hashlib
 import io
 import json
 import multiprocessing
+import numbers
 import os
 import re
 import shutil
@@ -299,10 +300,24 @@ def random_control_config(
     profile: Profile, lam: float = FEW_MASK_LAM, seed: int = 0, n: int = FEW_MASKS
 ) -> RunConfig:
     """The control of a few-mask run: the built-in masks of n training images chosen at
-    random (the first n of the "random" proposal), trained like ``few_mask_config``."""
-    return few_mask_config(
-        profile, lam, seed, annotated_ids=annotation_proposal(profile, "random", seed)[:n]
-    )
+    random (the first n of the "random" proposal), trained like ``few_mask_config``.
+
+    n must lie between 1 and the number of training images. n = 0 is refused, not read as
+    "no masks": a guided run without masks trains the baseline (its control is
+    ``baseline_config``), and an empty ``annotated_ids`` means *every* mask.
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(
+            f"n must be a whole number of masks, at least 1, got {n!r}; for a run without "
+            "masks use baseline_config(profile, seed), the run guidance is compared with."
+        )
+    proposal = annotation_proposal(profile, "random", seed)
+    if n > len(proposal):
+        raise ValueError(
+            f"n={n} asks for more masks than the {len(proposal)} training images of profile "
+            f"{profile.name!r}; pass n <= {len(proposal)}."
+        )
+    return few_mask_config(profile, lam, seed, annotated_ids=proposal[:n])
 
 
 def your_masks_config(

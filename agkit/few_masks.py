@@ -151,13 +151,25 @@ def train_with_few_masks(
 
     Returns:
         (model, history): the trained model and fit's history table.
+
+    Raises:
+        ValueError when no image of ``dataset`` has a mask while lam > 0: the run would
+        train the baseline under the name of guidance.
     """
     if (baseline is None) == (model is None):
         raise ValueError("pass either baseline= (to fine-tune) or model= (to train from scratch).")
+    n_annotated = int(annotated_images(dataset).sum())
+    if n_annotated == 0 and lam > 0:
+        raise ValueError(
+            f"none of the {len(dataset)} images of the dataset has a mask, so guided training "
+            "would train the baseline. Keep some masks (with_masks(dataset, indices) with "
+            "indices of annotated images, or load the drawn masks), or train the baseline "
+            "with fit(model, loader, lam=0)."
+        )
     model = switch_guidance_on(baseline) if baseline is not None else model
     loader = few_mask_loader(dataset, batch_size, annotated_share, seed)
     if balance_lam:
-        lam = balanced_lam(lam, int(annotated_images(dataset).sum()), len(dataset), batch_size)
+        lam = balanced_lam(lam, n_annotated, len(dataset), batch_size)
     history = fit(
         model,
         loader,

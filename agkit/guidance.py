@@ -10,7 +10,7 @@ gradient, Grad-CAM, an erased image) and in the kind of annotation ("look here" 
 
     images     B x C x H x W float
     labels     B long
-    masks      B x 1 x H x W float 0/1, "look here" (the evidence), or None
+    masks      B x 1 x H x W 0/1 (float, int or bool), "look here" (the evidence), or None
     has_mask   B bool, True where the image has a positive mask
     out        the model's CAMOutput(logits B x N, cams B x N x h x w) for ``images``,
                computed with the graph
@@ -18,8 +18,13 @@ gradient, Grad-CAM, an erased image) and in the kind of annotation ("look here" 
 
 and training minimises ``CE + lam * term(...)``. A term whose attribute
 ``needs_input_grad`` is True needs ``images.requires_grad_(True)`` before the forward pass
-(it differentiates with respect to the pixels). An image whose mask is empty adds nothing;
-a batch where no image has the annotation a term needs gives 0 (with a graph), never NaN.
+(it differentiates with respect to the pixels); one whose ``needs_annotation`` is False
+acts without any mask (``fit`` warns when a term that needs masks never got one). An image
+whose mask is empty adds nothing; a batch where no image has the annotation a term needs
+gives 0 (with a graph), never NaN.
+Every term checks its masks and forbidden regions with ``agkit.losses.check_masks``, the
+paper's loss's check: B x 1 x H x W, finite, 0 or 1, and at least the CAM grid in size
+(a mask at another size than the images is resampled, see ``masks_at``).
 
 ``get_term("rrr")`` returns a term by name; ``TERMS`` lists the names.
 """
@@ -30,12 +35,32 @@ import torch
 import torch.nn.functional as F
 
 from agkit import cam as cam_utils
-from agkit.losses import attention_guidance_loss
+from agkit.losses import attention_guidance_loss, check_masks, shrink_masks
 
 
 def _zero(out) -> torch.Tensor:
     """A zero that stays connected to the graph, so backward() works and adds nothing."""
     return out.logits.sum() * 0.0
+
+
+def _check(out, masks: torch.Tensor | None, forbidden: torch.Tensor | None) -> None:
+    """Refuse malformed masks or forbidden regions with the CAM loss's messages."""
+    cams = getattr(out, "cams", None)
+    grid = None if cams is None else cams.shape[-2:]
+    for name, region in (("masks", masks), ("forbidden", forbidden)):
+        if region is not None:
+            check_masks(region, out.logits.shape[0], grid, name)
+
+
+def masks_at(masks: torch.Tensor, size) -> torch.Tensor:
+    """0/1 masks B x 1 x H' x W' (float) at the image size (H, W): B x 1 x H x W.
+
+    A pixel is marked when the mask marks any part of it (adaptive max pooling, as
+    ``shrink_masks``); a mask at 1/k of the image's size becomes k x k blocks.
+    """
+    if tuple(masks.shape[-2:]) == tuple(size):
+        return masks
+    return shrink_masks(masks, size)
 
 
 def region_coverage(region: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -89,11 +114,13 @@ class CAMGuidance:
     name = "cam"
     pooling = "softmax"
     needs_input_grad = False
+    needs_annotation = True
 
     def __init__(self, resolution: str = "feature", classes: str = "all"):
         self.resolution, self.classes = resolution, classes
 
     def __call__(self, model, images, labels, masks, has_mask, out, forbidden=None):
+        _check(out, masks, forbidden)
         if masks is None:
             return _zero(out)
         kept = masks * has_mask.to(masks.dtype).view(-1, 1, 1, 1)
@@ -125,12 +152,14 @@ class ForbiddenGuidance:
     name = "forbidden"
     pooling = "softmax"
     needs_input_grad = False
+    needs_annotation = True
 
     def __init__(self, with_positive: bool = False, resolution: str = "feature"):
         self.with_positive = with_positive
         self.positive = CAMGuidance(resolution=resolution)
 
     def __call__(self, model, images, labels, masks, has_mask, out, forbidden):
+        _check(out, masks, forbidden)
         total = _zero(out)
         present = _images_with(forbidden)
         if present is not None and present.any():
@@ -165,8 +194,10 @@ class RRRGuidance:
     name = "rrr"
     pooling = "avg"
     needs_input_grad = True
+    needs_annotation = True
 
     def __call__(self, model, images, labels, masks, has_mask, out, forbidden):
+        _check(out, masks, forbidden)
         if forbidden is None or not (forbidden > 0).any():
             return _zero(out)
         if not images.requires_grad:
@@ -176,7 +207,8 @@ class RRRGuidance:
             )
         log_probs = F.log_softmax(out.logits, dim=1).sum()
         (gradient,) = torch.autograd.grad(log_probs, images, create_graph=True)
-        return (forbidden.to(gradient.dtype) * gradient).pow(2).sum() / images.shape[0]
+        region = masks_at(forbidden.to(gradient.dtype), images.shape[-2:])
+        return (region * gradient).pow(2).sum() / images.shape[0]
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,11 +259,13 @@ class GradCAMGuidance:
     name = "gradcam"
     pooling = "avg"
     needs_input_grad = False
+    needs_annotation = True
 
     def __init__(self, floor: float = 0.1):
         self.floor = floor
 
     def __call__(self, model, images, labels, masks, has_mask, out, forbidden=None):
+        _check(out, masks, forbidden)
         if masks is not None and has_mask.any():
             keep = has_mask & _images_with(masks)
             outside = 1.0 - region_coverage(masks.to(out.cams.dtype), out.cams.shape[-2:])
@@ -272,6 +306,7 @@ class GAINGuidance:
     name = "gain"
     pooling = "avg"
     needs_input_grad = False
+    needs_annotation = False
 
     def __init__(self, omega: float = 10.0, sigma: float = 0.5, supervise: float = 1.0):
         self.omega, self.sigma, self.supervise = omega, sigma, supervise
@@ -281,13 +316,15 @@ class GAINGuidance:
         return cam_utils.cam_at_input(out.cams, labels, size)
 
     def __call__(self, model, images, labels, masks, has_mask, out, forbidden=None):
+        _check(out, masks, forbidden)
         attention = self.attention_map(out, labels, images.shape[-2:])  # B x 1 x H x W
         erase = torch.sigmoid(self.omega * (attention - self.sigma))
         erased = images - erase * images
         scores = model(erased).logits.gather(1, labels.view(-1, 1))
         loss = torch.sigmoid(scores).mean()
         if self.supervise > 0 and masks is not None and has_mask.any():
-            error = (attention - masks.to(attention.dtype)).pow(2).flatten(1).mean(1)
+            target = masks_at(masks.to(attention.dtype), attention.shape[-2:])
+            error = (attention - target).pow(2).flatten(1).mean(1)
             loss = loss + self.supervise * error[has_mask].mean()
         return loss
 

@@ -23,21 +23,55 @@ RESOLUTIONS = ("feature", "input")
 CLASSES = ("all", "label")
 
 
-def check_masks(masks: torch.Tensor, batch_size: int) -> None:
-    """Raise a ValueError that names the fix unless masks is B x 1 x H x W with values 0/1."""
+def check_masks(
+    masks: torch.Tensor,
+    batch_size: int,
+    min_size: Sequence[int] | None = None,
+    name: str = "masks",
+) -> None:
+    """Raise an error that names the fix unless ``masks`` are usable guidance masks.
+
+    Usable: a torch tensor of bools, integers or floats, shaped B x 1 x H x W with
+    B = ``batch_size``, H x W at least ``min_size`` (the CAM grid h x w; the terms resample
+    a mask to the grid or to the image, which needs no fewer mask pixels than cells), every
+    value finite and 0 or 1. ``name`` is the argument named in the messages ("masks",
+    "forbidden"). Every guidance term checks its masks here (one rule for all of them).
+    """
+    if not isinstance(masks, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch tensor, got {type(masks).__name__}; "
+            "convert it with torch.as_tensor(...)."
+        )
+    if masks.is_complex():
+        raise ValueError(f"{name} must hold real 0/1 values, got dtype {masks.dtype}.")
     if masks.ndim != 4 or masks.shape[1] != 1:
         raise ValueError(
-            f"masks must be shaped B x 1 x H x W, got {tuple(masks.shape)}; "
-            "for a single H x W mask use mask[None, None]."
+            f"{name} must be shaped B x 1 x H x W, got {tuple(masks.shape)}; for "
+            f"B x H x W masks use {name}[:, None], for a single H x W mask {name}[None, None]."
         )
     if masks.shape[0] != batch_size:
         raise ValueError(
-            f"masks hold {masks.shape[0]} images but the CAMs hold {batch_size}; "
+            f"{name} holds {masks.shape[0]} masks but the CAMs hold {batch_size} images; "
             "pass one mask per image (all zeros for an image without one)."
+        )
+    if min_size is not None and (masks.shape[2] < min_size[0] or masks.shape[3] < min_size[1]):
+        raise ValueError(
+            f"{name} must be at input resolution, at least the CAM size {min_size[0]} x "
+            f"{min_size[1]}; got {masks.shape[2]} x {masks.shape[3]}. Pass the masks that came "
+            "with the images."
+        )
+    if masks.is_floating_point() and not bool(torch.isfinite(masks).all()):
+        bad = (~torch.isfinite(masks)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(
+            f"{name} holds NaN or inf values (image(s) {', '.join(map(str, bad[:5]))} of the "
+            "batch); a mask must be 0 or 1 everywhere: check how the masks are read and "
+            "resized, e.g. torch.nan_to_num(mask) > 0.5."
         )
     if ((masks != 0) & (masks != 1)).any():
         raise ValueError(
-            "mask values must be 0 or 1; binarise soft masks first, e.g. (mask > 0.5).float()."
+            f"the values of {name} must be 0 or 1, got values from {masks.min().item():g} to "
+            f"{masks.max().item():g}; binarise soft or 0/255 masks first, "
+            "e.g. (mask > 0.5).float()."
         )
 
 
@@ -127,12 +161,7 @@ def attention_guidance_loss(
     if classes not in CLASSES:
         raise ValueError(f"unknown classes {classes!r}; choose 'all' or 'label'.")
     batch, num_classes, h, w = cams.shape
-    check_masks(masks, batch)
-    if masks.shape[2] < h or masks.shape[3] < w:
-        raise ValueError(
-            f"masks must be at input resolution, at least the CAM size {h} x {w}; got "
-            f"{masks.shape[2]} x {masks.shape[3]}. Pass the masks that came with the images."
-        )
+    check_masks(masks, batch, (h, w))
     if not torch.isfinite(cams).all():
         raise ValueError(
             "the CAMs contain NaN or inf: training has diverged; lower the "

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+import numbers
 import os
 import random
 import time
@@ -80,6 +81,28 @@ class TimeLimitWarning(UserWarning):
 
     Turn it into an error with ``warnings.simplefilter("error", TimeLimitWarning)``.
     """
+
+
+class NothingToGuideWarning(UserWarning):
+    """Warned when ``fit`` trains with lam > 0 but no batch held a mask (nor a forbidden
+    region): the guidance term had nothing to act on, so the run trained the baseline.
+    Terms whose ``needs_annotation`` is False (GAIN's attention mining) are exempt."""
+
+
+def check_lam(lam: float) -> None:
+    """Raise a ValueError unless lam is a finite number >= 0 (0: the baseline)."""
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0 <= lam < math.inf:
+        raise ValueError(
+            f"lam must be a finite number >= 0 (0 trains the baseline, lam > 0 weighs the "
+            f"guidance term), got {lam!r}; a negative weight would push attention out of the "
+            "masks and NaN or inf would silently train the baseline."
+        )
+
+
+def _has_annotation(batch: Sequence[Any]) -> bool:
+    """Whether any image of a batch has a non-empty mask or forbidden region."""
+    regions = [t for t in batch[2:5:2] if isinstance(t, torch.Tensor)]
+    return any(bool(region.any()) for region in regions)
 
 
 def set_seed(seed: int) -> None:
@@ -192,6 +215,7 @@ def training_step(
         NonFiniteImages when an image holds NaN or inf.
     """
     classes, _ = old_names("training_step", classes, channels)
+    check_lam(lam)
     device = device or next(model.parameters()).device
     images, labels, masks, has_mask = (
         t.to(device) if isinstance(t, torch.Tensor) else t for t in batch[:4]
@@ -512,10 +536,16 @@ def fit(
     Raises:
         TrainingDiverged when the loss becomes NaN/inf or grows past DIVERGENCE_FACTOR
         times its chance value; NonFiniteImages for NaN/inf images (naming them);
-        ValueError for an empty loader or a checkpoint made with another configuration;
-        TimeoutError when time_limit passes before the first epoch is complete.
+        ValueError for an empty loader, a lam that is negative, NaN or inf, or a checkpoint
+        made with another configuration; TimeoutError when time_limit passes before the
+        first epoch is complete.
+
+    Warns:
+        NothingToGuideWarning (once) when lam > 0 but no training batch held a mask or a
+        forbidden region (a batch without any is normal and silent).
     """
     classes, _ = old_names("fit", classes, channels)
+    check_lam(lam)
     set_seed(seed)
     device = torch.device(device) if device is not None else default_device()
     if _loader_length(train_loader) == 0:
@@ -572,6 +602,8 @@ def fit(
     ]
     started = time.perf_counter()
     stopped_by_time_limit = False
+    # a term that needs no annotation (GAIN's attention mining) guides without masks
+    annotated = lam == 0 or not getattr(term, "needs_annotation", True)
     epoch_bar = tqdm(
         range(start_epoch, epochs + 1),
         desc=f"lam={lam:g}",
@@ -624,6 +656,7 @@ def fit(
                 raise NonFiniteImages(
                     f"epoch {epoch}, batch {steps + 1}: {error}", error.indices
                 ) from None
+            annotated = annotated or _has_annotation(batch)
             batch_bar.update()
             for key in sums:
                 sums[key] += losses[key]
@@ -682,6 +715,15 @@ def fit(
             "model and checkpoint hold the last complete epoch. Size runs by epochs when "
             "their results are kept (history.attrs['stopped_by_time_limit'] is True).",
             TimeLimitWarning,
+            stacklevel=2,
+        )
+    if not annotated:
+        warnings.warn(
+            f"lam={lam:g} but no image in the training loader had a mask (nor a forbidden "
+            "region) in any of these epochs, so the guidance term did nothing and this run "
+            "trained the baseline. Check that the masks were loaded (has_mask) or that the "
+            "annotated images are in the training split.",
+            NothingToGuideWarning,
             stacklevel=2,
         )
     train_buffers = _norm_buffers(model)

@@ -18,6 +18,7 @@ from agkit.guidance import (
     RRRGuidance,
     get_term,
 )
+from agkit.losses import attention_guidance_loss
 from agkit.models import CAMNet, CAMOutput, pool_cams
 from agkit.train import fit, training_step
 
@@ -250,6 +251,107 @@ class FunctionalModel(nn.Module):
 
     def forward(self, x):
         return torch.func.functional_call(self.model, {"classifier.weight": self.weight}, (x,))
+
+
+# ------------------------------------------------------------------ malformed masks
+
+# Each term with the argument(s) it reads: the bad tensor is passed there, the other is None.
+USES = [
+    ("cam", "masks"),
+    ("forbidden", "forbidden"),
+    ("forbidden+cam", "masks"),
+    ("forbidden+cam", "forbidden"),
+    ("rrr", "forbidden"),
+    ("gradcam", "masks"),
+    ("gradcam", "forbidden"),
+    ("gain", "masks"),
+]
+
+
+def _aligned_masks(size=8):
+    """Two block-aligned 0/1 masks on 8 x 8 images (4 x 4 grid of the smooth model)."""
+    half = torch.zeros(2, 1, size // 2, size // 2, dtype=torch.float64)
+    half[0, 0, 1:3, 1:3] = 1.0
+    half[1, 0, 2:, :2] = 1.0
+    full = half.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    return full, half
+
+
+def _call(name, arg, region, seed=1):
+    """The term ``name`` on two 8 x 8 images with ``region`` passed as ``arg``."""
+    model = smooth_model(get_term(name).pooling)
+    torch.manual_seed(seed)
+    images = torch.rand(2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    masks, forbidden = (region, None) if arg == "masks" else (None, region)
+    has_mask = torch.tensor([True, True])
+    out = model(images)
+    return get_term(name)(model, images, torch.tensor([0, 2]), masks, has_mask, out, forbidden)
+
+
+def _refusal(name, arg, bad, kind=ValueError):
+    """The term's error message on ``bad``; for "masks" it must be the CAM loss's own."""
+    with pytest.raises(kind) as error:
+        _call(name, arg, bad)
+    message = str(error.value)
+    assert message.startswith(arg) or f" {arg} " in message, message
+    if arg == "masks":  # the paper's loss refuses the same masks with the same words
+        with pytest.raises(kind) as cam_error:
+            attention_guidance_loss(torch.zeros(2, 3, 4, 4, dtype=torch.float64), bad)
+        assert message == str(cam_error.value)
+    return message
+
+
+@pytest.mark.parametrize("name,arg", USES)
+def test_every_term_refuses_masks_holding_nan_or_inf(name, arg):
+    """Before: forbidden dropped the image, rrr and gain gave a NaN loss, gradcam NaN grads."""
+    for value in (float("nan"), float("inf")):
+        bad = _aligned_masks()[0]
+        bad[1, 0, 0, 0] = value
+        message = _refusal(name, arg, bad)
+        assert "NaN or inf" in message and "image(s) 1" in message
+
+
+@pytest.mark.parametrize("name,arg", USES)
+def test_every_term_refuses_0_255_masks(name, arg):
+    """Before: forbidden switched off, rrr grew 65,025-fold, gain about 7,700-fold."""
+    message = _refusal(name, arg, 255 * _aligned_masks()[0])
+    assert "must be 0 or 1" in message and "from 0 to 255" in message
+    assert "(mask > 0.5).float()" in message
+    _refusal(name, arg, _aligned_masks()[0].to(torch.uint8) * 255)
+    _refusal(name, arg, 0.5 * _aligned_masks()[0])  # soft masks too
+
+
+@pytest.mark.parametrize("name,arg", USES)
+def test_every_term_refuses_masks_without_a_channel_dimension(name, arg):
+    """Before: B x H x W masks broadcast to B x B x H x W; rrr and gradcam came out B times
+    too large."""
+    message = _refusal(name, arg, _aligned_masks()[0][:, 0])
+    assert "B x 1 x H x W, got (2, 8, 8)" in message and f"{arg}[:, None]" in message
+    _refusal(name, arg, _aligned_masks()[0][:1])  # one mask for two images
+    assert "one mask per image" in _refusal(name, arg, _aligned_masks()[0][:1])
+
+
+@pytest.mark.parametrize("name,arg", USES)
+def test_every_term_resamples_masks_at_half_the_image_size(name, arg):
+    """As the CAM loss does, every term accepts a mask at any size down to the CAM grid;
+    at half the image's size it gives what the same mask at full size gives (before: a raw
+    RuntimeError from rrr and gain)."""
+    full, half = _aligned_masks()
+    value = _call(name, arg, half)
+    assert value.item() > 0
+    assert value.item() == pytest.approx(_call(name, arg, full).item(), rel=1e-12)
+    # below the 4 x 4 CAM grid a mask would lose cells: refused, as by the CAM loss
+    message = _refusal(name, arg, full[:, :, ::4, ::4])
+    assert "at least the CAM size 4 x 4; got 2 x 2" in message
+
+
+@pytest.mark.parametrize("name,arg", USES)
+def test_every_term_takes_bool_integer_and_float_masks_alike(name, arg):
+    full = _aligned_masks()[0]
+    expected = _call(name, arg, full).item()
+    for dtype in (torch.bool, torch.uint8, torch.int64, torch.float32):
+        assert _call(name, arg, full.to(dtype)).item() == pytest.approx(expected, rel=1e-6)
+    _refusal(name, arg, full.numpy(), kind=TypeError)
 
 
 # ------------------------------------------------------------------ registry

@@ -108,7 +108,9 @@ def test_gradient_moves_cam_mass_into_the_mask():
         (torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 4, 4), {}, "input resolution"),
         (torch.zeros(2, 2, 8, 8), torch.zeros(3, 1, 64, 64), {}, "one mask per image"),
         (torch.zeros(2, 2, 8, 8), torch.full((2, 1, 64, 64), 0.5), {}, "0 or 1"),
-        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 64, 64), {}, "B x 1 x H x W"),
+        (torch.zeros(2, 2, 8, 8), torch.zeros(2, 64, 64), {}, r"B x 1 x H x W.*masks\[:, None\]"),
+        (torch.zeros(2, 2, 8, 8), torch.full((2, 1, 64, 64), float("nan")), {}, "NaN or inf"),
+        (torch.zeros(2, 2, 8, 8), torch.full((2, 1, 64, 64), 255.0), {}, "from 255 to 255"),
         (torch.zeros(2, 8, 8), torch.zeros(2, 1, 64, 64), {}, "B x N x h x w"),
         (torch.full((2, 2, 8, 8), float("nan")), torch.zeros(2, 1, 64, 64), {}, "NaN"),
         (torch.full((2, 2, 8, 8), float("inf")), torch.zeros(2, 1, 64, 64), {}, "inf"),
@@ -130,6 +132,11 @@ def test_gradient_moves_cam_mass_into_the_mask():
 def test_bad_input_gives_clear_error(cams, masks, kwargs, message):
     with pytest.raises(ValueError, match=message):
         attention_guidance_loss(cams, masks, **kwargs)
+
+
+def test_masks_that_are_not_a_tensor_are_refused_with_the_fix():
+    with pytest.raises(TypeError, match=r"torch.as_tensor"):
+        attention_guidance_loss(torch.zeros(2, 2, 8, 8), torch.zeros(2, 1, 64, 64).numpy())
 
 
 def test_half_precision_cams_at_input_resolution_give_a_finite_loss_and_gradient():

@@ -251,6 +251,41 @@ def test_finetuning_with_few_masks_leaves_the_baseline_untouched_and_repeats():
         train_with_few_masks(ds, lam=1.0, epochs=1, lr=1e-3, batch_size=4)
 
 
+def test_train_with_few_masks_refuses_a_dataset_without_any_mask():
+    """Before: it trained the baseline (softmax pooling, lam > 0, no mask) without a word."""
+    ds = tiny_dataset()
+    empty = GuidedDataset(
+        torch.rand(12, 1, 16, 16), torch.arange(12) % 2, torch.zeros(12, 1, 16, 16)
+    )
+    for dataset in (with_masks(ds, []), empty):
+        with pytest.raises(ValueError, match=r"none of the 12 images .* has a mask"):
+            train_with_few_masks(
+                dataset, lam=1.0, epochs=1, lr=1e-3, batch_size=4, model=CAMNet("tiny", 2, 1)
+            )
+    # lam = 0 asks for no guidance: it needs no mask and trains
+    _, history = train_with_few_masks(
+        with_masks(ds, []), lam=0.0, epochs=1, lr=1e-3, batch_size=4, model=CAMNet("tiny", 2, 1)
+    )
+    assert len(history) == 1
+
+
+def test_random_control_refuses_zero_negative_and_too_many_masks(monkeypatch):
+    """Before: n=0 kept every mask (an empty annotated_ids means all) and was labelled
+    "guided"; n=-3 kept all but three."""
+    from agkit import course
+
+    proposal = [f"im{i}" for i in range(10)]
+    monkeypatch.setattr(course, "annotation_proposal", lambda *args, **kwargs: proposal)
+    profile = course.get_profile("ci")
+    config = course.random_control_config(profile, 1.0, 0, n=3)
+    assert config.annotated_ids == ("im0", "im1", "im2") and "3 masks" in config.label
+    for n in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=r"at least 1, got .*baseline_config"):
+            course.random_control_config(profile, 1.0, 0, n=n)
+    with pytest.raises(ValueError, match=r"n=11 asks for more masks than the 10 training"):
+        course.random_control_config(profile, 1.0, 0, n=11)
+
+
 # ----------------------------------------------------------------- the benchmark
 
 

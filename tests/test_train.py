@@ -507,3 +507,60 @@ def test_decay_step_divides_the_rate_once_after_the_share_of_the_epochs():
     assert decay_step(8, 0.75) == 6 and decay_step(12, 0.75) == 9
     assert decay_step(1, 0.75) == 1  # never 0, which StepLR refuses
     assert decay_step(8, None) is None and decay_step(8, 0) is None
+
+
+# ------------------------------------------------------------------ lam and empty masks
+
+
+@pytest.mark.parametrize("lam", [-1.0, -1e-3, float("nan"), float("inf"), "0.1", True])
+def test_fit_and_training_step_refuse_a_negative_or_non_finite_lam(lam):
+    """Before: lam=-1 and lam=nan trained the baseline without a word (lam > 0 was False)."""
+    torch.manual_seed(0)
+    model = CAMNet("tiny", 2, pooling="softmax")
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match=r"lam must be a finite number >= 0 .*got"):
+        fit(model, toy_loader(), lam=lam, epochs=1, progress=False, device="cpu")
+    batch = next(iter(toy_loader()))
+    with pytest.raises(ValueError, match=r"lam must be a finite number >= 0"):
+        training_step(model, batch, torch.optim.SGD(model.parameters(), lr=0.1), lam=lam)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def masked_loader(annotated):
+    """toy_loader's 96 images in fixed batches of 16; only images in ``annotated`` keep masks."""
+    batches = list(toy_loader(shuffle=False))
+    images, labels, masks = (torch.cat([b[i] for b in batches]) for i in range(3))
+    keep = torch.zeros(len(images), dtype=torch.bool)
+    keep[list(annotated)] = True
+    masks = masks * keep.view(-1, 1, 1, 1)
+    return DataLoader(TensorDataset(images, labels, masks, keep), batch_size=16)
+
+
+def fit_warnings(loader, lam=0.1, epochs=2, **kwargs):
+    from agkit.train import NothingToGuideWarning
+
+    torch.manual_seed(0)
+    model = CAMNet("tiny", 2, pooling="softmax")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = fit(model, loader, lam=lam, epochs=epochs, progress=False, device="cpu", **kwargs)
+    said = [str(w.message) for w in caught if w.category is NothingToGuideWarning]
+    return history, said
+
+
+@pytest.mark.parametrize("guidance", [None, "cam"])
+def test_fit_warns_once_when_no_image_in_the_loader_had_a_mask(guidance):
+    """Before: the CAM term with all-empty masks trained the baseline without a word."""
+    history, said = fit_warnings(masked_loader([]), guidance=guidance)
+    assert len(said) == 1 and "no image in the training loader had a mask" in said[0]
+    assert "lam=0.1" in said[0] and "trained the baseline" in said[0]
+    assert len(history) == 2 and (history["att"] == 0).all() and history["loss"].notna().all()
+
+
+def test_batches_without_masks_among_annotated_ones_stay_silent_and_finite():
+    # only image 40 has a mask: five of the six batches hold none
+    history, said = fit_warnings(masked_loader([40]))
+    assert said == [] and history["loss"].notna().all() and (history["att"] > 0).all()
+    # the baseline, and a term that needs no mask (GAIN's attention mining), never warn
+    assert fit_warnings(masked_loader([]), lam=0.0)[1] == []
+    assert fit_warnings(masked_loader([]), epochs=1, guidance="gain")[1] == []
