@@ -646,3 +646,47 @@ def test_folder_two_files_with_one_stem_in_a_class_folder_name_both(tmp_path):
         r"'normal/case001'; rename or remove one",
     ):
         open_dataset("folder", truth.root, "train")
+
+
+# ---------------------------------------------------------------------------------------
+# The folder loader never follows a symbolic link out of or back into the dataset
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_link, named",
+    [
+        (lambda root, out: (root / "loop").symlink_to("."), r"loop -> '\.', back inside"),
+        (  # a loop one level down: normal/again -> .. holds every class again
+            lambda root, out: (root / "normal" / "again").symlink_to(".."),
+            r"normal/again -> '\.\.', back inside",
+        ),
+        (
+            lambda root, out: (root / "borrowed").symlink_to(out),
+            r"borrowed -> '.*outside', outside",
+        ),
+        (
+            lambda root, out: (root / "normal" / "extra.png").symlink_to(out / "x.png"),
+            r"normal/extra.png -> '.*x.png', outside",
+        ),
+    ],
+    ids=["loop_to_root", "loop_inside_a_class", "folder_outside", "image_file_outside"],
+)
+def test_folder_symlink_loops_and_links_outside_are_refused_by_name(tmp_path, make_link, named):
+    truth = fx.make_class_folder(tmp_path, per_class=(3, 2))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(outside / "x.png")
+    make_link(truth.root, outside)
+    with pytest.raises(ValueError, match=named + r".*does not follow links.*cp -rL"):
+        load_folder(truth.root)
+    with pytest.raises(ValueError, match=named):
+        open_dataset("folder", truth.root, "train")
+
+
+def test_folder_without_links_has_each_image_once_with_its_class(tmp_path):
+    truth = fx.make_class_folder(tmp_path, per_class=(10, 10))
+    (truth.root / ".hidden_link").symlink_to(".")  # hidden entries are skipped, links too
+    table = load_folder(truth.root).table
+    assert sorted(table["image_id"]) == sorted(truth.labels)
+    assert dict(zip(table["image_id"], table["label"], strict=True)) == truth.labels
