@@ -22,8 +22,10 @@ The scoring functions work on plain tensors, so they can be checked by hand.
 
 from __future__ import annotations
 
+import operator
 import warnings
 from collections.abc import Iterable
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -129,7 +131,9 @@ def cam_clusters(
 
     Args:
         maps: n x h x w attention maps. labels: n class indices.
-        n_clusters: clusters per class (fewer when a class has too few images).
+        n_clusters: clusters per class; a class of m <= n_clusters images gets m - 1
+            (spectral clustering needs more images than clusters), one of 2 images or fewer
+            a single cluster.
 
     Returns:
         n int64 cluster ids, unique across classes (class 0's clusters come first).
@@ -138,7 +142,7 @@ def cam_clusters(
     offset = 0
     for c in labels.unique():
         members = torch.nonzero(labels == c).flatten()
-        k = min(n_clusters, len(members))
+        k = min(n_clusters, len(members) - 1)  # k >= m makes the eigen-solver fail
         if k < 2:
             found = np.zeros(len(members), dtype=np.int64)
         else:
@@ -194,6 +198,18 @@ def order_by(scores: torch.Tensor, seed: int = 0) -> list[int]:
     return shuffled[order].tolist()
 
 
+def _check_arguments(strategy: str, n: int, n_clusters) -> None:
+    """Refuse a ranking that cannot be made, before any model is run."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
+    if n == 0:
+        raise ValueError(
+            "there are no images to rank; pass the training dataset (at least one image)."
+        )
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, Integral) or n_clusters < 1:
+        raise ValueError(f"n_clusters must be a whole number >= 1, got {n_clusters!r}.")
+
+
 def rank_scores(
     strategy: str,
     probs: torch.Tensor,
@@ -213,9 +229,8 @@ def rank_scores(
     Returns:
         A permutation of range(n), the image to annotate first at the front.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
     n = len(labels)
+    _check_arguments(strategy, n, n_clusters)
     if strategy == "random":
         return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     # the margin only breaks entropy ties (it orders exactly like entropy for 2 classes)
@@ -245,22 +260,16 @@ def rank_for_annotation(
         model: a trained CAMNet, usually the baseline (trained without masks).
         dataset: the training GuidedDataset (its labels are the annotator's labels).
         strategy: one of STRATEGIES ("random" is the control).
-        exclude: indices or image ids of images not to propose (e.g. already annotated).
+        exclude: indices (0 .. len(dataset) - 1) or image ids of images not to propose
+            (e.g. already annotated); a single id or index may be passed alone.
         seed: the random order of "random", tie breaks and clustering.
         n_clusters: CAM clusters per class for "clusters".
 
     Returns:
         Dataset indices of the images not excluded, the one to annotate first at the front.
     """
-    position = {image_id: i for i, image_id in enumerate(dataset.image_ids)}
-    skip = set()
-    for item in exclude:
-        if isinstance(item, str):
-            if item not in position:
-                raise ValueError(f"exclude names image {item!r}, which is not in the dataset.")
-            skip.add(position[item])
-        else:
-            skip.add(int(item))
+    _check_arguments(strategy, len(dataset), n_clusters)
+    skip = _excluded(exclude, list(dataset.image_ids))
     if strategy == "random":  # needs no model: the control costs nothing
         order = rank_scores("random", torch.empty(0), torch.empty(0), dataset.labels, seed=seed)
     else:
@@ -269,3 +278,41 @@ def rank_for_annotation(
             strategy, out["probs"], out["cams"], out["labels"], seed=seed, n_clusters=n_clusters
         )
     return [i for i in order if i not in skip]
+
+
+def _excluded(exclude, image_ids: list[str]) -> set[int]:
+    """The dataset indices that ``exclude`` names; every bad entry is named in one error."""
+    if isinstance(exclude, str) or not isinstance(exclude, Iterable):
+        exclude = [exclude]  # one id ("12" is image "12", not images "1" and "2") or index
+    position = {image_id: i for i, image_id in enumerate(image_ids)}
+    skip, unknown, out_of_range = set(), [], []
+    for item in exclude:
+        if isinstance(item, str):
+            if item in position:
+                skip.add(position[item])
+            else:
+                unknown.append(item)
+            continue
+        try:
+            if isinstance(item, bool):
+                raise TypeError
+            index = operator.index(item)  # ints, numpy and 0-d torch integers; not 1.5
+        except TypeError:
+            raise TypeError(
+                f"exclude takes image ids (str) or dataset indices (int), got {item!r}."
+            ) from None
+        if 0 <= index < len(image_ids):
+            skip.add(index)
+        else:
+            out_of_range.append(index)
+    if unknown:
+        raise ValueError(
+            f"exclude names image(s) {unknown[:5]} that are not in the dataset; "
+            "check the ids against dataset.image_ids."
+        )
+    if out_of_range:
+        raise ValueError(
+            f"exclude holds the index(es) {out_of_range[:5]}, outside 0..{len(image_ids) - 1} "
+            "(negative indices are not counted from the end); pass dataset indices or image ids."
+        )
+    return skip

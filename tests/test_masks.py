@@ -516,6 +516,111 @@ def test_store_survives_a_killed_writer(tmp_path):
     assert start > 3  # the writer really wrote several masks
 
 
+# ------------------------------------------------------------- a full disk
+def _index_write_fails(monkeypatch, no_hard_links=False):
+    """Make every write of index.json fail as a full disk does; mask PNGs still write."""
+    import errno
+
+    from agkit.data import mask_store
+
+    real = mask_store._atomic_write
+
+    def atomic_write(path, data, durable=True):
+        if Path(path).name == "index.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data, durable)
+
+    monkeypatch.setattr(mask_store, "_atomic_write", atomic_write)
+    if no_hard_links:  # e.g. a FUSE mount such as Google Drive: the old bytes are kept in memory
+
+        def no_link(*args, **kwargs):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+
+
+def _folder_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("no_hard_links", [False, True], ids=["hard_links", "no_hard_links"])
+@pytest.mark.parametrize("case", ["new_mask", "overwrite"])
+def test_disk_full_on_index_write_restores_png_and_store(
+    tmp_path, monkeypatch, case, no_hard_links
+):
+    store = MaskStore(tmp_path)
+    old = square((6, 6), 0, 2, 0, 2)
+    store.put("kept", square((6, 6), 3, 6, 3, 6))
+    if case == "overwrite":
+        store.put("img", old)
+    before_files, before_index = _folder_bytes(tmp_path), store.annotated_ids()
+    _index_write_fails(monkeypatch, no_hard_links)
+    with pytest.raises(OSError, match="nothing was changed") as info:
+        store.put("img", square((6, 6), 1, 5, 1, 5))
+    assert info.value.errno == 28  # ENOSPC, so callers can still test for it
+    # the PNG on disk is the old one byte for byte (or absent), and no spare link is left
+    assert _folder_bytes(tmp_path) == before_files
+    # the open store and a fresh one agree with index.json: nothing changed
+    assert store.annotated_ids() == before_index == MaskStore(tmp_path).annotated_ids()
+    if case == "overwrite":
+        np.testing.assert_array_equal(store.get("img"), old)
+    else:
+        assert "img" not in store and store.get("img") is None
+    monkeypatch.undo()  # room again: the same put now succeeds
+    store.put("img", square((6, 6), 1, 5, 1, 5))
+    assert MaskStore(tmp_path).get("img").sum() == 16 and store.check().ok
+
+
+def test_disk_full_when_the_old_png_cannot_be_put_back_says_so(tmp_path, monkeypatch):
+    import errno
+
+    from agkit.data import mask_store
+
+    store = MaskStore(tmp_path)
+    store.put("img", square((4, 4), 0, 2, 0, 2))
+    _index_write_fails(monkeypatch, no_hard_links=True)
+    failing = mask_store._atomic_write
+    writes = []
+
+    def atomic_write(path, data, durable=True):  # the new PNG fits, then the disk is full
+        writes.append(Path(path).name)
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        failing(path, data, durable)
+
+    monkeypatch.setattr(mask_store, "_atomic_write", atomic_write)
+    with pytest.raises(OSError, match="could not be put back.*rebuild_index"):
+        store.put("img", square((4, 4), 0, 4, 0, 4))
+    assert store.get("img") is not None and store.annotated_ids() == ["img"]
+    monkeypatch.undo()
+    assert MaskStore.rebuild_index(tmp_path).get("img").sum() == 16  # the PNG as it is now
+
+
+def test_disk_full_on_index_write_keeps_a_deleted_mask(tmp_path, monkeypatch):
+    store = MaskStore(tmp_path)
+    store.put("img", square((4, 4), 0, 2, 0, 2))
+    before = _folder_bytes(tmp_path)
+    _index_write_fails(monkeypatch)
+    with pytest.raises(OSError, match="nothing was changed"):
+        store.delete("img")
+    assert _folder_bytes(tmp_path) == before
+    assert store.get("img").sum() == 4 and store.annotated_ids() == ["img"]
+
+
+def test_disk_full_at_the_end_of_a_batch_takes_the_whole_batch_back(tmp_path, monkeypatch):
+    store = MaskStore(tmp_path, durable=False)
+    store.put("a", square((4, 4), 0, 1, 0, 4))
+    before = _folder_bytes(tmp_path)
+    _index_write_fails(monkeypatch)
+    with pytest.raises(OSError, match="nothing was changed"):
+        with store.batch():
+            store.put("a", square((4, 4), 0, 4, 0, 4))  # overwritten twice in one batch
+            store.put("b", square((4, 4), 0, 2, 0, 2))
+            store.put("a", square((4, 4), 0, 3, 0, 4))
+    assert _folder_bytes(tmp_path) == before
+    assert store.annotated_ids() == ["a"] and store.get("a").sum() == 4
+
+
 # ------------------------------------------------------------- never outside the folder
 def _png_bytes(value):
     buffer = io.BytesIO()

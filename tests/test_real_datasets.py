@@ -646,3 +646,85 @@ def test_folder_two_files_with_one_stem_in_a_class_folder_name_both(tmp_path):
         r"'normal/case001'; rename or remove one",
     ):
         open_dataset("folder", truth.root, "train")
+
+
+# ---------------------------------------------------------------------------------------
+# The folder loader never follows a symbolic link out of or back into the dataset
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_link, named",
+    [
+        (lambda root, out: (root / "loop").symlink_to("."), r"loop -> '\.', back inside"),
+        (  # a loop one level down: normal/again -> .. holds every class again
+            lambda root, out: (root / "normal" / "again").symlink_to(".."),
+            r"normal/again -> '\.\.', back inside",
+        ),
+        (
+            lambda root, out: (root / "borrowed").symlink_to(out),
+            r"borrowed -> '.*outside', outside",
+        ),
+        (
+            lambda root, out: (root / "normal" / "extra.png").symlink_to(out / "x.png"),
+            r"normal/extra.png -> '.*x.png', outside",
+        ),
+    ],
+    ids=["loop_to_root", "loop_inside_a_class", "folder_outside", "image_file_outside"],
+)
+def test_folder_symlink_loops_and_links_outside_are_refused_by_name(tmp_path, make_link, named):
+    truth = fx.make_class_folder(tmp_path, per_class=(3, 2))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(outside / "x.png")
+    make_link(truth.root, outside)
+    with pytest.raises(ValueError, match=named + r".*does not follow links.*cp -rL"):
+        load_folder(truth.root)
+    with pytest.raises(ValueError, match=named):
+        open_dataset("folder", truth.root, "train")
+
+
+def test_folder_without_links_has_each_image_once_with_its_class(tmp_path):
+    truth = fx.make_class_folder(tmp_path, per_class=(10, 10))
+    (truth.root / ".hidden_link").symlink_to(".")  # hidden entries are skipped, links too
+    table = load_folder(truth.root).table
+    assert sorted(table["image_id"]) == sorted(truth.labels)
+    assert dict(zip(table["image_id"], table["label"], strict=True)) == truth.labels
+
+
+# ---------------------------------------------------------------------------------------
+# labels.csv in another encoding: read when its byte-order mark says which, else refused
+# ---------------------------------------------------------------------------------------
+
+LABELS_WITH_ACCENTS = "image_id,path,label,note\nröntgen_1,images/a.png,1,fracture à droite\n"
+
+
+def _labels_folder(tmp_path, data: bytes):
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "labels.csv").write_bytes(data)
+    return tmp_path
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_folder_labels_csv_in_utf8_or_with_a_byte_order_mark_is_read_exactly(tmp_path, encoding):
+    data = LABELS_WITH_ACCENTS.encode(encoding)
+    if encoding == "utf-16-be":  # Python writes a byte-order mark only for plain "utf-16"
+        data = b"\xfe\xff" + data
+    table = load_folder(_labels_folder(tmp_path, data)).table
+    assert list(table["image_id"]) == ["röntgen_1"] and list(table["label"]) == [1]
+    assert list(table["note"]) == ["fracture à droite"]
+
+
+@pytest.mark.parametrize(
+    "encoding, message",
+    [
+        ("latin-1", r"labels.csv is not UTF-8 text: line 2 holds the byte 0xf6"),
+        ("cp1252", r"labels.csv is not UTF-8 text: line 2 holds the byte 0xf6"),
+        ("utf-16-le", r"labels.csv holds NUL bytes: it is probably UTF-16 without"),
+    ],
+)
+def test_folder_labels_csv_not_utf8_names_the_file_line_and_fix(tmp_path, encoding, message):
+    folder = _labels_folder(tmp_path, LABELS_WITH_ACCENTS.encode(encoding))
+    with pytest.raises(ValueError, match=message + r".*save it as UTF-8"):
+        open_dataset("folder", folder, "train")

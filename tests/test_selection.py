@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,62 @@ def test_rank_for_annotation_rejects_an_unknown_image_id():
     model = CAMNet("tiny", num_classes=2, in_channels=1).eval()
     with pytest.raises(ValueError, match="im99"):
         rank_for_annotation(model, tiny_dataset(), "random", exclude=["im99"])
+
+
+def test_rank_for_annotation_on_no_images_is_a_clear_error():
+    model = CAMNet("tiny", num_classes=2, in_channels=1).eval()
+    for strategy in STRATEGIES:
+        with pytest.raises(ValueError, match="no images to rank; pass the training dataset"):
+            rank_for_annotation(model, tiny_dataset(n=0), strategy)
+    with pytest.raises(ValueError, match="no images to rank"):
+        rank_scores("uncertainty", torch.empty(0, 2), torch.empty(0, 2, 4, 4), torch.empty(0))
+
+
+def test_clusters_with_fewer_images_per_class_than_clusters_use_fewer_clusters():
+    # class 0: two alike maps and an odd one (3 images, 4 clusters asked: 2 made);
+    # class 1: 2 images (one cluster); class 2: 1 image (one cluster)
+    peaks = [(0, 0), (0, 0), (3, 3), (1, 1), (2, 2), (0, 3)]
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    cams = spike_cams(peaks, labels, n_classes=3)
+    ids = cam_clusters(attention_maps(cams, labels), labels, n_clusters=4).tolist()
+    assert ids[0] == ids[1] != ids[2]
+    assert ids[3] == ids[4] and len(set(ids)) == 4  # 2 + 1 + 1 clusters
+    order = rank_scores("clusters", torch.full((6, 3), 1 / 3), cams, labels, n_clusters=4)
+    assert sorted(order) == list(range(6))
+    with pytest.raises(ValueError, match="n_clusters must be a whole number >= 1, got 0"):
+        rank_scores("clusters", torch.full((6, 3), 1 / 3), cams, labels, n_clusters=0)
+    # through a dataset of 3 images per class with the default 4 clusters per class
+    model = CAMNet("tiny", num_classes=2, in_channels=1).eval()
+    order = rank_for_annotation(model, tiny_dataset(n=6), "clusters")
+    assert sorted(order) == list(range(6))
+
+
+def test_rank_for_annotation_takes_a_string_exclude_as_one_image_id():
+    model = CAMNet("tiny", num_classes=2, in_channels=1).eval()
+    ds = GuidedDataset(
+        torch.rand(13, 1, 8, 8), torch.arange(13) % 2, image_ids=[str(i) for i in range(13)]
+    )
+    order = rank_for_annotation(model, ds, "random", exclude="12")
+    assert sorted(order) == list(range(12))  # image "12" (index 12), not images "1" and "2"
+    assert sorted(rank_for_annotation(model, ds, "random", exclude=3)) == [
+        i for i in range(13) if i != 3
+    ]
+    with pytest.raises(ValueError, match=r"\['123'\] that are not in the dataset"):
+        rank_for_annotation(model, ds, "random", exclude="123")
+
+
+@pytest.mark.parametrize("bad", [[-1], [0, 12, -3], [torch.tensor(99)]])
+def test_rank_for_annotation_refuses_out_of_range_indices_naming_them(bad):
+    model = CAMNet("tiny", num_classes=2, in_channels=1).eval()
+    named = [int(i) for i in bad if not 0 <= int(i) < 12]
+    with pytest.raises(ValueError, match=re.escape(f"index(es) {named}, outside 0..11")):
+        rank_for_annotation(model, tiny_dataset(), "random", exclude=bad)
+
+
+def test_rank_for_annotation_refuses_an_exclude_that_is_not_an_index_or_id():
+    model = CAMNet("tiny", num_classes=2, in_channels=1).eval()
+    with pytest.raises(TypeError, match=r"image ids \(str\) or dataset indices \(int\), got 1.5"):
+        rank_for_annotation(model, tiny_dataset(), "random", exclude=[1.5])
 
 
 # ----------------------------------------------------------------- few masks

@@ -246,6 +246,51 @@ def test_failed_save_takes_the_edit_back(tmp_path):
     assert ann.current_mask.sum() == 0 and "img0" not in MaskStore(tmp_path)
 
 
+@pytest.mark.parametrize("case", ["new_mask", "overwrite", "clear"])
+def test_disk_full_on_index_write_message_is_true(tmp_path, monkeypatch, case):
+    """index.json cannot be written: the widget says "NOT saved ... taken back", and it is so."""
+    import errno
+
+    from agkit.data import mask_store
+
+    old = box_pixels(0, 0, 3, 3, (8, 8))
+    if case != "new_mask":
+        MaskStore(tmp_path).put("img0", old, source="drawn", tool="test")
+    ann = MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=8)
+
+    def files():  # the lock file appears with the first write and holds nothing
+        return {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != ".index.json.lock"}
+
+    before = files()
+    real = mask_store._atomic_write
+
+    def atomic_write(path, data, durable=True):
+        if Path(path).name == "index.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data, durable)
+
+    monkeypatch.setattr(mask_store, "_atomic_write", atomic_write)
+    if case == "clear":
+        (clear,) = [
+            b
+            for row in ann.children[:3]
+            for b in row.children
+            if getattr(b, "description", "") == "Clear"
+        ]
+        clear.click()
+    else:
+        drag(ann, (4, 4), (7, 7))  # the box mask[4:7, 4:7]
+    assert "NOT saved" in ann.status.value and "taken back" in ann.status.value
+    assert "No space left on device" in ann.status.value
+    # what the message says holds: the editor, the open store and the files are as before
+    expected = np.zeros((8, 8), np.uint8) if case == "new_mask" else old
+    np.testing.assert_array_equal(ann.current_mask, expected)
+    assert files() == before
+    assert ann.store.annotated_ids() == ([] if case == "new_mask" else ["img0"])
+    assert ann.store.annotated_ids() == MaskStore(tmp_path).annotated_ids()
+    assert f"{0 if case == 'new_mask' else 1} / 1 annotated" in ann.progress.value
+
+
 def test_editor_rasterisation_rules():
     assert box_pixels(5, 1, 2, 3, (4, 6)).sum() == 3 * 2  # corners in any order: mask[1:3, 2:5]
     assert box_pixels(-3, -3, 2, 2, (4, 4)).sum() == 4  # clipped to the image

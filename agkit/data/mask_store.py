@@ -22,7 +22,11 @@ Every write is atomic: the bytes go to a temporary file in the same folder, whic
 fsync'ed and then renamed over the target with `os.replace`.  A killed kernel therefore leaves
 either the old or the new file, never half of one.  `put` writes the PNG first and the index
 second; if the process dies between the two, the index still describes the previous state
-(a new PNG is simply not indexed yet, and `rebuild_index` can pick it up).
+(a new PNG is simply not indexed yet, and `rebuild_index` can pick it up).  If writing the
+index fails (a full disk, a read-only folder), the change is taken back: every PNG the change
+wrote is returned to its previous bytes (or removed when it is new; the previous file was kept
+as a hard link, which needs no disk space), the store object forgets the change, and an OSError
+says that nothing was changed.
 
 Several writers (two kernels, a widget and a script) may share one store: every change holds
 a lock file (``.index.json.lock``, via the `filelock` package) while it re-reads index.json,
@@ -105,6 +109,34 @@ def _atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
         raise
 
 
+def _set_aside(path: Path) -> Path | bytes | None:
+    """Keep what `_put_back` needs to return `path` to its current state.
+
+    None when there is no file; else a hard link to it (a second name for the same bytes, so it
+    costs no disk space and works on a full disk) or, on file systems without hard links, its
+    bytes. The link's name ends in ".tmp": `check` reports one left by a killed process.
+    """
+    if not path.exists():
+        return None
+    link = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.bak.tmp")
+    try:
+        os.link(path, link)
+        return link
+    except OSError:
+        return path.read_bytes()
+
+
+def _put_back(path: Path, saved: Path | bytes | None, durable: bool) -> None:
+    """Return `path` to the state `_set_aside` kept (renames need no disk space)."""
+    if saved is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    elif isinstance(saved, Path):
+        os.replace(saved, path)
+    else:
+        _atomic_write(path, saved, durable)
+
+
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -183,6 +215,7 @@ class MaskStore:
         self._masks: dict[str, dict] = {}
         self._seen = None  # (inode, mtime, size) of index.json when last read or written
         self._batch_depth = 0
+        self._undo: list[tuple[Path, Path | bytes | None]] = []  # PNGs changed, see _commit
         self._refresh()
         if not self._index_path.exists() and any(self._png_files()):
             warnings.warn(
@@ -261,12 +294,62 @@ class MaskStore:
                 yield
                 return
             self._refresh(force=True)
+            before, self._undo = dict(self._masks), []
             self._batch_depth += 1
             try:
                 yield
             finally:  # also after an error: the PNGs written so far are indexed
                 self._batch_depth -= 1
-                self._write_index()
+                self._commit(before)
+
+    def _replace_png(self, path: Path, data: bytes) -> None:
+        """Write a mask PNG inside `_writing`, remembering how to take it back (see _commit)."""
+        self._undo.append((path, _set_aside(path)))
+        try:
+            _atomic_write(path, data, self.durable)
+        except BaseException:
+            _, saved = self._undo.pop()  # the file itself is unchanged: drop the spare link
+            if isinstance(saved, Path):
+                saved.unlink(missing_ok=True)
+            raise
+
+    def _commit(self, before: dict[str, dict]) -> None:
+        """Write index.json; if that fails, return the PNGs and this object to `before`.
+
+        Without this a failed index write would leave new PNG bytes on disk and an entry in
+        memory that index.json lacks, while the caller is told the mask was not saved.
+        """
+        undo, self._undo = self._undo, []
+        try:
+            self._write_index()
+        except BaseException as err:
+            self._masks = before
+            stuck = []
+            for path, saved in reversed(undo):
+                try:
+                    _put_back(path, saved, self.durable)
+                except OSError as e:
+                    stuck.append(f"{path.name} ({e})")
+            if not isinstance(err, OSError):
+                raise
+            failed = f"Could not write the mask index {self._index_path} ({err.strerror or err})"
+            if stuck:
+                raise OSError(
+                    err.errno,
+                    f"{failed}, and {len(stuck)} mask file(s) could not be put back: "
+                    f"{stuck[:3]}. The index still lists the previous masks; once there is "
+                    f"room, run MaskStore.rebuild_index({str(self.folder)!r}) to index the "
+                    "PNGs as they are.",
+                ) from err
+            raise OSError(
+                err.errno,
+                f"{failed}; nothing was changed: the mask files and the index are as they "
+                "were. Free some disk space (or make the folder writable) and save again.",
+            ) from err
+        for _, saved in undo:
+            if isinstance(saved, Path):
+                with contextlib.suppress(FileNotFoundError):
+                    saved.unlink()
 
     @contextlib.contextmanager
     def batch(self):
@@ -411,7 +494,7 @@ class MaskStore:
                     f"if the image itself changed, store.delete({image_id!r}) first."
                 )
             path = self.folder / entry["file"]
-            _atomic_write(path, buffer.getvalue(), self.durable)
+            self._replace_png(path, buffer.getvalue())
             self._masks[image_id] = entry
         if (
             old_path is not None and old_path != path

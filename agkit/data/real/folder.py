@@ -12,10 +12,18 @@ read ``ds.class_names`` rather than guessing. Image ids are "<class>/<file stem>
 
 Splits: seeded and stratified by class with ``fractions``, or, for a labels.csv folder,
 read from a column named by ``split_column``.
+
+Symbolic links are never followed in a class-folder dataset: a linked class folder, a linked
+subfolder or a linked image file is refused with a ValueError that names each link and where
+it points. A link back into the dataset (``my_xrays/loop -> .``) would count its images
+twice, under a wrong class; a link out of it would read images from outside the folder you
+passed. Copy the files in instead (``cp -rL``), or remove the link. (Names starting with "."
+are skipped, links among them too; so are top-level ones starting with "_", and ``masks``.)
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -31,12 +39,15 @@ MASKS = "masks"
 
 def _class_folders(root: Path) -> pd.DataFrame:
     """One row per image under root/<class>/: image_id, label, key, class_name."""
-    folders = sorted(
-        p
-        for p in root.iterdir()
-        if p.is_dir() and p.name != MASKS and not p.name.startswith((".", "_"))
-    )
-    images = {folder.name: _images(folder) for folder in folders}
+    entries = [p for p in root.iterdir() if p.name != MASKS and not p.name.startswith((".", "_"))]
+    links = [p for p in entries if p.is_symlink() and (p.is_dir() or not p.exists())]
+    folders = sorted(p for p in entries if p.is_dir() and not p.is_symlink())
+    images = {}
+    for folder in folders:
+        images[folder.name], inner = _images(folder)
+        links += inner
+    if links:
+        raise _links_error(root, links)
     classes = [name for name, paths in images.items() if paths]  # empty folders are no class
     for name in classes:
         _check_unique_stems(root, images[name])
@@ -111,11 +122,42 @@ def read_labels_csv(folder) -> pd.DataFrame:
     return table
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+def _images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(image files under folder, symbolic links met there), without entering any link."""
+    images, links = [], []
+    for parent, dirs, files in os.walk(folder):  # os.walk lists links to folders, never enters
+        here = Path(parent)
+        links += [here / d for d in dirs if not d.startswith(".") and (here / d).is_symlink()]
+        for name in files:
+            path = here / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
+                continue
+            if path.is_symlink():
+                links.append(path)
+            elif path.is_file():
+                images.append(path)
+    return sorted(images), sorted(links)
+
+
+def _links_error(root: Path, links: list[Path]) -> ValueError:
+    """One error naming the symbolic links in a class-folder dataset (see the docstring)."""
+    inside = root.resolve()
+
+    def where(link: Path) -> str:
+        try:
+            target = link.resolve()
+        except (OSError, RuntimeError):  # a link to itself: Python 3.11 raises RuntimeError
+            return f"{os.readlink(link)!r}, a loop"
+        if target == inside or inside in target.parents:
+            return f"{os.readlink(link)!r}, back inside the dataset"
+        return f"{os.readlink(link)!r}, outside the dataset"
+
+    shown = "; ".join(f"{link.relative_to(root)} -> {where(link)}" for link in links[:3])
+    more = f" and {len(links) - 3} more" if len(links) > 3 else ""
+    return ValueError(
+        f"{root} holds {len(links)} symbolic link(s): {shown}{more}. load_folder does not "
+        "follow links, so that no image is counted twice (under a wrong class) or read from "
+        "outside the folder; copy the files in instead (e.g. cp -rL) or remove the link(s)."
     )
 
 

@@ -4,7 +4,9 @@ masks drawn from annotation shapes, and the ``RealSource`` each loader returns.
 Real downloads are untidy. This module absorbs what the loaders in this package meet:
 
 * a zip that nests its top folder (``FracAtlas/FracAtlas/dataset.csv``),
-* CSV files that start with a UTF-8 byte-order mark,
+* CSV files that start with a UTF-8 byte-order mark, or are UTF-16 with one (Excel's
+  "Unicode text"); any other text that is not UTF-8 (Latin-1, Windows-1252) is refused with
+  an error naming the file, the line and the fix,
 * an incomplete folder: ``missing_files_error`` builds the one FileNotFoundError that
   names what is missing and where the dataset comes from.
 
@@ -14,6 +16,8 @@ the ``on_corrupt`` policy); annotation files are parsed by agkit.data.shapes.
 
 from __future__ import annotations
 
+import codecs
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +80,48 @@ def require(info: DatasetInfo, folder: Path, paths: Sequence[str]) -> None:
         raise missing_files_error(info, folder, missing)
 
 
+# A file that starts with one of these byte-order marks is read in that encoding (UTF-32's
+# marks begin with UTF-16's, so they are tried first); any other file must be UTF-8.
+_BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+)
+
+
+def read_text(path) -> str:
+    """The text of a file: UTF-8, or UTF-8/16/32 with a byte-order mark.
+
+    Anything else (e.g. Latin-1 from an old spreadsheet) is a ValueError naming the file,
+    the line and the fix, rather than text with wrong letters or a bare UnicodeDecodeError.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    encoding = next((enc for bom, enc in _BYTE_ORDER_MARKS if data.startswith(bom)), "utf-8")
+    fix = (
+        "save it as UTF-8 (in Excel: Save As > 'CSV UTF-8'; in a text editor: "
+        "encoding UTF-8) and try again"
+    )
+    if encoding == "utf-8" and b"\x00" in data:  # ASCII in UTF-16 would decode as UTF-8
+        raise ValueError(
+            f"{path} holds NUL bytes: it is probably UTF-16 without a byte-order mark; {fix}."
+        )
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path} is not {encoding.upper().replace('-SIG', '')} text: line {line} holds "
+            f"the byte 0x{data[e.start]:02x} (a Latin-1 or Windows-1252 file, perhaps); {fix}."
+        ) from None
+
+
 def read_csv(path, **kwargs) -> pd.DataFrame:
-    """pandas.read_csv that drops a leading UTF-8 byte-order mark and trims column names."""
-    table = pd.read_csv(path, encoding="utf-8-sig", **kwargs)
+    """pandas.read_csv of a file read by `read_text` (UTF-8, or a byte-order mark's encoding);
+    column names are trimmed."""
+    table = pd.read_csv(io.StringIO(read_text(path)), **kwargs)
     table.columns = [str(c).strip() for c in table.columns]
     return table
 
