@@ -2,7 +2,9 @@
 
 Every path that reads pixels goes through this module: ``read_image``, GuidedDataset
 (file paths and callables), the real-dataset loaders, ``load_synthfrac`` and the
-annotation widget (``to_array``).
+annotation widget (``to_array``). It reads what PIL reads (PNG, JPEG, TIFF, BMP, ...) and
+DICOM files (named .dcm or .dicom, or with "DICM" at byte 128) through pydicom, the
+optional extra ``pip install "agkit[dicom]"``.
 
 How stored values become [0, 1] (the one scaling rule):
 
@@ -16,18 +18,35 @@ float (TIFF mode "F")       values already in [0, 1] are kept as they are; other
                             by min and max like 16-bit images; NaN or inf is an error
 ==========================  ================================================================
 
+DICOM files are shown as a DICOM viewer shows them (PS3.3 C.11), through pydicom.pixels:
+
+1. modality LUT: Rescale Slope and Intercept (or a Modality LUT) -> physical values;
+2. VOI LUT if the file has one, else its first window (Window Center / Width; LINEAR,
+   LINEAR_EXACT or SIGMOID). Its output range is known, and becomes [0, 1] linearly: the
+   window's lowest and highest outputs go to 0 and 1 (so values below the window read 0
+   and above it 1, whatever the image holds), a VOI LUT of n-bit entries is divided by
+   2**n - 1. A file with neither is scaled by its own min and max after step 1;
+3. MONOCHROME1 (lowest value white) is inverted, 1 - v, so bone is bright.
+
+Colour DICOM (RGB; YBR arrives as RGB) follows the table by its stored depth. One image per
+file: multi-frame files are refused. Compressed transfer syntaxes decode where a pydicom
+plugin for them is installed (Pillow, which agkit needs anyway, does JPEG and JPEG 2000;
+pydicom itself RLE Lossless; ``pip install "agkit[dicom-codecs]"`` adds the rest);
+otherwise reading the file names that extra.
+
 A constant image that needs min/max scaling (max == min) reads as zeros. Colour images
 keep 3 channels (alpha dropped, palettes expanded); ``in_channels`` asks for 1 (gray,
 ITU-R 601-2 luma weights, as PIL's RGB -> L) or 3 (gray copied three times).
 
-Damaged files: a zero-byte file, a file that is not an image, or a JPEG/PNG cut short is
-*corrupt*. Datasets find them when they are built (``check_images``), not later inside
-``ds[i]``, and apply the ``on_corrupt`` policy:
+Damaged files: a zero-byte file, a file that is not an image, or a JPEG/PNG/DICOM cut
+short is *corrupt*. Datasets find them when they are built (``check_images``), not later
+inside ``ds[i]``, and apply the ``on_corrupt`` policy:
 
 * ``"error"``: raise CorruptImageError naming the file(s) and the fix;
 * ``"skip"``: leave the corrupt files out, with one warning that counts them;
 * ``"load"``: decode truncated files as far as they go (PIL fills the missing rows) and
-  skip the files that cannot be decoded at all, with one warning.
+  skip the files that cannot be decoded at all (a DICOM file cut short is one of them),
+  with one warning.
 """
 
 from __future__ import annotations
@@ -56,9 +75,12 @@ __all__ = [
     "image_size",
     "corrupt_reason",
     "check_images",
+    "is_dicom",
+    "DICOM_SUFFIXES",
 ]
 
 ON_CORRUPT = ("error", "skip", "load")
+DICOM_SUFFIXES = (".dcm", ".dicom")
 _LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601-2 weights, the same as PIL's RGB -> L
 
 
@@ -132,27 +154,33 @@ def _pixels(image: Image.Image) -> np.ndarray:
 def decode(source, name: str | None = None, *, truncated_ok: bool = False) -> np.ndarray:
     """Decode an image file (path or binary handle) without scaling.
 
-    Returns H x W or H x W x 3 in the stored dtype (bool, uint8, uint16, int32 or float32).
-    truncated_ok: decode a file cut short as far as it goes instead of raising.
+    Returns H x W or H x W x 3 in the stored dtype (bool, uint8, uint16, int32 or float32);
+    a gray DICOM file comes back as H x W float32 already in [0, 1], since windowing is how
+    DICOM says its values become brightness (see the module docstring).
+    truncated_ok: decode a file cut short as far as it goes instead of raising (not DICOM).
     Raises CorruptImageError naming the file for an empty, undecodable or truncated file.
     EXIF orientation is not applied.
     """
     name = name or str(source)
     try:
-        with _opened(source) as handle, _truncated_allowed(truncated_ok):
+        with _opened(source) as handle:
             if not handle.read(1):
                 raise CorruptImageError(
                     f"The image file {name} is empty (0 bytes); restore it "
                     "or leave it out (on_corrupt='skip')."
                 )
-            handle.seek(0)
-            with Image.open(handle) as image:
-                image.load()
-                return _pixels(image)
-    except CorruptImageError:
-        raise
+            if is_dicom(handle, name):
+                return _decode_dicom(handle, name)
+            return _decode_pil(handle, name, truncated_ok)
     except FileNotFoundError:
         raise FileNotFoundError(f"No image file at {name}.") from None
+
+
+def _decode_pil(handle: BinaryIO, name: str, truncated_ok: bool) -> np.ndarray:
+    try:
+        with _truncated_allowed(truncated_ok), Image.open(handle) as image:
+            image.load()
+            return _pixels(image)
     except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for bad files
         if "truncated" in str(e).lower():
             raise CorruptImageError(
@@ -183,12 +211,162 @@ def scale(pixels, name: str = "image") -> np.ndarray:
             f"{name} holds NaN or inf values; fix the image (they have no "
             "brightness) or leave it out with on_corrupt='skip'."
         )
-    low, high = values.min(), values.max()
-    if np.issubdtype(arr.dtype, np.floating) and low >= 0 and high <= 1:
+    if np.issubdtype(arr.dtype, np.floating) and values.min() >= 0 and values.max() <= 1:
         return values.astype(np.float32)
+    return _stretch(values)
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    """(values - min) / (max - min) as float32; zeros for a constant image."""
+    low, high = values.min(), values.max()
     if high == low:
-        return np.zeros(arr.shape, np.float32)
+        return np.zeros(values.shape, np.float32)
     return ((values - low) / (high - low)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------- DICOM
+_PIP_DICOM = 'pip install "agkit[dicom]"'
+_PIP_CODECS = 'pip install "agkit[dicom-codecs]"'
+_COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+
+
+def _name_of(handle) -> str:
+    return str(getattr(handle, "name", "") or "the DICOM file")
+
+
+def is_dicom(handle: BinaryIO, name: str = "") -> bool:
+    """True for a file named .dcm/.dicom or holding "DICM" at byte 128 (the DICOM Part 10
+    preamble); ``handle`` is back at the start afterwards."""
+    handle.seek(0)
+    if Path(str(name)).suffix.lower() in DICOM_SUFFIXES:
+        return True
+    magic = handle.read(132)[128:]
+    handle.seek(0)
+    return magic == b"DICM"
+
+
+def _pydicom(name: str):
+    """pydicom, or an ImportError that names the extra to install."""
+    try:
+        import pydicom
+        import pydicom.pixels
+    except ImportError:
+        raise ImportError(
+            f"{name} is a DICOM file, and reading DICOM needs pydicom: {_PIP_DICOM}."
+        ) from None
+    return pydicom
+
+
+def _read_dicom(handle: BinaryIO, name: str, **options):
+    """The file's pydicom Dataset (options go to dcmread), refused when agkit cannot read it:
+    more than one frame, an unsupported colour model, or a compression without a decoder."""
+    pydicom = _pydicom(name)
+    handle.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns as well as we raise below
+            # force: also old files without the 128-byte preamble that are named .dcm
+            ds = pydicom.dcmread(handle, force=True, **options)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+    except Exception as e:  # pydicom raises many types for a file that is not DICOM
+        raise CorruptImageError(
+            f"The DICOM file {name} cannot be read ({e}); replace it, or leave it out "
+            "with on_corrupt='skip'."
+        ) from e
+    if frames > 1:
+        raise ValueError(
+            f"{name} is a multi-frame DICOM ({frames} frames) and agkit reads one image per "
+            "file; save the frame you want as a file of its own (pydicom: ds.pixel_array[i])."
+        )
+    if photometric not in ("MONOCHROME1", "MONOCHROME2", *_COLOUR):
+        raise ValueError(
+            f"{name} has Photometric Interpretation {photometric}; agkit reads "
+            "MONOCHROME1, MONOCHROME2 and RGB/YBR DICOM images, so convert it to one of them."
+        )
+    if _compressed(syntax):
+        try:
+            decoder = pydicom.pixels.get_decoder(syntax)
+        except NotImplementedError:
+            raise ValueError(
+                f"{name} uses the transfer syntax {syntax}, which pydicom has no decoder "
+                "for; convert it to an uncompressed DICOM or a PNG."
+            ) from None
+        if not decoder.is_available:
+            raise ImportError(
+                f"{name} is compressed as {syntax.name}, which needs a decoder that is not "
+                f"installed: {_PIP_CODECS} (pydicom's pixel-data plugins)."
+            )
+    return ds
+
+
+def _compressed(syntax) -> bool:
+    """A compressed transfer syntax (a private or unknown one counts as compressed)."""
+    return syntax is not None and (not syntax.is_transfer_syntax or syntax.is_compressed)
+
+
+def _decode_dicom(handle: BinaryIO, name: str) -> np.ndarray:
+    """A DICOM file -> H x W float32 in [0, 1] (gray) or H x W x 3 stored (colour)."""
+    ds = _read_dicom(handle, name)
+    if "PixelData" not in ds:
+        raise CorruptImageError(
+            f"The DICOM file {name} holds no pixel data (it is cut short, or not an image); "
+            "replace it, or leave it out with on_corrupt='skip'."
+        )
+    try:
+        stored = ds.pixel_array  # decompressed, YBR converted to RGB
+        if ds.PhotometricInterpretation in _COLOUR:
+            return stored
+        return _dicom_gray(stored, ds)
+    # pixel data cut short, a missing or contradictory header value
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError, KeyError) as e:
+        raise CorruptImageError(
+            f"The DICOM file {name} cannot be decoded ({e}); replace it, or leave it out "
+            "with on_corrupt='skip'."
+        ) from e
+
+
+def _dicom_gray(stored: np.ndarray, ds) -> np.ndarray:
+    """H x W stored values -> H x W float32 in [0, 1], bone bright (the module's DICOM rule)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(stored, ds)
+    if ds.get("VOILUTSequence"):  # preferred over a window, as apply_voi_lut does
+        values = np.rint(values).astype(np.int64)  # a LUT is indexed by whole numbers
+        low, high = 0, 2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1  # PS3.3 C.11.2.1.1
+        gray = (apply_voi_lut(values, ds) - low) / (high - low)
+    elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        # the window's output range: what it gives the darkest and the brightest values
+        low, high = apply_voi_lut(np.array([-np.inf, np.inf]), ds)
+        gray = (apply_voi_lut(values, ds) - low) / (high - low)
+    else:
+        gray = _stretch(np.asarray(values, np.float64))
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        gray = 1 - gray  # MONOCHROME1 shows its lowest value white
+    return np.clip(gray, 0, 1).astype(np.float32)
+
+
+def _dicom_reason(handle: BinaryIO, name: str) -> str | None:
+    """corrupt_reason for a DICOM file: the header parses and the pixel data is complete
+    (its bytes are counted, not decoded)."""
+    try:
+        ds = _read_dicom(handle, name, defer_size=1024)  # pixel data left on disk
+    except CorruptImageError:
+        return "not a readable DICOM file"
+    from pydicom.pixels.utils import get_expected_length
+
+    pixels = ds.get_item(0x7FE00010, keep_deferred=True)  # (7FE0,0010) Pixel Data
+    if pixels is None:
+        return "DICOM without pixel data (cut short, or not an image)"
+    if not _compressed(ds.file_meta.get("TransferSyntaxUID")):
+        if pixels.value is not None:
+            present = len(pixels.value)
+        else:  # deferred: the bytes the file still holds after the value's start
+            present = min(pixels.length, handle.seek(0, io.SEEK_END) - pixels.value_tell)
+        if present < get_expected_length(ds):
+            return "DICOM cut short (it cannot be read in part)"
+    return None
 
 
 def _layout(arr: np.ndarray, name: str) -> np.ndarray:
@@ -260,8 +438,9 @@ def read_image(
     """Read an image file as an in_channels x H x W float32 tensor in [0, 1].
 
     Values are scaled by the rule in the module docstring (uint8 / 255; 16-bit and float by
-    their real range; float already in [0, 1] kept). RGB becomes gray with PIL's luma
-    weights when in_channels=1; gray is copied into 3 channels when in_channels=3.
+    their real range; float already in [0, 1] kept; DICOM through its window). RGB becomes
+    gray with PIL's luma weights when in_channels=1; gray is copied into 3 channels when
+    in_channels=3.
     on_corrupt: "error" raises CorruptImageError naming the file; "load" decodes a
     truncated file as far as it goes ("skip" belongs to datasets, not to one file).
     channels, load_truncated: old names of in_channels and on_corrupt="load" (deprecated).
@@ -282,8 +461,13 @@ def read_image(
 
 def image_size(source) -> tuple[int, int]:
     """(H, W) of an image file (path or binary handle), read from its header only."""
-    with _opened(source) as handle, Image.open(handle) as image:
-        width, height = image.size
+    name = str(source) if isinstance(source, (str, os.PathLike)) else _name_of(source)
+    with _opened(source) as handle:
+        if is_dicom(handle, name):
+            header = _read_dicom(handle, name, stop_before_pixels=True)
+            return int(header.Rows), int(header.Columns)
+        with Image.open(handle) as image:
+            width, height = image.size
     return height, width
 
 
@@ -295,12 +479,17 @@ def corrupt_reason(handle: BinaryIO) -> str | None:
     """Why the image in ``handle`` is corrupt ("empty", "not an image", "truncated"), or None.
 
     Cheap for good files: reads the header and the last 64 bytes; only a JPEG or PNG that
-    lacks its end marker is decoded completely.
+    lacks its end marker is decoded completely. A DICOM file's header is read and its pixel
+    data's length checked, without decoding it.
+    Raises ImportError (naming the extra to install) for a DICOM file pydicom or one of
+    its plugins is needed for, ValueError for a multi-frame DICOM.
     """
     start = handle.read(2)
     if not start:
         return "empty (0 bytes)"
     handle.seek(0)
+    if is_dicom(handle, _name_of(handle)):
+        return _dicom_reason(handle, _name_of(handle))
     try:
         with Image.open(handle) as image:
             image.size  # noqa: B018 - the header parsed

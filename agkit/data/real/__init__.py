@@ -8,6 +8,8 @@ Each dataset has its own small module in this package that knows its files
 in their formats); ``source`` holds what they share and ``splits`` the seeded splits.
 ``open_dataset`` picks the split, applies the options every dataset shares, and hands
 images and masks to GuidedDataset, which resizes/augments image and mask together.
+Image files are decoded by agkit.data.io, so any of them may be DICOM (.dcm, .dicom or the
+"DICM" marker; ``pip install "agkit[dicom]"``), windowed as the module docstring says.
 data/README.md says where to download each dataset and how its folder must look.
 
 How the split names map onto what each dataset publishes:
@@ -76,7 +78,8 @@ def open_dataset(
             stratified by label); the rest train as unannotated.
         seed: seeds the split, the few-shot draws and annotated_fraction.
         on_corrupt: empty, undecodable or truncated image files, found when the split is
-            opened: "load" reads truncated files as far as they go and skips the others,
+            opened: "load" reads truncated PNG/JPEG files as far as they go and skips the
+            others (a truncated DICOM among them),
             "skip" leaves them all out (both warn once with their count), "error" raises
             naming them (see agkit.data.io).
         mask_store: a MaskStore (or its folder) to take masks from instead of the
@@ -92,7 +95,9 @@ def open_dataset(
 
     Raises:
         FileNotFoundError naming the first missing files and where to download the data;
-        ValueError for an unknown name, split or option value.
+        ValueError for an unknown name, split or option value, or a multi-frame DICOM;
+        ImportError naming the extra to install for DICOM files without pydicom or
+        without the decoder their compression needs.
     """
     in_channels, on_corrupt = old_names("open_dataset", in_channels, on_corrupt, channels)
     key = name.lower()

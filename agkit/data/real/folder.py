@@ -1,13 +1,16 @@
 """Your own images: a folder with one subfolder per class.
 
     my_xrays/
-      normal/     a.png  b.jpg ...
+      normal/     a.png  b.jpg  d.dcm ...
       fractured/  c.png ...
       masks/      (optional) a MaskStore folder, e.g. filled in with the annotation widget
 
-Class names are the subfolder names, sorted, so "fractured" is 0 and "normal" is 1 here;
-read ``ds.class_names`` rather than guessing. Image ids are "<class>/<file stem>"
-(subfolders inside a class folder are kept in the id). A folder in the kit's own format
+Images are PNG, JPEG, BMP, TIFF or DICOM files (.dcm, .dicom, or a file of any name that
+holds the DICOM "DICM" marker, as hospital exports often are; DICOM needs
+``pip install "agkit[dicom]"``). Class names are the subfolder names, sorted, so
+"fractured" is 0 and "normal" is 1 here; read ``ds.class_names`` rather than guessing.
+Image ids are "<class>/<file stem>" (subfolders inside a class folder are kept in the id;
+a DICOM file named 1.2.840.5 keeps its whole name). A folder in the kit's own format
 (labels.csv with image_id, path, label columns, as ``SynthFrac.save`` writes) works too.
 
 Splits: seeded and stratified by class with ``fractions``, or, for a labels.csv folder,
@@ -28,12 +31,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from agkit.data.io import DICOM_SUFFIXES, is_dicom
 from agkit.data.mask_store import MaskStore
 from agkit.data.real.source import DatasetInfo, FolderFiles, RealSource, read_csv
 from agkit.data.real.splits import REAL_SPLITS, split_stratified
 
 INFO = DatasetInfo("folder dataset", "your own collection", "Your own images")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES}
 MASKS = "masks"
 
 
@@ -55,7 +59,7 @@ def _class_folders(root: Path) -> pd.DataFrame:
     for label, name in enumerate(classes):
         for path in images[name]:
             relative = path.relative_to(root)
-            rows.append((relative.with_suffix("").as_posix(), label, relative.as_posix(), name))
+            rows.append((_stem(relative).as_posix(), label, relative.as_posix(), name))
     return pd.DataFrame(rows, columns=["image_id", "label", "key", "class_name"])
 
 
@@ -63,7 +67,7 @@ def _check_unique_stems(root: Path, paths: list[Path]) -> None:
     """Two files differing only in their extension would become one image id."""
     seen: dict[Path, Path] = {}
     for path in paths:
-        stem = path.with_suffix("")
+        stem = _stem(path)
         if stem in seen:
             raise ValueError(
                 f"{seen[stem].name} and {path.name} in {path.parent} share the name "
@@ -130,11 +134,12 @@ def _images(folder: Path) -> tuple[list[Path], list[Path]]:
         links += [here / d for d in dirs if not d.startswith(".") and (here / d).is_symlink()]
         for name in files:
             path = here / name
-            if path.suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
+            if name.startswith("."):
                 continue
-            if path.is_symlink():
-                links.append(path)
-            elif path.is_file():
+            if path.is_symlink():  # a link is named, never read (not even for a DICOM marker)
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    links.append(path)
+            elif path.is_file() and _is_image(path):
                 images.append(path)
     return sorted(images), sorted(links)
 
@@ -159,6 +164,19 @@ def _links_error(root: Path, links: list[Path]) -> ValueError:
         "follow links, so that no image is counted twice (under a wrong class) or read from "
         "outside the folder; copy the files in instead (e.g. cp -rL) or remove the link(s)."
     )
+
+
+def _is_image(path: Path) -> bool:
+    """An image extension, or a DICOM file by its marker (names like 1.2.840.113619.2.5)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    with open(path, "rb") as handle:
+        return is_dicom(handle)
+
+
+def _stem(path: Path) -> Path:
+    """The path without its image extension (a DICOM file named 1.2.840.5 keeps its name)."""
+    return path.with_suffix("") if path.suffix.lower() in IMAGE_SUFFIXES else path
 
 
 def load_folder(
