@@ -34,10 +34,23 @@ import inspect
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from agkit import distributed
+from agkit.course import RunConfig, build_model, get_profile, make_datasets, training_loader
+from agkit.data import make_loader, open_dataset
+from agkit.data.real import LOADERS
+from agkit.guidance import TERMS
+from agkit.models import CAMNet
+from agkit.precision import Precision
+from agkit.recipes import cub_datasets, cub_recipe
+from agkit.train import check_resume_config, decay_step, default_device, evaluate, fit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -212,8 +225,7 @@ def apply_set(config: dict[str, Any], item: str) -> None:
 
 
 def _profile_values(name: str) -> dict[str, Any]:
-    from agkit.course import get_profile
-
+    """What a course profile sets (agkit.course.PROFILES), as config keys."""
     try:
         profile = get_profile(name)
     except ValueError:
@@ -230,21 +242,24 @@ def _profile_values(name: str) -> dict[str, Any]:
         "batch_size": profile.batch_size,
         "lr": profile.lr,
         "lr_decay_at": profile.lr_decay_at or 0.0,
-        "lam": 3.0,
+        "lam": 3.0,  # what notebook 03 chose on validation for the workshop profile
         "mask_quality": "exact",
     }
 
 
 def _cub_values() -> dict[str, Any]:
     """The authors' CUB protocol: the defaults of ``recipes.cub_recipe``."""
-    from agkit.recipes import cub_recipe
-
     defaults = {
         name: p.default
         for name, p in inspect.signature(cub_recipe).parameters.items()
         if p.default is not inspect.Parameter.empty
     }
-    values = {key: defaults[key] for key in defaults if key in KEYS}
+    # what the recipe computes with (device, progress: how it runs; None: chosen from lam)
+    values = {
+        key: value
+        for key, value in defaults.items()
+        if key in KEYS and value is not None and key not in ("device", "progress")
+    }
     values["optimizer"] = "sgd"
     values["lr_gamma"] = 0.1
     values["options"] = {k: defaults[k] for k in ("images_per_class", "radius", "val_per_class")}
@@ -285,7 +300,6 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_choices(c: dict[str, Any]) -> None:
-    from agkit.guidance import TERMS
 
     choices = {
         "guidance": ("paper", *TERMS),
@@ -340,18 +354,15 @@ def _check_choices(c: dict[str, Any]) -> None:
 
 def _loader_parameters(dataset: str) -> dict[str, inspect.Parameter]:
     """The options a dataset's loader takes beyond those the config sets by its own keys."""
-    from agkit.data.real import LOADERS, open_dataset
-
-    if dataset == "cub":
-        from agkit.recipes import cub_datasets as opener  # passes them on to open_dataset
-    else:
-        opener = open_dataset
     parameters = {
-        **inspect.signature(LOADERS[dataset]).parameters,
-        **inspect.signature(opener).parameters,
+        **inspect.signature(cast(Callable[..., Any], LOADERS[dataset])).parameters,
+        **inspect.signature(open_dataset).parameters,
     }
-    # set by the config's own keys (seed, size, ...), by the run (split) or deprecated
+    # set by the config's own keys (seed, size, ...), by the run (split, and augment for
+    # CUB, whose recipe augments the training split its own way) or deprecated
     taken = {"seed", "size", "in_channels", "annotated_fraction", "split", "channels"}
+    if dataset == "cub":
+        taken.add("augment")
     return {
         name: p for name, p in parameters.items() if p.kind == p.KEYWORD_ONLY and name not in taken
     }
@@ -411,9 +422,8 @@ def compared(config: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 
 
-def run_config(c: dict[str, Any]):
+def run_config(c: dict[str, Any]) -> RunConfig:
     """The course's RunConfig of a resolved synthfrac config (what the notebooks train)."""
-    from agkit.course import RunConfig
 
     return RunConfig(
         lam=c["lam"],
@@ -443,24 +453,16 @@ def _pooling(c: dict[str, Any]) -> str:
         return "avg"
     if c["guidance"] == "paper":
         return "softmax"
-    from agkit.guidance import TERMS
 
     return str(getattr(TERMS[c["guidance"]], "pooling", "softmax"))
 
 
-def build(c: dict[str, Any], device) -> dict[str, Any]:
+def build(c: dict[str, Any]) -> dict[str, Any]:
     """Model, training loader and evaluation datasets of a resolved config.
 
     Returns {model, train_loader, val (dataset or None), evaluate {tag: dataset},
     lr_step, images (a few training images for the CAM overlays)}.
     """
-    import torch
-
-    from agkit.course import build_model, make_datasets, training_loader
-    from agkit.data import make_loader, open_dataset
-    from agkit.models import CAMNet
-    from agkit.recipes import cub_datasets
-    from agkit.train import decay_step
 
     lr_step = c["lr_step"] or decay_step(c["epochs"], c["lr_decay_at"] or None)
     if c["dataset"] == "synthfrac":
@@ -516,11 +518,7 @@ def _cub(c: dict[str, Any]) -> tuple[str, ...]:
     return ("train", "val", "test") if c["options"].get("val_per_class", 0) else ("train", "test")
 
 
-def _device(c: dict[str, Any]):
-    import torch
-
-    from agkit import distributed
-    from agkit.train import default_device
+def _device(c: dict[str, Any]) -> torch.device:
 
     wanted = c["device"]
     if wanted == "auto":
@@ -536,11 +534,6 @@ def _device(c: dict[str, Any]):
 
 def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, Any]:
     """Run a resolved config into the folder ``out``; returns the final metrics."""
-    import torch
-
-    from agkit import distributed
-    from agkit.precision import Precision
-    from agkit.train import check_resume_config, evaluate, fit
 
     out = Path(out)
     stored_file, checkpoint = out / "config.toml", out / "checkpoint.pt"
@@ -556,12 +549,12 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
         )
     device = _device(c)
     main = distributed.is_main()
-    parts = build(c, device)
+    parts = build(c)
     precision = Precision(c["amp"], c["channels_last"], device)
     net = precision.model(parts["model"].to(device))
     model = distributed.wrap(net, device, sync_bn=c["sync_bn"])
     if c["compile"]:
-        model = torch.compile(model)
+        model = cast(nn.Module, torch.compile(model))
     try:
         train_loader = distributed.shard_loader(
             parts["train_loader"], num_workers=c["workers"], pin_memory=device.type == "cuda"
@@ -666,7 +659,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``agkit train ...``; returns the exit code (2 for a bad config, with one sentence)."""
-    from agkit import distributed
 
     args = parser().parse_args(argv)
     try:
