@@ -41,11 +41,22 @@ from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from agkit import distributed
-from agkit.course import RunConfig, build_model, get_profile, make_datasets, training_loader
+from agkit.course import (
+    NoMasksError,
+    RunConfig,
+    build_model,
+    check_mask_store,
+    get_profile,
+    make_datasets,
+    make_splits,
+    training_loader,
+)
 from agkit.data import make_loader, open_dataset
 from agkit.data.real import LOADERS
+from agkit.diagnostics import synthfrac_marker_masks
 from agkit.guidance import TERMS
 from agkit.models import CAMNet
 from agkit.precision import Precision
@@ -60,6 +71,9 @@ else:  # pragma: no cover
 DATASETS = ("synthfrac", "fracatlas", "grazpedwri", "mura", "cub", "folder")
 # Terms that differentiate twice (torch.autograd.grad with create_graph=True inside the loss)
 DOUBLE_BACKWARD = ("rrr", "gradcam")
+# Terms that train on a "don't look here" region: on SynthFrac the lead marker's box (as
+# agkit.zoo trains them); the real datasets carry none.
+FORBIDDEN_TERMS = ("forbidden", "forbidden+cam", "rrr")
 
 
 class ConfigError(ValueError):
@@ -339,6 +353,11 @@ def _check_choices(c: dict[str, Any]) -> None:
         raise ConfigError(
             f"[options] {', '.join(c['options'])}: synthfrac takes no loader options."
         )
+    if c["dataset"] != "synthfrac" and c["guidance"] in FORBIDDEN_TERMS and c["lam"] > 0:
+        raise ConfigError(
+            f'guidance {c["guidance"]!r} trains on "don\'t look here" regions, which '
+            f"{c['dataset']} does not provide; choose paper, cam, gradcam or gain."
+        )
     if c["compile"] and c["guidance"] in DOUBLE_BACKWARD and c["lam"] > 0:
         raise ConfigError(
             f"--compile cannot train guidance {c['guidance']!r}: it differentiates twice "
@@ -467,9 +486,12 @@ def build(c: dict[str, Any]) -> dict[str, Any]:
     lr_step = c["lr_step"] or decay_step(c["epochs"], c["lr_decay_at"] or None)
     if c["dataset"] == "synthfrac":
         config = run_config(c)
-        datasets = make_datasets(config)
+        splits = make_splits(config)
+        datasets = make_datasets(config, splits)
         model = build_model(config)
         train_loader = training_loader(config, datasets["train"])
+        if c["guidance"] in FORBIDDEN_TERMS and c["lam"] > 0:
+            train_loader = with_forbidden(train_loader, synthfrac_marker_masks(splits["train"]))
         val = datasets["val"]
         scored = {"val": val, "id": datasets["test_id"], "shifted": datasets["test_shifted"]}
     else:
@@ -487,6 +509,7 @@ def build(c: dict[str, Any]) -> dict[str, Any]:
         except (FileNotFoundError, ValueError) as error:
             raise ConfigError(str(error)) from None
         train = splits["train"]
+        _check_masks(c, train)
         torch.manual_seed(c["seed"])
         model = CAMNet(
             c["backbone"],
@@ -512,6 +535,50 @@ def build(c: dict[str, Any]) -> dict[str, Any]:
         "lr_step": lr_step,
         "images": images,
     }
+
+
+class WithForbidden(Dataset):
+    """A dataset's items with a fifth part, the image's "don't look here" region
+    (1 x S x S, 0/1); the index may be a GuidedDataset's (index, augmentation seed) pair."""
+
+    def __init__(self, dataset: Any, forbidden: torch.Tensor):
+        self.dataset, self.forbidden = dataset, forbidden
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: Any) -> tuple:
+        position = index[0] if isinstance(index, tuple) else index
+        return (*self.dataset[index], self.forbidden[position])
+
+
+def with_forbidden(loader: DataLoader, forbidden: torch.Tensor) -> DataLoader:
+    """``loader`` with five-part batches: the same batches plus their forbidden regions."""
+    return DataLoader(
+        WithForbidden(loader.dataset, forbidden),
+        batch_size=loader.batch_size,
+        sampler=loader.sampler,
+        drop_last=loader.drop_last,
+        worker_init_fn=loader.worker_init_fn,
+        generator=loader.generator,
+    )
+
+
+def _check_masks(c: dict[str, Any], train: Any) -> None:
+    """Guided training on a real dataset needs masks: refuse a split without any."""
+    store = c["options"].get("mask_store")
+    if c["lam"] == 0:
+        return
+    if store is not None:
+        try:
+            check_mask_store(Path(store).expanduser(), train.image_ids)
+        except NoMasksError as error:
+            raise ConfigError(f"options.mask_store: {str(error).split('; ')[0]}.") from None
+    elif getattr(train, "_masks", None) is None and getattr(train, "_mask_tensor", None) is None:
+        raise ConfigError(
+            f"lam = {c['lam']:g} trains with masks, but the {c['dataset']} training split has "
+            f"none; set options.mask_store to a MaskStore of masks you drew, or lam = 0."
+        )
 
 
 def _cub(c: dict[str, Any]) -> tuple[str, ...]:

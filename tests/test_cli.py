@@ -242,6 +242,46 @@ def test_a_real_dataset_config_trains_on_its_files(tmp_path, capsys):
     assert "val_accuracy" in history[0]
 
 
+@pytest.mark.parametrize("term", ["rrr", "forbidden"])
+def test_forbidden_region_terms_train_on_synthfracs_marker_boxes(term, tmp_path, capsys):
+    """Without a region these terms would be 0 on every batch: guided in name only."""
+    out = tmp_path / term
+    argv = (str(CONFIGS / "ci.toml"), "--out", str(out), *TINY, "--guidance", term)
+    assert agkit_train(*argv, "--lam", "1", capsys=capsys)[0] == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history[0]["att"] > 0
+
+
+def test_a_batch_carries_the_marker_box_of_each_of_its_images():
+    from agkit.diagnostics import synthfrac_marker_masks
+
+    resolved = cli.resolve({"profile": "ci", "guidance": "rrr", "n_train": 32, "size": 32})
+    loader = cli.build(resolved)["train_loader"]
+    splits = course.make_splits(cli.run_config(resolved))
+    boxes = synthfrac_marker_masks(splits["train"])
+    order = [i for i, _ in loader.sampler]  # the first epoch's order (a fresh generator)
+    batch = next(iter(cli.build(resolved)["train_loader"]))
+    assert len(batch) == 5
+    torch.testing.assert_close(batch[4], boxes[order[: len(batch[4])]])
+
+
+@pytest.mark.filterwarnings("ignore:too few images per stratum")
+def test_guided_training_on_real_data_without_masks_or_regions_is_refused(tmp_path, capsys):
+    from agkit.data.real.demo import write_demo_dataset
+
+    root = write_demo_dataset("mura", tmp_path / "mura", n=24, size=32, seed=0)
+    argv = [str(CONFIGS / "mura.toml"), "--set", f"root={root}", "--out", str(tmp_path / "r")]
+    code, _, err = agkit_train(*argv, "--lam", "1", capsys=capsys)
+    assert code == 2 and "mura training split has none; set options.mask_store" in err
+    store = tmp_path / "empty_store"
+    code, _, err = agkit_train(
+        *argv, "--lam", "1", "--set", f"options.mask_store={store}", capsys=capsys
+    )
+    assert code == 2 and err.startswith("agkit train: options.mask_store: found 0 masks")
+    code, _, err = agkit_train(*argv, "--guidance", "rrr", "--lam", "1", capsys=capsys)
+    assert code == 2 and "mura does not provide" in err
+
+
 # ---------------------------------------------------------------------------------------
 # Precision and memory format on the CPU
 # ---------------------------------------------------------------------------------------
