@@ -448,3 +448,11 @@ def test_gpu_check_without_cuda_says_so(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert module.main([]) == 1
     assert "no CUDA device is present" in capsys.readouterr().err
+
+
+def test_configs_readme_lists_every_key_and_every_file():
+    text = (CONFIGS / "README.md").read_text()
+    for key in cli.KEYS:
+        assert f"| `{key}` |" in text, key
+    for path in CONFIGS.glob("*.toml"):
+        assert f"`{path.name}`" in text, path.name
