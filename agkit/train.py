@@ -522,7 +522,8 @@ def fit(
 
     Several processes (torchrun, ``agkit.distributed``): pass the model wrapped in
     DistributedDataParallel and a loader of this process's shard. The history's means are
-    over every process; only process 0 writes the checkpoint.
+    over every process; only process 0 writes the checkpoint. Leave ``time_limit`` None
+    there: each process would measure its own clock and they could stop at different epochs.
 
     Returns:
         pandas DataFrame, one row per complete epoch: epoch, loss, ce, att, att_floor

@@ -456,3 +456,30 @@ def test_configs_readme_lists_every_key_and_every_file():
         assert f"| `{key}` |" in text, key
     for path in CONFIGS.glob("*.toml"):
         assert f"`{path.name}`" in text, path.name
+
+
+@pytest.mark.filterwarnings("ignore:.pin_memory. argument is set as true")
+def test_loader_workers_and_pinned_memory_give_the_same_batches():
+    from agkit import distributed
+
+    resolved = cli.resolve({"profile": "ci", "n_train": 24, "size": 32, "batch_size": 8})
+    loader = cli.build(resolved)["train_loader"]
+    plain = [batch[0] for batch in loader]
+    loader.sampler.generator.manual_seed(0)  # the first epoch again, as fit reseeds it
+    workers = distributed.shard_loader(loader, num_workers=2, pin_memory=True)
+    assert workers is not loader and workers.num_workers == 2 and workers.pin_memory
+    loader.sampler.generator.manual_seed(0)
+    for a, b in zip(plain, [batch[0] for batch in workers], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_the_console_script_is_the_command():
+    import importlib
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, name = scripts["agkit"].partition(":")
+    assert getattr(importlib.import_module(module), name) is cli.main
