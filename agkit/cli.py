@@ -443,7 +443,6 @@ def compared(config: dict[str, Any]) -> dict[str, Any]:
 
 def run_config(c: dict[str, Any]) -> RunConfig:
     """The course's RunConfig of a resolved synthfrac config (what the notebooks train)."""
-
     return RunConfig(
         lam=c["lam"],
         pooling=_pooling(c),
@@ -600,8 +599,8 @@ def _device(c: dict[str, Any]) -> torch.device:
 
 
 def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, Any]:
-    """Run a resolved config into the folder ``out``; returns the final metrics."""
-
+    """Run a resolved config into the folder ``out``; returns the final metrics (process 0;
+    the other processes of a torchrun return {})."""
     out = Path(out)
     stored_file, checkpoint = out / "config.toml", out / "checkpoint.pt"
     if resume and stored_file.is_file():
@@ -630,7 +629,9 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
         raise ConfigError(str(error)) from None
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        stored_file.write_text(to_toml(c), encoding="utf-8")
+        temporary = stored_file.with_suffix(".toml.tmp")
+        temporary.write_text(to_toml(c), encoding="utf-8")
+        temporary.replace(stored_file)  # other processes may be reading the old one
     logger = None
     if c["tensorboard"] and main:
         from agkit.tensorboard_log import TensorBoardLog
@@ -726,7 +727,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``agkit train ...``; returns the exit code (2 for a bad config, with one sentence)."""
-
     args = parser().parse_args(argv)
     try:
         config = read_config(args.config)
