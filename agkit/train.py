@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from agkit import metrics
+from agkit import distributed, metrics
 from agkit.losses import (
     attention_guidance_loss,
     attention_loss_floor,
@@ -193,6 +193,7 @@ def training_step(
     guidance: str | GuidanceTerm | None = None,
     device: torch.device | str | None = None,
     channels: str | None = None,
+    precision: Any = None,
 ) -> dict[str, float]:
     """One optimisation step on one batch.
 
@@ -203,6 +204,8 @@ def training_step(
         resolution, classes: options of attention_guidance_loss (guidance=None only).
         guidance: None (the paper's CAM loss), a callable term or its name.
         channels: the old name of ``classes`` (deprecated).
+        precision: an ``agkit.precision.Precision`` (mixed precision, channels-last, fp16
+            loss scaling); None: float32.
 
     Returns:
         Floats {loss, ce, att, att_floor}. With lam = 0 and masks in the batch, att is
@@ -223,16 +226,23 @@ def training_step(
     forbidden = batch[4] if len(batch) > 4 else None
     if isinstance(forbidden, torch.Tensor):
         forbidden = forbidden.to(device)
-    num_classes = int(getattr(model, "num_classes", 0)) or None
+    net = distributed.unwrap(model)  # the CAMNet inside a DDP or compile wrapper
+    num_classes = int(getattr(net, "num_classes", 0)) or None
     if num_classes is not None:
         _check_labels(labels, num_classes)
     _check_images(images)
     term = resolve_guidance(guidance)
+    if precision is not None:
+        images = precision.images(images)
     if term is not None and lam > 0 and getattr(term, "needs_input_grad", False):
         # a new leaf: the caller's tensor must not start to require (and collect) gradients
         images = images.detach().requires_grad_(True)
 
-    out = model(images)
+    if precision is not None:
+        with precision.autocast():  # the forward pass only: the losses stay in float32
+            out = model(images)
+    else:
+        out = model(images)
     ce = F.cross_entropy(out.logits.float(), labels)
     nan = torch.full((), float("nan"), device=ce.device)
     if not torch.isfinite(ce) or not torch.isfinite(out.cams).all():
@@ -241,7 +251,7 @@ def training_step(
     annotated = masks is not None and bool(masks.any())
     floor, bound = float("nan"), math.inf
     if term is not None:
-        att = term(model, images, labels, masks, has_mask, out, forbidden) if lam > 0 else nan
+        att = term(net, images, labels, masks, has_mask, out, forbidden) if lam > 0 else nan
     else:
         if lam > 0:
             if masks is None:
@@ -274,8 +284,11 @@ def training_step(
             f"{DIVERGENCE_FACTOR:g} times its value at chance",
         )
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if precision is not None:
+        precision.step(loss, optimizer)
+    else:
+        loss.backward()
+        optimizer.step()
     return {"loss": loss.item(), "ce": ce.item(), "att": att.item(), "att_floor": floor}
 
 
@@ -497,6 +510,8 @@ def fit(
     time_limit: float | None = None,
     recalibrate_bn: bool = True,
     channels: str | None = None,
+    precision: Any = None,
+    on_epoch: Callable[[int, dict[str, Any], nn.Module], None] | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs; lam = 0 is the baseline, lam > 0 guided.
 
@@ -525,6 +540,14 @@ def fit(
         recalibrate_bn: re-measure BatchNorm statistics at the end (see
             recalibrate_batchnorm); the history's val columns are from before it.
         channels: the old name of ``classes`` (deprecated).
+        precision: an ``agkit.precision.Precision`` for every step (None: float32).
+        on_epoch: called as ``on_epoch(epoch, row, model)`` after each epoch with its
+            history row and the plain model (a logger, e.g. agkit.tensorboard_log).
+
+    Several processes (torchrun, ``agkit.distributed``): pass the model wrapped in
+    DistributedDataParallel and a loader of this process's shard. The history's means are
+    over every process; only process 0 writes the checkpoint. Leave ``time_limit`` None
+    there: each process would measure its own clock and they could stop at different epochs.
 
     Returns:
         pandas DataFrame, one row per complete epoch: epoch, loss, ce, att, att_floor
@@ -551,9 +574,12 @@ def fit(
     if _loader_length(train_loader) == 0:
         raise _empty_loader_error(train_loader)
     model.to(device)
+    # net: the plain model (checkpoints, evaluation); model may be its DDP/compile wrapper
+    net = distributed.unwrap(model)
+    writes = distributed.is_main()  # only process 0 writes the checkpoint
     opt = make_optimizer(model, optimizer, lr, weight_decay, momentum)
     scheduler = torch.optim.lr_scheduler.StepLR(opt, lr_step, lr_gamma) if lr_step else None
-    describe = getattr(model, "describe", None)
+    describe = getattr(net, "describe", None)
     config: dict[str, Any] = {
         "model": describe() if callable(describe) else type(model).__name__,
         "lam": lam,
@@ -570,6 +596,8 @@ def fit(
         "recalibrate_bn": recalibrate_bn,
         **_loader_facts(train_loader),
     }
+    if precision is not None and precision.amp != "fp32":
+        config["amp"] = precision.amp  # 16-bit steps give other weights: part of the config
 
     rows: list[dict[str, Any]] = []
     start_epoch = 1
@@ -581,13 +609,15 @@ def fit(
                 f"checkpoint {checkpoint} holds {state['epoch']} epochs, this call "
                 f"asks for {epochs}; pass epochs>={state['epoch']} or delete it."
             )
-        load_checkpoint(checkpoint, model, opt, scheduler)
+        load_checkpoint(checkpoint, net, opt, scheduler)
+        if precision is not None:
+            precision.load_state_dict(state.get("scaler"))
         rows, start_epoch = list(state["history"]), state["epoch"] + 1
         torch.set_rng_state(state["torch_rng"])
         if state["epoch"] == epochs and (state.get("recalibrated") or not recalibrate_bn):
             return _history(rows, epochs, False, config)  # finished: the stored model
         if state.get("train_buffers"):  # continue from the statistics training left
-            model.load_state_dict(state["train_buffers"], strict=False)
+            net.load_state_dict(state["train_buffers"], strict=False)
 
     term = resolve_guidance(guidance)
     # Reseeding the loader's generators each epoch makes the order depend on (seed, epoch)
@@ -617,6 +647,9 @@ def fit(
             break
         for generator in generators:
             generator.manual_seed(seed * 1000 + epoch)
+        set_epoch = getattr(getattr(train_loader, "sampler", None), "set_epoch", None)
+        if callable(set_epoch):  # torch's DistributedSampler draws its order from it
+            set_epoch(epoch)
         # With a time limit, keep the state at the epoch's start to roll a cut epoch back.
         snapshot = None
         if time_limit is not None:
@@ -651,6 +684,7 @@ def fit(
                     classes=classes,
                     guidance=term,
                     device=device,
+                    precision=precision,
                 )
             except NonFiniteImages as error:
                 raise NonFiniteImages(
@@ -672,16 +706,17 @@ def fit(
             break
         if steps == 0:
             raise _empty_loader_error(train_loader)
+        sums, all_steps = distributed.reduce_sums(sums, steps)  # over every process
         row: dict[str, Any] = {
             "epoch": epoch,
-            **{k: v / steps for k, v in sums.items()},
+            **{k: v / all_steps for k, v in sums.items()},
             "lr": opt.param_groups[0]["lr"],
             "seconds": time.perf_counter() - epoch_start,
         }
         if scheduler is not None:
             scheduler.step()
         if val_loader is not None:
-            scores = evaluate(model, val_loader, device)
+            scores = evaluate(net, val_loader, device)
             row.update(
                 val_accuracy=scores["accuracy"],
                 val_auc=scores["auc"],
@@ -690,16 +725,19 @@ def fit(
         rows.append(row)
         shown = ("loss", "att", "val_accuracy")
         epoch_bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in shown})
-        if checkpoint is not None:
+        if on_epoch is not None:
+            on_epoch(epoch, row, net)
+        if checkpoint is not None and writes:
             save_checkpoint(
                 checkpoint,
-                model,
+                net,
                 opt,
                 scheduler,
                 epoch,
                 pd.DataFrame(rows),
                 config=config,
                 recalibrated=False,
+                scaler=precision.state_dict() if precision is not None else None,
             )
     epoch_bar.close()
 
@@ -726,18 +764,19 @@ def fit(
             NothingToGuideWarning,
             stacklevel=2,
         )
-    train_buffers = _norm_buffers(model)
+    train_buffers = _norm_buffers(net)
     rng_after_training = torch.get_rng_state()  # what a resumed run continues from
     if recalibrate_bn and rows:
         for generator in generators:
             generator.manual_seed(seed * 1000)  # the same recalibration batches every time
-        recalibrate_batchnorm(model, train_loader, device)
-    if checkpoint is not None and rows:
+        recalibrate_batchnorm(net, train_loader, device)
+        distributed.broadcast_buffers(net)  # every process keeps the model process 0 saves
+    if checkpoint is not None and writes and rows:
         # The returned model, so that reloading the checkpoint gives exactly this model;
         # train_buffers keep the statistics training had, for resuming with more epochs.
         save_checkpoint(
             checkpoint,
-            model,
+            net,
             opt,
             scheduler,
             len(rows),
@@ -747,6 +786,7 @@ def fit(
             train_buffers=train_buffers,
             torch_rng=rng_after_training,
             stopped_by_time_limit=stopped_by_time_limit,
+            scaler=precision.state_dict() if precision is not None else None,
         )
     return _history(rows, epochs, stopped_by_time_limit, config)
 
