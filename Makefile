@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.agkit-installed
 PROFILE ?= workshop
 
-.PHONY: setup lint format test test-fast course slides cache course-time benchmarks stamp student clean
+.PHONY: setup lint format test test-fast course slides site cache course-time benchmarks stamp student clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,19 @@ course: $(STAMP)
 slides: $(STAMP)
 	test -d build/course || $(MAKE) course PROFILE=$(PROFILE)
 	$(PY) tools/make_slides.py build/course build/slides
+
+# The course as a website (Sphinx + myst-nb) from the executed copies of `make course`, with
+# README, docs/method.md and docs/architecture.md; open build/site/index.html. The exercises
+# show their blanks and the answers stay out; `make site ANSWERS=1` is the instructors' site,
+# with the solutions and the answer key. The site's packages are the `site` extra (in `dev`).
+SITE_STAMP := $(VENV)/.agkit-site-installed
+$(SITE_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[site]"
+	touch $(SITE_STAMP)
+
+site: $(SITE_STAMP)
+	test -d build/course || $(MAKE) course PROFILE=$(PROFILE)
+	$(PY) tools/make_site.py build/course build/site $(if $(filter 1,$(ANSWERS)),--answers)
 
 # Train every run of a profile (those not in runs/ yet) and pack them into one archive that
 # students unpack with agkit.course.use_cache("build/agkit-runs-workshop.tar.gz").

@@ -10,6 +10,14 @@ torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(scope="session")
+def course_dirs(tmp_path_factory):
+    """(executed notebooks, runs folder) of the course on the ci profile, one pair per session:
+    the notebook tests execute into it, and the site test builds from what they left."""
+    base = tmp_path_factory.mktemp("course")
+    return base / "executed", base / "runs"
+
+
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(0)

@@ -59,12 +59,6 @@ def assert_checks_pass(notebook, name):
         )
 
 
-@pytest.fixture(scope="module")
-def course_dirs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("course")
-    return base / "executed", base / "runs"
-
-
 def test_there_is_a_course():
     names = [n.name[:2] for n in NOTEBOOKS]
     assert [n.name[:2] for n in EXERCISE_NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
