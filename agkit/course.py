@@ -669,11 +669,25 @@ def _threads_for(device: torch.device):
         torch.set_num_threads(threads)
 
 
+def fit_settings(config: RunConfig) -> dict:
+    """The arguments of ``fit`` that train a run of ``config`` (besides the model, the
+    batches of ``training_loader`` and the device): the one recipe of every course run."""
+    return {
+        "lam": config.lam,
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "lr_step": decay_step(config.epochs, config.lr_decay_at),  # then lr / 10
+        "lr_gamma": 0.1,
+        "resolution": config.resolution,
+        "seed": config.seed,
+        "time_limit": config.time_limit,
+    }
+
+
 def _train_and_store(config: RunConfig, folder: Path, device: torch.device, progress: bool) -> dict:
     datasets = make_datasets(config)
     model = build_model(config)
     train_loader = training_loader(config, datasets["train"])
-    lr_step = decay_step(config.epochs, config.lr_decay_at)
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -683,16 +697,9 @@ def _train_and_store(config: RunConfig, folder: Path, device: torch.device, prog
                 model,
                 train_loader,
                 None,
-                lam=config.lam,
-                epochs=config.epochs,
-                lr=config.lr,
-                lr_step=lr_step,
-                lr_gamma=0.1,
-                resolution=config.resolution,
-                seed=config.seed,
+                **fit_settings(config),
                 device=device,
                 progress=progress,
-                time_limit=config.time_limit,
             )
         epochs_run = len(history)
         stopped = bool(history.attrs.get("stopped_by_time_limit"))
@@ -859,15 +866,19 @@ def run_many(
         if config.masks_from is not None:
             check_mask_store(config.masks_from)
     jobs = default_jobs(device) if jobs is None else jobs
-    bar = tqdm(total=len(configs), desc=desc, disable=not progress)
-    bar.update(sum(1 for key in keys if key not in todo))
+    stored = len(set(keys)) - len(todo)
+    if progress and not todo:
+        print(f"{desc}: all {len(set(keys))} runs are stored in {runs_dir}; nothing to train.")
+    # The bar counts only the runs trained now: stored ones would make its rate a fiction.
+    label = f"{desc} ({stored} stored)" if stored else desc
+    bar = tqdm(total=len(todo), desc=label, disable=not progress or not todo)
     if jobs > 1 and len(todo) > 1:
-        _train_in_workers(todo, runs_dir, device, jobs, lambda key: bar.update(keys.count(key)))
+        _train_in_workers(todo, runs_dir, device, jobs, lambda key: bar.update(1))
     else:
-        for key, config in todo.items():
+        for config in todo.values():
             bar.set_postfix_str(config.label)
             run(config, runs_dir, progress=False, device=device)
-            bar.update(keys.count(key))
+            bar.update(1)
     bar.close()
     return pd.DataFrame([run(config, runs_dir) for config in configs])
 

@@ -152,3 +152,19 @@ def test_a_baseline_attention_loss_that_was_never_computed_is_not_drawn_at_zero(
     assert "baseline: not computed (λ = 0)" in labels
     assert len(fig.axes[0].get_lines()) == 2  # cross-entropy: both drawn
     plt.close(fig)
+
+
+def test_the_attention_loss_floor_is_drawn_but_not_called_chance():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from agkit import plots
+
+    history = pd.DataFrame({"epoch": [1, 2], "att": [4.0, 2.0]})
+    fig = plots.plot_attention_loss({"guided": history}, floor=1.5, uniform=4.16)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "floor, log|S|" in labels
+    assert "chance: uniform attention, log(h·w)" in labels
+    assert not any("chance" in label and "floor" in label for label in labels)
