@@ -102,7 +102,7 @@ def trend(groups: Mapping[float, Iterable[float]], what: str = "the score") -> s
             f"({listed})"
         )
     means = [spreads[k].mean for k in keys]
-    steps = [b - a for a, b in zip(means, means[1:])]
+    steps = [b - a for a, b in zip(means[:-1], means[1:], strict=True)]
     steady = all(s > 0 for s in steps) if verdict > 0 else all(s < 0 for s in steps)
     word = "grows" if verdict > 0 else "shrinks"
     return (
