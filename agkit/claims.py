@@ -18,7 +18,7 @@ Every function returns plain text; the notebooks print it under the figure it de
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -37,9 +37,23 @@ class Spread:
     n: int
 
     def __str__(self) -> str:
+        return self.format(two_decimals)
+
+    def format(self, fmt: Callable[[float], str]) -> str:
+        """``mean (low-high)`` with each number written by ``fmt``; the mean alone for one seed."""
         if self.n == 1:
-            return f"{self.mean:.2f}"
-        return f"{self.mean:.2f} ({self.low:.2f}-{self.high:.2f})"
+            return fmt(self.mean)
+        return f"{fmt(self.mean)} ({fmt(self.low)} to {fmt(self.high)})"
+
+
+def two_decimals(value: float) -> str:
+    """A share or a score as the tables show it: ``0.82``."""
+    return f"{value:.2f}"
+
+
+def in_points(value: float) -> str:
+    """A difference of shares in percentage points, with its sign: ``+12.3``."""
+    return f"{100 * value:+.1f}"
 
 
 def spread(values: Iterable[float]) -> Spread:
@@ -71,8 +85,8 @@ def points(difference: float) -> str:
 
 def compare(name_a: str, a: Iterable[float], name_b: str, b: Iterable[float]) -> str:
     """One sentence comparing two settings' scores over seeds, e.g.
-    ``guided 0.82 (0.79-0.85) against baseline 0.55 (0.52-0.58): higher by 27.0 points,
-    outside the spread between seeds``."""
+    ``guided 0.82 (0.79 to 0.85) against baseline 0.55 (0.52 to 0.58): higher by 27.0
+    points, outside the spread between seeds``."""
     sa, sb = spread(a), spread(b)
     difference = sa.mean - sb.mean
     verdict = order(sa, sb)
@@ -84,17 +98,21 @@ def compare(name_a: str, a: Iterable[float], name_b: str, b: Iterable[float]) ->
     return f"{head}: {word} by {abs(100 * difference):.1f} points, outside the spread between seeds"
 
 
-def trend(groups: Mapping[float, Iterable[float]], what: str = "the score") -> str:
+def trend(
+    groups: Mapping[float, Iterable[float]],
+    what: str = "the score",
+    fmt: Callable[[float], str] = two_decimals,
+) -> str:
     """How ``what`` changes along a setting: ``groups`` maps each value of the setting (a
-    training-set size, a lambda) to its scores over seeds. The direction is read from the
-    two ends (smallest and largest setting), by the seed rule; "steadily" only when every
-    step's mean goes the same way."""
+    training-set size, a lambda) to its scores over seeds, written by ``fmt``. The
+    direction is read from the two ends (smallest and largest setting), by the seed rule;
+    "steadily" only when every step's mean goes the same way."""
     keys = sorted(groups)
     if len(keys) < 2:
         raise ValueError("a trend needs at least two settings.")
     spreads = {k: spread(groups[k]) for k in keys}
     first, last = spreads[keys[0]], spreads[keys[-1]]
-    listed = ", ".join(f"{spreads[k]} at {k:g}" for k in keys)
+    listed = ", ".join(f"{spreads[k].format(fmt)} at {k:g}" for k in keys)
     verdict = order(last, first)
     if verdict == 0:
         return (

@@ -9,7 +9,8 @@ from agkit import claims
 def test_spread_is_the_mean_and_the_range_of_the_seeds():
     s = claims.spread([0.5, 0.7, 0.6])
     assert (s.mean, s.low, s.high, s.n) == pytest.approx((0.6, 0.5, 0.7, 3))
-    assert str(s) == "0.60 (0.50-0.70)"
+    assert str(s) == "0.60 (0.50 to 0.70)"
+    assert s.format(claims.in_points) == "+60.0 (+50.0 to +70.0)"
     assert str(claims.spread([0.25])) == "0.25"
     with pytest.raises(ValueError, match="no run for this setting"):
         claims.spread([])
@@ -26,7 +27,7 @@ def test_two_settings_differ_only_when_their_ranges_do_not_overlap():
 def test_compare_says_outside_or_within_the_spread():
     outside = claims.compare("guided", [0.80, 0.85, 0.82], "baseline", [0.50, 0.55, 0.52])
     assert outside == (
-        "guided 0.82 (0.80-0.85) against baseline 0.52 (0.50-0.55): higher by 30.0 points, "
+        "guided 0.82 (0.80 to 0.85) against baseline 0.52 (0.50 to 0.55): higher by 30.0 points, "
         "outside the spread between seeds"
     )
     within = claims.compare("box", [0.70, 0.80, 0.75], "exact", [0.74, 0.79, 0.78])
@@ -37,8 +38,8 @@ def test_compare_says_outside_or_within_the_spread():
 def test_a_trend_is_read_from_its_two_ends():
     # the gains of notebook 4's first draft: +3.4, +10.2, +37.1 points "shrink as data grow"
     growing = {125: [0.02, 0.04, 0.04], 250: [0.08, 0.10, 0.13], 500: [0.35, 0.37, 0.39]}
-    said = claims.trend(growing, "the gain")
-    assert said.startswith("the gain grows steadily from 125 to 500")
+    said = claims.trend(growing, "the gain", claims.in_points)
+    assert said.startswith("the gain grows steadily from 125 to 500 (+3.3 (+2.0 to +4.0) at 125")
     assert "shrinks" not in said
     shrinking = {1: [0.5, 0.6], 2: [0.55, 0.62], 3: [0.1, 0.2]}
     assert claims.trend(shrinking, "x").startswith("x shrinks from 1 to 3")  # not steadily
