@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from matplotlib.lines import Line2D
 
 from agkit import cam as cam_utils
 
@@ -113,6 +114,21 @@ def show_images(
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def review_masks(images, drawn, builtin, titles=None, ncols: int = 6, size: float = 1.6):
+    """Drawn masks against the built-in ones: each image (n x 1 x H x W) with the drawn mask
+    (n x 1 x H x W, green) and the built-in mask (orange) outlined, and a legend saying so."""
+    fig = show_images(images, titles, masks=drawn, ncols=ncols, size=size)
+    for ax, mask in zip(fig.axes, builtin, strict=False):
+        _outline(ax, mask, "orange")
+    handles = [
+        Line2D([], [], color="lime", lw=1.5, label="the mask in your store"),
+        Line2D([], [], color="orange", lw=1.5, label="the built-in mask"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.12)
     return fig
 
 
