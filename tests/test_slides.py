@@ -80,3 +80,20 @@ def test_missing_course_names_the_command_to_run(tmp_path):
     )
     assert result.returncode == 1
     assert "make course" in result.stderr
+
+
+def test_a_non_utf8_notebook_is_an_error_naming_the_file(tmp_path):
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    path = executed / "01_demo.ipynb"
+    latin1 = nbformat.writes(_executed_notebook(tagged=False)).encode("latin-1")  # · is 0xb7
+    path.write_bytes(latin1)
+    line = latin1[: latin1.index(b"\xb7")].count(b"\n") + 1
+    result = subprocess.run(
+        [sys.executable, str(TOOL), str(executed), str(tmp_path / "slides")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert f"make slides: {path}, line {line}: not UTF-8 (byte 0xb7)" in result.stderr
+    assert "Traceback" not in result.stderr

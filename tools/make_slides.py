@@ -16,8 +16,9 @@ import copy
 import sys
 from pathlib import Path
 
-import nbformat
 from nbconvert import SlidesExporter
+
+from agkit.student import read_notebook  # its error names the file (not UTF-8, not JSON)
 
 SLIDE_TAG = "slide"
 
@@ -69,7 +70,7 @@ def build(executed: Path, out: Path, reveal_prefix: str | None = None) -> list[P
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
-        body, _ = exporter.from_notebook_node(deck(nbformat.read(path, as_version=4)))
+        body, _ = exporter.from_notebook_node(deck(read_notebook(path)))
         target = out / f"{path.stem}.slides.html"
         target.write_text(body, encoding="utf-8")
         written.append(target)
