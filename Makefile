@@ -33,14 +33,21 @@ format: $(STAMP)
 	$(RUFF) format .
 	@$(RUFF) check . || { echo "ruff cannot fix the problems above: fix them by hand."; exit 1; }
 
-test: lint
+test: lint $(SLIDES_VENDOR)
 	$(PY) -m pytest
 
 course: $(STAMP)
 	$(PY) -m agkit.run_course --profile $(PROFILE) --out build/course
 
-# A short deck per notebook from the executed copies of `make course` (reveal.js).
-slides: $(STAMP)
+# A short deck per notebook from the executed copies of `make course` (reveal.js). The decks
+# work without network: reveal.js and the scripts it needs come from npm (pinned in
+# tools/slides/package-lock.json) and are copied next to them, into build/slides/vendor/.
+SLIDES_VENDOR := tools/slides/node_modules/.installed
+$(SLIDES_VENDOR): tools/slides/package-lock.json
+	cd tools/slides && npm ci --no-audit --no-fund --loglevel=error
+	touch $(SLIDES_VENDOR)
+
+slides: $(STAMP) $(SLIDES_VENDOR)
 	test -d build/course || $(MAKE) course PROFILE=$(PROFILE)
 	$(PY) tools/make_slides.py build/course build/slides
 

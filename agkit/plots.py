@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from matplotlib.lines import Line2D
 
 from agkit import cam as cam_utils
 
@@ -26,8 +27,9 @@ METRIC_NAMES = {
 CHANCE_STYLES = ("--", ":", "-.")  # one line style per chance level of a panel
 
 
-def draw_chance(ax, levels: dict | None, orientation: str = "h") -> None:
-    """Draw chance levels {label: value} as grey lines across a panel, named in its legend.
+def draw_chance(ax, levels: dict | None, orientation: str = "h", what: str = "chance") -> None:
+    """Draw chance levels {label: value} as grey lines across a panel, named in its legend
+    as "<what>: <label>".
 
     Levels closer than 0.03 share one line ("uniform attention ≈ random CAM").
     orientation "h" draws horizontal lines (the metric on the y axis), "v" vertical ones.
@@ -43,7 +45,7 @@ def draw_chance(ax, levels: dict | None, orientation: str = "h") -> None:
             groups.append([label, float(value)])
     for (label, value), style in zip(groups, CHANCE_STYLES, strict=False):
         line = ax.axhline if orientation == "h" else ax.axvline
-        line(value, color="grey", lw=0.9, ls=style, zorder=0, label=f"chance: {label}")
+        line(value, color="grey", lw=0.9, ls=style, zorder=0, label=f"{what}: {label}")
     if groups:
         ax.legend(fontsize=7, loc="best", frameon=False)
 
@@ -112,6 +114,21 @@ def show_images(
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def review_masks(images, drawn, builtin, titles=None, ncols: int = 6, size: float = 1.6):
+    """Drawn masks against the built-in ones: each image (n x 1 x H x W) with the drawn mask
+    (n x 1 x H x W, green) and the built-in mask (orange) outlined, and a legend saying so."""
+    fig = show_images(images, titles, masks=drawn, ncols=ncols, size=size)
+    for ax, mask in zip(fig.axes, builtin, strict=False):
+        _outline(ax, mask, "orange")
+    handles = [
+        Line2D([], [], color="lime", lw=1.5, label="the mask in your store"),
+        Line2D([], [], color="orange", lw=1.5, label="the built-in mask"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.12)
     return fig
 
 
@@ -236,14 +253,18 @@ def compare_methods(
     for ax, metric in zip(axes[0], metrics, strict=True):
         _method_bars(ax, table, metric, alpha=0.85)
         for patch in ax.patches:
-            if patch.get_height() > 0:
+            height = patch.get_height()
+            if height > 0:  # the mean, written at the foot of its bar: the seed dots sit higher
+                inside = height > 0.12
                 ax.annotate(
-                    f"{patch.get_height():.2f}",
-                    (patch.get_x() + patch.get_width() / 2, patch.get_height()),
+                    f"{height:.2f}",
+                    (patch.get_x() + patch.get_width() / 2, 0.02 if inside else height),
                     ha="center",
                     va="bottom",
                     fontsize=8,
-                    xytext=(0, 2),
+                    color="white" if inside else "black",
+                    fontweight="bold",
+                    xytext=(0, 0 if inside else 2),
                     textcoords="offset points",
                 )
         ax.set_ylim(0, 1.08), ax.set_xlabel(""), ax.set_ylabel("")
@@ -364,7 +385,10 @@ def plot_attention_loss(
             label=f"{name}, after training",
             color=METHOD_PALETTE.get(name.split()[0], "black"),
         )
-    draw_chance(ax, {"uniform attention, log(h·w)": uniform, "floor, log|S|": floor})
+    draw_chance(ax, {"uniform attention, log(h·w)": uniform})
+    if floor is not None:  # not a chance level: the lowest value these masks allow
+        ax.axhline(floor, color="black", lw=0.9, ls="-.", zorder=0, label="floor, log|S|")
+        ax.legend(fontsize=7, loc="best", frameon=False)
     ax.set_xlabel("epoch"), ax.set_ylabel("attention loss")
     ax.legend(fontsize=8)
     return ax.figure

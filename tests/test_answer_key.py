@@ -123,6 +123,20 @@ def test_check_mode_reports_a_stale_key(tmp_path, capsys):
     assert "out of date" in capsys.readouterr().err
 
 
+def test_a_non_utf8_notebook_is_an_error_naming_the_file(tmp_path, capsys):
+    folder, ranges = _folder(tmp_path, _lesson(SOLVED))
+    path = folder / "07_lesson.ipynb"
+    latin1 = path.read_text(encoding="utf-8").encode("latin-1")  # "7 · A lesson": · is 0xb7
+    path.write_bytes(latin1)
+    line = latin1[: latin1.index(b"\xb7")].count(b"\n") + 1
+    out = tmp_path / "answers.md"
+    arguments = ["--notebooks", str(folder), "--ranges", str(ranges), "--out", str(out)]
+    assert answer_key.main(arguments) == 2
+    error = capsys.readouterr().err
+    assert f"{path}, line {line}: not UTF-8 (byte 0xb7); save the notebook as UTF-8" in error
+    assert not out.exists()
+
+
 def test_missing_ranges_say_how_to_measure_them(tmp_path):
     folder, _ = _folder(tmp_path, _lesson(SOLVED))
     with pytest.raises(FileNotFoundError, match="benchmarks/answer_ranges.py"):

@@ -1,12 +1,16 @@
 """Chance levels of the attention metrics, against hand computations."""
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from agkit import metrics
 from agkit.losses import attention_guidance_loss
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _mask(size, rows, cols):
@@ -152,3 +156,60 @@ def test_a_baseline_attention_loss_that_was_never_computed_is_not_drawn_at_zero(
     assert "baseline: not computed (λ = 0)" in labels
     assert len(fig.axes[0].get_lines()) == 2  # cross-entropy: both drawn
     plt.close(fig)
+
+
+def test_the_attention_loss_floor_is_drawn_but_not_called_chance():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from agkit import plots
+
+    history = pd.DataFrame({"epoch": [1, 2], "att": [4.0, 2.0]})
+    fig = plots.plot_attention_loss({"guided": history}, floor=1.5, uniform=4.16)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "floor, log|S|" in labels
+    assert "chance: uniform attention, log(h·w)" in labels
+    assert not any("chance" in label and "floor" in label for label in labels)
+
+
+# ---- issue 22: a chance level stated in prose is the one the notebooks compute
+
+PROSE = [
+    *sorted((ROOT / "docs").glob("*.md")),
+    ROOT / "README.md",
+    *sorted((ROOT / "notebooks").glob("0*.ipynb")),
+]
+STATED = {
+    # "uniform attention ... about 0.25 of its mass", "uniform attention ≈ 0.25 mass in mask"
+    "mass_in_mask": re.compile(r"uniform attention[^.\n]{0,60}?(?:≈|about|=)\s*(0\.\d+)"),
+    "pointing_game": re.compile(r"pointing game's chance[^.\n]{0,60}?(?:≈|about|=)\s*(0\.\d+)"),
+}
+
+
+@pytest.fixture(scope="module")
+def workshop_chance():
+    from agkit import course
+
+    profile = course.get_profile("workshop")
+    config = course.baseline_config(profile, 0)
+    masks = course.make_splits(config)["test_shifted"].masks
+    cam_size = course.build_model(config)(masks[:1]).cams.shape[-2:]
+    return metrics.chance_levels(masks, cam_size)["uniform"]
+
+
+def test_every_chance_level_stated_in_prose_is_the_computed_one(workshop_chance):
+    stated = []
+    for path in PROSE:
+        text = path.read_text(encoding="utf-8").replace("\\n", " ")
+        for metric, pattern in STATED.items():
+            for match in pattern.finditer(text):
+                stated.append((path.name, metric, float(match.group(1))))
+    assert stated, "the check found no stated chance level: its patterns are stale"
+    wrong = [
+        (name, metric, value, round(workshop_chance[metric], 2))
+        for name, metric, value in stated
+        if abs(value - workshop_chance[metric]) > 0.015
+    ]
+    assert not wrong, f"chance levels in prose that the numbers contradict: {wrong}"

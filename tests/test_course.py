@@ -733,3 +733,13 @@ def test_your_masks_run_without_notebook_02_falls_back_to_the_kits_proposal(tmp_
     assert list(config.annotated_ids) == sorted(course.annotation_proposal(TINY, "random")[:5])
     assert "found 0 masks" in fallback and "5 images the kit proposes first" in fallback
     assert course.make_datasets(config)["train"].mask_kept.sum() == 5
+
+
+def test_stored_runs_show_no_progress_bar_with_a_fictional_rate(tmp_path, capsys):
+    configs = [course.baseline_config(TINY, 0)]
+    course.run_many(configs, tmp_path, progress=False, jobs=1, device="cpu")
+    capsys.readouterr()
+    course.run_many(configs, tmp_path, desc="again", jobs=1, device="cpu")
+    out, err = capsys.readouterr()
+    assert "again: all 1 runs are stored" in out and "nothing to train" in out
+    assert "it/s" not in err and "again" not in err  # no bar when nothing trains

@@ -25,7 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-import nbformat
+from agkit.student import UnreadableNotebook, read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -88,7 +88,7 @@ def strip_heading(text: str) -> str:
 
 def notebook_section(path: Path) -> str:
     """The answer key of one notebook: its exercises' solutions and its questionnaire's answers."""
-    cells = nbformat.read(path, as_version=4).cells
+    cells = read_notebook(path).cells
     title = cells[0].source.splitlines()[0].lstrip("# ").strip()
     parts, intro = [f"## {title}", "", f"`notebooks/{path.name}`", ""], None
     exercises = questions = 0
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         text = build(args.notebooks, args.ranges)
-    except (AnswerKeyError, FileNotFoundError) as error:
+    except (AnswerKeyError, FileNotFoundError, UnreadableNotebook) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.check:
