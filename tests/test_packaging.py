@@ -23,9 +23,17 @@ def pyproject_requirements():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     found = {}
-    for requirement in project["dependencies"] + extras["course"] + extras["dev"]:
+    todo, seen = project["dependencies"] + extras["course"] + extras["dev"], set()
+    while todo:
+        requirement = todo.pop(0)
+        if requirement.startswith("agkit["):  # an extra of the kit's own: its requirements
+            for extra in re.findall(r"[\w-]+", requirement[len("agkit[") :]):
+                if extra not in seen:
+                    seen.add(extra)
+                    todo += extras[extra]
+            continue
         name, spec = split(requirement)
-        if name != "agkit" and not requirement.startswith("tomli"):
+        if not requirement.startswith("tomli"):
             found[CONDA_NAMES.get(name, name)] = spec
     return found
 
@@ -37,6 +45,11 @@ def conda_requirements():
         if isinstance(entry, str) and entry not in ("pip",) and not entry.startswith("python"):
             name, spec = split(entry)
             found[name] = spec
+        elif isinstance(entry, dict):  # the pip section: what conda-forge lacks
+            for requirement in entry["pip"]:
+                if not requirement.startswith("-e"):
+                    name, spec = split(requirement)
+                    found[name] = spec
     return found
 
 
