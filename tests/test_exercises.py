@@ -274,7 +274,7 @@ def pointing_with(cams, masks, classes, **interpolate):
     return masks.flatten(1)[torch.arange(len(cams)), big.flatten(1).argmax(1)] > 0
 
 
-def test_pointing_game_check_gives_each_mistake_its_sentence():
+def test_miss_pointing_game_each_mistake_gets_its_own_sentence():
     check = exercises.check_pointing_game
     messages = {
         fails_with(check, blank, "returned nothing"),
@@ -316,6 +316,15 @@ def test_miss_pointing_game_mask_read_at_the_cam_cells_centre():
         return masks[torch.arange(len(cams)), 0, rows, cols] > 0
 
     fails_with(exercises.check_pointing_game, centre, "peak on the h x w grid")
+
+
+def test_pointing_game_check_says_what_came_back_instead_of_a_tensor():
+    message = fails_with(
+        exercises.check_pointing_game,
+        lambda c, m, k: pointing(c, m, k).tolist(),
+        "returned a list of 256 values, not a torch tensor",
+    )
+    assert "raised" not in message
 
 
 def test_pointing_game_check_scores_at_least_64_images():
