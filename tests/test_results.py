@@ -1,0 +1,101 @@
+"""docs/results.md states what the runs behind it measured: its sentences are checked
+against the stored tables (docs/measurements/), so an edit of either cannot drift."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from agkit import claims
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+ABLATIONS = pd.read_csv(ROOT / "docs" / "measurements" / "ablations_workshop.csv")
+
+
+def _points(table, by, reference, value, metric="accuracy_shifted"):
+    means = table.groupby(by)[metric].mean()
+    return round(100 * abs(means[value] - means[reference]))
+
+
+LAM = 3.0  # the lambda notebook 03 chose on validation for these runs
+
+
+def _guided(table):
+    return table[table["lam"] == LAM]
+
+
+def test_the_ablation_paragraph_matches_the_stored_runs():
+    unique = ABLATIONS.drop_duplicates("key")
+    n = unique["n_train"].max()
+    at_n = unique[unique["n_train"] == n]
+    design = at_n[at_n["annotated_fraction"] == 1.0]
+    exact = design[design["mask_quality"] == "exact"]
+    by_lam = exact[(exact["pooling"] == "softmax") & (exact["resolution"] == "feature")]
+    said = {
+        "λ = 3 gains {} points": _points(by_lam, "lam", 0.0, 3.0),
+        "10 % and 30 % of the images annotated lose {}": _points(
+            _guided(
+                at_n[
+                    (at_n["mask_quality"] == "exact")
+                    & (at_n["pooling"] == "softmax")
+                    & (at_n["resolution"] == "feature")
+                ]
+            ),
+            "annotated_fraction",
+            1.0,
+            0.1,
+        ),
+        "boxes lose {} points": _points(
+            _guided(design[(design["pooling"] == "softmax") & (design["resolution"] == "feature")]),
+            "mask_quality",
+            "exact",
+            "box",
+        ),
+    }
+    for sentence, number in said.items():
+        assert sentence.format(number) in RESULTS.replace("\n", " "), sentence.format(number)
+
+
+def test_the_size_trend_stated_is_the_one_the_runs_show():
+    unique = ABLATIONS.drop_duplicates("key")
+    size = unique[unique["lam"].isin([0.0, LAM])].copy()
+    size = size[
+        (size["pooling"] == size["lam"].map(lambda x: "softmax" if x else "avg"))
+        & (size["annotated_fraction"] == 1.0)
+        & (size["mask_quality"] == "exact")
+        & (size["resolution"] == "feature")
+    ].copy()
+    size["method"] = ["guided" if lam > 0 else "baseline" for lam in size["lam"]]
+    gains = claims.paired_gain(size, "n_train")
+    verdict = claims.trend(gains, "gain", claims.in_points)
+    assert verdict.startswith("gain grows")
+    stated = ", ".join(f"{claims.spread(gains[n]).mean * 100:+.1f}" for n in sorted(gains))
+    assert stated.replace(", ", " ") in "+3.4 +10.2 +37.1"
+    assert "gain in shifted accuracy *grows*: +3.4, +10.2 and +37.1 points" in RESULTS.replace(
+        "\n", " "
+    )
+
+
+@pytest.mark.parametrize("strategy", ["random", "uncertainty"])
+def test_the_few_mask_table_is_the_stored_measurement(strategy):
+    stored = json.loads((ROOT / "docs" / "measurements" / "few_masks.json").read_text())[strategy]
+    row = next(
+        line
+        for line in RESULTS.splitlines()
+        if line.startswith("|")
+        and ("random images" if strategy == "random" else "uncertainty") in line
+    )
+    cells = [c.strip().replace("−", "-") for c in row.strip("|").split("|")[1:]]
+    assert [float(c) for c in cells] == pytest.approx(
+        [stored[n] for n in ("5", "10", "20", "50")], abs=0.006
+    )
+
+
+def test_results_name_no_number_without_its_source():
+    # every table of this page says where it comes from: a notebook, a benchmark or a file
+    for heading, body in re.findall(r"^## (.+)\n(.*?)(?=^## |\Z)", RESULTS, re.S | re.M):
+        if "|---" in body:
+            assert re.search(r"notebook|benchmarks/|docs/measurements|make course", body), heading
