@@ -11,6 +11,10 @@ notebooks run a second time on the now filled runs folder: that is the time with
 (``make cache`` / ``agkit.course.use_cache``). The table gives both, and the load average
 (``uptime``) before and after, because on a shared machine the load changes every number.
 
+``--load N`` times the notebooks a third time, from another fresh runs folder, while N
+other processes keep a core each busy (a student's browser, a video call): the headers then
+give both times, on idle cores and under that load, as a range a workshop can plan with.
+
 ``--from-log`` reads the "done in N s" lines of a ``make course`` log instead of running
 anything (run ``make clean`` first, so that the runs folder starts empty, and ``uptime``
 before and after it into the same log, for the load), ``--cached-log`` those of a second
@@ -23,8 +27,10 @@ docs/instructor.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import multiprocessing
 import os
 import platform
 import re
@@ -81,6 +87,25 @@ def time_notebooks(notebooks, profile: str, out: Path, runs: Path, device=None) 
     return seconds
 
 
+def _spin() -> None:  # pragma: no cover - runs in a child process until terminated
+    while True:
+        pass
+
+
+@contextlib.contextmanager
+def busy(processes: int):
+    """Keep ``processes`` other processes spinning on the CPU while the block runs."""
+    spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(processes)]
+    for spinner in spinners:
+        spinner.start()
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.terminate()
+            spinner.join()
+
+
 def read_log(log: Path) -> dict:
     """Seconds by notebook stem from the ``running X ... / done in N s`` lines of make course."""
     seconds, current = {}, None
@@ -120,10 +145,19 @@ def header_time(measurement: dict, stem: str) -> str:
     exercises".
     """
     cold = measurement["cold_s"][stem]
-    text = (
-        f"**Time:** {minutes_text(cold)} to run on a {measurement['cores']}-core CPU "
-        f"({measurement['profile']} profile, measured)"
-    )
+    loaded = measurement.get("loaded_s", {}).get(stem)
+    if loaded is None:
+        text = (
+            f"**Time:** {minutes_text(cold)} to run on a {measurement['cores']}-core CPU "
+            f"({measurement['profile']} profile, measured)"
+        )
+    else:
+        others = measurement["load_processes"]
+        text = (
+            f"**Time:** {minutes_text(cold)} to run on {measurement['cores']} idle cores, "
+            f"{minutes_text(loaded)} with {others} other busy process{'es' if others > 1 else ''} "
+            f"({measurement['profile']} profile, measured)"
+        )
     cached = measurement.get("cached_s", {}).get(stem)
     if cached is not None:
         text += f", {minutes_text(cached)} from the cache"
@@ -132,17 +166,37 @@ def header_time(measurement: dict, stem: str) -> str:
 
 def markdown_table(measurement: dict) -> str:
     cold, cached = measurement["cold_s"], measurement.get("cached_s", {})
-    lines = ["| notebook | fresh runs folder | from the cache |", "|---|---:|---:|"]
+    loaded = measurement.get("loaded_s", {})
+    lines = [
+        "| notebook | fresh runs folder | under load | from the cache |",
+        "|---|---:|---:|---:|",
+    ]
+
+    def cell(times: dict, stem: str) -> str:
+        return (
+            f"{times[stem]:.0f} s ({minutes_text(times[stem])})"
+            if stem in times
+            else "not measured"
+        )
+
+    def total(times: dict) -> str:
+        return (
+            f"**{sum(times.values()):.0f} s ({sum(times.values()) / 60:.1f} min)**"
+            if times
+            else "not measured"
+        )
+
     for stem in cold:
-        after = f"{cached[stem]:.0f} s" if stem in cached else "not measured"
-        lines.append(f"| {stem} | {cold[stem]:.0f} s ({minutes_text(cold[stem])}) | {after} |")
-    total = sum(cold.values())
-    lines.append(
-        f"| **all** | **{total:.0f} s ({total / 60:.1f} min)** | {sum(cached.values()):.0f} s |"
-        if cached
-        else f"| **all** | **{total:.0f} s ({total / 60:.1f} min)** | not measured |"
-    )
+        lines.append(
+            f"| {stem} | {cell(cold, stem)} | {cell(loaded, stem)} | {cell(cached, stem)} |"
+        )
+    lines.append(f"| **all** | {total(cold)} | {total(loaded)} | {total(cached)} |")
     lines.append("")
+    if loaded:
+        lines.append(
+            f"Under load: {measurement['load_processes']} other process(es) kept a core each "
+            f"busy while the notebooks ran from another fresh runs folder."
+        )
     lines.append(
         f"Measured {measurement['date']} on {measurement['machine']} "
         f"({measurement['cores']} cores), {measurement['profile']} profile, "
@@ -192,6 +246,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-cached", action="store_true", help="skip the second (cached) pass")
+    parser.add_argument(
+        "--load", type=int, default=0, help="also time a fresh pass with N other busy processes"
+    )
     parser.add_argument(
         "--from-log", type=Path, help="read the times from a `make course` log (fresh runs folder)"
     )
@@ -243,6 +300,17 @@ def main(argv=None) -> int:
                 measurement["cached_s"] = time_notebooks(
                     notebooks, args.profile, Path(scratch) / "cached", runs, args.device
                 )
+            if args.load:
+                print(f"fresh runs folder again, {args.load} other busy process(es):", flush=True)
+                measurement["load_processes"] = args.load
+                with busy(args.load):
+                    measurement["loaded_s"] = time_notebooks(
+                        notebooks,
+                        args.profile,
+                        Path(scratch) / "loaded",
+                        Path(scratch) / "runs-loaded",
+                        args.device,
+                    )
     except NotebookFailed as error:
         print(f"error: {error}; no time is written for a notebook that fails.", file=sys.stderr)
         return 1

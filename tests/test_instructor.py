@@ -152,6 +152,30 @@ def test_header_line_states_profile_cores_and_cache():
     )
 
 
+def test_header_line_gives_idle_and_loaded_times_as_a_range():
+    measured = dict(MEASURED, loaded_s={"02_b": 301.0}, load_processes=1)
+    assert notebook_times.header_time(measured, "02_b") == (
+        "**Time:** about 2 minutes to run on 2 idle cores, about 6 minutes with 1 other busy "
+        "process (workshop profile, measured), about 2 minutes from the cache"
+    )
+    table = notebook_times.markdown_table(measured)
+    assert "| 02_b | 61 s (about 2 minutes) | 301 s (about 6 minutes) | 70 s" in table
+
+
+def test_busy_processes_load_the_cpu_and_stop():
+    import multiprocessing
+    import time
+
+    import psutil
+
+    with notebook_times.busy(1):
+        (spinner,) = multiprocessing.active_children()
+        time.sleep(0.6)
+        used = psutil.Process(spinner.pid).cpu_times().user
+    assert used > 0.2  # it kept a core busy
+    assert not spinner.is_alive()
+
+
 def test_stamp_rewrites_only_the_time_part(tmp_path):
     path = tmp_path / "01_a.ipynb"
     nbformat.write(
@@ -188,8 +212,8 @@ def test_table_goes_between_the_markers_only(tmp_path):
     text = doc.read_text()
     assert text.startswith(f"before\n{notebook_times.TABLE_BEGIN}\n| notebook |")
     assert text.endswith(f"{notebook_times.TABLE_END}\nafter") and "OLD TABLE" not in text
-    assert "| 01_a | 59 s (under a minute) | 4 s |" in text
-    assert "| **all** | **120 s (2.0 min)** | 74 s |" in text
+    assert "| 01_a | 59 s (under a minute) | not measured | 4 s (under a minute) |" in text
+    assert "| **all** | **120 s (2.0 min)** | not measured | **74 s (1.2 min)** |" in text
     assert "load average 0.10, 0.20, 0.30 before and 1.90, 1.00, 0.50 after" in text
     doc.write_text("no markers")
     with pytest.raises(ValueError, match="lacks the lines"):
