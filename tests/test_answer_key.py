@@ -91,10 +91,12 @@ def test_ranges_are_min_max_over_seeds_and_threads(tmp_path):
         "def add(a, b):\n    return a + b",
         "def add(a, b):\n    # BEGIN SOLUTION\n    return a + b",
         "def add(a, b):\n    # END SOLUTION\n    return a + b\n    # BEGIN SOLUTION",
+        # a look-alike marker: make student refuses it, and so does the key (one parser)
+        "def add(a, b):\n    #BEGIN SOLUTION\n    return a + b\n    # END SOLUTION",
     ],
 )
 def test_unpaired_solution_markers_name_the_cell(tmp_path, source):
-    with pytest.raises(answer_key.AnswerKeyError, match=r"07_lesson.ipynb, cell 2: .*pair up"):
+    with pytest.raises(answer_key.AnswerKeyError, match=r"07_lesson.ipynb, cell 2\b.*pair up"):
         answer_key.build(*_folder(tmp_path, _lesson(source)))
 
 

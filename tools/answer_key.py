@@ -25,13 +25,12 @@ import re
 import sys
 from pathlib import Path
 
-from agkit.student import UnreadableNotebook, read_notebook
+from agkit.student import BEGIN, END, MarkerError, UnreadableNotebook, read_notebook, split_solution
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 KEY = ROOT / "docs" / "answers.md"
 RANGES = ROOT / "docs" / "answer_ranges.json"
-BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 ITEM = re.compile(r"^(\d+)\.\s+(.*)$")
 METRIC_NAMES = {
     "accuracy_shifted": "accuracy, shifted test split",
@@ -53,20 +52,20 @@ def tags(cell) -> set:
 
 
 def solution_code(cell, where: str) -> str:
-    """The exercise cell without its marker lines; raises when the markers do not pair up."""
-    lines = cell.source.splitlines()
-    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN]
-    ends = [i for i, line in enumerate(lines) if line.strip() == END]
-    if (
-        not begins
-        or len(begins) != len(ends)
-        or any(b > e for b, e in zip(begins, ends, strict=True))
-    ):
+    """The exercise cell without its marker lines. The markers are read by the one marker
+    parser, ``agkit.student.split_solution`` (what ``make student`` blanks is what the key
+    shows); raises AnswerKeyError when they do not pair up, look wrong, or are missing."""
+    try:
+        _, solution = split_solution(cell.source, where)
+    except MarkerError as error:
+        raise AnswerKeyError(f"{error} (the markers must pair up)") from None
+    if not solution:
         raise AnswerKeyError(
             f"{where}: an `exercise` cell needs its solution between "
             f"'{BEGIN}' and '{END}' lines that pair up."
         )
-    return "\n".join(line for i, line in enumerate(lines) if i not in begins + ends).strip()
+    lines = cell.source.splitlines()
+    return "\n".join(line for line in lines if line.strip() not in (BEGIN, END)).strip()
 
 
 def numbered_items(text: str) -> dict[int, str]:
