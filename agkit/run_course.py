@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,10 @@ def execute(notebook: Path, out: Path, parameters: dict, timeout: int | None = N
     from papermill.exceptions import PapermillExecutionError
 
     target = out / notebook.name
+    # The kernel draws figures into the notebook as Jupyter does, whatever backend the
+    # calling process chose for itself (the test suite's Agg would leave no figure).
+    backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -52,6 +57,11 @@ def execute(notebook: Path, out: Path, parameters: dict, timeout: int | None = N
             f"in cell {error.exec_count} ({error.ename}: {error.evalue}); the executed copy with "
             f"the traceback is {target}"
         ) from None
+    finally:
+        if backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = backend
     return target
 
 

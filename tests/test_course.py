@@ -3,6 +3,7 @@ summaries, mask-store checks, time limits and the shareable cache of trained run
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -743,3 +744,33 @@ def test_stored_runs_show_no_progress_bar_with_a_fictional_rate(tmp_path, capsys
     out, err = capsys.readouterr()
     assert "again: all 1 runs are stored" in out and "nothing to train" in out
     assert "it/s" not in err and "again" not in err  # no bar when nothing trains
+
+
+def test_executed_notebooks_keep_their_figures_whatever_backend_the_caller_uses(
+    tmp_path, monkeypatch
+):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from agkit import run_course
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as the test suite sets it for itself
+    notebook = tmp_path / "01_plot.ipynb"
+    nbformat.write(
+        new_notebook(
+            cells=[
+                new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()"),
+            ],
+            metadata={
+                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                "language_info": {"name": "python"},
+            },
+        ),
+        notebook,
+    )
+    (tmp_path / "out").mkdir()
+    executed = run_course.execute(notebook, tmp_path / "out", {"x": 2})
+    outputs = nbformat.read(executed, as_version=4).cells[-1].outputs
+    assert any("image/png" in out.get("data", {}) for out in outputs)
+    assert os.environ["MPLBACKEND"] == "Agg"  # the caller's choice is put back

@@ -89,7 +89,11 @@ def test_notebook_has_the_parts_of_a_lesson(path):
     assert install and "pip install" in install[0].source, "a Colab-only install cell"
     parameters = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
     assert len(parameters) == 1 and "profile" in parameters[0].source
-    assert "summary" in cells[-1].source.lower(), "end with a summary"
+    headings = [
+        c.source.lstrip() for c in cells if c.cell_type == "markdown" and c.source.startswith("## ")
+    ]
+    assert headings[-1].lower().startswith("## summary"), "end with a summary section"
+    assert "**next:**" in cells[-1].source.lower() or "summary" in cells[-1].source.lower()
 
 
 @pytest.mark.notebooks
