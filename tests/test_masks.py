@@ -13,6 +13,7 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+import faults
 import numpy as np
 import pytest
 from PIL import Image
@@ -517,26 +518,7 @@ def test_store_survives_a_killed_writer(tmp_path):
 
 
 # ------------------------------------------------------------- a full disk
-def _index_write_fails(monkeypatch, no_hard_links=False):
-    """Make every write of index.json fail as a full disk does; mask PNGs still write."""
-    import errno
-
-    from agkit.data import mask_store
-
-    real = mask_store._atomic_write
-
-    def atomic_write(path, data, durable=True):
-        if Path(path).name == "index.json":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, data, durable)
-
-    monkeypatch.setattr(mask_store, "_atomic_write", atomic_write)
-    if no_hard_links:  # e.g. a FUSE mount such as Google Drive: the old bytes are kept in memory
-
-        def no_link(*args, **kwargs):
-            raise OSError(errno.EPERM, "Operation not permitted")
-
-        monkeypatch.setattr(os, "link", no_link)
+_index_write_fails = faults.index_write_fails
 
 
 def _folder_bytes(folder):

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import faults
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
@@ -248,25 +249,7 @@ def test_every_notebook_page_has_its_launch_links(student_site, executed, name):
 
 
 def _require_browser():
-    missing = [
-        what
-        for what, ok in [
-            (
-                "Debian Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-                CHROMIUM.exists(),
-            ),
-            (
-                "the playwright package (pip install 'agkit[browser]')",
-                importlib.util.find_spec("playwright"),
-            ),
-        ]
-        if not ok
-    ]
-    if missing:
-        reason = "the site's browser test needs " + " and ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " -- CI must run it, so it fails instead of skipping")
-        pytest.skip(reason)
+    faults.require_browser("the site's browser test")
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+import faults
 import numpy as np
 import pytest
 import torch
@@ -249,9 +250,6 @@ def test_failed_save_takes_the_edit_back(tmp_path):
 @pytest.mark.parametrize("case", ["new_mask", "overwrite", "clear"])
 def test_disk_full_on_index_write_message_is_true(tmp_path, monkeypatch, case):
     """index.json cannot be written: the widget says "NOT saved ... taken back", and it is so."""
-    import errno
-
-    from agkit.data import mask_store
 
     old = box_pixels(0, 0, 3, 3, (8, 8))
     if case != "new_mask":
@@ -262,14 +260,7 @@ def test_disk_full_on_index_write_message_is_true(tmp_path, monkeypatch, case):
         return {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != ".index.json.lock"}
 
     before = files()
-    real = mask_store._atomic_write
-
-    def atomic_write(path, data, durable=True):
-        if Path(path).name == "index.json":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, data, durable)
-
-    monkeypatch.setattr(mask_store, "_atomic_write", atomic_write)
+    faults.index_write_fails(monkeypatch)
     if case == "clear":
         (clear,) = [
             b

@@ -11,7 +11,6 @@ Set AGKIT_UPDATE_SCREENSHOT=1 to also write the widget's screenshots to docs/wid
 (JupyterLab) and docs/widget-notebook7.png (Notebook 7).
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -24,6 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import faults
 import numpy as np
 import pytest
 
@@ -38,26 +38,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _require_browser(app_module):
-    missing = [
-        what
-        for what, ok in [
-            (
-                "Debian Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-                CHROMIUM.exists(),
-            ),
-            (
-                "the playwright package (pip install 'agkit[browser]')",
-                importlib.util.find_spec("playwright"),
-            ),
-            (f"{app_module} (pip install 'agkit[browser]')", importlib.util.find_spec(app_module)),
-        ]
-        if not ok
-    ]
-    if missing:
-        reason = "browser test needs " + " and ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " -- CI must run it, so it fails instead of skipping")
-        pytest.skip(reason)
+    faults.require_browser("browser test", app_module)
 
 
 def _wait_for(condition, what, timeout=TIMEOUT, every=0.25):
