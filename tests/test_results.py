@@ -99,3 +99,12 @@ def test_results_name_no_number_without_its_source():
     for heading, body in re.findall(r"^## (.+)\n(.*?)(?=^## |\Z)", RESULTS, re.S | re.M):
         if "|---" in body:
             assert re.search(r"notebook|benchmarks/|docs/measurements|make course", body), heading
+
+
+def test_the_course_time_stated_is_the_measured_one():
+    measured = json.loads((ROOT / "docs" / "timings.json").read_text())
+    text = RESULTS.replace("\n", " ")
+    for key, words in (("cold_s", "minutes on 2 idle cores"), ("loaded_s", "minutes with one")):
+        minutes = sum(measured[key].values()) / 60
+        assert f"{minutes:.1f} {words}" in text, (key, minutes)
+    assert f"{sum(measured['cached_s'].values()) / 60:.1f} minutes from the cache" in text
