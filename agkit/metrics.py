@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike
 from sklearn import metrics as skm
 
 from agkit import cam as cam_utils
+from agkit.claims import CHANCE_MARGIN
 from agkit.losses import attention_loss_floor, shrink_masks  # noqa: F401 (shown with the metrics)
 
 
@@ -239,7 +240,7 @@ def attention_table(scores: dict, chance: dict, metrics: Sequence[str] = ATTENTI
     return pd.DataFrame(rows).T[list(metrics)]
 
 
-def chance_headline(summary: Any, chance: dict, margin: float = 0.05) -> list[str]:
+def chance_headline(summary: Any, chance: dict, margin: float = CHANCE_MARGIN) -> list[str]:
     """The course's result in words, leading with what is above chance.
 
     Args:
@@ -248,7 +249,8 @@ def chance_headline(summary: Any, chance: dict, margin: float = 0.05) -> list[st
             shifted test split.
         chance: ``chance_levels`` of the shifted test split's masks.
         margin: how far above the highest chance level a score must be to count as
-            "above chance".
+            "above chance" (default ``agkit.claims.CHANCE_MARGIN``: the one rule that every
+            sentence of the course about chance follows).
 
     Returns:
         one sentence per method, then one for the gap in accuracy.
