@@ -80,7 +80,7 @@ def order(a: Spread, b: Spread) -> int:
 
 def points(difference: float) -> str:
     """A difference of two shares in percentage points, with its sign: ``+12.3 points``."""
-    return f"{100 * difference:+.1f} points"
+    return f"{in_points(difference)} points"
 
 
 def compare(name_a: str, a: Iterable[float], name_b: str, b: Iterable[float]) -> str:
