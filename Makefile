@@ -7,6 +7,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.agkit-installed
 PROFILE ?= workshop
+# Defined before any rule names it: make expands a rule's prerequisites where it reads them.
+SLIDES_VENDOR := tools/slides/node_modules/.installed
 
 .PHONY: setup lint format test test-fast course slides site cache course-time benchmarks stamp student clean
 
@@ -42,7 +44,6 @@ course: $(STAMP)
 # A short deck per notebook from the executed copies of `make course` (reveal.js). The decks
 # work without network: reveal.js and the scripts it needs come from npm (pinned in
 # tools/slides/package-lock.json) and are copied next to them, into build/slides/vendor/.
-SLIDES_VENDOR := tools/slides/node_modules/.installed
 $(SLIDES_VENDOR): tools/slides/package-lock.json
 	cd tools/slides && npm ci --no-audit --no-fund --loglevel=error
 	touch $(SLIDES_VENDOR)
