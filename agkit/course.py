@@ -61,6 +61,8 @@ from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, sy
 from agkit.data.mask_quality import degrade
 from agkit.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM, few_mask_loader, with_masks
 from agkit.models import CAMNet
+from agkit.propagation import PROPAGATORS, Propagated, grid_iou, marker_share, propagate
+from agkit.propagation import with_propagated
 from agkit.train import TimeLimitWarning, decay_step, default_device, evaluate, fit
 
 CACHE_VERSION = 2  # bump when the layout of a stored run changes
@@ -224,12 +226,21 @@ class RunConfig:
     # and the share of the draws that go to annotated images (None: plain shuffling).
     annotated_ids: tuple = ()
     annotated_share: float | None = None
+    # Mask propagation (agkit.propagation): a propagator draws masks for the images without
+    # one from those that have one; proposals below min_confidence are left out.
+    propagation: str | None = None
+    min_confidence: float = 0.0
 
     def __post_init__(self):
         # the key must not depend on the order the ids were listed in, nor on list vs tuple
         object.__setattr__(
             self, "annotated_ids", tuple(sorted({str(i) for i in self.annotated_ids}))
         )
+        if self.propagation is not None and self.propagation not in PROPAGATORS:
+            raise ValueError(
+                f"unknown propagation {self.propagation!r}; choose one of "
+                f"{', '.join(PROPAGATORS)} (or None)."
+            )
         if self.annotated_share is not None and not 0 < self.annotated_share < 1:
             raise ValueError(
                 f"annotated_share must lie strictly between 0 and 1 (or be None), "
@@ -245,7 +256,8 @@ class RunConfig:
         if not self.guided:
             return "baseline"
         masks = f", {len(self.annotated_ids)} masks" if self.annotated_ids else ""
-        return f"guided (lambda={self.lam:g}{masks})"
+        spread = f", propagated by {self.propagation}" if self.propagation else ""
+        return f"guided (lambda={self.lam:g}{masks}{spread})"
 
     def fields(self) -> dict:
         """The fields that decide the result (all but time_limit), as a plain dict."""
@@ -323,25 +335,67 @@ def random_control_config(
     return few_mask_config(profile, lam, seed, annotated_ids=proposal[:n])
 
 
+# The propagated recipe: every image with a mask (drawn or proposed), trained like full
+# annotation (lambda 3, plain shuffling). Chosen on the validation splits with
+# benchmarks/few_masks.py (workshop profile, 20 masks, seeds 0-2): see docs/results.md.
+PROPAGATION = "segmenter"
+PROPAGATED_LAM = 3.0
+MIN_CONFIDENCE = 0.0
+
+
+def propagated_config(
+    profile: Profile,
+    seed: int = 0,
+    annotated_ids=(),
+    propagation: str = PROPAGATION,
+    lam: float = PROPAGATED_LAM,
+    min_confidence: float = MIN_CONFIDENCE,
+    **changes,
+) -> RunConfig:
+    """Guided training on a few masks spread to every training image: ``annotated_ids``
+    (or the images of ``masks_from``) keep the masks drawn for them, ``propagation``
+    proposes the others (agkit.propagation), and every image trains with its mask."""
+    return guided_config(
+        profile,
+        lam,
+        seed,
+        annotated_ids=tuple(annotated_ids),
+        propagation=propagation,
+        min_confidence=min_confidence,
+        **changes,
+    )
+
+
 def your_masks_config(
     profile: Profile,
-    lam: float = FEW_MASK_LAM,
+    lam: float | None = None,
     seed: int = 0,
     runs_dir="runs",
     *,
+    propagation: str | None = None,
     strategy: str | None = None,
     n: int = FEW_MASKS,
     device=None,
 ) -> tuple[RunConfig, int, str]:
-    """The few-mask run on the masks a student drew in notebook 02 for ``seed``'s images.
+    """The run on the masks a student drew in notebook 02 for ``seed``'s images.
+
+    propagation: None trains on the drawn masks alone, the annotated images oversampled
+    (``few_mask_config``, lam default FEW_MASK_LAM); a propagator's name spreads them to
+    every training image first (``propagated_config``, lam default PROPAGATED_LAM).
 
     Returns (config, number of masks, fallback). With masks in ``annotation_folder`` the
-    run trains on them, the annotated images oversampled (``few_mask_config``), and
-    fallback is "". Without any (notebook 02 was not run), it trains on the built-in masks
-    of the first ``n`` images the kit proposes with ``strategy`` (None: the measured best,
-    ``agkit.selection.DEFAULT_STRATEGY``) instead, and fallback says so, after
-    NoMasksError's message on what was missing.
+    run trains on them and fallback is "". Without any (notebook 02 was not run), it
+    trains on the built-in masks of the first ``n`` images the kit proposes with
+    ``strategy`` (None: the measured best, ``agkit.selection.DEFAULT_STRATEGY``) instead,
+    and fallback says so, after NoMasksError's message on what was missing.
     """
+
+    def config(**masks) -> RunConfig:
+        if propagation is None:
+            return few_mask_config(profile, FEW_MASK_LAM if lam is None else lam, seed, **masks)
+        weight = PROPAGATED_LAM if lam is None else lam
+        return propagated_config(profile, seed, propagation=propagation, lam=weight, **masks)
+
     folder = annotation_folder(profile, runs_dir, seed)
     try:
         train_ids = make_splits(baseline_config(profile, seed))["train"].image_ids
@@ -354,9 +408,8 @@ def your_masks_config(
             f"{error}\nSo this run trains on the built-in masks of the {len(proposed)} images "
             f"the kit proposes first (strategy {strategy!r}) instead of masks you drew."
         )
-        return few_mask_config(profile, lam, seed, annotated_ids=proposed), len(proposed), fallback
-    changes = mask_changes("annotations", profile, runs_dir, seed)
-    return few_mask_config(profile, lam, seed, **changes), count, ""
+        return config(annotated_ids=proposed), len(proposed), fallback
+    return config(**mask_changes("annotations", profile, runs_dir, seed)), count, ""
 
 
 def annotation_proposal(
@@ -373,11 +426,13 @@ def annotation_proposal(
     images with ``agkit.selection.rank_for_annotation`` and ``strategy`` ("random": the
     control, which needs no baseline).
     """
-    from agkit.selection import rank_for_annotation  # scikit-learn: only when asked
+    from agkit.selection import MODEL_FREE_STRATEGIES, rank_for_annotation  # scikit-learn
 
     config = baseline_config(profile, seed)
     train = make_datasets(config)["train"]
-    model = None if strategy == "random" else load_model(config, runs_dir, device=device)
+    model = (
+        None if strategy in MODEL_FREE_STRATEGIES else load_model(config, runs_dir, device=device)
+    )
     order = rank_for_annotation(model, train, strategy, seed=seed)
     return [train.image_ids[i] for i in order]
 
@@ -635,9 +690,65 @@ def make_datasets(config: RunConfig, splits: dict | None = None) -> dict:
         datasets["train"] = with_masks(
             datasets["train"], image_positions(datasets["train"], config.annotated_ids)
         )
+    if config.propagation:
+        propagated = propagated_masks(config, datasets["train"])
+        datasets["train"] = with_propagated(datasets["train"], propagated, config.min_confidence)
     for name in ("val", "test_id", "test_shifted"):
         datasets[name] = GuidedDataset.from_synthfrac(splits[name])
     return datasets
+
+
+def cam_grid(config: RunConfig) -> tuple[int, int]:
+    """(h, w) of the CAMs of a run's network on its images."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # leaves the global seed alone
+        cams = build_model(config).eval()(torch.zeros(1, 1, config.size, config.size)).cams
+    return int(cams.shape[-2]), int(cams.shape[-1])
+
+
+_propagation_memo: dict[str, Propagated] = {}
+
+
+def propagated_masks(config: RunConfig, train: GuidedDataset | None = None) -> Propagated:
+    """The masks ``config.propagation`` draws from the training masks of ``config``
+    (``train``: that training set before propagation; None: made here). Memoised on the
+    run's key, which hashes the drawn masks too, so a run and its figures share one."""
+    key = config.key()
+    if key not in _propagation_memo:
+        if train is None:
+            unspread = dataclasses.replace(config, propagation=None)
+            train = make_datasets(unspread)["train"]
+        settings = {}
+        if config.propagation == "self_training":  # the teacher trains like the run
+            settings = {
+                "backbone": config.backbone,
+                "epochs": config.epochs,
+                "lr": config.lr,
+                "batch_size": config.batch_size,
+            }
+        _propagation_memo.clear()  # one at a time: a notebook looks at one run's masks
+        _propagation_memo[key] = propagate(
+            config.propagation, train, cam_grid(config), seed=config.seed, **settings
+        )
+    return _propagation_memo[key]
+
+
+def propagation_scores(config: RunConfig, splits: dict) -> dict:
+    """How good a run's propagated masks are, against SynthFrac's built-in masks of the
+    same training images: propagated_images (proposals kept), propagated_iou (their mean
+    IoU on the CAM grid) and propagated_marker_share (the share of their cells on the
+    laterality marker: the shortcut copied into the masks)."""
+    propagated = propagated_masks(config)
+    grid = cam_grid(config)
+    chosen = propagated.kept(config.min_confidence) & ~propagated.drawn
+    train = splits["train"]
+    masks = propagated.masks[chosen]
+    return {
+        "propagated_images": int(chosen.sum()),
+        "propagated_iou": float(grid_iou(masks, train.masks[chosen], grid).nanmean()),
+        "propagated_marker_share": marker_share(
+            masks, synthetic.marker_masks(train.meta, config.size)[chosen], grid
+        ),
+    }
 
 
 def image_positions(dataset, image_ids) -> list[int]:
@@ -785,6 +896,8 @@ def _train_and_store(config: RunConfig, folder: Path, device: torch.device, prog
         for metric in SCORES:
             result[f"{metric}_{tag}"] = float(scores[metric])
     result["mass_in_mask"] = result["mass_in_mask_shifted"]
+    if config.propagation:
+        result.update(propagation_scores(config, make_splits(config)))
     result["train_seconds"] = round(seconds, 2)
     result["device"] = device.type
 

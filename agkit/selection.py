@@ -5,6 +5,13 @@ guided training gains, so the kit proposes an order. Every strategy looks at a b
 (a network trained without masks) on the training images and scores each image:
 
 * ``"random"``: a seeded random order, the control every other strategy must beat.
+* ``"balanced"``: the random order, taken from each class in turn, so any first k images
+  hold both classes about equally. A propagator (``agkit.propagation``) must see masks
+  of every class to draw them.
+* ``"coverage"``: per class, k-means over the images themselves (shrunk to 16 x 16)
+  groups radiographs that look alike (the bone's angle and place); the ranking takes the
+  image nearest the centre of each group in turn, classes alternating, so the first
+  masks cover the variation a propagator must generalise over. Needs no baseline.
 * ``"uncertainty"``: most uncertain prediction first (entropy of the predicted
   probabilities; ties broken by the smaller margin between the two best classes).
 * ``"outlier"``: the images whose CAM peak lies farthest from the typical peak of their
@@ -30,12 +37,13 @@ from numbers import Integral
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import SpectralClustering
+from sklearn.cluster import KMeans, SpectralClustering
 
 from agkit.data import make_loader
 from agkit.train import predict
 
-STRATEGIES = ("random", "uncertainty", "outlier", "clusters")
+STRATEGIES = ("random", "balanced", "coverage", "uncertainty", "outlier", "clusters")
+MODEL_FREE_STRATEGIES = ("random", "balanced", "coverage")  # rank without a baseline
 # The strategy the notebooks propose with: on the workshop profile (benchmarks/few_masks.py,
 # 3 seeds) its masks kept the most attention inside the validation masks at 5, 10 and 20
 # masks. At 50 masks a random choice did better than every strategy.
@@ -45,6 +53,11 @@ DEFAULT_STRATEGY = "uncertainty"
 REASONS = {
     "random": "They come in a seeded random order: the control that every other strategy "
     "must beat.",
+    "balanced": "They come in a seeded random order, the two classes taking turns, so the "
+    "masks show what the evidence looks like on both.",
+    "coverage": "Each is the most typical image of a different group of radiographs that look "
+    "alike (the bone's angle and place), the classes taking turns, so the masks cover the "
+    "ways the images vary.",
     "uncertainty": "The baseline is least sure of these images (its two class probabilities "
     "are closest), so a mask tells it most where it hesitates.",
     "outlier": "The baseline's CAM peak on these images lies farthest from where it usually "
@@ -186,6 +199,42 @@ def round_robin(clusters: torch.Tensor, priority: torch.Tensor) -> list[int]:
     return ranking
 
 
+def class_balanced(order: list[int], labels: torch.Tensor) -> list[int]:
+    """``order`` re-arranged so that the classes take turns (the largest class first),
+    each class keeping its own order; when a class runs out the others go on."""
+    priority = torch.zeros(len(labels))
+    priority[torch.as_tensor(order, dtype=torch.long)] = -torch.arange(
+        len(order), dtype=torch.float
+    )
+    return round_robin(labels.long(), priority)
+
+
+def appearance(images: torch.Tensor, side: int = 16) -> torch.Tensor:
+    """n x (C * side * side): each image shrunk to side x side (area average), as a
+    vector; what "coverage" clusters."""
+    return F.adaptive_avg_pool2d(images.float(), side).flatten(1)
+
+
+def coverage_order(
+    features: torch.Tensor, labels: torch.Tensor, n_clusters: int = 10, seed: int = 0
+) -> list[int]:
+    """Per class, k-means with ``n_clusters`` groups on ``features`` (n x d); then one
+    image from each group in turn, nearest its centre first (``round_robin``), the
+    classes alternating (``class_balanced``)."""
+    clusters = torch.zeros(len(labels), dtype=torch.long)
+    closeness = torch.zeros(len(labels))
+    offset = 0
+    for c in labels.unique().tolist():
+        members = torch.nonzero(labels == c).flatten()
+        k = max(1, min(n_clusters, len(members)))
+        kmeans = KMeans(k, n_init=4, random_state=seed).fit(features[members].numpy())
+        distance = kmeans.transform(features[members].numpy()).min(axis=1)
+        clusters[members] = torch.as_tensor(kmeans.labels_, dtype=torch.long) + offset
+        closeness[members] = -torch.as_tensor(distance, dtype=torch.float32)
+        offset += k
+    return class_balanced(round_robin(clusters, closeness), labels)
+
+
 # ---------------------------------------------------------------------------------------
 # The ranking
 # ---------------------------------------------------------------------------------------
@@ -231,8 +280,14 @@ def rank_scores(
     """
     n = len(labels)
     _check_arguments(strategy, n, n_clusters)
-    if strategy == "random":
-        return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    if strategy in ("random", "balanced"):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+        return order if strategy == "random" else class_balanced(order, labels)
+    if strategy == "coverage":
+        raise ValueError(
+            'strategy "coverage" ranks from the images, not from a baseline\'s outputs; '
+            "use rank_for_annotation(model, dataset, 'coverage')."
+        )
     # the margin only breaks entropy ties (it orders exactly like entropy for 2 classes)
     uncertainty = uncertainty_scores(probs) - 1e-6 * margin_scores(probs)
     if strategy == "uncertainty":
@@ -270,8 +325,11 @@ def rank_for_annotation(
     """
     _check_arguments(strategy, len(dataset), n_clusters)
     skip = _excluded(exclude, list(dataset.image_ids))
-    if strategy == "random":  # needs no model: the control costs nothing
-        order = rank_scores("random", torch.empty(0), torch.empty(0), dataset.labels, seed=seed)
+    if strategy in ("random", "balanced"):  # need no model: the control costs nothing
+        order = rank_scores(strategy, torch.empty(0), torch.empty(0), dataset.labels, seed=seed)
+    elif strategy == "coverage":
+        images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        order = coverage_order(appearance(images), dataset.labels, seed=seed)
     else:
         out = predict(model, make_loader(dataset, batch_size), device)
         order = rank_scores(

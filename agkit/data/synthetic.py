@@ -576,6 +576,27 @@ def _blur(images, sigma):
     return images
 
 
+def marker_boxes(size: int) -> tuple[int, dict[str, tuple[int, int]]]:
+    """(side of the marker's square box in pixels, {corner: (top row, left column)}) on a
+    size x size image; the corners are "tl", "tr", "bl" and "br"."""
+    box = max(7, int(round(0.17 * size)))
+    inset = max(2, int(round(0.05 * size)))
+    far = size - inset - box
+    return box, {"tl": (inset, inset), "tr": (inset, far), "bl": (far, inset), "br": (far, far)}
+
+
+def marker_masks(meta: pd.DataFrame, size: int) -> torch.Tensor:
+    """n x 1 x size x size masks of where each image's marker box lies (all zero for an
+    image without a marker), from the ``marker_corner`` column of SynthFrac's meta."""
+    box, corners = marker_boxes(size)
+    masks = torch.zeros(len(meta), 1, size, size)
+    for i, corner in enumerate(meta["marker_corner"]):
+        if corner in corners:
+            r, c = corners[corner]
+            masks[i, 0, r : r + box, c : c + box] = 1
+    return masks
+
+
 def _marker_patch(letter: str, box: int) -> np.ndarray:
     """box x box float patch: a faint housing with a bright border and the lead letter."""
     hi = 4  # draw at 4x and average down for smooth edges
@@ -608,14 +629,7 @@ def _draw_chunk(rng, m, size, split, positive_fraction, strength, subtlety, nois
     mottle = rng.standard_normal((CHUNK, 5, 5), dtype=np.float32)[:m]
     repose_seeds = rng.integers(0, 2**63, CHUNK)[:m]
 
-    box = max(7, int(round(0.17 * size)))
-    inset = max(2, int(round(0.05 * size)))
-    corners = {
-        "tl": (inset, inset),
-        "tr": (inset, size - inset - box),
-        "bl": (size - inset - box, inset),
-        "br": (size - inset - box, size - inset - box),
-    }
+    box, corners = marker_boxes(size)
 
     image, bone, fracture = _render(P, labels, size)
     # A corner is free when no bone (grown by a safety margin) touches the marker box.
