@@ -61,8 +61,14 @@ from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, sy
 from agkit.data.mask_quality import degrade
 from agkit.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM, few_mask_loader, with_masks
 from agkit.models import CAMNet
-from agkit.propagation import PROPAGATORS, Propagated, grid_iou, marker_share, propagate
-from agkit.propagation import with_propagated
+from agkit.propagation import (
+    PROPAGATORS,
+    Propagated,
+    grid_iou,
+    marker_share,
+    propagate,
+    with_propagated,
+)
 from agkit.train import TimeLimitWarning, decay_step, default_device, evaluate, fit
 
 CACHE_VERSION = 2  # bump when the layout of a stored run changes
