@@ -649,7 +649,10 @@ def annotation_folder(profile: Profile, runs_dir="runs", seed: int = 0) -> Path:
 
 
 def make_splits(config: RunConfig) -> dict:
-    """The four SynthFrac splits of a run: train, val, test_id, test_shifted."""
+    """The SynthFrac splits of a run: train, val, test_id, test_shifted, and val_shifted:
+    ``n_val`` images drawn like the shifted test split but from the run's own seed (never
+    the test images), on which settings are chosen where the shortcut does not pay
+    (group DRO's convention: tune on a validation split that has every group)."""
     data = dict(config.data)
     seed = config.seed if config.data_seed is None else config.data_seed
     return {
@@ -657,6 +660,9 @@ def make_splits(config: RunConfig) -> dict:
         "val": make_synthfrac(config.n_val, size=config.size, seed=seed, split="val", **data),
         "test_id": _test_split(config.n_test, config.size, "test_id", config.data),
         "test_shifted": _test_split(config.n_test, config.size, "test_shifted", config.data),
+        "val_shifted": make_synthfrac(
+            config.n_val, size=config.size, seed=seed, split="test_shifted", **data
+        ),
     }
 
 
@@ -699,7 +705,7 @@ def make_datasets(config: RunConfig, splits: dict | None = None) -> dict:
     if config.propagation:
         propagated = propagated_masks(config, datasets["train"])
         datasets["train"] = with_propagated(datasets["train"], propagated, config.min_confidence)
-    for name in ("val", "test_id", "test_shifted"):
+    for name in ("val", "test_id", "test_shifted", "val_shifted"):
         datasets[name] = GuidedDataset.from_synthfrac(splits[name])
     return datasets
 
@@ -743,6 +749,8 @@ def propagation_scores(config: RunConfig, splits: dict) -> dict:
     same training images: propagated_images (proposals kept), propagated_iou (their mean
     IoU on the CAM grid) and propagated_marker_share (the share of their cells on the
     laterality marker: the shortcut copied into the masks)."""
+    from agkit.diagnostics import synthfrac_marker_masks
+
     propagated = propagated_masks(config)
     grid = cam_grid(config)
     chosen = propagated.kept(config.min_confidence) & ~propagated.drawn
@@ -751,9 +759,7 @@ def propagation_scores(config: RunConfig, splits: dict) -> dict:
     return {
         "propagated_images": int(chosen.sum()),
         "propagated_iou": float(grid_iou(masks, train.masks[chosen], grid).nanmean()),
-        "propagated_marker_share": marker_share(
-            masks, synthetic.marker_masks(train.meta, config.size)[chosen], grid
-        ),
+        "propagated_marker_share": marker_share(masks, synthfrac_marker_masks(train)[chosen], grid),
     }
 
 
@@ -780,7 +786,12 @@ def training_loader(config: RunConfig, train: GuidedDataset):
 # Runs
 # ---------------------------------------------------------------------------------------
 
-SPLIT_TAGS = {"val": "val", "test_id": "id", "test_shifted": "shifted"}
+SPLIT_TAGS = {
+    "val": "val",
+    "test_id": "id",
+    "test_shifted": "shifted",
+    "val_shifted": "val_shifted",
+}
 SCORES = ("accuracy", "auc", "mass_in_mask", "pointing_game", "iou")
 
 
@@ -807,7 +818,7 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
     do not depend on the process (or machine) it was trained in.
 
     Returns a flat dict: the config's fields (all but time_limit), key, label, source_hash,
-    masks_hash, then for every split tag (val, id, shifted) accuracy_<tag>, auc_<tag>,
+    masks_hash, then for every split tag (val, id, shifted, val_shifted) accuracy_<tag>, auc_<tag>,
     mass_in_mask_<tag>, pointing_game_<tag>, iou_<tag>, plus mass_in_mask (= on the
     shifted test split), epochs_run (= epochs: a shorter run is never stored),
     train_seconds and device.

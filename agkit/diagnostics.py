@@ -26,6 +26,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from agkit import cam as cam_utils
+from agkit.data.synthetic import marker_boxes
 from agkit.guidance import attention_mass
 
 # ---------------------------------------------------------------------------------------
@@ -76,9 +77,7 @@ def synthfrac_marker_masks(data, every_corner: bool = False) -> torch.Tensor:
     the marker's box can still read the corners of the images without one.
     """
     size = int(data.images.shape[-1])
-    box, inset = max(7, round(0.17 * size)), max(2, round(0.05 * size))
-    far = size - inset - box
-    origin = {"tl": (inset, inset), "tr": (inset, far), "bl": (far, inset), "br": (far, far)}
+    box, origin = marker_boxes(size)
     masks = torch.zeros(len(data), 1, size, size)
     if every_corner:
         for row, col in origin.values():

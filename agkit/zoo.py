@@ -20,7 +20,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from agkit import course, diagnostics
-from agkit.data import make_synthfrac
 from agkit.guidance import get_term
 from agkit.models import CAMNet
 from agkit.train import decay_step, fit, training_step
@@ -176,17 +175,10 @@ def pooling_of(method: str) -> str:
 
 
 def synthfrac_data(profile: course.Profile, seed: int) -> dict:
-    """SynthFrac splits of a course profile, each as (split, its marker boxes n x 1 x S x S).
-
-    Besides the course's four splits, "val_shifted": ``profile.n_val`` images drawn like the
-    shifted test split but from the run's seed (so never the test images), on which lam is
-    chosen (group DRO's convention: tune on a validation split that has every group).
-    """
+    """SynthFrac splits of a course profile (``course.make_splits``; lam is chosen on
+    "val_shifted"), each as (split, its marker boxes n x 1 x S x S)."""
     config = course.baseline_config(profile, seed)
     splits = course.make_splits(config)
-    splits["val_shifted"] = make_synthfrac(
-        config.n_val, size=config.size, seed=seed, split="test_shifted", **dict(config.data)
-    )
     return {name: (s, diagnostics.synthfrac_marker_masks(s)) for name, s in splits.items()}
 
 

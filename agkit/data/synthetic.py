@@ -585,18 +585,6 @@ def marker_boxes(size: int) -> tuple[int, dict[str, tuple[int, int]]]:
     return box, {"tl": (inset, inset), "tr": (inset, far), "bl": (far, inset), "br": (far, far)}
 
 
-def marker_masks(meta: pd.DataFrame, size: int) -> torch.Tensor:
-    """n x 1 x size x size masks of where each image's marker box lies (all zero for an
-    image without a marker), from the ``marker_corner`` column of SynthFrac's meta."""
-    box, corners = marker_boxes(size)
-    masks = torch.zeros(len(meta), 1, size, size)
-    for i, corner in enumerate(meta["marker_corner"]):
-        if corner in corners:
-            r, c = corners[corner]
-            masks[i, 0, r : r + box, c : c + box] = 1
-    return masks
-
-
 def _marker_patch(letter: str, box: int) -> np.ndarray:
     """box x box float patch: a faint housing with a bright border and the lead letter."""
     hi = 4  # draw at 4x and average down for smooth edges
