@@ -16,16 +16,21 @@ accuracy and the share of the full-annotation gain it recovers:
 where acc_all is the course's guided run with all masks. The row "all" trains the chosen
 recipe with every mask, to show what the recipe itself gives.
 
-The recipe (``--recipe``): "scratch" (default) trains a new guided network for the
-profile's epochs, as an ordinary cached course run (``course.few_mask_config``: the
-RunConfig fields annotated_ids and annotated_share), so the notebooks reuse what this
-script trained; "finetune" switches guidance on in the trained baseline and trains on
-for ``--finetune-epochs`` (cached in ``<runs-dir>/few_masks/``). ``--share`` oversamples
+The recipe (``--recipe``, a comma list to compare several in one run): a propagator of
+``agkit.propagation`` ("segmenter", the course's default, or "self_training") spreads the
+k drawn masks to every training image and trains like full annotation
+(``course.propagated_config``; ``--min-confidence`` leaves out the less sure proposals),
+and the table adds the grid IoU of the proposals with the built-in masks and the share of
+their cells on the marker; "scratch" trains on the k masks alone, the annotated images
+oversampled (``course.few_mask_config``); both are ordinary cached course runs, so the
+notebooks reuse what this script trained. "finetune" switches guidance on in the trained
+baseline and trains on for ``--finetune-epochs`` (cached in ``<runs-dir>/few_masks/``). ``--share`` oversamples
 annotated images to that share of the draws (0 = plain shuffling); ``--balance-lam``
 divides lambda by the chance that a batch holds a mask. The validation accuracy and mass
 in mask are printed too: a recipe is chosen on them, never on the test splits (the
 validation split carries the marker, so its accuracy rewards the shortcut; its mass in
-mask does not). Runs have no time limit, use one torch thread each, ``--jobs`` at a time.
+mask does not; ``accuracy_val_shifted`` is scored on a validation split drawn like the
+shifted test). Runs have no time limit, use one torch thread each, ``--jobs`` at a time.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ import pandas as pd
 import torch
 
 from agkit.course import (
+    MIN_CONFIDENCE,
+    PROPAGATED_LAM,
+    PROPAGATION,
     annotation_proposal,
     baseline_config,
     few_mask_config,
@@ -50,6 +58,7 @@ from agkit.course import (
     guided_config,
     load_model,
     make_datasets,
+    propagated_config,
     run_many,
 )
 from agkit.data import make_loader
@@ -60,10 +69,22 @@ from agkit.few_masks import (
     train_with_few_masks,
     with_masks,
 )
+from agkit.propagation import PROPAGATORS
 from agkit.selection import STRATEGIES
 from agkit.train import evaluate
 
 ALL = "all"
+RECIPES = (*PROPAGATORS, "scratch", "finetune")
+# the columns each course-run cell reports (run_many's names -> this table's)
+COLUMNS = {
+    "accuracy_val": "accuracy_val",
+    "accuracy_val_shifted": "accuracy_val_shifted",
+    "accuracy_shifted": "accuracy_test_shifted",
+    "mass_in_mask_val": "mass_in_mask_val",
+    "mass_in_mask_shifted": "mass_in_mask_test_shifted",
+    "propagated_iou": "propagated_iou",
+    "propagated_marker_share": "propagated_marker_share",
+}
 
 
 def share_of_gain(accuracy: float, baseline: float, full: float) -> float:
@@ -109,8 +130,23 @@ def finetune_run(job: dict) -> dict:
 
 
 def scratch_config(profile, seed: int, ids: list, n_images: int, recipe: dict, every: bool):
-    """The course run of one scratch cell: ``ids`` keep their masks (``every``: all do)."""
+    """The course run of one scratch or propagated cell: ``ids`` keep their masks
+    (``every``: all do, and a propagator has nothing to add)."""
     lam = recipe["lam"]
+    if recipe["name"] in PROPAGATORS:
+        if every:
+            return guided_config(profile, lam, seed, lr=recipe["lr"], epochs=recipe["epochs"])
+        return propagated_config(
+            profile,
+            seed,
+            annotated_ids=ids,
+            propagation=recipe["name"],
+            lam=lam,
+            min_confidence=recipe["min_confidence"],
+            lr=recipe["lr"],
+            epochs=recipe["epochs"],
+            time_limit=None,
+        )
     if recipe["balance_lam"] and not every:
         lam = balanced_lam(lam, len(ids), n_images, profile.batch_size)
     return few_mask_config(
@@ -125,64 +161,18 @@ def scratch_config(profile, seed: int, ids: list, n_images: int, recipe: dict, e
     )
 
 
-def main(argv=None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="workshop")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--n-masks", default="5,10,20,50,all")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--recipe", choices=("finetune", "scratch"), default="scratch")
-    parser.add_argument("--finetune-epochs", type=int, default=12)
-    parser.add_argument(
-        "--epochs", type=int, default=None, help="epochs of the scratch recipe (the profile's)"
-    )
-    parser.add_argument(
-        "--lam",
-        type=float,
-        default=FEW_MASK_LAM,
-        help="lambda of the few-mask runs (default: the course's, few_masks.FEW_MASK_LAM)",
-    )
-    parser.add_argument(
-        "--full-lam",
-        type=float,
-        default=3.0,
-        help="lambda of the full-annotation reference (the course's choice)",
-    )
-    parser.add_argument("--lr", type=float, default=None, help="default: the profile's")
-    parser.add_argument(
-        "--share",
-        type=float,
-        default=ANNOTATED_SHARE,
-        help="oversample annotated images to this share of draws; 0 = off",
-    )
-    parser.add_argument("--balance-lam", action="store_true")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--json", default=None, help="write {strategy: {n_masks: share}}")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-
-    profile = get_profile(args.profile)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    sizes = [s if s == ALL else int(s) for s in args.n_masks.split(",")]
-    strategies = args.strategies.split(",")
-    if "random" not in strategies:
-        strategies.insert(0, "random")
+def recipe_rows(args, profile, name: str, seeds, strategies, sizes) -> pd.DataFrame:
+    """Train (or fetch) every (seed, strategy, k) cell of recipe ``name``: one row each."""
+    propagating = name in PROPAGATORS
     recipe = dict(
-        name=args.recipe,
-        lam=args.lam,
+        name=name,
+        lam=args.lam if args.lam is not None else PROPAGATED_LAM if propagating else FEW_MASK_LAM,
         lr=args.lr or profile.lr,
-        share=args.share,
-        balance_lam=args.balance_lam,
-        epochs=args.finetune_epochs if args.recipe == "finetune" else args.epochs or profile.epochs,
+        share=0.0 if propagating else args.share,
+        balance_lam=args.balance_lam and not propagating,
+        min_confidence=args.min_confidence if propagating else 0.0,
+        epochs=args.finetune_epochs if name == "finetune" else args.epochs or profile.epochs,
     )
-
-    # the course's own runs: baseline (no masks) and guided with every mask
-    references = [baseline_config(profile, s, time_limit=None) for s in seeds]
-    references += [guided_config(profile, args.full_lam, s, time_limit=None) for s in seeds]
-    table = run_many(references, args.runs_dir, desc="baseline and full", jobs=args.jobs)
-    reference = {(row.lam > 0, row.seed): row.accuracy_shifted for row in table.itertuples()}
-
     jobs = []
     for seed in seeds:
         n_images = len(make_datasets(baseline_config(profile, seed))["train"])
@@ -193,7 +183,7 @@ def main(argv=None) -> pd.DataFrame:
                     continue  # every strategy chooses the same images when all are chosen
                 chosen = order if k == ALL else order[:k]
                 job = dict(seed=seed, strategy=strategy, n_masks=k)
-                if args.recipe == "scratch":
+                if name != "finetune":
                     job["config"] = scratch_config(
                         profile, seed, chosen, n_images, recipe, k == ALL
                     )
@@ -214,18 +204,15 @@ def main(argv=None) -> pd.DataFrame:
                     )
                 jobs.append(job)
     started = time.perf_counter()
-    if args.recipe == "scratch":
+    if name != "finetune":
         configs = [job["config"] for job in jobs]
-        table = run_many(configs, args.runs_dir, desc="few-mask runs", jobs=args.jobs)
+        table = run_many(configs, args.runs_dir, desc=f"{name} runs", jobs=args.jobs)
         rows = [
             {
                 "seed": job["seed"],
                 "strategy": job["strategy"],
                 "n_masks": job["n_masks"],
-                "accuracy_val": row.accuracy_val,
-                "accuracy_test_shifted": row.accuracy_shifted,
-                "mass_in_mask_val": row.mass_in_mask_val,
-                "mass_in_mask_test_shifted": row.mass_in_mask_shifted,
+                **{mine: getattr(row, theirs, float("nan")) for theirs, mine in COLUMNS.items()},
             }
             for job, row in zip(jobs, table.itertuples(), strict=True)
         ]
@@ -235,19 +222,93 @@ def main(argv=None) -> pd.DataFrame:
             rows = list(pool.map(finetune_run, jobs))
     else:
         rows = [finetune_run(job) for job in jobs]
+    print(
+        f"recipe {name}: {recipe}; {len(jobs)} runs in {time.perf_counter() - started:.0f} s "
+        "(cached runs count as 0)"
+    )
     results = pd.DataFrame(rows)
     everything = results[results["n_masks"] == ALL]  # the same run for every strategy
     results = pd.concat([results] + [everything.assign(strategy=s) for s in strategies[1:]])
+    return results.assign(recipe=name)
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="workshop")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--n-masks", default="5,10,20,50,all")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument(
+        "--recipe",
+        default=PROPAGATION,
+        help=f"one or more of {', '.join(RECIPES)}, comma-separated (default: the course's)",
+    )
+    parser.add_argument("--finetune-epochs", type=int, default=12)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs of a course-run recipe (the profile's)"
+    )
+    parser.add_argument(
+        "--lam",
+        type=float,
+        default=None,
+        help="lambda of the few-mask runs (default: the course's, PROPAGATED_LAM for a "
+        "propagator and FEW_MASK_LAM otherwise)",
+    )
+    parser.add_argument(
+        "--full-lam",
+        type=float,
+        default=3.0,
+        help="lambda of the full-annotation reference (the course's choice)",
+    )
+    parser.add_argument("--lr", type=float, default=None, help="default: the profile's")
+    parser.add_argument(
+        "--share",
+        type=float,
+        default=ANNOTATED_SHARE,
+        help="scratch and finetune: oversample annotated images to this share of draws; 0 = off",
+    )
+    parser.add_argument("--balance-lam", action="store_true")
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=MIN_CONFIDENCE,
+        help="a propagator's proposals below this confidence train without a mask",
+    )
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument(
+        "--json", default=None, help="write {strategy: {n_masks: share}} of the first recipe"
+    )
+    parser.add_argument("--csv", default=None, help="write every row (all recipes)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    recipes = args.recipe.split(",")
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipe {unknown[0]!r}; choose from {', '.join(RECIPES)}")
+    profile = get_profile(args.profile)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    sizes = [s if s == ALL else int(s) for s in args.n_masks.split(",")]
+    strategies = args.strategies.split(",")
+    if "random" not in strategies:
+        strategies.insert(0, "random")
+
+    # the course's own runs: baseline (no masks) and guided with every mask
+    references = [baseline_config(profile, s, time_limit=None) for s in seeds]
+    references += [guided_config(profile, args.full_lam, s, time_limit=None) for s in seeds]
+    table = run_many(references, args.runs_dir, desc="baseline and full", jobs=args.jobs)
+    reference = {(row.lam > 0, row.seed): row.accuracy_shifted for row in table.itertuples()}
+
+    results = pd.concat(
+        [recipe_rows(args, profile, r, seeds, strategies, sizes) for r in recipes],
+        ignore_index=True,
+    )
     results["baseline"] = [reference[(False, s)] for s in results["seed"]]
     results["full"] = [reference[(True, s)] for s in results["seed"]]
     results["share_of_gain"] = [
         share_of_gain(r.accuracy_test_shifted, r.baseline, r.full) for r in results.itertuples()
     ]
-
-    print(
-        f"recipe: {recipe}; {len(jobs)} runs in {time.perf_counter() - started:.0f} s "
-        "(cached runs count as 0)"
-    )
     print(
         f"shifted accuracy, mean of seeds {seeds}: baseline "
         f"{results.groupby('seed')['baseline'].first().mean():.3f}, full annotation "
@@ -255,26 +316,27 @@ def main(argv=None) -> pd.DataFrame:
     )
     results["n_masks"] = results["n_masks"].astype(str)
     columns = [str(k) for k in sizes]
-    for value in (
-        "accuracy_test_shifted",
-        "share_of_gain",
-        "accuracy_val",
-        "mass_in_mask_val",
-    ):
+    values = ["accuracy_test_shifted", "share_of_gain", "accuracy_val_shifted", "mass_in_mask_val"]
+    if results["propagated_iou"].notna().any():
+        values += ["propagated_iou", "propagated_marker_share"]
+    for value in values:
         pivot = results.pivot_table(
-            index="strategy", columns="n_masks", values=value, aggfunc="mean"
-        ).reindex(columns=columns)
+            index=["recipe", "strategy"], columns="n_masks", values=value, aggfunc="mean"
+        ).reindex(columns=[c for c in columns if value.startswith("accuracy") or c != ALL])
         print(f"\n{value} (mean over seeds)\n{pivot.round(3).to_string()}")
     per_seed = results.pivot_table(
-        index=["n_masks", "strategy"], columns="seed", values="accuracy_test_shifted"
+        index=["recipe", "n_masks", "strategy"], columns="seed", values="share_of_gain"
     )
     references_by_seed = {s: (reference[(False, s)], reference[(True, s)]) for s in seeds}
     print(
-        f"\naccuracy_test_shifted per seed (baseline, full by seed: {references_by_seed})\n"
+        f"\nshare_of_gain per seed (baseline, full by seed: {references_by_seed})\n"
         f"{per_seed.round(3).to_string()}"
     )
+    if args.csv:
+        results.to_csv(args.csv, index=False)
     if args.json:
-        shares = results.pivot_table(
+        first = results[results["recipe"] == recipes[0]]
+        shares = first.pivot_table(
             index="strategy",
             columns="n_masks",
             values="share_of_gain",

@@ -21,9 +21,12 @@ from agkit.few_masks import (
 )
 from agkit.models import CAMNet
 from agkit.selection import (
+    MODEL_FREE_STRATEGIES,
     STRATEGIES,
     attention_maps,
     cam_clusters,
+    class_balanced,
+    coverage_order,
     outlier_scores,
     peak_positions,
     rank_for_annotation,
@@ -392,3 +395,52 @@ def test_benchmark_writes_the_share_table(tmp_path):
     assert row.share_of_gain == pytest.approx(
         bench.share_of_gain(row.accuracy_test_shifted, row.baseline, row.full), nan_ok=True
     )
+
+
+# ----------------------------------------------------------------- strategies for propagation
+
+
+def test_class_balanced_lets_the_classes_take_turns_keeping_each_order():
+    labels = torch.tensor([0, 0, 0, 1, 1, 0, 1])
+    # class 0 in this order: 5, 2, 1, 0; class 1: 6, 4, 3; the larger class goes first
+    assert class_balanced([6, 5, 4, 3, 2, 1, 0], labels) == [5, 6, 2, 4, 1, 3, 0]
+
+
+def test_balanced_is_the_random_order_with_classes_alternating():
+    labels = torch.tensor([0] * 30 + [1] * 10)
+    none = torch.empty(0)
+    order = rank_scores("balanced", none, none, labels, seed=2)
+    assert sorted(order) == list(range(40))
+    assert labels[order[:20]].tolist() == [0, 1] * 10  # balanced while both classes last
+    random = rank_scores("random", none, none, labels, seed=2)
+    assert [i for i in order if labels[i] == 0] == [i for i in random if labels[i] == 0]
+
+
+def test_coverage_takes_the_most_typical_image_of_every_group_first():
+    # per class, three tight groups of 4 points; the point nearest each centre comes first
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    offsets = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.2], [-1.3, 0.0]])
+    points = (centres[:, None] + offsets[None]).reshape(-1, 2)
+    features = torch.cat([points, points + 100])
+    labels = torch.tensor([0] * 12 + [1] * 12)
+    order = coverage_order(features, labels, n_clusters=3, seed=0)
+    assert sorted(order) == list(range(24))
+    first = order[:6]
+    assert labels[first].tolist() == [0, 1, 0, 1, 0, 1]
+    groups = {(int(labels[i]), i % 12 // 4) for i in first}
+    assert len(groups) == 6  # one image of each group of each class
+    # a group's centre is the mean of its points, (-0.075, 0.3) from its first point's
+    # place: the first point (0.31 away) is nearer than the others (1.1 and more)
+    assert all(i % 4 == 0 for i in first)
+
+
+def test_coverage_needs_the_images_not_a_baselines_outputs():
+    with pytest.raises(ValueError, match="rank_for_annotation"):
+        rank_scores("coverage", torch.empty(0), torch.empty(0), torch.zeros(4))
+
+
+def test_model_free_strategies_rank_without_a_model():
+    ds = tiny_dataset()
+    for strategy in MODEL_FREE_STRATEGIES:
+        order = rank_for_annotation(None, ds, strategy, seed=0)
+        assert sorted(order) == list(range(12))
