@@ -24,13 +24,14 @@ and the table adds the grid IoU of the proposals with the built-in masks and the
 their cells on the marker; "scratch" trains on the k masks alone, the annotated images
 oversampled (``course.few_mask_config``); both are ordinary cached course runs, so the
 notebooks reuse what this script trained. "finetune" switches guidance on in the trained
-baseline and trains on for ``--finetune-epochs`` (cached in ``<runs-dir>/few_masks/``). ``--share`` oversamples
-annotated images to that share of the draws (0 = plain shuffling); ``--balance-lam``
-divides lambda by the chance that a batch holds a mask. The validation accuracy and mass
-in mask are printed too: a recipe is chosen on them, never on the test splits (the
-validation split carries the marker, so its accuracy rewards the shortcut; its mass in
-mask does not; ``accuracy_val_shifted`` is scored on a validation split drawn like the
-shifted test). Runs have no time limit, use one torch thread each, ``--jobs`` at a time.
+baseline and trains on for ``--finetune-epochs`` (cached in ``<runs-dir>/few_masks/``).
+``--share`` oversamples annotated images to that share of the draws (0 = plain
+shuffling); ``--balance-lam`` divides lambda by the chance that a batch holds a mask.
+The validation scores are printed too: a recipe is chosen on them, never on the test
+splits (``accuracy_val_shifted`` is scored on a validation split drawn like the shifted
+test; the plain validation split carries the marker, so its accuracy rewards the
+shortcut, and its mass in mask does not). Runs have no time limit and use one torch
+thread each, ``--jobs`` at a time.
 """
 
 from __future__ import annotations
