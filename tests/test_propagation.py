@@ -93,8 +93,10 @@ def test_propagate_refuses_what_it_cannot_learn_from():
     with pytest.raises(ValueError, match="nothing to propagate"):
         propagate("segmenter", empty, (4, 4))
     one_class = masks * (labels == 0).float()[:, None, None, None]
-    with pytest.raises(ValueError, match="no image of class 1 has a mask"):
-        propagate("segmenter", GuidedDataset(images, labels, one_class), (4, 4))
+    with pytest.warns(UserWarning, match="no image of class 1 has a mask"):
+        spread = propagate("segmenter", GuidedDataset(images, labels, one_class), (4, 4), steps=20)
+    assert not spread.masks[labels == 1].any() and (spread.confidence[labels == 1] == 0).all()
+    assert spread.kept(0.0)[labels == 1].sum() == 0  # they train without a mask
     augmented = GuidedDataset(images, labels, masks, augment=True)
     with pytest.raises(ValueError, match="without augment"):
         training_tensors(augmented)

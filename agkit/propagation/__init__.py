@@ -25,6 +25,7 @@ propagated, min_confidence)`` the training set that guided training uses.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -83,7 +84,8 @@ def propagate(
             teacher's ``backbone`` and ``epochs`` for self-training).
 
     Raises:
-        ValueError for an unknown name or a dataset without any mask.
+        ValueError for an unknown name or a dataset without any mask. A class without
+        any drawn mask gets no proposals (empty, confidence 0), with a warning.
     """
     if name not in PROPAGATORS:
         raise ValueError(f"unknown propagator {name!r}; choose one of {', '.join(PROPAGATORS)}.")
@@ -94,13 +96,18 @@ def propagate(
             "none of the training images has a mask, so there is nothing to propagate: draw "
             "some masks (notebook 02) or keep some (few_masks.with_masks)."
         )
-    for label in labels.unique().tolist():
-        if not drawn[labels == label].any():
-            raise ValueError(
-                f"no image of class {label} has a mask, so the propagator cannot learn what "
-                "a mask of that class looks like: draw at least one for every class."
-            )
+    unlearnt = [c for c in labels.unique().tolist() if not drawn[labels == c].any()]
+    if unlearnt:
+        warnings.warn(
+            f"no image of class {', '.join(map(str, unlearnt))} has a mask, so the propagator "
+            "cannot learn what a mask of that class looks like and proposes none for it: "
+            "draw at least one mask for every class.",
+            stacklevel=2,
+        )
     proposed, confidence = PROPAGATORS[name](images, labels, masks, drawn, grid, seed, **settings)
+    learnt = ~torch.isin(labels, torch.tensor(unlearnt, dtype=labels.dtype))
+    proposed = proposed * learnt[:, None, None, None]
+    confidence = confidence * learnt
     return Propagated(
         masks=torch.where(drawn[:, None, None, None], masks, proposed),
         confidence=torch.where(drawn, torch.ones_like(confidence), confidence),

@@ -71,7 +71,7 @@ def cam_masks(
     own = cams[torch.arange(len(cams)), labels]  # n x h x w
     attention = own.flatten(1).softmax(dim=1)
     ranks = attention.argsort(dim=1, descending=True).argsort(dim=1)
-    k = torch.tensor([budget[int(c)] for c in labels])
+    k = torch.tensor([budget.get(int(c), 0) for c in labels])  # 0: a class never drawn
     cells = (ranks < k[:, None]).float()
     confidence = (attention * cells).sum(dim=1)
     grid = own.shape[-2:]
