@@ -166,3 +166,50 @@ def paired_gain(table: pd.DataFrame, by: str, metric: str = "accuracy_shifted") 
     wide = table.pivot_table(index=[by, "seed"], columns="method", values=metric)
     gains = (wide["guided"] - wide["baseline"]).dropna()
     return {value: rows.tolist() for value, rows in gains.groupby(level=0)}
+
+
+#: below this gain of full annotation over the baseline a share of it is mostly noise
+MIN_GAIN = 0.05
+
+
+def share_of_gain(accuracy: float, baseline: float, full: float) -> float:
+    """How far ``accuracy`` gets from ``baseline`` towards ``full`` (the run with every mask):
+    (accuracy - baseline) / (full - baseline); NaN when full annotation gains nothing."""
+    gain = full - baseline
+    return (accuracy - baseline) / gain if gain > 0 else float("nan")
+
+
+def gain_story(accuracy: Mapping[str, float], baseline: str, full: str, yours: str) -> list[str]:
+    """Sentences on the share of the full-annotation gain that each run recovers.
+
+    accuracy: {run name: shifted-test accuracy}, holding ``baseline``, ``full`` and
+    ``yours``; every other run is a control that ``yours`` is compared with. One seed
+    each, so the comparisons say "in this run". Below MIN_GAIN of gain no share is given.
+    """
+    base, top = accuracy[baseline], accuracy[full]
+    said = [f"The baseline reaches {base:.2f} on the shifted test split, {full} {top:.2f}."]
+    if top - base <= MIN_GAIN:
+        others = ", ".join(f"{name} {value:.2f}" for name, value in accuracy.items())
+        said.append(
+            f"Full annotation gains {in_points(top - base)} points here: too little to share "
+            f"out ({others})."
+        )
+        return said
+    share = {name: share_of_gain(value, base, top) for name, value in accuracy.items()}
+    controls = [name for name in accuracy if name not in (baseline, full, yours)]
+    said.append(
+        f"{yours[0].upper()}{yours[1:]} reach {accuracy[yours]:.2f}: {share[yours]:.0%} of "
+        "that gain. "
+        + " ".join(f"{name[0].upper()}{name[1:]}: {share[name]:.0%}." for name in controls)
+    )
+    for name in controls:
+        difference = share[yours] - share[name]
+        if abs(difference) < 0.005:
+            said.append(f"{yours} and {name} recover the same share.")
+        else:
+            word = "more" if difference > 0 else "less"
+            said.append(
+                f"{yours[0].upper()}{yours[1:]} recover {abs(difference):.0%} of the gain "
+                f"{word} than {name} in this run."
+            )
+    return said

@@ -318,10 +318,17 @@ def few_mask_config(
 
 
 def random_control_config(
-    profile: Profile, lam: float = FEW_MASK_LAM, seed: int = 0, n: int = FEW_MASKS
+    profile: Profile,
+    lam: float | None = None,
+    seed: int = 0,
+    n: int = FEW_MASKS,
+    *,
+    propagation: str | None = None,
 ) -> RunConfig:
     """The control of a few-mask run: the built-in masks of n training images chosen at
-    random (the first n of the "random" proposal), trained like ``few_mask_config``.
+    random (the first n of the "random" proposal), trained like ``few_mask_config``
+    (lam default FEW_MASK_LAM) or, with a ``propagation``, spread to every training image
+    and trained like ``propagated_config`` (lam default PROPAGATED_LAM).
 
     n must lie between 1 and the number of training images. n = 0 is refused, not read as
     "no masks": a guided run without masks trains the baseline (its control is
@@ -338,7 +345,13 @@ def random_control_config(
             f"n={n} asks for more masks than the {len(proposal)} training images of profile "
             f"{profile.name!r}; pass n <= {len(proposal)}."
         )
-    return few_mask_config(profile, lam, seed, annotated_ids=proposal[:n])
+    if propagation is None:
+        weight = FEW_MASK_LAM if lam is None else lam
+        return few_mask_config(profile, weight, seed, annotated_ids=proposal[:n])
+    weight = PROPAGATED_LAM if lam is None else lam
+    return propagated_config(
+        profile, seed, annotated_ids=proposal[:n], propagation=propagation, lam=weight
+    )
 
 
 # The propagated recipe: every image with a mask (drawn or proposed), trained like full
@@ -1182,7 +1195,7 @@ def course_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]:
 
     "01": the baseline shown; "03": the lambda candidates, the baseline-vs-guided
     comparison (with ``lam``, the chosen weight) and the random-choice control of the
-    student's masks (FEW_MASKS built-in masks, weighted FEW_MASK_LAM); "04": every
+    student's masks (FEW_MASKS built-in masks, propagated by PROPAGATION); "04": every
     ablation. A run that an earlier notebook trained is listed again where a later one
     uses it. (The run on the student's own masks depends on them, so it is not listed.)
     """
@@ -1193,7 +1206,7 @@ def course_configs(profile: Profile, lam: float) -> dict[str, list[RunConfig]]:
             [guided_config(profile, weight, seeds[0]) for weight in profile.lambdas]
             + [baseline_config(profile, s) for s in seeds]
             + [guided_config(profile, lam, s) for s in seeds]
-            + [random_control_config(profile, FEW_MASK_LAM, seeds[0])]
+            + [random_control_config(profile, seed=seeds[0], propagation=PROPAGATION)]
         ),
         "04": [config for group in ablation_configs(profile, lam).values() for config in group],
     }

@@ -48,6 +48,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from agkit.claims import share_of_gain
 from agkit.course import (
     MIN_CONFIDENCE,
     PROPAGATED_LAM,
@@ -86,12 +87,6 @@ COLUMNS = {
     "propagated_iou": "propagated_iou",
     "propagated_marker_share": "propagated_marker_share",
 }
-
-
-def share_of_gain(accuracy: float, baseline: float, full: float) -> float:
-    """(accuracy - baseline) / (full - baseline); NaN when full annotation gains nothing."""
-    gain = full - baseline
-    return (accuracy - baseline) / gain if gain > 0 else float("nan")
 
 
 def finetune_run(job: dict) -> dict:

@@ -78,3 +78,33 @@ def test_against_reference_compares_every_other_setting():
     assert shifted.startswith("shifted 0.55") and "lower by 27.0 points, outside" in shifted
     with pytest.raises(ValueError, match="no run with mask_quality = 'dilated'"):
         claims.against_reference(table, "mask_quality", "accuracy_shifted", "dilated")
+
+
+def test_gain_story_states_each_share_and_direction_from_the_numbers():
+    accuracy = {
+        "baseline": 0.50,
+        "your 20 masks alone": 0.60,
+        "20 random masks, propagated": 0.80,
+        "your 20 masks, propagated": 0.86,
+        "all 500 masks": 0.90,
+    }
+    said = claims.gain_story(accuracy, "baseline", "all 500 masks", "your 20 masks, propagated")
+    assert said[0] == "The baseline reaches 0.50 on the shifted test split, all 500 masks 0.90."
+    assert "Your 20 masks, propagated reach 0.86: 90% of that gain." in said[1]
+    assert "Your 20 masks alone: 25%." in said[1] and "20 random masks, propagated: 75%." in said[1]
+    assert said[2] == (
+        "Your 20 masks, propagated recover 65% of the gain more than your 20 masks alone in "
+        "this run."
+    )
+    assert said[3].endswith("15% of the gain more than 20 random masks, propagated in this run.")
+    worse = dict(accuracy, **{"your 20 masks, propagated": 0.70})
+    text = claims.gain_story(worse, "baseline", "all 500 masks", "your 20 masks, propagated")
+    assert "25% of the gain less than 20 random masks" in text[3]
+
+
+def test_gain_story_gives_no_share_of_a_gain_too_small_to_share():
+    accuracy = {"baseline": 0.60, "yours": 0.70, "all": 0.63}
+    said = claims.gain_story(accuracy, "baseline", "all", "yours")
+    assert "+3.0 points here: too little to share out" in said[1]
+    assert "%" not in " ".join(said)
+    assert claims.share_of_gain(0.7, 0.6, 0.6) != claims.share_of_gain(0.7, 0.6, 0.6)  # NaN

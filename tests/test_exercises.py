@@ -1022,6 +1022,11 @@ def test_rrr_penalty_check_names_the_mistakes():
 # --------------------------------------------------------------- the kit's own code
 
 CHEATS = {
+    "check_propagation_step": (
+        "from agkit.propagation.segmenter import masks_from_probabilities\n"
+        "def cheat(probs, size):\n"
+        "    return masks_from_probabilities(probs, size)\n"
+    ),
     "check_cam": (
         "from types import SimpleNamespace\n"
         "from agkit.models import CAMNet\n"
@@ -1104,8 +1109,8 @@ CHEATS = {
 CHECKS = sorted(name for name in dir(exercises) if name.startswith("check_"))
 
 
-def test_there_are_fifteen_checks_and_a_cheat_for_each_with_a_kit_implementation():
-    assert len(CHECKS) == 15
+def test_there_are_sixteen_checks_and_a_cheat_for_each_with_a_kit_implementation():
+    assert len(CHECKS) == 16
     without = {name for name in CHECKS if not getattr(exercises, name).uses}
     assert without == {"check_bootstrap_interval"}  # the kit has no bootstrap of its own
     assert set(CHEATS) == set(CHECKS) - without
@@ -1244,3 +1249,48 @@ def test_every_check_fails_on_a_blank_with_one_line():
     for name in CHECKS:
         passed, message = verdict(getattr(exercises, name), blank)
         assert not passed and message.startswith("✗"), (name, message)
+
+
+# --------------------------------------------------------------- one propagation step
+
+
+def propose(probs, size, threshold=">=", upsample="nearest", confidence="decided"):
+    cells = (probs >= 0.5) if threshold == ">=" else (probs > 0.5)
+    masks = F.interpolate(cells.float(), size=(size, size), mode=upsample)
+    if confidence == "decided":
+        sure = (2 * probs - 1).abs().flatten(1).mean(dim=1)
+    elif confidence == "mean":
+        sure = probs.flatten(1).mean(dim=1)
+    else:
+        sure = (probs - 0.5).abs().flatten(1).mean(dim=1)
+    return masks, sure
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        propose,
+        lambda p, s: (
+            p.repeat_interleave(s // 4, -1).repeat_interleave(s // 4, -2) >= 0.5,
+            (p - 0.5).abs().mean(dim=(1, 2, 3)) * 2,
+        ),
+    ],
+)
+def test_propagation_step_check_accepts_other_right_answers(fn):
+    passes(exercises.check_propagation_step, fn)
+
+
+@pytest.mark.parametrize(
+    "fn, words",
+    [
+        (lambda p, s: propose(p, s, threshold=">"), ">= 0.5, not > 0.5"),
+        (lambda p, s: propose(p, s, upsample="bilinear"), "only 0 and 1"),
+        (lambda p, s: propose(p, s, confidence="mean"), "mean of |2p - 1|"),
+        (lambda p, s: propose(p, s, confidence="half"), "that is half of it"),
+        (lambda p, s: propose(p, s)[0], "return the pair (masks, confidence)"),
+        (lambda p, s: (propose(p, s)[0][..., :8, :8], propose(p, s)[1]), "should have shape"),
+        (lambda p, s: (propose(p.transpose(-1, -2), s)[0], propose(p, s)[1]), "transposed"),
+    ],
+)
+def test_propagation_step_check_names_the_mistakes(fn, words):
+    fails_with(exercises.check_propagation_step, fn, words)

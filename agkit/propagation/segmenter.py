@@ -116,9 +116,19 @@ def proposals(
             for i in range(0, len(images), batch_size)
         ]
     )
+    return masks_from_probabilities(probs, images.shape[-1])
+
+
+def masks_from_probabilities(probs: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step from the segmenter's output to proposals (an exercise of notebook 3).
+
+    probs: B x 1 x h x w, each grid cell's probability of being in the mask.
+    Returns (masks B x 1 x size x size of 0/1: the cells of probability >= THRESHOLD, each
+    enlarged to the pixels it covers; confidence B: the mean over the cells of |2p - 1|).
+    """
     confidence = (2 * probs - 1).abs().flatten(1).mean(dim=1)
     cells = (probs >= THRESHOLD).float()
-    masks = F.interpolate(cells, size=images.shape[-2:], mode="nearest")
+    masks = F.interpolate(cells, size=(size, size), mode="nearest")
     return masks, confidence
 
 
