@@ -50,6 +50,7 @@ import torch
 
 from agkit.claims import share_of_gain
 from agkit.course import (
+    FEW_MASKS,
     MIN_CONFIDENCE,
     PROPAGATED_LAM,
     PROPAGATION,
@@ -228,6 +229,29 @@ def recipe_rows(args, profile, name: str, seeds, strategies, sizes) -> pd.DataFr
     return results.assign(recipe=name)
 
 
+TIE = 0.01  # within one point of shifted validation accuracy: decided by mass in mask
+
+
+def chosen_strategy(results: pd.DataFrame, recipe: str, n_masks: int = FEW_MASKS) -> str:
+    """The sentence naming the strategy the validation splits choose for ``recipe`` at
+    ``n_masks`` masks: the best mean accuracy on the shifted validation split, ties within
+    TIE going to the most mass in the validation masks (the rule that chooses lambda);
+    "random" is the control and is not a candidate. The test splits play no part."""
+    cells = results[(results["n_masks"] == str(n_masks)) & (results["strategy"] != "random")]
+    if cells.empty:
+        return f"{recipe}: no strategy but random was run at {n_masks} masks; none chosen."
+    means = cells.groupby("strategy")[["accuracy_val_shifted", "mass_in_mask_val"]].mean()
+    best = means["accuracy_val_shifted"].max()
+    tied = means[means["accuracy_val_shifted"] >= best - TIE]
+    winner = tied["mass_in_mask_val"].idxmax()
+    return (
+        f"{recipe}: the validation splits choose {winner!r} at {n_masks} masks (shifted "
+        f"validation accuracy within {TIE:.2f} of the best {best:.3f}: "
+        f"{', '.join(tied.index)}; the most mass in the validation masks among them, "
+        f"{tied.loc[winner, 'mass_in_mask_val']:.3f})."
+    )
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="workshop")
@@ -328,6 +352,8 @@ def main(argv=None) -> pd.DataFrame:
         f"\nshare_of_gain per seed (baseline, full by seed: {references_by_seed})\n"
         f"{per_seed.round(3).to_string()}"
     )
+    for name in recipes:
+        print(chosen_strategy(results[results["recipe"] == name], name))
     if args.csv:
         results.to_csv(args.csv, index=False)
     if args.json:

@@ -6,6 +6,7 @@ import math
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -377,8 +378,8 @@ def test_benchmark_writes_the_share_table(tmp_path):
             "5,all",
             "--strategies",
             "uncertainty",
-            "--finetune-epochs",
-            "1",
+            "--recipe",
+            "segmenter,scratch",
             "--jobs",
             "1",
             "--runs-dir",
@@ -392,9 +393,39 @@ def test_benchmark_writes_the_share_table(tmp_path):
     assert set(shares["random"]) == {"5", "all"}
     assert shares["random"]["all"] == shares["uncertainty"]["all"]
     row = results[(results.strategy == "uncertainty") & (results.n_masks == "5")].iloc[0]
+    assert row.recipe == "segmenter"  # the json holds the first recipe listed
     assert row.share_of_gain == pytest.approx(
         bench.share_of_gain(row.accuracy_test_shifted, row.baseline, row.full), nan_ok=True
     )
+    assert 0 <= row.propagated_iou <= 1  # the proposals scored against the built-in masks
+    scratch = results[(results.recipe == "scratch") & (results.n_masks == "5")]
+    assert scratch["propagated_iou"].isna().all() and len(scratch) == 2
+
+
+def test_the_benchmark_chooses_the_strategy_on_the_validation_splits_alone():
+    bench = load_benchmark()
+    rows = [  # strategy, shifted validation accuracy, validation mass in mask, test accuracy
+        ("random", 0.90, 0.90, 0.99),  # the control is never chosen
+        ("uncertainty", 0.86, 0.70, 0.95),
+        ("balanced", 0.853, 0.80, 0.60),  # within a point of the best: more mass wins
+        ("coverage", 0.84, 0.95, 0.99),  # more than a point behind: out, whatever its test
+    ]
+    table = pd.DataFrame(
+        [
+            dict(
+                strategy=s,
+                n_masks="20",
+                accuracy_val_shifted=v,
+                mass_in_mask_val=m,
+                accuracy_test_shifted=t,
+            )
+            for s, v, m, t in rows
+        ]
+    )
+    sentence = bench.chosen_strategy(table, "segmenter")
+    assert "choose 'balanced' at 20 masks" in sentence
+    assert "best 0.860: uncertainty, balanced" in sentence or "balanced, uncertainty" in sentence
+    assert "none chosen" in bench.chosen_strategy(table[table.strategy == "random"], "x")
 
 
 # ----------------------------------------------------------------- strategies for propagation
