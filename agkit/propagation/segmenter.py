@@ -22,7 +22,7 @@ from torch import nn
 
 from agkit.losses import shrink_masks
 
-STEPS = 600  # Adam steps on the drawn masks (chosen on the validation split, see few_masks)
+STEPS = 600  # AdamW steps on the drawn masks: the first setting tried, not tuned (docs/results.md)
 LR = 3e-3
 WEIGHT_DECAY = 1e-4
 MAX_SHIFT = 4  # pixels of random shift in the augmentation
