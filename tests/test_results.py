@@ -79,15 +79,20 @@ def test_the_size_trend_stated_is_the_one_the_runs_show():
     )
 
 
-@pytest.mark.parametrize("strategy", ["random", "uncertainty"])
-def test_the_few_mask_table_is_the_stored_measurement(strategy):
+@pytest.mark.parametrize(
+    "strategy, row_name",
+    [
+        ("random", "random images (the control)"),
+        ("balanced", "both classes in turn (the default)"),
+        ("uncertainty", "proposed by uncertainty"),
+        ("clusters", "proposed by CAM clusters"),
+        ("coverage", "proposed by coverage"),
+        ("outlier", "proposed by CAM outliers"),
+    ],
+)
+def test_the_few_mask_table_is_the_stored_measurement(strategy, row_name):
     stored = json.loads((ROOT / "docs" / "measurements" / "few_masks.json").read_text())[strategy]
-    row = next(
-        line
-        for line in RESULTS.splitlines()
-        if line.startswith("|")
-        and ("random images" if strategy == "random" else "uncertainty") in line
-    )
+    row = next(line for line in RESULTS.splitlines() if line.startswith(f"| {row_name}"))
     cells = [c.strip().replace("−", "-") for c in row.strip("|").split("|")[1:]]
     assert [float(c) for c in cells] == pytest.approx(
         [stored[n] for n in ("5", "10", "20", "50")], abs=0.006
@@ -108,3 +113,45 @@ def test_the_course_time_stated_is_the_measured_one():
         minutes = sum(measured[key].values()) / 60
         assert f"{minutes:.1f} {words}" in text, (key, minutes)
     assert f"{sum(measured['cached_s'].values()) / 60:.1f} minutes from the cache" in text
+
+
+def test_the_default_strategy_is_the_one_the_validation_splits_chose():
+    import importlib.util
+
+    from agkit.selection import DEFAULT_STRATEGY
+
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "few_masks.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = pd.read_csv(ROOT / "docs" / "measurements" / "few_masks_workshop.csv")
+    rows["n_masks"] = rows["n_masks"].astype(str)
+    chosen = rows[(rows["recipe"] == "segmenter") & rows["seed"].isin([0, 1, 2])]
+    assert f"choose {DEFAULT_STRATEGY!r} at 20 masks" in bench.chosen_strategy(chosen, "x")
+    for path in ("notebooks/02_mask_annotation.ipynb", "notebooks/03_guided_training.ipynb"):
+        assert f'strategy = \\"{DEFAULT_STRATEGY}\\"' in (ROOT / path).read_text(), path
+
+
+@pytest.mark.parametrize(
+    "recipe, row_name",
+    [
+        ("scratch", "the masks alone, oversampled"),
+        ("self_training", "self-training from the guided model's CAMs"),
+        ("segmenter", "the label-conditioned segmenter"),
+    ],
+)
+def test_the_recipe_table_is_the_stored_measurement(recipe, row_name):
+    rows = pd.read_csv(ROOT / "docs" / "measurements" / "few_masks_workshop.csv")
+    rows = rows[
+        (rows["recipe"] == recipe)
+        & rows["seed"].isin([0, 1, 2])
+        & rows["strategy"].isin(["random", "balanced"])
+    ]
+    mean = rows.groupby(rows["n_masks"].astype(str)).mean(numeric_only=True)
+    row = next(line for line in RESULTS.splitlines() if line.startswith(f"| {row_name}"))
+    cells = [float(c) for c in row.strip("|").split("|")[1:]]
+    expected = [
+        mean.loc["10", "share_of_gain"],
+        mean.loc["20", "share_of_gain"],
+        mean.loc["20", "accuracy_val_shifted"],
+    ]
+    assert cells == pytest.approx(expected, abs=0.006)
