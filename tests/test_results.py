@@ -155,3 +155,15 @@ def test_the_recipe_table_is_the_stored_measurement(recipe, row_name):
         mean.loc["20", "accuracy_val_shifted"],
     ]
     assert cells == pytest.approx(expected, abs=0.006)
+
+
+def test_the_simulated_annotator_numbers_are_the_stored_ones():
+    stored = json.loads((ROOT / "docs" / "measurements" / "simulated_annotator.json").read_text())
+    text = RESULTS.replace("\n", " ")
+    assert f"with a grid IoU of {stored['iou_drawn']:.2f}, and its proposals" in text
+    assert f"its proposals {stored['iou_proposed']:.2f}." in text
+    per_seed = ", ".join(f"{v['share_propagated']:.2f}" for v in stored["seeds"].values())
+    assert (
+        f"they recover {stored['share_propagated']:.2f} of the gain (seeds 0-2: {per_seed})" in text
+    )
+    assert f"{abs(stored['share_alone']):.2f} for its 20 masks alone" in text

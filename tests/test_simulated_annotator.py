@@ -75,3 +75,29 @@ def test_the_simulated_annotator_saves_through_the_widget_and_spares_drawn_masks
     assert fresh.get("img1")[20:26, 20:30].all() and fresh.get("img1").sum() == 60
     assert fresh.get("img2").sum() == 16  # untouched
     assert fresh.provenance("img1")["tool"].endswith("box")  # saved as the mouse saves
+
+
+@pytest.mark.slow
+def test_the_benchmark_trains_notebook_3s_runs_on_what_the_annotator_drew(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "simulated_annotator", root / "benchmarks" / "simulated_annotator.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "simulated.json"
+    runs = tmp_path / "runs"
+    results = bench.main(
+        ["--profile", "ci", "--seeds", "0", "--n", "8", "--jobs", "1", "--runs-dir", str(runs)]
+        + ["--json", str(out)]
+    )
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    store = MaskStore(runs / "simulated-balanced" / "annotations" / "synthfrac-ci-seed0")
+    assert len(store) == 8  # the annotator's masks, where notebook 3 looks for them
+    seed = results["seeds"]["0"] if "0" in results["seeds"] else results["seeds"][0]
+    assert 0.3 < seed["iou_drawn"] < 1  # boxes and strokes: close to the masks, not exact
+    assert 0 <= seed["iou_proposed"] <= 1
