@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from test_course import TINY  # the course tests' tiny profile (32 images, one epoch)
 
 from agkit import course
 from agkit.data import GuidedDataset
@@ -15,27 +16,6 @@ from agkit.propagation import (
 )
 from agkit.propagation.segmenter import augment
 from agkit.propagation.self_training import cam_masks, cell_budget
-
-TINY = course.Profile(
-    name="test",
-    size=32,
-    backbone="tiny",
-    n_train=32,
-    n_val=16,
-    n_test=16,
-    epochs=1,
-    batch_size=16,
-    lr=3e-3,
-    seeds=(0,),
-    lambdas=(1.0,),
-    time_limit=None,
-    ablation_n_train=32,
-    ablation_seeds=(0,),
-    ablation_lambdas=(0.0,),
-    ablation_sizes=(32,),
-    ablation_fractions=(1.0,),
-    ablation_qualities=("exact",),
-)
 
 
 def boxes_by_label(n: int = 24, size: int = 32, seed: int = 0) -> GuidedDataset:
