@@ -197,19 +197,19 @@ def gain_story(accuracy: Mapping[str, float], baseline: str, full: str, yours: s
         return said
     share = {name: share_of_gain(value, base, top) for name, value in accuracy.items()}
     controls = [name for name in accuracy if name not in (baseline, full, yours)]
+    subject = yours[0].upper() + yours[1:]  # run names start a sentence as they are
     said.append(
-        f"{yours[0].upper()}{yours[1:]} reach {accuracy[yours]:.2f}: {share[yours]:.0%} of "
-        "that gain. "
+        f"{subject} reach {accuracy[yours]:.2f}: {share[yours]:.0%} of that gain. "
         + " ".join(f"{name[0].upper()}{name[1:]}: {share[name]:.0%}." for name in controls)
     )
     for name in controls:
         difference = share[yours] - share[name]
         if abs(difference) < 0.005:
-            said.append(f"{yours} and {name} recover the same share.")
+            said.append(f"{subject} and {name} recover the same share.")
         else:
             word = "more" if difference > 0 else "less"
             said.append(
-                f"{yours[0].upper()}{yours[1:]} recover {abs(difference):.0%} of the gain "
-                f"{word} than {name} in this run."
+                f"{subject} recover {abs(difference):.0%} of the gain {word} than {name} "
+                "in this run."
             )
     return said

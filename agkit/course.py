@@ -345,13 +345,20 @@ def random_control_config(
             f"n={n} asks for more masks than the {len(proposal)} training images of profile "
             f"{profile.name!r}; pass n <= {len(proposal)}."
         )
+    return masks_config(profile, seed, lam, propagation, annotated_ids=proposal[:n])
+
+
+def masks_config(
+    profile: Profile, seed: int, lam: float | None, propagation: str | None, **masks
+) -> RunConfig:
+    """A run on a few masks (``masks``: annotated_ids, or masks_from and data_seed): alone,
+    the annotated images oversampled (``few_mask_config``, lam default FEW_MASK_LAM), or
+    spread by ``propagation`` to every training image (``propagated_config``, lam default
+    PROPAGATED_LAM)."""
     if propagation is None:
-        weight = FEW_MASK_LAM if lam is None else lam
-        return few_mask_config(profile, weight, seed, annotated_ids=proposal[:n])
+        return few_mask_config(profile, FEW_MASK_LAM if lam is None else lam, seed, **masks)
     weight = PROPAGATED_LAM if lam is None else lam
-    return propagated_config(
-        profile, seed, annotated_ids=proposal[:n], propagation=propagation, lam=weight
-    )
+    return propagated_config(profile, seed, propagation=propagation, lam=weight, **masks)
 
 
 # The propagated recipe: every image with a mask (drawn or proposed), trained like full
@@ -411,10 +418,7 @@ def your_masks_config(
     """
 
     def config(**masks) -> RunConfig:
-        if propagation is None:
-            return few_mask_config(profile, FEW_MASK_LAM if lam is None else lam, seed, **masks)
-        weight = PROPAGATED_LAM if lam is None else lam
-        return propagated_config(profile, seed, propagation=propagation, lam=weight, **masks)
+        return masks_config(profile, seed, lam, propagation, **masks)
 
     folder = annotation_folder(profile, runs_dir, seed)
     try:

@@ -59,6 +59,7 @@ from agkit.course import (
     few_mask_config,
     get_profile,
     guided_config,
+    image_positions,
     load_model,
     make_datasets,
     propagated_config,
@@ -172,7 +173,7 @@ def recipe_rows(args, profile, name: str, seeds, strategies, sizes) -> pd.DataFr
     )
     jobs = []
     for seed in seeds:
-        n_images = len(make_datasets(baseline_config(profile, seed))["train"])
+        train = make_datasets(baseline_config(profile, seed))["train"]
         for strategy in strategies:
             order = annotation_proposal(profile, strategy, seed, args.runs_dir)
             for k in sizes:
@@ -182,7 +183,7 @@ def recipe_rows(args, profile, name: str, seeds, strategies, sizes) -> pd.DataFr
                 job = dict(seed=seed, strategy=strategy, n_masks=k)
                 if name != "finetune":
                     job["config"] = scratch_config(
-                        profile, seed, chosen, n_images, recipe, k == ALL
+                        profile, seed, chosen, len(train), recipe, k == ALL
                     )
                 else:
                     key = hashlib.sha1(
@@ -190,11 +191,9 @@ def recipe_rows(args, profile, name: str, seeds, strategies, sizes) -> pd.DataFr
                             [profile.name, seed, sorted(chosen), recipe], sort_keys=True
                         ).encode()
                     ).hexdigest()[:12]
-                    positions = make_datasets(baseline_config(profile, seed))["train"].image_ids
-                    where = {image_id: i for i, image_id in enumerate(positions)}
                     job.update(
                         profile=profile.name,
-                        chosen=[where[i] for i in chosen],
+                        chosen=image_positions(train, chosen),
                         recipe=recipe,
                         key=key,
                         runs_dir=args.runs_dir,

@@ -39,8 +39,7 @@ def draw_masks(profile, seed: int, strategy: str, n: int, jitter: float, runs_di
     annotated = Path(runs_dir) / f"simulated-{strategy}"
     train = course.make_splits(course.baseline_config(profile, seed))["train"]
     proposal = course.annotation_proposal(profile, strategy, seed, runs_dir)
-    position = {image_id: i for i, image_id in enumerate(train.image_ids)}
-    order = [position[i] for i in proposal]
+    order = course.image_positions(train, proposal)
     store = MaskStore(course.annotation_folder(profile, annotated, seed))
     widget = MaskAnnotator(train, store, order=order)
     simulate_annotator(widget, train.masks, train.labels, order, n, jitter, seed)
