@@ -39,7 +39,7 @@ test: lint $(SLIDES_VENDOR)
 	$(PY) -m pytest
 
 course: $(STAMP)
-	$(PY) -m agkit.run_course --profile $(PROFILE) --out build/course
+	$(PY) -m agkit.course.run_all --profile $(PROFILE) --out build/course
 
 # A short deck per notebook from the executed copies of `make course` (reveal.js). The decks
 # work without network: reveal.js and the scripts it needs come from npm (pinned in
@@ -66,9 +66,9 @@ site: $(SITE_STAMP)
 	$(PY) tools/make_site.py build/course build/site $(if $(filter 1,$(ANSWERS)),--answers)
 
 # Train every run of a profile (those not in runs/ yet) and pack them into one archive that
-# students unpack with agkit.course.use_cache("build/agkit-runs-workshop.tar.gz").
+# students unpack with agkit.experiments.use_cache("build/agkit-runs-workshop.tar.gz").
 cache: $(STAMP)
-	$(PY) -m agkit.run_course --profile $(PROFILE) --runs runs --pack build/agkit-runs-$(PROFILE).tar.gz
+	$(PY) -m agkit.course.run_all --profile $(PROFILE) --runs runs --pack build/agkit-runs-$(PROFILE).tar.gz
 
 # Time of each notebook's training relative to a plain PyTorch loop (see the script).
 course-time: $(STAMP)
@@ -80,14 +80,14 @@ test-fast: $(STAMP)
 benchmarks: $(STAMP)
 	$(PY) benchmarks/step_ratio.py
 
-# Write agkit.colab's REPOSITORY and REF into every notebook's Colab badge and install cell
+# Write agkit.course.colab's REPOSITORY and REF into every notebook's Colab badge and install cell
 # and README's badges (after changing them for a fork or a release).
 stamp: $(STAMP)
-	$(PY) -m agkit.colab stamp .
+	$(PY) -m agkit.course.colab stamp .
 
 clean:
 	rm -rf build runs .pytest_cache
 
 # Student versions of the notebooks (exercise solutions blanked), written to notebooks/student/.
 student: $(STAMP)
-	$(PY) -m agkit.student
+	$(PY) -m agkit.course.student

@@ -23,11 +23,11 @@ Around the method
     ``colab``      the course's experiments, figures and where it runs
 """
 
-from agkit.backbones import list_backbones
 from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, open_dataset
-from agkit.losses import attention_guidance_loss
-from agkit.models import CAMNet
-from agkit.train import evaluate, fit, predict
+from agkit.method.backbones import list_backbones
+from agkit.method.camnet import CAMNet
+from agkit.method.loss import attention_guidance_loss
+from agkit.method.train import evaluate, fit, predict
 
 __version__ = "0.1.0"
 __all__ = [

@@ -8,11 +8,11 @@ A config file is a flat list of ``key = value`` lines (``KEYS`` lists them all w
 types and meanings) plus an ``[options]`` table passed to the dataset's loader. Every key
 can be changed on the command line, ``--lam 3`` or ``--set lam=3`` (``--set
 options.images_per_class=10`` for a loader option). What a key does not say comes from the
-recipe the config names: ``agkit.course``'s profile for SynthFrac (``profile = "ci"``,
-"workshop" or "full"), ``agkit.recipes.cub_recipe`` for CUB, notebook 05's settings for
+recipe the config names: ``agkit.experiments``'s profile for SynthFrac (``profile = "ci"``,
+"workshop" or "full"), ``agkit.experiments.recipes.cub_recipe`` for CUB, notebook 05's settings for
 the radiograph collections. The run then goes through the same functions as the notebooks:
 ``course.make_datasets`` / ``build_model`` / ``training_loader`` or ``open_dataset`` and
-``recipes.cub_datasets``, and ``agkit.train.fit``.
+``recipes.cub_datasets``, and ``agkit.method.train.fit``.
 
 The run folder (``--out``, default ``runs/train/<config name>``) holds:
 
@@ -43,8 +43,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from agkit import distributed
-from agkit.course import (
+from agkit.analysis.diagnostics import synthfrac_marker_masks
+from agkit.data import make_loader, open_dataset
+from agkit.data.real import LOADERS
+from agkit.engine import distributed
+from agkit.engine.precision import Precision
+from agkit.experiments import (
     NoMasksError,
     RunConfig,
     build_model,
@@ -54,14 +58,10 @@ from agkit.course import (
     make_splits,
     training_loader,
 )
-from agkit.data import make_loader, open_dataset
-from agkit.data.real import LOADERS
-from agkit.diagnostics import synthfrac_marker_masks
+from agkit.experiments.recipes import cub_datasets, cub_recipe
 from agkit.guidance import TERMS
-from agkit.models import CAMNet
-from agkit.precision import Precision
-from agkit.recipes import cub_datasets, cub_recipe
-from agkit.train import check_resume_config, decay_step, default_device, evaluate, fit
+from agkit.method.camnet import CAMNet
+from agkit.method.train import check_resume_config, decay_step, default_device, evaluate, fit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,7 +72,7 @@ DATASETS = ("synthfrac", "fracatlas", "grazpedwri", "mura", "cub", "folder")
 # Terms that differentiate twice (torch.autograd.grad with create_graph=True inside the loss)
 DOUBLE_BACKWARD = ("rrr", "gradcam")
 # Terms that train on a "don't look here" region: on SynthFrac the lead marker's box (as
-# agkit.zoo trains them); the real datasets carry none.
+# agkit.experiments.zoo trains them); the real datasets carry none.
 FORBIDDEN_TERMS = ("forbidden", "forbidden+cam", "rrr")
 
 
@@ -239,7 +239,7 @@ def apply_set(config: dict[str, Any], item: str) -> None:
 
 
 def _profile_values(name: str) -> dict[str, Any]:
-    """What a course profile sets (agkit.course.PROFILES), as config keys."""
+    """What a course profile sets (agkit.experiments.PROFILES), as config keys."""
     try:
         profile = get_profile(name)
     except ValueError:
@@ -634,7 +634,7 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
         temporary.replace(stored_file)  # other processes may be reading the old one
     logger = None
     if c["tensorboard"] and main:
-        from agkit.tensorboard_log import TensorBoardLog
+        from agkit.engine.tensorboard import TensorBoardLog
 
         logger = TensorBoardLog(Path(c["tensorboard"]).expanduser(), parts["images"])
     try:

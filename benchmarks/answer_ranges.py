@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from agkit import course
+from agkit import experiments
 
 METRICS = (
     "accuracy_id",
@@ -46,18 +46,20 @@ def load_average() -> str:
 def measure(profile_name: str, threads: int, runs: Path) -> tuple[float, list[dict]]:
     """Train the main comparison with ``threads`` threads; the chosen lambda and one row per run."""
     torch.set_num_threads(threads)
-    profile = course.get_profile(profile_name)
-    candidates = [course.guided_config(profile, lam, profile.seeds[0]) for lam in profile.lambdas]
+    profile = experiments.get_profile(profile_name)
+    candidates = [
+        experiments.guided_config(profile, lam, profile.seeds[0]) for lam in profile.lambdas
+    ]
     for config in candidates:  # one after another, in this process: the thread count holds
-        course.run(config, runs, progress=False)
-    lam, _ = course.choose_lambda(profile, runs, progress=False)
+        experiments.run(config, runs, progress=False)
+    lam, _ = experiments.choose_lambda(profile, runs, progress=False)
     for seed in profile.seeds:
         for config in (
-            course.baseline_config(profile, seed),
-            course.guided_config(profile, lam, seed),
+            experiments.baseline_config(profile, seed),
+            experiments.guided_config(profile, lam, seed),
         ):
-            course.run(config, runs, progress=False)
-    table = course.main_comparison(profile, runs, progress=False)  # all stored: reads only
+            experiments.run(config, runs, progress=False)
+    table = experiments.main_comparison(profile, runs, progress=False)  # all stored: reads only
     rows = []
     for _, row in table.iterrows():
         rows.append(
@@ -82,7 +84,7 @@ def main(argv=None) -> int:
     result = {
         "profile": args.profile,
         "threads": args.threads,
-        "seeds": list(course.get_profile(args.profile).seeds),
+        "seeds": list(experiments.get_profile(args.profile).seeds),
         "lambda": {},
         "rows": [],
         "load_before": load_average(),

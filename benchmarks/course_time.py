@@ -4,7 +4,7 @@
     python benchmarks/course_time.py --epochs 24 --no-decay --eval-batch 256   # the old setting
 
 Trains, in this one process and in notebook order, the runs each notebook of a profile
-trains with the built-in masks (``course.course_configs``: notebook 01's baseline, notebook
+trains with the built-in masks (``experiments.course_configs``: notebook 01's baseline, notebook
 03's lambda candidates and baseline-vs-guided comparison, notebook 04's ablations), each run
 once, into a scratch runs folder. Right after each run it times a plain PyTorch loop over
 the same batches: the same CAMNet, AdamW, cross-entropy plus the attention loss for guided
@@ -60,16 +60,16 @@ import time
 import torch
 import torch.nn.functional as F
 
-from agkit import course
+from agkit import experiments
 from agkit.data import make_loader
-from agkit.losses import attention_guidance_loss
+from agkit.method.loss import attention_guidance_loss
 
 
-def plain_loop(config: course.RunConfig) -> float:
-    """Seconds of a bare training loop over the batches ``course.run(config)`` trains on."""
-    datasets = course.make_datasets(config)
+def plain_loop(config: experiments.RunConfig) -> float:
+    """Seconds of a bare training loop over the batches ``experiments.run(config)`` trains on."""
+    datasets = experiments.make_datasets(config)
     loader = make_loader(datasets["train"], config.batch_size, shuffle=True, seed=config.seed)
-    model = course.build_model(config)
+    model = experiments.build_model(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     started = time.perf_counter()
     for _ in range(config.epochs):
@@ -86,7 +86,7 @@ def plain_loop(config: course.RunConfig) -> float:
     return time.perf_counter() - started
 
 
-def image_epochs(config: course.RunConfig) -> int:
+def image_epochs(config: experiments.RunConfig) -> int:
     return config.n_train * config.epochs
 
 
@@ -112,7 +112,7 @@ def main() -> None:
         "--eval-batch",
         type=int,
         default=None,
-        help=f"scoring batch size (default {course.EVAL_BATCH_SIZE})",
+        help=f"scoring batch size (default {experiments.EVAL_BATCH_SIZE})",
     )
     parser.add_argument(
         "--lam",
@@ -122,7 +122,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    profile = course.get_profile(args.profile)
+    profile = experiments.get_profile(args.profile)
     changes = {}
     if args.epochs:
         changes["epochs"] = args.epochs
@@ -130,15 +130,15 @@ def main() -> None:
         changes["lr_decay_at"] = None
     profile = dataclasses.replace(profile, **changes)
     if args.eval_batch:
-        course.EVAL_BATCH_SIZE = args.eval_batch
+        experiments.EVAL_BATCH_SIZE = args.eval_batch
 
     # The unit: one plain epoch over the profile's training set, baseline, median of 3.
-    unit_config = dataclasses.replace(course.baseline_config(profile, 0), epochs=1)
+    unit_config = dataclasses.replace(experiments.baseline_config(profile, 0), epochs=1)
     plain_loop(unit_config)  # warm-up
     unit = statistics.median(plain_loop(unit_config) for _ in range(3))
     print(
         f"profile {profile.name}: {profile.epochs} epochs, lr_decay_at={profile.lr_decay_at}, "
-        f"scoring batch {course.EVAL_BATCH_SIZE}, {args.threads} thread(s); one plain epoch "
+        f"scoring batch {experiments.EVAL_BATCH_SIZE}, {args.threads} thread(s); one plain epoch "
         f"({profile.n_train} images) = {unit:.2f} s"
     )
     print(
@@ -149,7 +149,7 @@ def main() -> None:
     done: set[str] = set()
     total = {"seconds": 0.0, "image_epochs": 0, "runs": 0}
     with tempfile.TemporaryDirectory() as runs_dir:
-        for notebook, configs in course.course_configs(profile, args.lam).items():
+        for notebook, configs in experiments.course_configs(profile, args.lam).items():
             new = {c.key(): c for c in configs if c.key() not in done}
             done.update(new)
             if args.notebooks and notebook not in args.notebooks:
@@ -159,7 +159,7 @@ def main() -> None:
             seconds = plain = 0.0
             for config in timed:
                 started = time.perf_counter()
-                course.run(config, runs_dir, progress=False, device="cpu")
+                experiments.run(config, runs_dir, progress=False, device="cpu")
                 seconds += time.perf_counter() - started
                 plain += plain_loop(config)
             work = sum(map(image_epochs, ordered))

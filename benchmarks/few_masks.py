@@ -6,7 +6,7 @@
 
 For every seed: the course's baseline (no masks) and the course's guided run with every
 training image annotated are trained (or fetched from ``--runs-dir``). The baseline
-ranks the training images with each strategy of ``agkit.selection`` ("random" is the
+ranks the training images with each strategy of ``agkit.analysis.selection`` ("random" is the
 control); the first k images of a ranking get their (built-in SynthFrac) masks, and a
 guided network is trained with those k masks only. Each cell reports the shifted test
 accuracy and the share of the full-annotation gain it recovers:
@@ -48,8 +48,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from agkit.claims import share_of_gain
-from agkit.course import (
+from agkit.analysis.claims import share_of_gain
+from agkit.analysis.selection import STRATEGIES
+from agkit.data import make_loader
+from agkit.experiments import (
     FEW_MASKS,
     MIN_CONFIDENCE,
     PROPAGATED_LAM,
@@ -65,17 +67,15 @@ from agkit.course import (
     propagated_config,
     run_many,
 )
-from agkit.data import make_loader
-from agkit.few_masks import (
+from agkit.experiments.few_masks import (
     ANNOTATED_SHARE,
     FEW_MASK_LAM,
     balanced_lam,
     train_with_few_masks,
     with_masks,
 )
+from agkit.method.train import evaluate
 from agkit.propagation import PROPAGATORS
-from agkit.selection import STRATEGIES
-from agkit.train import evaluate
 
 ALL = "all"
 RECIPES = (*PROPAGATORS, "scratch", "finetune")

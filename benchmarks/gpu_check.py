@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 
 from agkit import cli
-from agkit.course import get_profile
-from agkit.models import CAMNet
-from agkit.precision import Precision
-from agkit.train import training_step
+from agkit.engine.precision import Precision
+from agkit.experiments import get_profile
+from agkit.method.camnet import CAMNet
+from agkit.method.train import training_step
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {

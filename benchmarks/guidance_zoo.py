@@ -30,10 +30,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from agkit import course, zoo
+from agkit import experiments
 from agkit.data.decoy_mnist import decoy_mnist_splits
-from agkit.models import CAMNet
-from agkit.train import TrainingDiverged
+from agkit.experiments import zoo
+from agkit.method.camnet import CAMNet
+from agkit.method.train import TrainingDiverged
 
 # Ross, Hughes and Doshi-Velez (IJCAI 2017), Decoy-MNIST test accuracy of their MLP.
 PAPER_DECOY_MNIST = {"baseline": 0.52, "rrr": 0.96}
@@ -100,7 +101,7 @@ def main(argv=None) -> pd.DataFrame:
         print(_row_text(row), flush=True)
 
     if "synthfrac" not in args.skip:
-        profile = course.get_profile(args.profile)
+        profile = experiments.get_profile(args.profile)
 
         def synthfrac(method, seed, data, lam, region=None):
             return zoo.synthfrac_run(

@@ -8,7 +8,7 @@ Every notebook of ``notebooks/`` runs with papermill (as ``make course`` runs it
 with the simulated annotator) into a temporary folder, all sharing one fresh runs folder, so
 notebook 3 reuses the baseline notebook 1 trained, exactly as in a workshop. Then the same
 notebooks run a second time on the now filled runs folder: that is the time with a cache
-(``make cache`` / ``agkit.course.use_cache``). The table gives both, and the load average
+(``make cache`` / ``agkit.experiments.use_cache``). The table gives both, and the load average
 (``uptime``) before and after, because on a shared machine the load changes every number.
 
 ``--load N`` times the notebooks a third time, from another fresh runs folder, while N
@@ -62,7 +62,7 @@ def uptime() -> str:
 def course_notebooks(only=None, folder: Path = NOTEBOOKS) -> list[Path]:
     """The notebooks ``make course`` runs (not the extensions such as 06, which a workshop
     does not time), or any of ``folder``'s whose names start with one of ``only``."""
-    from agkit.run_course import course_notebooks as notebooks_of
+    from agkit.course.run_all import course_notebooks as notebooks_of
 
     notebooks = notebooks_of(extensions=bool(only), folder=folder)
     return [n for n in notebooks if not only or any(n.name.startswith(p) for p in only)]
@@ -70,7 +70,7 @@ def course_notebooks(only=None, folder: Path = NOTEBOOKS) -> list[Path]:
 
 def time_notebooks(notebooks, profile: str, out: Path, runs: Path, device=None) -> dict:
     """Execute ``notebooks`` in order into ``out`` with one runs folder; seconds by stem."""
-    from agkit import run_course
+    from agkit.course import run_all as run_course
 
     out.mkdir(parents=True, exist_ok=True)
     seconds = {}
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     print(f"uptime: {uptime()}")
-    from agkit.run_course import NotebookFailed
+    from agkit.course.run_all import NotebookFailed
 
     if args.from_log:
         measurement["cold_s"] = read_log(args.from_log)

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agkit import course
-from agkit.claims import share_of_gain
+from agkit import experiments
+from agkit.analysis.claims import share_of_gain
+from agkit.analysis.selection import DEFAULT_STRATEGY
 from agkit.data import MaskStore
 from agkit.propagation import grid_iou
-from agkit.selection import DEFAULT_STRATEGY
 from agkit.widgets import MaskAnnotator
 from agkit.widgets.simulated import simulate_annotator
 
@@ -37,10 +37,10 @@ def draw_masks(profile, seed: int, strategy: str, n: int, jitter: float, runs_di
     """Notebook 2 under papermill: the simulated annotator marks the first n proposed
     images of ``seed`` into the store notebook 3 reads; returns the runs folder it uses."""
     annotated = Path(runs_dir) / f"simulated-{strategy}"
-    train = course.make_splits(course.baseline_config(profile, seed))["train"]
-    proposal = course.annotation_proposal(profile, strategy, seed, runs_dir)
-    order = course.image_positions(train, proposal)
-    store = MaskStore(course.annotation_folder(profile, annotated, seed))
+    train = experiments.make_splits(experiments.baseline_config(profile, seed))["train"]
+    proposal = experiments.annotation_proposal(profile, strategy, seed, runs_dir)
+    order = experiments.image_positions(train, proposal)
+    store = MaskStore(experiments.annotation_folder(profile, annotated, seed))
     widget = MaskAnnotator(train, store, order=order)
     simulate_annotator(widget, train.masks, train.labels, order, n, jitter, seed)
     return annotated
@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--profile", default="workshop")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--strategy", default=DEFAULT_STRATEGY)
-    parser.add_argument("--n", type=int, default=course.FEW_MASKS)
+    parser.add_argument("--n", type=int, default=experiments.FEW_MASKS)
     parser.add_argument("--jitter", type=float, default=2)
     parser.add_argument("--full-lam", type=float, default=3.0)
     parser.add_argument("--jobs", type=int, default=2)
@@ -59,35 +59,35 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", default=None, help="write the shares and IoUs here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    profile = course.get_profile(args.profile)
+    profile = experiments.get_profile(args.profile)
     seeds = [int(s) for s in args.seeds.split(",")]
 
     runs = {}
     for seed in seeds:
         annotated = draw_masks(profile, seed, args.strategy, args.n, args.jitter, args.runs_dir)
-        spread, count, fallback = course.your_masks_config(
-            profile, seed=seed, runs_dir=annotated, propagation=course.PROPAGATION
+        spread, count, fallback = experiments.your_masks_config(
+            profile, seed=seed, runs_dir=annotated, propagation=experiments.PROPAGATION
         )
-        alone, _, _ = course.your_masks_config(profile, seed=seed, runs_dir=annotated)
+        alone, _, _ = experiments.your_masks_config(profile, seed=seed, runs_dir=annotated)
         if fallback or count != args.n:
             raise RuntimeError(f"the simulated annotator drew {count} masks: {fallback}")
         runs[seed] = {
-            "baseline": course.baseline_config(profile, seed, time_limit=None),
+            "baseline": experiments.baseline_config(profile, seed, time_limit=None),
             "alone": alone,
             "propagated": spread,
-            "all": course.guided_config(profile, args.full_lam, seed, time_limit=None),
+            "all": experiments.guided_config(profile, args.full_lam, seed, time_limit=None),
         }
     flat = [config for seed in seeds for config in runs[seed].values()]
-    table = course.run_many(flat, args.runs_dir, desc="simulated annotator", jobs=args.jobs)
+    table = experiments.run_many(flat, args.runs_dir, desc="simulated annotator", jobs=args.jobs)
     rows = iter(table.to_dict("records"))
     results = {"strategy": args.strategy, "n": args.n, "jitter": args.jitter, "seeds": {}}
     for seed in seeds:
         scores = {name: next(rows) for name in runs[seed]}
         accuracy = {name: row["accuracy_shifted"] for name, row in scores.items()}
-        propagated = course.propagated_masks(runs[seed]["propagated"])
-        train = course.make_splits(runs[seed]["propagated"])["train"]
+        propagated = experiments.propagated_masks(runs[seed]["propagated"])
+        train = experiments.make_splits(runs[seed]["propagated"])["train"]
         drawn = propagated.drawn
-        grid = course.cam_grid(runs[seed]["propagated"])
+        grid = experiments.cam_grid(runs[seed]["propagated"])
         results["seeds"][seed] = {
             "share_alone": share_of_gain(accuracy["alone"], accuracy["baseline"], accuracy["all"]),
             "share_propagated": share_of_gain(

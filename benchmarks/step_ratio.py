@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from agkit.models import CAMNet
-from agkit.train import training_step
+from agkit.method.camnet import CAMNet
+from agkit.method.train import training_step
 
 
 def main():

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agkit import metrics
-from agkit.losses import attention_guidance_loss
+from agkit.method import metrics
+from agkit.method.loss import attention_guidance_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,7 +125,7 @@ def test_close_chance_levels_share_one_line_and_label():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from agkit import plots
+    from agkit.course import plots
 
     fig, ax = plt.subplots()
     plots.draw_chance(
@@ -145,7 +145,7 @@ def test_a_baseline_attention_loss_that_was_never_computed_is_not_drawn_at_zero(
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from agkit import plots
+    from agkit.course import plots
 
     baseline = pd.DataFrame({"epoch": [1, 2], "ce": [0.7, 0.5], "att": [0.0, 0.0]})
     guided = pd.DataFrame({"epoch": [1, 2], "ce": [0.7, 0.6], "att": [3.9, 2.6]})
@@ -164,7 +164,7 @@ def test_the_attention_loss_floor_is_drawn_but_not_called_chance():
     matplotlib.use("Agg")
     import pandas as pd
 
-    from agkit import plots
+    from agkit.course import plots
 
     history = pd.DataFrame({"epoch": [1, 2], "att": [4.0, 2.0]})
     fig = plots.plot_attention_loss({"guided": history}, floor=1.5, uniform=4.16)
@@ -190,12 +190,12 @@ STATED = {
 
 @pytest.fixture(scope="module")
 def workshop_chance():
-    from agkit import course
+    from agkit import experiments
 
-    profile = course.get_profile("workshop")
-    config = course.baseline_config(profile, 0)
-    masks = course.make_splits(config)["test_shifted"].masks
-    cam_size = course.build_model(config)(masks[:1]).cams.shape[-2:]
+    profile = experiments.get_profile("workshop")
+    config = experiments.baseline_config(profile, 0)
+    masks = experiments.make_splits(config)["test_shifted"].masks
+    cam_size = experiments.build_model(config)(masks[:1]).cams.shape[-2:]
     return metrics.chance_levels(masks, cam_size)["uniform"]
 
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from agkit import claims
+from agkit.analysis import claims
 
 
 def test_spread_is_the_mean_and_the_range_of_the_seeds():

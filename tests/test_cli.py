@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from agkit import cli, course
-from agkit.models import CAMNet
-from agkit.precision import Precision
-from agkit.train import training_step
+from agkit import cli, experiments
+from agkit.engine.precision import Precision
+from agkit.method.camnet import CAMNet
+from agkit.method.train import training_step
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -46,19 +46,19 @@ def write(path: Path, text: str) -> Path:
 def test_synthfrac_configs_train_what_the_course_profile_trains(name):
     """The file's numbers are the profile's: the command trains the notebooks' run."""
     resolved = cli.resolve(cli.read_config(CONFIGS / f"{name}.toml"))
-    profile = course.get_profile(name)
-    expected = course.guided_config(profile, resolved["lam"], seed=0)
+    profile = experiments.get_profile(name)
+    expected = experiments.guided_config(profile, resolved["lam"], seed=0)
     assert cli.run_config(resolved) == dataclasses.replace(expected, time_limit=None)
     baseline = cli.resolve({**cli.read_config(CONFIGS / f"{name}.toml"), "lam": 0.0})
     assert cli.run_config(baseline) == dataclasses.replace(
-        course.baseline_config(profile, seed=0), time_limit=None
+        experiments.baseline_config(profile, seed=0), time_limit=None
     )
 
 
 def test_cub_config_is_the_authors_protocol_of_cub_recipe():
     import inspect
 
-    from agkit.recipes import cub_recipe
+    from agkit.experiments.recipes import cub_recipe
 
     resolved = cli.resolve({**cli.read_config(CONFIGS / "cub.toml"), "root": str(ROOT)})
     recipe = inspect.signature(cub_recipe).parameters
@@ -253,11 +253,11 @@ def test_forbidden_region_terms_train_on_synthfracs_marker_boxes(term, tmp_path,
 
 
 def test_a_batch_carries_the_marker_box_of_each_of_its_images():
-    from agkit.diagnostics import synthfrac_marker_masks
+    from agkit.analysis.diagnostics import synthfrac_marker_masks
 
     resolved = cli.resolve({"profile": "ci", "guidance": "rrr", "n_train": 32, "size": 32})
     loader = cli.build(resolved)["train_loader"]
-    splits = course.make_splits(cli.run_config(resolved))
+    splits = experiments.make_splits(cli.run_config(resolved))
     boxes = synthfrac_marker_masks(splits["train"])
     order = [i for i, _ in loader.sampler]  # the first epoch's order (a fresh generator)
     batch = next(iter(cli.build(resolved)["train_loader"]))
@@ -318,7 +318,7 @@ def test_bf16_autocast_runs_a_step_close_to_fp32():
 
 
 def test_the_attention_loss_runs_in_float32_under_autocast(monkeypatch):
-    import agkit.train as train_module
+    import agkit.method.train as train_module
 
     seen = []
     original = train_module.attention_guidance_loss
@@ -411,7 +411,7 @@ def test_tensorboard_logs_losses_metrics_and_cam_overlays(tmp_path, capsys):
 
 
 def test_a_missing_tensorboard_names_the_extra(monkeypatch):
-    from agkit import tensorboard_log
+    from agkit.engine import tensorboard as tensorboard_log
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard fails
     monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
@@ -460,7 +460,7 @@ def test_configs_readme_lists_every_key_and_every_file():
 
 @pytest.mark.filterwarnings("ignore:.pin_memory. argument is set as true")
 def test_loader_workers_and_pinned_memory_give_the_same_batches():
-    from agkit import distributed
+    from agkit.engine import distributed
 
     resolved = cli.resolve({"profile": "ci", "n_train": 24, "size": 32, "batch_size": 8})
     loader = cli.build(resolved)["train_loader"]

@@ -27,7 +27,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from agkit import colab
+from agkit.course import colab
 from agkit.data import MaskStore
 
 try:
@@ -89,14 +89,14 @@ def test_runs_dir_on_colab_is_content_and_drive_mounts_first(fake_colab):
 
 def test_runs_dir_in_a_source_checkout_is_its_runs_folder(not_colab, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a notebook started anywhere gets the same folder
-    assert Path(colab.__file__).resolve().parents[1] == ROOT  # tests run on the checkout
+    assert Path(colab.__file__).resolve().parents[2] == ROOT  # tests run on the checkout
     assert colab.default_runs_dir() == ROOT / "runs"
 
 
 def test_runs_dir_of_an_installed_package_is_the_user_cache(not_colab, tmp_path, monkeypatch):
     site = tmp_path / "site-packages" / "agkit"
     site.mkdir(parents=True)
-    monkeypatch.setattr(colab, "__file__", str(site / "colab.py"))
+    monkeypatch.setattr(colab, "__file__", str(site / "course" / "colab.py"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     assert colab.source_checkout() is None
@@ -110,7 +110,7 @@ def test_a_folder_named_like_a_checkout_of_another_project_is_not_one(tmp_path, 
     (tmp_path / "agkit").mkdir()
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\n')
-    monkeypatch.setattr(colab, "__file__", str(tmp_path / "agkit" / "colab.py"))
+    monkeypatch.setattr(colab, "__file__", str(tmp_path / "agkit" / "course" / "colab.py"))
     assert colab.source_checkout() is None
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "agkit"\n')
     assert colab.source_checkout() == tmp_path
@@ -503,13 +503,15 @@ def test_notebook_agrees_with_the_constant(path, tmp_path):
         (tmp_path / "notebooks" / "student").mkdir(parents=True, exist_ok=True)
         (tmp_path / "notebooks" / "student" / path.name).touch()
     assert not colab.stamp_notebook(copy, tmp_path), (
-        f"{path.name}: badges or install cell differ from agkit.colab; run `make stamp`"
+        f"{path.name}: badges or install cell differ from agkit.course.colab; run `make stamp`"
     )
 
 
 def test_readme_agrees_with_the_constant():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert colab.stamp_text(text) == text, "README's badges differ from agkit.colab; `make stamp`"
+    assert colab.stamp_text(text) == text, (
+        "README's badges differ from agkit.course.colab; `make stamp`"
+    )
     assert colab.binder_url() in text and colab.install_requirement() in text
 
 
@@ -718,7 +720,7 @@ def test_notebook_01_install_cell_leaves_colab_pins_unchanged(tmp_path):
     assert after == before, f"the install cell changed Colab's packages:\n{report}"
     check = pip("check", check=False)
     assert check.returncode == 0, f"pip check after the install cell:\n{check.stdout}"
-    script = "import agkit, agkit.widgets, agkit.colab, anywidget; print(agkit.__file__)"
+    script = "import agkit, agkit.widgets, agkit.course.colab, anywidget; print(agkit.__file__)"
     imported = subprocess.run(
         [python, "-c", script], check=False, capture_output=True, text=True, env=env, cwd=tmp_path
     )

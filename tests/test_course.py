@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from agkit import course
+from agkit import experiments
 from agkit.data import MaskStore
 from agkit.data.mask_quality import bounding_boxes, degrade, dilate, shift
 
-TINY = course.Profile(
+TINY = experiments.Profile(
     name="test",
     size=32,
     backbone="tiny",
@@ -42,10 +42,10 @@ TINY = course.Profile(
 
 
 class FitCalls:
-    """Stands in for course.fit: counts calls, then trains for real (or refuses)."""
+    """Stands in for experiments.fit: counts calls, then trains for real (or refuses)."""
 
     def __init__(self, allow: bool = True):
-        self.calls, self.allow, self.real = [], allow, course.fit
+        self.calls, self.allow, self.real = [], allow, experiments.fit
 
     def __call__(self, *args, **kwargs):
         self.calls.append(kwargs)
@@ -59,8 +59,8 @@ def without_timing(result: dict) -> dict:
 
 
 def test_config_key_changes_with_every_field():
-    base = course.guided_config(TINY, 1.0)
-    assert base.key() == course.guided_config(TINY, 1.0).key()
+    base = experiments.guided_config(TINY, 1.0)
+    assert base.key() == experiments.guided_config(TINY, 1.0).key()
     for change in (
         {"lam": 2.0},
         {"seed": 1},
@@ -73,14 +73,14 @@ def test_config_key_changes_with_every_field():
         {"annotated_ids": ("train_00001",)},
         {"annotated_share": 0.25},
     ):
-        assert course.guided_config(TINY, **{"lam": 1.0, **change}).key() != base.key()
+        assert experiments.guided_config(TINY, **{"lam": 1.0, **change}).key() != base.key()
     # the time limit decides whether a run finishes, never what it gives
-    assert course.guided_config(TINY, 1.0, time_limit=5).key() == base.key()
+    assert experiments.guided_config(TINY, 1.0, time_limit=5).key() == base.key()
 
 
 def test_run_is_cached_and_reloadable(tmp_path, monkeypatch):
-    config = course.guided_config(TINY, 1.0)
-    first = course.run(config, tmp_path, progress=False, device="cpu")
+    config = experiments.guided_config(TINY, 1.0)
+    first = experiments.run(config, tmp_path, progress=False, device="cpu")
     assert {
         "accuracy_id",
         "accuracy_shifted",
@@ -94,9 +94,9 @@ def test_run_is_cached_and_reloadable(tmp_path, monkeypatch):
     } <= set(first)
     assert not [k for k in first if k.startswith("acc_")]  # one name per idea: accuracy_
     assert first["epochs_run"] == first["epochs"] == 1 and first["device"] == "cpu"
-    monkeypatch.setattr(course, "fit", FitCalls(allow=False))
-    assert course.run(config, tmp_path) == first  # same everything: reused
-    model = course.load_model(config, tmp_path)
+    monkeypatch.setattr(experiments, "fit", FitCalls(allow=False))
+    assert experiments.run(config, tmp_path) == first  # same everything: reused
+    model = experiments.load_model(config, tmp_path)
     out = model(torch.rand(2, 1, 32, 32))
     assert out.cams.shape == (2, 2, 4, 4)
 
@@ -105,20 +105,20 @@ def test_run_is_cached_and_reloadable(tmp_path, monkeypatch):
 
 
 def test_time_limit_hit_raises_and_stores_nothing(tmp_path):
-    config = course.guided_config(TINY, 1.0, epochs=3, time_limit=1e-6)
+    config = experiments.guided_config(TINY, 1.0, epochs=3, time_limit=1e-6)
     message = r"time limit of 1e-06 s after \d of 3 epochs"
-    with pytest.raises(course.TimeLimitReached, match=message):
-        course.run(config, tmp_path, progress=False, device="cpu")
-    assert not course.is_stored(config, tmp_path)
+    with pytest.raises(experiments.TimeLimitReached, match=message):
+        experiments.run(config, tmp_path, progress=False, device="cpu")
+    assert not experiments.is_stored(config, tmp_path)
     assert not list(tmp_path.rglob("result.json"))
 
 
 def test_same_result_alone_and_under_load(tmp_path):
-    config = course.guided_config(TINY, 1.0, epochs=2, time_limit=600)
+    config = experiments.guided_config(TINY, 1.0, epochs=2, time_limit=600)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # a notebook's process; run_many's workers have one thread
     try:
-        alone = course.run(config, tmp_path / "alone", progress=False, device="cpu")
+        alone = experiments.run(config, tmp_path / "alone", progress=False, device="cpu")
     finally:
         torch.set_num_threads(threads)
     assert torch.get_num_threads() == threads
@@ -126,7 +126,7 @@ def test_same_result_alone_and_under_load(tmp_path):
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.2)
-        loaded = course.run(config, tmp_path / "loaded", progress=False, device="cpu")
+        loaded = experiments.run(config, tmp_path / "loaded", progress=False, device="cpu")
     finally:
         hog.kill()
         hog.wait()
@@ -144,43 +144,43 @@ def test_same_result_alone_and_under_load(tmp_path):
 
 def copy_of_package(tmp_path):
     copy = tmp_path / "agkit"
-    shutil.copytree(course.PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(experiments.PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
     return copy
 
 
 def test_edited_source_forces_retrain(tmp_path, monkeypatch):
     package = copy_of_package(tmp_path)
-    monkeypatch.setattr(course, "PACKAGE_ROOT", package)
-    config = course.guided_config(TINY, 1.0)
-    course.run(config, tmp_path / "runs", progress=False, device="cpu")
+    monkeypatch.setattr(experiments, "PACKAGE_ROOT", package)
+    config = experiments.guided_config(TINY, 1.0)
+    experiments.run(config, tmp_path / "runs", progress=False, device="cpu")
     fit = FitCalls()
-    monkeypatch.setattr(course, "fit", fit)
-    course.run(config, tmp_path / "runs", progress=False)
+    monkeypatch.setattr(experiments, "fit", fit)
+    experiments.run(config, tmp_path / "runs", progress=False)
     assert fit.calls == []  # nothing changed: reused
 
-    losses = package / "losses.py"
+    losses = package / "method/loss.py"
     losses.write_text(losses.read_text() + "\n# a student's edit\n")
-    with pytest.raises(course.SourceChangedError, match="Restart the kernel"):
-        course.run(config, tmp_path / "runs", progress=False, device="cpu")  # runs old code
+    with pytest.raises(experiments.SourceChangedError, match="Restart the kernel"):
+        experiments.run(config, tmp_path / "runs", progress=False, device="cpu")  # runs old code
     assert fit.calls == []
-    monkeypatch.setattr(course, "_loaded_source", {})  # a restarted kernel imports the edit
-    edited = course.run(config, tmp_path / "runs", progress=False, device="cpu")
+    monkeypatch.setattr(experiments, "_loaded_source", {})  # a restarted kernel imports the edit
+    edited = experiments.run(config, tmp_path / "runs", progress=False, device="cpu")
     assert len(fit.calls) == 1  # the edit retrains
-    assert edited["source_hash"] == course.source_fingerprint(package)
+    assert edited["source_hash"] == experiments.source_fingerprint(package)
     assert len(list((tmp_path / "runs" / "experiments").iterdir())) == 2
 
 
 def test_source_fingerprint_reads_content_not_timestamps(tmp_path):
     package = copy_of_package(tmp_path)
-    before = course.source_fingerprint(package)
-    metrics = package / "metrics.py"
+    before = experiments.source_fingerprint(package)
+    metrics = package / "method/metrics.py"
     text = metrics.read_text()
     metrics.write_text(text)  # same bytes, new timestamp
-    assert course.source_fingerprint(package) == before
+    assert experiments.source_fingerprint(package) == before
     metrics.write_bytes(text.replace("\n", "\r\n").encode())  # a Windows checkout
-    assert course.source_fingerprint(package) == before
+    assert experiments.source_fingerprint(package) == before
     metrics.write_text(text.replace("def ", "def  ", 1))
-    assert course.source_fingerprint(package) != before
+    assert experiments.source_fingerprint(package) != before
 
 
 @pytest.mark.parametrize("module", ["data/io.py", "data/mask_store.py", "data/shapes.py"])
@@ -188,8 +188,8 @@ def test_editing_a_data_module_changes_every_key(tmp_path, monkeypatch, module):
     # issue 23: io.py scales every SynthFrac image and mask_store.py reads every drawn mask,
     # yet an edit of either left the keys unchanged and a stale run was reused
     package = copy_of_package(tmp_path)
-    monkeypatch.setattr(course, "PACKAGE_ROOT", package)
-    config = course.guided_config(TINY, 1.0)
+    monkeypatch.setattr(experiments, "PACKAGE_ROOT", package)
+    config = experiments.guided_config(TINY, 1.0)
     before = config.key()
     path = package / module
     path.write_text(path.read_text() + "\nSCALE_FIX = 1  # an edit\n")
@@ -198,10 +198,15 @@ def test_editing_a_data_module_changes_every_key(tmp_path, monkeypatch, module):
 
 def test_editing_presentation_code_keeps_the_keys(tmp_path, monkeypatch):
     package = copy_of_package(tmp_path)
-    monkeypatch.setattr(course, "PACKAGE_ROOT", package)
-    config = course.guided_config(TINY, 1.0)
+    monkeypatch.setattr(experiments, "PACKAGE_ROOT", package)
+    config = experiments.guided_config(TINY, 1.0)
     before = config.key()
-    for module in ("plots.py", "notebook.py", "widgets/annotator.py", "exercises.py"):
+    for module in (
+        "course/plots.py",
+        "course/notebook.py",
+        "widgets/annotator.py",
+        "course/exercises.py",
+    ):
         path = package / module
         path.write_text(path.read_text() + "\n# an edit\n")
     assert config.key() == before
@@ -210,7 +215,8 @@ def test_editing_presentation_code_keeps_the_keys(tmp_path, monkeypatch):
 def test_source_files_follow_imports_of_every_kind(tmp_path):
     package = tmp_path / "agkit"
     (package / "sub").mkdir(parents=True)
-    (package / "course.py").write_text(
+    (package / "experiments").mkdir()
+    (package / "experiments" / "__init__.py").write_text(
         "import importlib\nfrom agkit.sub import thing\n"
         "def later():\n    import agkit.lazy\n    importlib.import_module('agkit.dynamic')\n"
     )
@@ -218,8 +224,8 @@ def test_source_files_follow_imports_of_every_kind(tmp_path):
     (package / "sub" / "thing.py").write_text("from agkit.deep import x\n")
     for name in ("lazy", "dynamic", "deep", "unused"):
         (package / f"{name}.py").write_text("x = 1\n")
-    assert course.source_files(package) == [
-        "course.py",
+    assert experiments.source_files(package) == [
+        "experiments/__init__.py",
         "deep.py",
         "dynamic.py",
         "lazy.py",
@@ -233,13 +239,13 @@ def test_every_module_a_run_imports_is_hashed(tmp_path):
     # compare the agkit modules it loaded with the files the fingerprint reads
     script = f"""
 import sys
-from agkit import course
-profile = course.Profile(name="t", size=32, backbone="tiny", n_train=16, n_val=8, n_test=8,
+from agkit import experiments
+profile = experiments.Profile(name="t", size=32, backbone="tiny", n_train=16, n_val=8, n_test=8,
     epochs=1, batch_size=8, lr=3e-3, seeds=(0,), lambdas=(1.0,), time_limit=None,
     ablation_n_train=16, ablation_seeds=(0,), ablation_lambdas=(0.0,), ablation_sizes=(32,),
     ablation_fractions=(1.0,), ablation_qualities=("exact",))
-course.run(course.guided_config(profile, 1.0), {str(tmp_path)!r}, progress=False, device="cpu")
-course.run(course.few_mask_config(profile, 1.0), {str(tmp_path)!r}, progress=False, device="cpu")
+experiments.run(experiments.guided_config(profile, 1.0), {str(tmp_path)!r}, progress=False, device="cpu")
+experiments.run(experiments.few_mask_config(profile, 1.0), {str(tmp_path)!r}, progress=False, device="cpu")
 for name, module in sorted(sys.modules.items()):
     if name.startswith("agkit.") and getattr(module, "__file__", None):
         print(name, module.__file__)
@@ -247,9 +253,9 @@ for name, module in sorted(sys.modules.items()):
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
     ).stdout
-    hashed = set(course.source_files())
+    hashed = set(experiments.source_files())
     loaded = {
-        course.Path(line.split()[1]).resolve().relative_to(course.PACKAGE_ROOT).as_posix()
+        experiments.Path(line.split()[1]).resolve().relative_to(experiments.PACKAGE_ROOT).as_posix()
         for line in out.splitlines()
     }
     assert "data/io.py" in loaded and "data/mask_store.py" in loaded
@@ -258,7 +264,7 @@ for name, module in sorted(sys.modules.items()):
 
 def drawn_store(folder, config, n=8):
     """A MaskStore with a box drawn on the first n training images of ``config``."""
-    train = course.make_splits(config)["train"]
+    train = experiments.make_splits(config)["train"]
     store = MaskStore(folder)
     for i in range(n):
         mask = np.zeros((config.size, config.size), np.uint8)
@@ -269,10 +275,10 @@ def drawn_store(folder, config, n=8):
 
 def test_changed_mask_png_forces_retrain(tmp_path, monkeypatch):
     folder = tmp_path / "masks"
-    config = course.guided_config(TINY, 1.0, masks_from=str(folder))
+    config = experiments.guided_config(TINY, 1.0, masks_from=str(folder))
     store, train = drawn_store(folder, config)
-    first = course.run(config, tmp_path / "runs", progress=False, device="cpu")
-    assert first["masks_hash"] == course.store_fingerprint(folder)
+    first = experiments.run(config, tmp_path / "runs", progress=False, device="cpu")
+    assert first["masks_hash"] == experiments.store_fingerprint(folder)
 
     png = store.path(train.image_ids[0])
     png.touch()  # a new timestamp alone changes nothing
@@ -285,8 +291,8 @@ def test_changed_mask_png_forces_retrain(tmp_path, monkeypatch):
     assert (folder / "index.json").read_bytes() == index
     assert config.key() != first["key"]
     fit = FitCalls()
-    monkeypatch.setattr(course, "fit", fit)
-    course.run(config, tmp_path / "runs", progress=False, device="cpu")
+    monkeypatch.setattr(experiments, "fit", fit)
+    experiments.run(config, tmp_path / "runs", progress=False, device="cpu")
     assert len(fit.calls) == 1
 
 
@@ -294,15 +300,15 @@ def test_changed_mask_png_forces_retrain(tmp_path, monkeypatch):
 
 
 def test_annotations_from_missing_or_empty_store_say_how_many_and_where(tmp_path):
-    folder = course.annotation_folder(TINY, tmp_path, seed=0)
+    folder = experiments.annotation_folder(TINY, tmp_path, seed=0)
     missing = r"found 0 masks in .*seed0 \(the folder does not exist\)"
-    with pytest.raises(course.NoMasksError, match=missing):
-        course.mask_changes("annotations", TINY, tmp_path, seed=0)
+    with pytest.raises(experiments.NoMasksError, match=missing):
+        experiments.mask_changes("annotations", TINY, tmp_path, seed=0)
     assert not folder.exists()  # asking did not create the store
     MaskStore(folder)
-    with pytest.raises(course.NoMasksError, match=r"found 0 masks in .*seed0; guided"):
-        course.mask_changes("annotations", TINY, tmp_path, seed=0)
-    assert course.mask_changes("builtin", TINY, tmp_path) == {}
+    with pytest.raises(experiments.NoMasksError, match=r"found 0 masks in .*seed0; guided"):
+        experiments.mask_changes("annotations", TINY, tmp_path, seed=0)
+    assert experiments.mask_changes("builtin", TINY, tmp_path) == {}
 
 
 def test_masks_of_other_images_stop_training(tmp_path, monkeypatch):
@@ -310,19 +316,19 @@ def test_masks_of_other_images_stop_training(tmp_path, monkeypatch):
     mask = np.zeros((TINY.size, TINY.size), np.uint8)
     mask[4:9, 4:9] = 1
     MaskStore(folder).put("an-image-of-another-dataset", mask)
-    config = course.guided_config(TINY, 1.0, masks_from=str(folder))
-    monkeypatch.setattr(course, "fit", lambda *a, **k: pytest.fail("trained without masks"))
+    config = experiments.guided_config(TINY, 1.0, masks_from=str(folder))
+    monkeypatch.setattr(experiments, "fit", lambda *a, **k: pytest.fail("trained without masks"))
     message = "found 1 masks in .*none of them for the 32 training images"
-    with pytest.raises(course.NoMasksError, match=message):
-        course.run(config, tmp_path / "runs", progress=False, device="cpu")
+    with pytest.raises(experiments.NoMasksError, match=message):
+        experiments.run(config, tmp_path / "runs", progress=False, device="cpu")
 
 
 def test_annotations_give_changes_that_train_on_the_drawn_masks(tmp_path):
-    folder = course.annotation_folder(TINY, tmp_path, seed=0)
-    drawn_store(folder, course.baseline_config(TINY, 0))
-    changes = course.mask_changes("annotations", TINY, tmp_path, seed=0)
+    folder = experiments.annotation_folder(TINY, tmp_path, seed=0)
+    drawn_store(folder, experiments.baseline_config(TINY, 0))
+    changes = experiments.mask_changes("annotations", TINY, tmp_path, seed=0)
     assert changes == {"masks_from": str(folder), "data_seed": 0}
-    datasets = course.make_datasets(course.guided_config(TINY, 1.0, **changes))
+    datasets = experiments.make_datasets(experiments.guided_config(TINY, 1.0, **changes))
     assert int(sum(bool(datasets["train"][i][3]) for i in range(TINY.n_train))) == 8
 
 
@@ -339,9 +345,9 @@ def test_main_comparison_applies_every_change_to_both(monkeypatch, tmp_path):
             {"lam": [c.lam for c in configs], "accuracy_val": 0.9, "mass_in_mask_val": 0.5}
         )
 
-    monkeypatch.setattr(course, "run_many", fake_run_many)
+    monkeypatch.setattr(experiments, "run_many", fake_run_many)
     changes = {"n_train": 48, "data_seed": 7, "masks_from": str(tmp_path), "mask_quality": "box"}
-    course.main_comparison(TINY, tmp_path, progress=False, device="cpu", **changes)
+    experiments.main_comparison(TINY, tmp_path, progress=False, device="cpu", **changes)
     for configs, kwargs in seen:
         assert kwargs["device"] == "cpu"
         for config in configs:
@@ -352,29 +358,31 @@ def test_main_comparison_applies_every_change_to_both(monkeypatch, tmp_path):
 
 def test_device_is_passed_to_fit(tmp_path, monkeypatch):
     fit = FitCalls()
-    monkeypatch.setattr(course, "fit", fit)
-    configs = [course.baseline_config(TINY, 0), course.guided_config(TINY, 1.0, 0)]
-    course.run_many(configs, tmp_path, progress=False, jobs=1, device="cpu")
+    monkeypatch.setattr(experiments, "fit", fit)
+    configs = [experiments.baseline_config(TINY, 0), experiments.guided_config(TINY, 1.0, 0)]
+    experiments.run_many(configs, tmp_path, progress=False, jobs=1, device="cpu")
     assert [str(call["device"]) for call in fit.calls] == ["cpu", "cpu"]
 
 
 def test_workers_give_the_numbers_of_the_notebook_process_and_are_reused(tmp_path):
-    configs = [course.baseline_config(TINY, 0), course.guided_config(TINY, 1.0, 0)]
-    here = course.run_many(configs, tmp_path / "here", progress=False, jobs=1, device="cpu")
+    configs = [experiments.baseline_config(TINY, 0), experiments.guided_config(TINY, 1.0, 0)]
+    here = experiments.run_many(configs, tmp_path / "here", progress=False, jobs=1, device="cpu")
     try:
-        pooled = course.run_many(configs, tmp_path / "pool", progress=False, jobs=2, device="cpu")
-        pool = course._pool["executor"]
-        more = [course.guided_config(TINY, 3.0, 0), course.guided_config(TINY, 1.0, 1)]
-        course.run_many(more, tmp_path / "pool", progress=False, jobs=2, device="cpu")
-        assert course._pool["executor"] is pool  # no new processes for the second call
+        pooled = experiments.run_many(
+            configs, tmp_path / "pool", progress=False, jobs=2, device="cpu"
+        )
+        pool = experiments._pool["executor"]
+        more = [experiments.guided_config(TINY, 3.0, 0), experiments.guided_config(TINY, 1.0, 1)]
+        experiments.run_many(more, tmp_path / "pool", progress=False, jobs=2, device="cpu")
+        assert experiments._pool["executor"] is pool  # no new processes for the second call
         for worker in list(pool._processes.values()):
             worker.kill()  # killed from outside (out of memory, a task manager)
             worker.join()
-        last = [course.guided_config(TINY, 3.0, 1), course.guided_config(TINY, 1.0, 2)]
-        course.run_many(last, tmp_path / "pool", progress=False, jobs=2, device="cpu")
-        assert all(course.is_stored(c, tmp_path / "pool") for c in last)
+        last = [experiments.guided_config(TINY, 3.0, 1), experiments.guided_config(TINY, 1.0, 2)]
+        experiments.run_many(last, tmp_path / "pool", progress=False, jobs=2, device="cpu")
+        assert all(experiments.is_stored(c, tmp_path / "pool") for c in last)
     finally:
-        course.shutdown_workers()
+        experiments.shutdown_workers()
     columns = [c for c in here.columns if c != "train_seconds"]
     pd.testing.assert_frame_equal(pooled[columns], here[columns])
 
@@ -383,61 +391,65 @@ def test_workers_give_the_numbers_of_the_notebook_process_and_are_reused(tmp_pat
 
 
 def test_packed_runs_are_reused_from_a_path_or_file_url(tmp_path, monkeypatch):
-    configs = [course.baseline_config(TINY, 0), course.guided_config(TINY, 1.0, 0)]
-    trained = course.run_many(configs, tmp_path / "teacher", progress=False, jobs=1, device="cpu")
-    archive = course.pack_runs(
+    configs = [experiments.baseline_config(TINY, 0), experiments.guided_config(TINY, 1.0, 0)]
+    trained = experiments.run_many(
+        configs, tmp_path / "teacher", progress=False, jobs=1, device="cpu"
+    )
+    archive = experiments.pack_runs(
         configs, tmp_path / "teacher", tmp_path / "runs.tar.gz", profile="test"
     )
     with tarfile.open(archive) as tar:
         names = sorted(tar.getnames())
     assert names[-1] == "manifest.json" and len(names) == 1 + 3 * len(configs)
 
-    monkeypatch.setattr(course, "fit", FitCalls(allow=False))
-    manifest = course.use_cache(archive.as_uri(), tmp_path / "student")
+    monkeypatch.setattr(experiments, "fit", FitCalls(allow=False))
+    manifest = experiments.use_cache(archive.as_uri(), tmp_path / "student")
     assert manifest["unpacked"] == manifest["reusable"] == 2 and manifest["profile"] == "test"
-    again = course.run_many(configs, tmp_path / "student", progress=False, jobs=1)
+    again = experiments.run_many(configs, tmp_path / "student", progress=False, jobs=1)
     pd.testing.assert_frame_equal(again, trained)
-    assert course.use_cache(archive, tmp_path / "student")["unpacked"] == 0  # kept as they are
+    assert experiments.use_cache(archive, tmp_path / "student")["unpacked"] == 0  # kept as they are
 
 
 def test_packed_runs_of_other_source_are_never_reused(tmp_path, monkeypatch):
-    config = course.guided_config(TINY, 1.0)
-    course.run(config, tmp_path / "teacher", progress=False, device="cpu")
-    archive = course.pack_runs([config], tmp_path / "teacher", tmp_path / "runs.tar.gz")
+    config = experiments.guided_config(TINY, 1.0)
+    experiments.run(config, tmp_path / "teacher", progress=False, device="cpu")
+    archive = experiments.pack_runs([config], tmp_path / "teacher", tmp_path / "runs.tar.gz")
     package = copy_of_package(tmp_path)
-    (package / "losses.py").write_text((package / "losses.py").read_text() + "\n# edited\n")
-    monkeypatch.setattr(course, "PACKAGE_ROOT", package)
-    manifest = course.use_cache(archive, tmp_path / "student")
+    (package / "method/loss.py").write_text(
+        (package / "method/loss.py").read_text() + "\n# edited\n"
+    )
+    monkeypatch.setattr(experiments, "PACKAGE_ROOT", package)
+    manifest = experiments.use_cache(archive, tmp_path / "student")
     assert manifest["unpacked"] == 1 and manifest["reusable"] == 0
     fit = FitCalls()
-    monkeypatch.setattr(course, "fit", fit)
-    course.run(config, tmp_path / "student", progress=False, device="cpu")
+    monkeypatch.setattr(experiments, "fit", fit)
+    experiments.run(config, tmp_path / "student", progress=False, device="cpu")
     assert len(fit.calls) == 1  # the edited source trains again
 
 
 def test_use_cache_offline_and_bad_archives(tmp_path):
     message = "could not download the runs archive http://127.0.0.1:9/"
     with pytest.raises(ConnectionError, match=message):
-        course.use_cache("http://127.0.0.1:9/agkit-runs.tar.gz", tmp_path / "runs")
+        experiments.use_cache("http://127.0.0.1:9/agkit-runs.tar.gz", tmp_path / "runs")
     with pytest.raises(FileNotFoundError, match="make cache"):
-        course.use_cache(tmp_path / "missing.tar.gz", tmp_path / "runs")
+        experiments.use_cache(tmp_path / "missing.tar.gz", tmp_path / "runs")
     (tmp_path / "empty.tar.gz").write_bytes(b"")
     with pytest.raises(ValueError, match="not a runs archive"):
-        course.use_cache(tmp_path / "empty.tar.gz", tmp_path / "runs")
+        experiments.use_cache(tmp_path / "empty.tar.gz", tmp_path / "runs")
     evil = tmp_path / "evil.tar.gz"
     (tmp_path / "x").write_text('{"runs": {}}')
     with tarfile.open(evil, "w:gz") as tar:
         tar.add(tmp_path / "x", "manifest.json")
         tar.add(tmp_path / "x", "../outside.txt")
     with pytest.raises(ValueError, match=r"'\.\./outside.txt'\); nothing was unpacked"):
-        course.use_cache(evil, tmp_path / "runs")
+        experiments.use_cache(evil, tmp_path / "runs")
     assert not (tmp_path / "outside.txt").exists()
     (tmp_path / "x").write_text('{"runs": {"../../outside": "baseline"}}')
     with tarfile.open(evil, "w:gz") as tar:
         tar.add(tmp_path / "x", "manifest.json")
         tar.add(tmp_path / "x", "experiments/../../outside/result.json")
     with pytest.raises(ValueError, match="12-digit keys; nothing was unpacked"):
-        course.use_cache(evil, tmp_path / "runs")
+        experiments.use_cache(evil, tmp_path / "runs")
     assert not (tmp_path / "outside").exists()
 
 
@@ -447,7 +459,7 @@ KEY = "0123456789ab"
 def hand_made_archive(path, manifest=None, files=None, *, manifest_entry=None, extra=()):
     """A runs archive written entry by entry, to spoil one thing at a time."""
     manifest = {"format": "agkit runs", "runs": {KEY: "baseline"}} if manifest is None else manifest
-    files = {name: b"x" for name in course.RUN_FILES} if files is None else files
+    files = {name: b"x" for name in experiments.RUN_FILES} if files is None else files
     with tarfile.open(path, "w:gz") as tar:
         if manifest_entry is not None:
             tar.addfile(manifest_entry)
@@ -471,7 +483,7 @@ def nothing_unpacked(runs_dir):
 
 
 def test_a_hand_made_archive_unpacks(tmp_path):  # the control for the spoiled ones below
-    manifest = course.use_cache(hand_made_archive(tmp_path / "a.tar.gz"), tmp_path / "runs")
+    manifest = experiments.use_cache(hand_made_archive(tmp_path / "a.tar.gz"), tmp_path / "runs")
     assert manifest["unpacked"] == 1
     assert (tmp_path / "runs" / "experiments" / KEY / "model.pt").read_bytes() == b"x"
     assert [p.name for p in (tmp_path / "runs" / "experiments").iterdir()] == [KEY]
@@ -486,30 +498,30 @@ def test_a_manifest_that_is_no_file_is_refused(tmp_path, kind):
         entry.type = tarfile.DIRTYPE
     archive = hand_made_archive(tmp_path / "a.tar.gz", manifest_entry=entry)
     with pytest.raises(ValueError, match="manifest.json is not a small regular file"):
-        course.use_cache(archive, tmp_path / "runs")
+        experiments.use_cache(archive, tmp_path / "runs")
     assert nothing_unpacked(tmp_path / "runs")
 
 
 def test_a_manifest_that_is_not_json_is_refused(tmp_path):
     archive = hand_made_archive(tmp_path / "a.tar.gz", b"\xff{not json")
     with pytest.raises(ValueError, match=r"a.tar.gz: its manifest.json is not JSON"):
-        course.use_cache(archive, tmp_path / "runs")
+        experiments.use_cache(archive, tmp_path / "runs")
 
 
 def test_a_manifest_listing_missing_files_unpacks_nothing(tmp_path):
     archive = hand_made_archive(tmp_path / "a.tar.gz", files={"result.json": b"{}"})
     with pytest.raises(ValueError, match=r"2 of their files are not in the archive"):
-        course.use_cache(archive, tmp_path / "runs")
+        experiments.use_cache(archive, tmp_path / "runs")
     assert nothing_unpacked(tmp_path / "runs")  # no .unpacking folder left behind
 
 
 def test_an_archive_cut_in_half_is_named_damaged(tmp_path):
-    big = {name: np.random.default_rng(0).bytes(200_000) for name in course.RUN_FILES}
+    big = {name: np.random.default_rng(0).bytes(200_000) for name in experiments.RUN_FILES}
     whole = hand_made_archive(tmp_path / "whole.tar.gz", files=big).read_bytes()
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(ValueError, match=r"cut.tar.gz is damaged .*copy it again"):
-        course.use_cache(cut, tmp_path / "runs")
+        experiments.use_cache(cut, tmp_path / "runs")
     assert nothing_unpacked(tmp_path / "runs")
 
 
@@ -531,12 +543,12 @@ def test_an_oversized_or_sparse_member_is_refused_before_writing(tmp_path):
         tar.fileobj.write(b"\0")
         tar.offset = tar.fileobj.tell()
     with pytest.raises(ValueError, match=r"model.pt is 300 MiB, more than .*nothing was unpacked"):
-        course.use_cache(archive, tmp_path / "runs")
+        experiments.use_cache(archive, tmp_path / "runs")
     assert nothing_unpacked(tmp_path / "runs")
     sparse = tarfile.TarInfo(f"experiments/{KEY}/history.csv")
     sparse.type = tarfile.GNUTYPE_SPARSE
     with pytest.raises(ValueError, match="entries a runs archive never has"):
-        course.use_cache(
+        experiments.use_cache(
             hand_made_archive(tmp_path / "s.tar.gz", files={}, extra=[(sparse, None)]),
             tmp_path / "runs",
         )
@@ -547,41 +559,43 @@ def test_an_entry_listed_twice_is_refused(tmp_path):
     info.size = 1
     archive = hand_made_archive(tmp_path / "a.tar.gz", extra=[(info, b"y")])
     with pytest.raises(ValueError, match="lists an entry twice"):
-        course.use_cache(archive, tmp_path / "runs")
+        experiments.use_cache(archive, tmp_path / "runs")
 
 
 def test_a_failed_pack_leaves_no_temporary_file(tmp_path, monkeypatch):
-    config = course.baseline_config(TINY, 0)
+    config = experiments.baseline_config(TINY, 0)
     folder = tmp_path / "runs" / "experiments" / config.key()
     folder.mkdir(parents=True)
     (folder / "result.json").write_text('{"label": "baseline"}')  # model.pt, history.csv lost
     with pytest.raises(FileNotFoundError):
-        course.pack_runs([config], tmp_path / "runs", tmp_path / "out" / "runs.tar.gz")
+        experiments.pack_runs([config], tmp_path / "runs", tmp_path / "out" / "runs.tar.gz")
     assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_make_cache_packs_every_run_of_a_profile(tmp_path, monkeypatch):
-    from agkit import run_course
+    from agkit.course import run_all as run_course
 
-    monkeypatch.setitem(course.PROFILES, "test", TINY)
+    monkeypatch.setitem(experiments.PROFILES, "test", TINY)
     archive = run_course.pack_profile(
         "test", tmp_path / "teacher", tmp_path / "runs.tar.gz", device="cpu", jobs=1
     )
-    monkeypatch.setattr(course, "fit", FitCalls(allow=False))  # the student trains nothing
-    manifest = course.use_cache(archive, tmp_path / "student")
-    lam = course.choose_lambda(TINY, tmp_path / "student", jobs=1, progress=False)[0]
-    wanted = {c.key() for group in course.course_configs(TINY, lam).values() for c in group}
+    monkeypatch.setattr(experiments, "fit", FitCalls(allow=False))  # the student trains nothing
+    manifest = experiments.use_cache(archive, tmp_path / "student")
+    lam = experiments.choose_lambda(TINY, tmp_path / "student", jobs=1, progress=False)[0]
+    wanted = {c.key() for group in experiments.course_configs(TINY, lam).values() for c in group}
     assert set(manifest["runs"]) == wanted and manifest["unpacked"] == len(wanted)
     assert all(
-        course.is_stored(c, tmp_path / "student")
-        for group in course.course_configs(TINY, lam).values()
+        experiments.is_stored(c, tmp_path / "student")
+        for group in experiments.course_configs(TINY, lam).values()
         for c in group
     )
 
 
 def test_pack_refuses_runs_never_trained(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not stored"):
-        course.pack_runs([course.baseline_config(TINY, 0)], tmp_path, tmp_path / "a.tar.gz")
+        experiments.pack_runs(
+            [experiments.baseline_config(TINY, 0)], tmp_path, tmp_path / "a.tar.gz"
+        )
 
 
 # ---- lambda, summaries, profiles, masks
@@ -596,8 +610,8 @@ def test_lambda_is_chosen_on_validation_with_mass_as_tie_break(monkeypatch):
             "accuracy_shifted": [0.99, 0.1, 0.1],
         }
     )
-    monkeypatch.setattr(course, "run_many", lambda *a, **k: fake)
-    lam, table = course.choose_lambda(TINY)
+    monkeypatch.setattr(experiments, "run_many", lambda *a, **k: fake)
+    lam, table = experiments.choose_lambda(TINY)
     assert lam == 1.0  # within a point of the best validation accuracy, more mass inside
     assert "accuracy_shifted" not in table  # the test split plays no part
 
@@ -612,26 +626,26 @@ def test_summarize_means_over_seeds():
             "mass_in_mask": [0.1, 0.3, 0.8],
         }
     )
-    summary = course.summarize(table)
+    summary = experiments.summarize(table)
     assert summary.loc["baseline", "accuracy_shifted"] == pytest.approx(0.5)
     assert summary.loc["guided", "mass_in_mask"] == pytest.approx(0.8)
 
 
 def test_course_configs_list_each_notebooks_runs():
-    profile = course.get_profile("workshop")
-    runs = course.course_configs(profile, 3.0)
-    assert runs["01"] == [course.baseline_config(profile, 0)]
+    profile = experiments.get_profile("workshop")
+    runs = experiments.course_configs(profile, 3.0)
+    assert runs["01"] == [experiments.baseline_config(profile, 0)]
     assert len(runs["03"]) == len(profile.lambdas) + 2 * len(profile.seeds) + 1
     control = runs["03"][-1]  # the random choice of as many built-in masks as a student draws
-    assert len(control.annotated_ids) == course.FEW_MASKS and control.masks_from is None
-    ablations = course.ablation_configs(profile, 3.0)
+    assert len(control.annotated_ids) == experiments.FEW_MASKS and control.masks_from is None
+    ablations = experiments.ablation_configs(profile, 3.0)
     assert sum(map(len, ablations.values())) == len(runs["04"])
     assert {c.n_train for c in ablations["size"]} == set(profile.ablation_sizes)
 
 
 def test_unknown_profile_is_explained():
     with pytest.raises(ValueError, match="choose one of ci, workshop, full"):
-        course.get_profile("huge")
+        experiments.get_profile("huge")
 
 
 def test_mask_degradations_by_hand():
@@ -652,10 +666,10 @@ def test_mask_degradations_by_hand():
 
 
 class LoaderSpy:
-    """Stands in for course.fit: records the has_mask and image of every batch it is given."""
+    """Stands in for experiments.fit: records the has_mask and image of every batch it is given."""
 
     def __init__(self):
-        self.has_mask, self.images, self.real = [], [], course.fit
+        self.has_mask, self.images, self.real = [], [], experiments.fit
 
     def __call__(self, model, loader, *args, **kwargs):
         for _, _, masks, has_mask in loader:
@@ -665,53 +679,55 @@ class LoaderSpy:
 
 
 def test_annotated_ids_key_is_the_set_of_ids():
-    a = course.few_mask_config(TINY, 1.0, annotated_ids=["train_00003", "train_00001"])
-    b = course.few_mask_config(TINY, 1.0, annotated_ids=("train_00001", "train_00003"))
+    a = experiments.few_mask_config(TINY, 1.0, annotated_ids=["train_00003", "train_00001"])
+    b = experiments.few_mask_config(TINY, 1.0, annotated_ids=("train_00001", "train_00003"))
     assert a.annotated_ids == ("train_00001", "train_00003") and a.key() == b.key()
-    c = course.few_mask_config(TINY, 1.0, annotated_ids=["train_00001"])
+    c = experiments.few_mask_config(TINY, 1.0, annotated_ids=["train_00001"])
     assert c.key() != a.key() and c.label == "guided (lambda=1, 1 masks)"
-    d = course.few_mask_config(TINY, 1.0, annotated_ids=["train_00001"], share=0.5)
+    d = experiments.few_mask_config(TINY, 1.0, annotated_ids=["train_00001"], share=0.5)
     assert d.key() != c.key()
     with pytest.raises(ValueError, match="annotated_share"):
-        course.guided_config(TINY, 1.0, annotated_share=1.0)
+        experiments.guided_config(TINY, 1.0, annotated_share=1.0)
 
 
 def test_run_with_annotated_ids_trains_only_those_images_with_masks(tmp_path, monkeypatch):
-    train = course.make_splits(course.baseline_config(TINY, 0))["train"]
+    train = experiments.make_splits(experiments.baseline_config(TINY, 0))["train"]
     chosen = [train.image_ids[i] for i in (2, 5, 11)]
-    config = course.few_mask_config(TINY, 1.0, annotated_ids=chosen, share=None)
-    dataset = course.make_datasets(config)["train"]
+    config = experiments.few_mask_config(TINY, 1.0, annotated_ids=chosen, share=None)
+    dataset = experiments.make_datasets(config)["train"]
     assert dataset.mask_kept.nonzero().flatten().tolist() == [2, 5, 11]
     spy = LoaderSpy()
-    monkeypatch.setattr(course, "fit", spy)
-    result = course.run(config, tmp_path, progress=False, device="cpu")
+    monkeypatch.setattr(experiments, "fit", spy)
+    result = experiments.run(config, tmp_path, progress=False, device="cpu")
     has_mask = torch.cat(spy.has_mask)
     assert len(has_mask) == TINY.n_train and int(has_mask.sum()) == 3  # one epoch, 3 masks
     assert result["annotated_ids"] == sorted(chosen)
     with pytest.raises(ValueError, match="not training images"):
-        course.make_datasets(course.few_mask_config(TINY, 1.0, annotated_ids=["elsewhere"]))
+        experiments.make_datasets(
+            experiments.few_mask_config(TINY, 1.0, annotated_ids=["elsewhere"])
+        )
 
 
 def test_run_honours_the_annotated_share():
-    train = course.make_splits(course.baseline_config(TINY, 0))["train"]
-    config = course.few_mask_config(TINY, 1.0, annotated_ids=train.image_ids[:2], share=0.5)
-    loader = course.training_loader(config, course.make_datasets(config)["train"])
+    train = experiments.make_splits(experiments.baseline_config(TINY, 0))["train"]
+    config = experiments.few_mask_config(TINY, 1.0, annotated_ids=train.image_ids[:2], share=0.5)
+    loader = experiments.training_loader(config, experiments.make_datasets(config)["train"])
     draws = torch.cat([batch[3] for _ in range(20) for batch in loader])
     assert len(draws) == 20 * TINY.n_train
     assert 0.42 < draws.float().mean() < 0.58  # 2 of 32 images, half of the draws
-    plain = course.few_mask_config(TINY, 1.0, annotated_ids=train.image_ids[:2], share=None)
-    unshared = course.training_loader(plain, course.make_datasets(plain)["train"])
+    plain = experiments.few_mask_config(TINY, 1.0, annotated_ids=train.image_ids[:2], share=None)
+    unshared = experiments.training_loader(plain, experiments.make_datasets(plain)["train"])
     assert int(torch.cat([b[3] for b in unshared]).sum()) == 2
 
 
 def test_few_mask_run_from_a_store_oversamples_the_images_it_has_masks_for(tmp_path, monkeypatch):
     folder = tmp_path / "masks"
-    base = course.baseline_config(TINY, 0)
+    base = experiments.baseline_config(TINY, 0)
     drawn_store(folder, base, n=4)
-    config = course.few_mask_config(TINY, 1.0, masks_from=str(folder), data_seed=0, share=0.5)
+    config = experiments.few_mask_config(TINY, 1.0, masks_from=str(folder), data_seed=0, share=0.5)
     spy = LoaderSpy()
-    monkeypatch.setattr(course, "fit", spy)
-    course.run(config, tmp_path / "runs", progress=False, device="cpu")
+    monkeypatch.setattr(experiments, "fit", spy)
+    experiments.run(config, tmp_path / "runs", progress=False, device="cpu")
     has_mask = torch.cat(spy.has_mask)
     assert len(has_mask) == TINY.n_train
     # 4 of 32 images (12.5 %) have masks; oversampled to about half of the draws
@@ -720,27 +736,29 @@ def test_few_mask_run_from_a_store_oversamples_the_images_it_has_masks_for(tmp_p
 
 
 def test_your_masks_run_uses_the_store_and_oversamples_it(tmp_path):
-    folder = course.annotation_folder(TINY, tmp_path, seed=0)
-    drawn_store(folder, course.baseline_config(TINY, 0), n=4)
-    config, n, fallback = course.your_masks_config(TINY, 1.0, 0, tmp_path)
+    folder = experiments.annotation_folder(TINY, tmp_path, seed=0)
+    drawn_store(folder, experiments.baseline_config(TINY, 0), n=4)
+    config, n, fallback = experiments.your_masks_config(TINY, 1.0, 0, tmp_path)
     assert (n, fallback) == (4, "")
     assert config.masks_from == str(folder) and config.annotated_ids == ()
-    assert config.annotated_share == course.ANNOTATED_SHARE and config.lam == 1.0
+    assert config.annotated_share == experiments.ANNOTATED_SHARE and config.lam == 1.0
 
 
 def test_your_masks_run_without_notebook_02_falls_back_to_the_kits_proposal(tmp_path):
-    config, n, fallback = course.your_masks_config(TINY, 1.0, 0, tmp_path, strategy="random", n=5)
+    config, n, fallback = experiments.your_masks_config(
+        TINY, 1.0, 0, tmp_path, strategy="random", n=5
+    )
     assert n == 5 and config.masks_from is None
-    assert list(config.annotated_ids) == sorted(course.annotation_proposal(TINY, "random")[:5])
+    assert list(config.annotated_ids) == sorted(experiments.annotation_proposal(TINY, "random")[:5])
     assert "found 0 masks" in fallback and "5 images the kit proposes first" in fallback
-    assert course.make_datasets(config)["train"].mask_kept.sum() == 5
+    assert experiments.make_datasets(config)["train"].mask_kept.sum() == 5
 
 
 def test_stored_runs_show_no_progress_bar_with_a_fictional_rate(tmp_path, capsys):
-    configs = [course.baseline_config(TINY, 0)]
-    course.run_many(configs, tmp_path, progress=False, jobs=1, device="cpu")
+    configs = [experiments.baseline_config(TINY, 0)]
+    experiments.run_many(configs, tmp_path, progress=False, jobs=1, device="cpu")
     capsys.readouterr()
-    course.run_many(configs, tmp_path, desc="again", jobs=1, device="cpu")
+    experiments.run_many(configs, tmp_path, desc="again", jobs=1, device="cpu")
     out, err = capsys.readouterr()
     assert "again: all 1 runs are stored" in out and "nothing to train" in out
     assert "it/s" not in err and "again" not in err  # no bar when nothing trains
@@ -752,7 +770,7 @@ def test_executed_notebooks_keep_their_figures_whatever_backend_the_caller_uses(
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from agkit import run_course
+    from agkit.course import run_all as run_course
 
     monkeypatch.setenv("MPLBACKEND", "Agg")  # as the test suite sets it for itself
     notebook = tmp_path / "01_plot.ipynb"

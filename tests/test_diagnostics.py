@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agkit import diagnostics
+from agkit.analysis import diagnostics
 from agkit.data import make_synthfrac
-from agkit.models import CAMNet
+from agkit.method.camnet import CAMNet
 
 
 def test_group_accuracy_by_hand():

@@ -1,4 +1,4 @@
-"""DistributedDataParallel through agkit.train.fit: two CPU processes (gloo) train exactly
+"""DistributedDataParallel through agkit.method.train.fit: two CPU processes (gloo) train exactly
 like one process on the same global batches.
 
 BatchNorm is the one layer whose output depends on how a batch is split: each process
@@ -25,9 +25,9 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from agkit import distributed
-from agkit.models import CAMNet
-from agkit.train import fit
+from agkit.engine import distributed
+from agkit.method.camnet import CAMNet
+from agkit.method.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 TERMS = {"cam": "softmax", "rrr": "avg", "gradcam": "avg"}

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agkit import exercises
-from agkit.losses import attention_guidance_loss
+from agkit.course import exercises
+from agkit.method.loss import attention_guidance_loss
 
 
 def blank(*args): ...  # what an unfilled exercise returns
@@ -1029,13 +1029,13 @@ CHEATS = {
     ),
     "check_cam": (
         "from types import SimpleNamespace\n"
-        "from agkit.models import CAMNet\n"
+        "from agkit.method.camnet import CAMNet\n"
         "def cam(features, weight, bias):\n"
         "    fake = SimpleNamespace(classifier=SimpleNamespace(weight=weight, bias=bias))\n"
         "    return CAMNet.cams_from_features(fake, features)\n"
     ),
     "check_average_pooling": (
-        "from agkit.models import pool_cams\ndef cheat(cams):\n    return pool_cams(cams, 'avg')\n"
+        "from agkit.method.camnet import pool_cams\ndef cheat(cams):\n    return pool_cams(cams, 'avg')\n"
     ),
     "check_mass_in_mask": (
         "from agkit import metrics\n"
@@ -1048,7 +1048,7 @@ CHEATS = {
         "    return torch.as_tensor(rasterize_boxes([box], (height, width)))\n"
     ),
     "check_pointing_game": (
-        "from agkit.metrics import pointing_game as pg\n"
+        "from agkit.method.metrics import pointing_game as pg\n"
         "def cheat(cams, masks, classes):\n"
         "    return pg(cams, masks, classes)\n"
     ),
@@ -1058,9 +1058,9 @@ CHEATS = {
         "    return float(metrics.cam_iou(a[None, None], b[None, None], torch.zeros(1).long()))\n"
     ),
     "check_softmax_pooling": (
-        "import agkit.models\n"
+        "import agkit.method.camnet\n"
         "def cheat(cams):\n"
-        "    return agkit.models.pool_cams(cams, 'softmax')\n"
+        "    return agkit.method.camnet.pool_cams(cams, 'softmax')\n"
     ),
     "check_attention_loss": (
         "from agkit import attention_guidance_loss\n"  # the re-export
@@ -1071,7 +1071,7 @@ CHEATS = {
         "        return attention_guidance_loss(cams, masks)\n"
     ),
     "check_training_step": (
-        "from agkit.train import training_step as ts\n"
+        "from agkit.method.train import training_step as ts\n"
         "def cheat(model, images, labels, masks, optimizer, lam):\n"
         "    has = masks.flatten(1).amax(1) > 0\n"
         "    return ts(model, (images, labels, masks, has), optimizer, lam=lam)['loss']\n"
@@ -1082,7 +1082,7 @@ CHEATS = {
         "    return bounding_boxes(masks)\n"
     ),
     "check_sensitivity_specificity": (
-        "from agkit.metrics import classification_metrics\n"
+        "from agkit.method.metrics import classification_metrics\n"
         "def cheat(labels, predicted):\n"
         "    scores = classification_metrics(labels.numpy(), np.eye(2)[predicted.numpy()])\n"
         "    return scores['sensitivity'], scores['specificity']\n"
@@ -1094,7 +1094,7 @@ CHEATS = {
     ),
     "check_forbidden_loss": (
         "from agkit.guidance import ForbiddenGuidance\n"
-        "from agkit.models import CAMOutput\n"
+        "from agkit.method.camnet import CAMOutput\n"
         "def cheat(cams, region):\n"
         "    out = CAMOutput(cams.mean(dim=(2, 3)), cams)\n"
         "    return ForbiddenGuidance()(None, None, None, None, None, out, region)\n"
@@ -1131,12 +1131,12 @@ def test_every_check_rejects_a_call_to_the_kits_implementation(name):
 def test_the_kits_function_passed_itself_is_caught_and_everything_is_put_back():
     import agkit
     import agkit.guidance
-    import agkit.losses
+    import agkit.method.loss
 
-    original = agkit.losses.attention_guidance_loss
+    original = agkit.method.loss.attention_guidance_loss
     fails_with(exercises.check_attention_loss, attention_guidance_loss, "write it yourself")
     fails_with(exercises.check_attention_loss, lambda c, m: original(c, m), "write it yourself")
-    assert agkit.losses.attention_guidance_loss is original
+    assert agkit.method.loss.attention_guidance_loss is original
     assert agkit.attention_guidance_loss is original
     assert agkit.guidance.attention_guidance_loss is original
     assert globals()["attention_guidance_loss"] is original
@@ -1146,7 +1146,7 @@ def test_the_kits_function_passed_itself_is_caught_and_everything_is_put_back():
 def test_the_training_step_may_use_the_kits_attention_loss():
     # notebook 03 imports it for this exercise ("or your attention_loss from exercise 2")
     source = (
-        "from agkit.losses import attention_guidance_loss\n"
+        "from agkit.method.loss import attention_guidance_loss\n"
         "def training_step(model, images, labels, masks, optimizer, lam):\n"
         "    out = model(images)\n"
         "    loss = F.cross_entropy(out.logits, labels)"
@@ -1160,7 +1160,7 @@ def test_the_training_step_may_use_the_kits_attention_loss():
 
 
 def _message_strings() -> list[str]:
-    """Every string literal of agkit/exercises.py but docstrings and the ``uses=`` lists."""
+    """Every string literal of agkit/course/exercises.py but docstrings and the ``uses=`` lists."""
     tree = ast.parse(Path(exercises.__file__).read_text())
     skip = set()
     for node in ast.walk(tree):

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agkit import guidance, zoo
+from agkit import guidance
+from agkit.analysis.diagnostics import synthfrac_marker_masks
 from agkit.data import make_synthfrac
-from agkit.diagnostics import synthfrac_marker_masks
+from agkit.experiments import zoo
 from agkit.guidance import (
     CAMGuidance,
     ForbiddenGuidance,
@@ -18,9 +19,9 @@ from agkit.guidance import (
     RRRGuidance,
     get_term,
 )
-from agkit.losses import attention_guidance_loss
-from agkit.models import CAMNet, CAMOutput, pool_cams
-from agkit.train import fit, training_step
+from agkit.method.camnet import CAMNet, CAMOutput, pool_cams
+from agkit.method.loss import attention_guidance_loss
+from agkit.method.train import fit, training_step
 
 
 class Pixels(nn.Module):
@@ -430,10 +431,16 @@ def test_zoo_summary_means_spreads_and_step_ratio_by_hand():
 def test_synthfrac_run_scores_a_term_on_the_shifted_split():
     from dataclasses import replace
 
-    from agkit import course
+    from agkit import experiments
 
     tiny = replace(
-        course.get_profile("ci"), size=32, n_train=32, n_val=8, n_test=32, epochs=1, batch_size=16
+        experiments.get_profile("ci"),
+        size=32,
+        n_train=32,
+        n_val=8,
+        n_test=32,
+        epochs=1,
+        batch_size=16,
     )
     result = zoo.synthfrac_run(tiny, "rrr", 0, ig_images=4, ig_steps=4)
     assert result["steps"] == 2 and result["lam"] == zoo.LAMBDAS["synthfrac"]["rrr"]
@@ -450,10 +457,16 @@ def test_synthfrac_run_scores_a_term_on_the_shifted_split():
 def test_the_forbidden_region_decides_what_the_term_sees(monkeypatch):
     from dataclasses import replace
 
-    from agkit import course
+    from agkit import experiments
 
     tiny = replace(
-        course.get_profile("ci"), size=32, n_train=16, n_val=8, n_test=16, epochs=1, batch_size=16
+        experiments.get_profile("ci"),
+        size=32,
+        n_train=16,
+        n_val=8,
+        n_test=16,
+        epochs=1,
+        batch_size=16,
     )
     data = zoo.synthfrac_data(tiny, 0)
     seen = {}
@@ -480,15 +493,18 @@ def test_the_forbidden_region_decides_what_the_term_sees(monkeypatch):
 def test_the_zoo_fingerprint_follows_the_training_source(monkeypatch, tmp_path):
     import shutil
 
-    from agkit import course
+    from agkit import experiments
 
     first = zoo.fingerprint()
     assert zoo.fingerprint() == first and len(first) == 12
     package = tmp_path / "agkit"
-    shutil.copytree(course.PACKAGE_ROOT, package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(course, "PACKAGE_ROOT", package)
+    shutil.copytree(experiments.PACKAGE_ROOT, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(experiments, "PACKAGE_ROOT", package)
     assert zoo.fingerprint() == first  # the same source elsewhere: the same fingerprint
-    for module in ("losses.py", "diagnostics.py"):  # the training code, the zoo's metrics
+    for module in (
+        "method/loss.py",
+        "analysis/diagnostics.py",
+    ):  # the training code, the zoo's metrics
         path = package / module
         path.write_text(path.read_text() + "\nEDITED = True\n")
         assert zoo.fingerprint() != first

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_markdown_cell, new_notebook
 
-from agkit import run_course
+from agkit.course import run_all as run_course
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "instructor.md"
@@ -57,7 +57,7 @@ def resolve(dotted: str):
 def test_the_doc_names_what_it_is_checked_against():
     # the parsers below must find something, or the checks after them test nothing
     assert {"setup", "cache", "course", "slides"} <= set(MAKE_TARGETS)
-    assert "agkit.course.use_cache" in AGKIT_NAMES and len(NOTEBOOK_NAMES) >= 6
+    assert "agkit.experiments.use_cache" in AGKIT_NAMES and len(NOTEBOOK_NAMES) >= 6
     assert "benchmarks/notebook_times.py" in FILES and "ci" in PROFILE_NAMES
 
 
@@ -86,9 +86,9 @@ def test_named_file_exists(path):
 
 @pytest.mark.parametrize("name", PROFILE_NAMES)
 def test_named_profile_exists(name):
-    from agkit import course
+    from agkit import experiments
 
-    assert name in course.PROFILES
+    assert name in experiments.PROFILES
 
 
 @pytest.mark.parametrize("path", run_course.course_notebooks(extensions=True), ids=lambda p: p.name)
@@ -221,7 +221,7 @@ def test_table_goes_between_the_markers_only(tmp_path):
 
 
 def test_make_course_log_is_read(tmp_path):
-    log = tmp_path / "course.log"
+    log = tmp_path / "experiments.log"
     log.write_text(
         "running 01_a.ipynb (workshop) ...\n  done in 123 s -> build/course/01_a.ipynb\n"
         "running 02_b.ipynb (workshop) ...\n  FAILED: 02_b failed in cell 3\n"

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from agkit.losses import attention_guidance_loss, attention_loss_floor, shrink_masks
-from agkit.metrics import mass_in_mask
+from agkit.method.loss import attention_guidance_loss, attention_loss_floor, shrink_masks
+from agkit.method.metrics import mass_in_mask
 
 
 def example():

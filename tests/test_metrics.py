@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from agkit import cam, metrics
+from agkit.method import cams as cam
+from agkit.method import metrics
 
 
 def test_classification_metrics_by_hand():

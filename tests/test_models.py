@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import agkit
-from agkit.backbones import build_backbone, list_backbones
-from agkit.models import CAMNet
+from agkit.method.backbones import build_backbone, list_backbones
+from agkit.method.camnet import CAMNet
 
 
 def test_tiny_backbone_gives_8x8_cams_on_64px():

@@ -1,30 +1,32 @@
-"""agkit.notebook: the one-line setup of every course notebook, and its progress bars."""
+"""agkit.course.notebook: the one-line setup of every course notebook, and its progress bars."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
-from agkit import colab, course, notebook, train
+from agkit import experiments
+from agkit.course import colab, notebook
+from agkit.method import train
 
 
 @pytest.fixture
 def restore_bars(monkeypatch):
-    # setup() swaps the bars of agkit.train and agkit.course; undo it after each test
+    # setup() swaps the bars of agkit.method.train and agkit.experiments; undo it after each test
     monkeypatch.setattr(train, "tqdm", train.tqdm)
-    monkeypatch.setattr(course, "tqdm", course.tqdm)
+    monkeypatch.setattr(experiments, "tqdm", experiments.tqdm)
 
 
 def test_setup_returns_what_a_notebook_needs(tmp_path, monkeypatch, restore_bars, capsys):
     monkeypatch.chdir(tmp_path)
     nb = notebook.setup(profile="ci", seed=3, runs_dir="runs", device="cpu")
-    assert nb.profile is course.get_profile("ci")
+    assert nb.profile is experiments.get_profile("ci")
     assert nb.device == torch.device("cpu")
     assert nb.runs_dir == tmp_path / "runs" and nb.runs_dir.is_dir()  # absolute, created
     assert nb.seed == 3
     printed = capsys.readouterr().out
     assert printed.count("\n") == 1 and "profile=ci" in printed and str(nb.runs_dir) in printed
-    assert train.tqdm is notebook.TextBar and course.tqdm is notebook.TextBar
+    assert train.tqdm is notebook.TextBar and experiments.tqdm is notebook.TextBar
 
 
 def test_setup_seeds_torch(tmp_path, restore_bars):

@@ -20,7 +20,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from agkit import exercises, run_course, student
+from agkit.course import exercises, student
+from agkit.course import run_all as run_course
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -5,7 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 import torch
 
-from agkit import plots
+from agkit.course import plots
 
 
 def test_the_review_figure_names_both_outlines():

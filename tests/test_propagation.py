@@ -4,7 +4,7 @@ import pytest
 import torch
 from test_course import TINY  # the course tests' tiny profile (32 images, one epoch)
 
-from agkit import course
+from agkit import experiments
 from agkit.data import GuidedDataset
 from agkit.propagation import (
     Propagated,
@@ -165,24 +165,24 @@ def test_with_propagated_keeps_the_images_and_gates_by_confidence():
 
 
 def test_a_propagated_course_run_stores_how_good_its_masks_were(tmp_path):
-    train = course.make_splits(course.baseline_config(TINY, 0))["train"]
+    train = experiments.make_splits(experiments.baseline_config(TINY, 0))["train"]
     ids = [train.image_ids[i] for i in range(8)]
     assert {int(train.labels[i]) for i in range(8)} == {0, 1}
-    config = course.propagated_config(TINY, 0, annotated_ids=ids, propagation="segmenter")
-    few = course.few_mask_config(TINY, 1.0, 0, annotated_ids=ids)
+    config = experiments.propagated_config(TINY, 0, annotated_ids=ids, propagation="segmenter")
+    few = experiments.few_mask_config(TINY, 1.0, 0, annotated_ids=ids)
     assert config.key() != few.key()
-    assert config.key() != course.propagated_config(TINY, 0, annotated_ids=ids[:6]).key()
+    assert config.key() != experiments.propagated_config(TINY, 0, annotated_ids=ids[:6]).key()
     assert (
         config.key()
-        != course.propagated_config(TINY, 0, annotated_ids=ids, min_confidence=0.5).key()
+        != experiments.propagated_config(TINY, 0, annotated_ids=ids, min_confidence=0.5).key()
     )
     assert "propagated by segmenter" in config.label
-    dataset = course.make_datasets(config)["train"]
+    dataset = experiments.make_datasets(config)["train"]
     assert int(dataset.mask_kept.sum()) > 8  # the proposals train too
-    result = course.run(config, tmp_path, progress=False, device="cpu")
+    result = experiments.run(config, tmp_path, progress=False, device="cpu")
     assert result["propagated_images"] == int(dataset.mask_kept.sum()) - 8
     assert 0 <= result["propagated_iou"] <= 1
     assert 0 <= result["propagated_marker_share"] <= 1
     assert "accuracy_val_shifted" in result
     with pytest.raises(ValueError, match="unknown propagation"):
-        course.propagated_config(TINY, 0, annotated_ids=ids, propagation="magic")
+        experiments.propagated_config(TINY, 0, annotated_ids=ids, propagation="magic")

@@ -8,19 +8,19 @@ import sys
 import pytest
 
 import agkit
-from agkit import colab
+from agkit.course import colab
 from agkit.data import io, mask_store, shapes
 from agkit.data.real import demo
 
 
 def test_top_level_names_are_their_homes():
-    from agkit.backbones import list_backbones
     from agkit.data.dataset import GuidedDataset, make_loader
     from agkit.data.real import open_dataset
     from agkit.data.synthetic import make_synthfrac
-    from agkit.losses import attention_guidance_loss
-    from agkit.models import CAMNet
-    from agkit.train import evaluate, fit, predict
+    from agkit.method.backbones import list_backbones
+    from agkit.method.camnet import CAMNet
+    from agkit.method.loss import attention_guidance_loss
+    from agkit.method.train import evaluate, fit, predict
     from agkit.widgets.annotator import MaskAnnotator
 
     homes = {

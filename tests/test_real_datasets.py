@@ -448,7 +448,7 @@ def test_annotated_fraction_keeps_some_masks(fracatlas):
 
 
 def test_cub_recipe_runs_one_tiny_epoch(cub):
-    from agkit.recipes import PUBLISHED_CUB, cub_recipe, cub_transforms
+    from agkit.experiments.recipes import PUBLISHED_CUB, cub_recipe, cub_transforms
 
     result = cub_recipe(
         cub.root,
@@ -555,7 +555,7 @@ def test_cub_recipe_evaluates_the_test_split_without_augmentation(cub, monkeypat
     from torchvision import tv_tensors
     from torchvision.transforms import v2
 
-    import agkit.recipes as recipes
+    import agkit.experiments.recipes as recipes
     from agkit.data.io import image_to_tensor
 
     seen = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from agkit import claims
+from agkit.analysis import claims
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
@@ -118,7 +118,7 @@ def test_the_course_time_stated_is_the_measured_one():
 def test_the_default_strategy_is_the_one_the_validation_splits_chose():
     import importlib.util
 
-    from agkit.selection import DEFAULT_STRATEGY
+    from agkit.analysis.selection import DEFAULT_STRATEGY
 
     spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "few_masks.py")
     bench = importlib.util.module_from_spec(spec)

@@ -1,4 +1,4 @@
-"""Choosing images to annotate (agkit.selection) and training with few masks (agkit.few_masks)."""
+"""Choosing images to annotate (agkit.analysis.selection) and training with few masks (agkit.experiments.few_masks)."""
 
 import importlib.util
 import json
@@ -10,18 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from agkit.data import GuidedDataset
-from agkit.few_masks import (
-    annotated_images,
-    balanced_lam,
-    batch_coverage,
-    oversampling_loader,
-    switch_guidance_on,
-    train_with_few_masks,
-    with_masks,
-)
-from agkit.models import CAMNet
-from agkit.selection import (
+from agkit.analysis.selection import (
     MODEL_FREE_STRATEGIES,
     STRATEGIES,
     attention_maps,
@@ -35,6 +24,17 @@ from agkit.selection import (
     round_robin,
     uncertainty_scores,
 )
+from agkit.data import GuidedDataset
+from agkit.experiments.few_masks import (
+    annotated_images,
+    balanced_lam,
+    batch_coverage,
+    oversampling_loader,
+    switch_guidance_on,
+    train_with_few_masks,
+    with_masks,
+)
+from agkit.method.camnet import CAMNet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -333,18 +333,18 @@ def test_train_with_few_masks_refuses_a_dataset_without_any_mask():
 def test_random_control_refuses_zero_negative_and_too_many_masks(monkeypatch):
     """Before: n=0 kept every mask (an empty annotated_ids means all) and was labelled
     "guided"; n=-3 kept all but three."""
-    from agkit import course
+    from agkit import experiments
 
     proposal = [f"im{i}" for i in range(10)]
-    monkeypatch.setattr(course, "annotation_proposal", lambda *args, **kwargs: proposal)
-    profile = course.get_profile("ci")
-    config = course.random_control_config(profile, 1.0, 0, n=3)
+    monkeypatch.setattr(experiments, "annotation_proposal", lambda *args, **kwargs: proposal)
+    profile = experiments.get_profile("ci")
+    config = experiments.random_control_config(profile, 1.0, 0, n=3)
     assert config.annotated_ids == ("im0", "im1", "im2") and "3 masks" in config.label
     for n in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match=r"at least 1, got .*baseline_config"):
-            course.random_control_config(profile, 1.0, 0, n=n)
+            experiments.random_control_config(profile, 1.0, 0, n=n)
     with pytest.raises(ValueError, match=r"n=11 asks for more masks than the 10 training"):
-        course.random_control_config(profile, 1.0, 0, n=11)
+        experiments.random_control_config(profile, 1.0, 0, n=11)
 
 
 # ----------------------------------------------------------------- the benchmark

@@ -4,7 +4,7 @@ The fast tests check the staging of tools/make_site.py on small notebooks (links
 links, blanks, answers, machine paths). The slow ones build the site from the course
 executed on the ci profile (the notebook tests' copies when they ran in this session, else
 executed here; ``AGKIT_SITE_COURSE=folder`` uses notebooks executed beforehand with
-``python -m agkit.run_course --profile ci --all --out folder``), once for instructors
+``python -m agkit.course.run_all --profile ci --all --out folder``), once for instructors
 (``--answers``) and once for students over it, and open a notebook page in Debian's headless
 Chromium. Set AGKIT_UPDATE_SCREENSHOT=1 to also write docs/site-notebook.png.
 """
@@ -24,7 +24,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from agkit import colab, run_course, student
+from agkit.course import colab, student
+from agkit.course import run_all as run_course
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "make_site.py"

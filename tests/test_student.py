@@ -1,4 +1,4 @@
-"""`make student` (agkit.student): no solution reaches a student, and no student's file is lost.
+"""`make student` (agkit.course.student): no solution reaches a student, and no student's file is lost.
 
 Each test builds a small solution folder in tmp_path: notebooks/01_x.ipynb with one exercise
 whose solution is the line ``return SECRET``, and writes its student version next to it.
@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from agkit import student
+from agkit.course import student
 
 EXERCISE = "def f():\n    # BEGIN SOLUTION\n    return SECRET\n    # END SOLUTION\n"
 

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from agkit.losses import attention_guidance_loss, attention_loss_floor
-from agkit.models import CAMNet
-from agkit.train import (
+from agkit.method.camnet import CAMNet
+from agkit.method.loss import attention_guidance_loss, attention_loss_floor
+from agkit.method.train import (
     NonFiniteImages,
     TimeLimitWarning,
     TrainingDiverged,
@@ -502,7 +502,7 @@ def test_guidance_by_name_is_resolved_lazily_and_stored_in_the_checkpoint(tmp_pa
 
 
 def test_decay_step_divides_the_rate_once_after_the_share_of_the_epochs():
-    from agkit.train import decay_step
+    from agkit.method.train import decay_step
 
     assert decay_step(8, 0.75) == 6 and decay_step(12, 0.75) == 9
     assert decay_step(1, 0.75) == 1  # never 0, which StepLR refuses
@@ -537,7 +537,7 @@ def masked_loader(annotated):
 
 
 def fit_warnings(loader, lam=0.1, epochs=2, **kwargs):
-    from agkit.train import NothingToGuideWarning
+    from agkit.method.train import NothingToGuideWarning
 
     torch.manual_seed(0)
     model = CAMNet("tiny", 2, pooling="softmax")

@@ -352,7 +352,7 @@ def test_polygon_preview_and_brush_radius_reach_the_canvas(tmp_path):
 
 
 def test_colab_widget_manager_is_enabled_by_the_kit(tmp_path, fake_colab, monkeypatch):
-    from agkit import colab
+    from agkit.course import colab
     from agkit.widgets import annotator
 
     asked = []
@@ -360,7 +360,7 @@ def test_colab_widget_manager_is_enabled_by_the_kit(tmp_path, fake_colab, monkey
         annotator, "enable_widget_manager", lambda: asked.append(1) or colab.enable_widget_manager()
     )
     MaskAnnotator(grey_images((8, 8)), tmp_path, display_size=16)
-    # agkit.colab's one switch is used (anywidget may ask Colab again by itself)
+    # agkit.course.colab's one switch is used (anywidget may ask Colab again by itself)
     assert asked == [1] and ("enable_custom_widget_manager",) in fake_colab.calls
 
 

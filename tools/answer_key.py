@@ -25,7 +25,14 @@ import re
 import sys
 from pathlib import Path
 
-from agkit.student import BEGIN, END, MarkerError, UnreadableNotebook, read_notebook, split_solution
+from agkit.course.student import (
+    BEGIN,
+    END,
+    MarkerError,
+    UnreadableNotebook,
+    read_notebook,
+    split_solution,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -53,7 +60,7 @@ def tags(cell) -> set:
 
 def solution_code(cell, where: str) -> str:
     """The exercise cell without its marker lines. The markers are read by the one marker
-    parser, ``agkit.student.split_solution`` (what ``make student`` blanks is what the key
+    parser, ``agkit.course.student.split_solution`` (what ``make student`` blanks is what the key
     shows); raises AnswerKeyError when they do not pair up, look wrong, or are missing."""
     try:
         _, solution = split_solution(cell.source, where)

@@ -6,11 +6,11 @@
 The notebooks are the executed copies of ``make course``, rendered by Sphinx and myst-nb as
 they ran (nothing is executed again), with README as the home page and docs/method.md and
 docs/architecture.md beside them. Every notebook page opens with launch links, made by
-``agkit.colab``: Colab and Binder for the notebook and for its student version, and the
+``agkit.course.colab``: Colab and Binder for the notebook and for its student version, and the
 student notebook to download.
 
 Without ``--answers`` the site is the one to give students: the exercises show the blanks
-of the student version (``agkit.student.strip_solutions``, the check cells without their
+of the student version (``agkit.course.student.strip_solutions``, the check cells without their
 outputs), the questionnaires keep their questions but not their answers, and the answer key,
 docs/answers.md, is not on it. ``--answers`` shows the solutions and adds the key.
 
@@ -39,7 +39,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the agkit of this checkout, also without `pip install -e`
 
-from agkit import colab, student  # noqa: E402
+from agkit.course import colab, student  # noqa: E402
 
 CONFIG = ROOT / "docs" / "site"
 PAGES = ["docs/method.md", "docs/architecture.md"]
@@ -52,7 +52,7 @@ LINK = re.compile(r"(!?\[[^\]]*\])\(([^)\s]+)((?:\s+\"[^\"]*\")?)\)")
 
 
 def github_url(path: str) -> str:
-    """The page of the repository file (or folder) ``path`` on GitHub at agkit.colab.REF."""
+    """The page of the repository file (or folder) ``path`` on GitHub at agkit.course.colab.REF."""
     kind = "tree" if (ROOT / path).is_dir() else "blob"
     return f"https://github.com/{colab.REPOSITORY}/{kind}/{colab.REF}/{path}"
 
@@ -238,7 +238,7 @@ def build(executed: Path, out: Path, answers: bool = False) -> list[Path]:
     if missing:
         print(
             f"not on the site, not executed in {executed}: {', '.join(missing)} (run "
-            f"`python -m agkit.run_course --all --out {executed}` to add the extensions)"
+            f"`python -m agkit.course.run_all --all --out {executed}` to add the extensions)"
         )
     _replaceable(out)
     notebooks = [f"notebooks/{n}" for n in names]

@@ -25,7 +25,7 @@ from pathlib import Path
 from nbconvert import SlidesExporter
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from agkit.student import read_notebook  # its error names the file (not UTF-8, not JSON)
+from agkit.course.student import read_notebook  # its error names the file (not UTF-8, not JSON)
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "tools" / "slides" / "node_modules"

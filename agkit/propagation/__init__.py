@@ -131,7 +131,7 @@ def with_propagated(
 def grid_iou(masks: torch.Tensor, reference: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """n IoUs of two sets of masks (n x 1 x H x W, 0/1) on the CAM grid, where the
     loss sees them (a cell counts when a mask touches it); NaN where both are empty."""
-    from agkit.losses import shrink_masks
+    from agkit.method.loss import shrink_masks
 
     a = shrink_masks(masks.float(), grid).flatten(1) > 0
     b = shrink_masks(reference.float(), grid).flatten(1) > 0
@@ -159,7 +159,7 @@ PROPAGATORS: dict[str, Callable] = {"segmenter": _segmenter, "self_training": _s
 def marker_share(masks: torch.Tensor, markers: torch.Tensor, grid: tuple[int, int]) -> float:
     """The share of the masks' grid cells that touch a shortcut (masks and markers
     n x 1 x H x W of 0/1, e.g. ``synthetic.marker_masks``): 0 when no mask marks it."""
-    from agkit.losses import shrink_masks
+    from agkit.method.loss import shrink_masks
 
     cells = shrink_masks(masks.float(), grid).flatten(1) > 0
     on_marker = cells & (shrink_masks(markers.float(), grid).flatten(1) > 0)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agkit.losses import shrink_masks
+from agkit.method.loss import shrink_masks
 
 STEPS = 600  # AdamW steps on the drawn masks: the first setting tried, not tuned (docs/results.md)
 LR = 3e-3

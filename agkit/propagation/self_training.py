@@ -1,6 +1,6 @@
 """Self-training: a network guided by the drawn masks labels the other images with its CAMs.
 
-Train a guided CAMNet on the few drawn masks (the few-mask recipe of ``agkit.few_masks``:
+Train a guided CAMNet on the few drawn masks (the few-mask recipe of ``agkit.experiments.few_masks``:
 the annotated images oversampled), then read its class activation map of each image's
 true class: the cells holding the most attention become that image's mask, as many cells
 as the drawn masks of its class cover (their median). The teacher and the student are
@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from agkit.data import GuidedDataset
-from agkit.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM, train_with_few_masks
-from agkit.losses import shrink_masks
-from agkit.models import CAMNet
+from agkit.experiments.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM, train_with_few_masks
+from agkit.method.camnet import CAMNet
+from agkit.method.loss import shrink_masks
 
 TEACHER = {"backbone": "tiny", "epochs": 8, "lr": 3e-3, "batch_size": 32}
 

@@ -2,7 +2,7 @@
 
 ``MaskAnnotator(images, store)`` works in JupyterLab, Notebook 7, VS Code and Colab: its
 canvas is an anywidget (``canvas.py`` + ``canvas.js``), and on Colab the kit enables the
-custom widget manager itself (``agkit.colab.enable_widget_manager``). Images are read by
+custom widget manager itself (``agkit.course.colab.enable_widget_manager``). Images are read by
 ``agkit.data.io.to_array``, the kit's one reader. Three modules, one concept each:
 
 * ``editor``    -- the pure editing model: mouse shapes -> pixels at the image's own
@@ -29,7 +29,7 @@ __all__ = [
 
 # old name -> (module, new name); kept for one release with a DeprecationWarning
 _MOVED = {
-    "enable_colab_widget_manager": ("agkit.colab", "enable_widget_manager"),
+    "enable_colab_widget_manager": ("agkit.course.colab", "enable_widget_manager"),
     "image_to_array": ("agkit.data.io", "to_array"),
 }
 

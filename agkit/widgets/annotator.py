@@ -27,7 +27,7 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image
 
-from agkit.colab import enable_widget_manager
+from agkit.course.colab import enable_widget_manager
 from agkit.data.io import to_array
 from agkit.data.mask_store import MaskStore
 from agkit.widgets.canvas import MaskCanvas, overlay_data_url, png_data_url

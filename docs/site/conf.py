@@ -5,7 +5,7 @@ folder and runs Sphinx on it with this folder as the configuration folder (``-c`
 notebooks are rendered as they were executed: myst-nb never runs them again.
 """
 
-from agkit import colab
+from agkit.course import colab
 
 project = "agkit"
 author = "the agkit authors"

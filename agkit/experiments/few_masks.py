@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from agkit.data import GuidedDataset, make_loader
-from agkit.train import fit
+from agkit.method.train import fit
 
 # The course's few-mask recipe: the share of the draws that go to annotated images
 # (RunConfig.annotated_share) and the weight of the attention loss. Chosen on the

@@ -15,7 +15,7 @@ Profiles set the size of everything:
 A stored result is reused only when everything that decides it is unchanged: the
 ``RunConfig``, the bytes of the mask files it trains with (``masks_from``) and the source
 text of the agkit modules that train and score it (``source_files()``). Edit
-``agkit/losses.py`` or redraw a mask and the affected runs train again. Runs are sized by
+``agkit/method/loss.py`` or redraw a mask and the affected runs train again. Runs are sized by
 epochs, never by time: a run that hits its ``time_limit`` raises ``TimeLimitReached`` and is
 not stored, so a stored result never depends on how busy the machine was.
 
@@ -59,8 +59,9 @@ from tqdm.auto import tqdm
 
 from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, synthetic
 from agkit.data.mask_quality import degrade
-from agkit.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM, few_mask_loader, with_masks
-from agkit.models import CAMNet
+from agkit.experiments.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM, few_mask_loader, with_masks
+from agkit.method.camnet import CAMNet
+from agkit.method.train import TimeLimitWarning, decay_step, default_device, evaluate, fit
 from agkit.propagation import (
     PROPAGATORS,
     Propagated,
@@ -69,17 +70,16 @@ from agkit.propagation import (
     propagate,
     with_propagated,
 )
-from agkit.train import TimeLimitWarning, decay_step, default_device, evaluate, fit
 
 CACHE_VERSION = 2  # bump when the layout of a stored run changes
 TEST_SEED = 10_000  # the test splits are the same for every run, whatever its seed
 EVAL_BATCH_SIZE = 64  # small batches score faster than large ones on a CPU (cache-friendly)
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # The modules a run starts from, relative to PACKAGE_ROOT. A cache key hashes them and every
 # agkit module they import, found by reading their import statements (``source_files``), so
 # a module added to the training path is hashed without anyone remembering to list it.
-TRAINING_ROOTS = ("course.py",)
+TRAINING_ROOTS = ("experiments/__init__.py",)
 
 
 class TimeLimitReached(RuntimeError):
@@ -228,7 +228,7 @@ class RunConfig:
     data: tuple = ()  # sorted (name, value) pairs passed to make_synthfrac
     masks_from: str | None = None  # a MaskStore folder with drawn masks; None = built-in
     masks_version: str = ""  # kept for old notebooks; the key hashes the mask files anyway
-    # Few masks (agkit.few_masks): the image ids that keep their masks (empty: every image),
+    # Few masks (agkit.experiments.few_masks): the image ids that keep their masks (empty: every image),
     # and the share of the draws that go to annotated images (None: plain shuffling).
     annotated_ids: tuple = ()
     annotated_share: float | None = None
@@ -311,7 +311,7 @@ def few_mask_config(
 ) -> RunConfig:
     """Guided training with a few masks: only ``annotated_ids`` keep their masks (empty:
     every image that has one, e.g. with ``masks_from``), and annotated images make up
-    ``share`` of the draws (None: plain shuffling). See agkit.few_masks."""
+    ``share`` of the draws (None: plain shuffling). See agkit.experiments.few_masks."""
     return guided_config(
         profile, lam, seed, annotated_ids=tuple(annotated_ids), annotated_share=share, **changes
     )
@@ -413,7 +413,7 @@ def your_masks_config(
     Returns (config, number of masks, fallback). With masks in ``annotation_folder`` the
     run trains on them and fallback is "". Without any (notebook 02 was not run), it
     trains on the built-in masks of the first ``n`` images the kit proposes with
-    ``strategy`` (None: the measured best, ``agkit.selection.DEFAULT_STRATEGY``) instead,
+    ``strategy`` (None: the measured best, ``agkit.analysis.selection.DEFAULT_STRATEGY``) instead,
     and fallback says so, after NoMasksError's message on what was missing.
     """
 
@@ -426,7 +426,7 @@ def your_masks_config(
         count = check_mask_store(folder, train_ids)
     except NoMasksError as error:
         if strategy is None:
-            from agkit.selection import DEFAULT_STRATEGY as strategy
+            from agkit.analysis.selection import DEFAULT_STRATEGY as strategy
         proposed = annotation_proposal(profile, strategy, seed, runs_dir, device=device)[:n]
         fallback = (
             f"{error}\nSo this run trains on the built-in masks of the {len(proposed)} images "
@@ -447,10 +447,10 @@ def annotation_proposal(
     """The training image ids of ``seed`` in the order the kit proposes to annotate them.
 
     The course's baseline of that seed (trained first if it is not stored) ranks the
-    images with ``agkit.selection.rank_for_annotation`` and ``strategy`` ("random": the
+    images with ``agkit.analysis.selection.rank_for_annotation`` and ``strategy`` ("random": the
     control, which needs no baseline).
     """
-    from agkit.selection import MODEL_FREE_STRATEGIES, rank_for_annotation  # scikit-learn
+    from agkit.analysis.selection import MODEL_FREE_STRATEGIES, rank_for_annotation  # scikit-learn
 
     config = baseline_config(profile, seed)
     train = make_datasets(config)["train"]
@@ -565,10 +565,10 @@ def source_fingerprint(root=None, roots: Sequence[str] = TRAINING_ROOTS) -> str:
     """A short hash of the source text of the modules that train and score a run.
 
     ``root``: the agkit package folder (default: the one this module was loaded from).
-    Any edit to one of ``source_files(root, roots)`` (agkit/losses.py, the image reader in
+    Any edit to one of ``source_files(root, roots)`` (agkit/method/loss.py, the image reader in
     agkit/data/io.py, the mask store ...) changes the hash, and with it every cache key, so
     no stored result outlives the code that made it. ``roots``: other modules to start from
-    (``agkit.zoo`` adds its own).
+    (``agkit.experiments.zoo`` adds its own).
     """
     root = Path(root) if root is not None else PACKAGE_ROOT
     files = [root / name for name in source_files(root, roots)]
@@ -767,7 +767,7 @@ def propagation_scores(config: RunConfig, splits: dict) -> dict:
     same training images: propagated_images (proposals kept), propagated_iou (their mean
     IoU on the CAM grid) and propagated_marker_share (the share of their cells on the
     laterality marker: the shortcut copied into the masks)."""
-    from agkit.diagnostics import synthfrac_marker_masks
+    from agkit.analysis.diagnostics import synthfrac_marker_masks
 
     propagated = propagated_masks(config)
     grid = cam_grid(config)
@@ -1393,7 +1393,7 @@ def _unpack_runs(tar: tarfile.TarFile, archive: Path, runs_dir: Path) -> tuple[d
         raise ValueError(
             f"{archive}: {name} is {members[name].size / 2**20:.0f} MiB, more than a run's "
             f"{wanted[name]} can be ({MAX_RUN_FILE_BYTES[wanted[name]] / 2**20:.0f} MiB, "
-            f"agkit.course.MAX_RUN_FILE_BYTES); nothing was unpacked."
+            f"agkit.experiments.MAX_RUN_FILE_BYTES); nothing was unpacked."
         )
     unpacked = 0
     for key in runs:

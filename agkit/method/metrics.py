@@ -25,9 +25,9 @@ import torch
 from numpy.typing import ArrayLike
 from sklearn import metrics as skm
 
-from agkit import cam as cam_utils
-from agkit.claims import CHANCE_MARGIN
-from agkit.losses import attention_loss_floor, shrink_masks  # noqa: F401 (shown with the metrics)
+from agkit.analysis.claims import CHANCE_MARGIN
+from agkit.method import cams as cam_utils
+from agkit.method.loss import attention_loss_floor, shrink_masks  # noqa: F401 (shown with the metrics)
 
 
 def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict[str, Any]:
@@ -218,7 +218,7 @@ def attention_table(scores: dict, chance: dict, metrics: Sequence[str] = ATTENTI
     """Attention scores of some models next to their chance levels, as a table.
 
     Args:
-        scores: {model name: {metric: value}} (e.g. ``agkit.train.evaluate`` results).
+        scores: {model name: {metric: value}} (e.g. ``agkit.method.train.evaluate`` results).
         chance: what ``chance_levels`` returned for the same test masks.
         metrics: which columns to show.
 
@@ -249,7 +249,7 @@ def chance_headline(summary: Any, chance: dict, margin: float = CHANCE_MARGIN) -
             shifted test split.
         chance: ``chance_levels`` of the shifted test split's masks.
         margin: how far above the highest chance level a score must be to count as
-            "above chance" (default ``agkit.claims.CHANCE_MARGIN``: the one rule that every
+            "above chance" (default ``agkit.analysis.claims.CHANCE_MARGIN``: the one rule that every
             sentence of the course about chance follows).
 
     Returns:

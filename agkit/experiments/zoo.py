@@ -2,9 +2,9 @@
 Decoy-MNIST. Used by notebook 06 and ``benchmarks/guidance_zoo.py``.
 
 Batches here have five parts, ``(images, labels, masks, has_mask, forbidden)``: the
-four of ``agkit.train`` plus the "don't look here" mask (SynthFrac's marker box,
+four of ``agkit.method.train`` plus the "don't look here" mask (SynthFrac's marker box,
 Decoy-MNIST's swatch). Each run trains with ``CE + lam * term(...)`` (``agkit.guidance``)
-through the course's ``agkit.train.fit``, and keeps its step times, so that terms can be
+through the course's ``agkit.method.train.fit``, and keeps its step times, so that terms can be
 compared by cost as well.
 """
 
@@ -19,10 +19,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from agkit import course, diagnostics
+from agkit import experiments
+from agkit.analysis import diagnostics
 from agkit.guidance import get_term
-from agkit.models import CAMNet
-from agkit.train import decay_step, fit, training_step
+from agkit.method.camnet import CAMNet
+from agkit.method.train import decay_step, fit, training_step
 
 # lam per term ("baseline" is plain cross-entropy with average pooling), as chosen by
 # ``benchmarks/guidance_zoo.py --tune`` on the workshop profile: the value of LAMBDA_GRIDS
@@ -65,10 +66,12 @@ METHODS = ("baseline", "cam", "forbidden", "rrr", "gradcam", "gain")
 
 def fingerprint() -> str:
     """A short hash of the code behind a zoo result: the course's training source
-    (``course.source_files()``), this module and ``agkit.diagnostics``, which hold the
+    (``experiments.source_files()``), this module and ``agkit.analysis.diagnostics``, which hold the
     lams, the regions and the metrics, and whatever they import. Name a stored result with
     it and no edit can leave an old table looking current."""
-    return course.source_fingerprint(roots=(*course.TRAINING_ROOTS, "zoo.py", "diagnostics.py"))
+    return experiments.source_fingerprint(
+        roots=(*experiments.TRAINING_ROOTS, "experiments/zoo.py", "analysis/diagnostics.py")
+    )
 
 
 @dataclass
@@ -118,7 +121,7 @@ def train(
 ) -> Run:
     """Train ``model`` with the named method ("baseline" or a term of agkit.guidance).
 
-    The course's own ``agkit.train.fit`` does the work (AdamW, BatchNorm recalibrated at
+    The course's own ``agkit.method.train.fit`` does the work (AdamW, BatchNorm recalibrated at
     the end); the baseline is ``lam = 0``. ``lr_step``: divide the learning rate by 10
     every ``lr_step`` epochs (None: constant). ``step_seconds`` holds each epoch's mean step
     time. Raises ``TrainingDiverged`` as fit does.
@@ -174,16 +177,16 @@ def pooling_of(method: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def synthfrac_data(profile: course.Profile, seed: int) -> dict:
-    """SynthFrac splits of a course profile (``course.make_splits``; lam is chosen on
+def synthfrac_data(profile: experiments.Profile, seed: int) -> dict:
+    """SynthFrac splits of a course profile (``experiments.make_splits``; lam is chosen on
     "val_shifted"), each as (split, its marker boxes n x 1 x S x S)."""
-    config = course.baseline_config(profile, seed)
-    splits = course.make_splits(config)
+    config = experiments.baseline_config(profile, seed)
+    splits = experiments.make_splits(config)
     return {name: (s, diagnostics.synthfrac_marker_masks(s)) for name, s in splits.items()}
 
 
 def synthfrac_run(
-    profile: course.Profile,
+    profile: experiments.Profile,
     method: str,
     seed: int,
     data: dict | None = None,

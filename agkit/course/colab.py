@@ -60,7 +60,7 @@ def enable_widget_manager() -> bool:
 
 def source_checkout() -> Path | None:
     """The repository folder when agkit is imported from a source checkout, else None."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     pyproject = root / "pyproject.toml"
     is_checkout = (
         pyproject.is_file()
@@ -124,14 +124,14 @@ def require_masks(folder):
         lines.append(
             "On Colab every notebook opens in a fresh runtime, so masks drawn in another "
             "runtime are not here. Either run notebook 2 with runs_dir on Google Drive "
-            "(agkit.colab.default_runs_dir(drive=True)) and use the same runs_dir here, or "
-            "run agkit.colab.download_masks(folder) where you drew them and "
-            f"agkit.colab.upload_masks({str(folder)!r}) here."
+            "(agkit.course.colab.default_runs_dir(drive=True)) and use the same runs_dir here, or "
+            "run agkit.course.colab.download_masks(folder) where you drew them and "
+            f"agkit.course.colab.upload_masks({str(folder)!r}) here."
         )
     else:
         lines.append(
             "Run notebook 2 with the same runs_dir, profile and seed first, or copy "
-            "the folder (agkit.colab.download_masks / upload_masks zip it)."
+            "the folder (agkit.course.colab.download_masks / upload_masks zip it)."
         )
     lines.append('To train with the built-in masks instead, set masks = "builtin".')
     raise MissingMasksError(" ".join(lines))
@@ -181,18 +181,18 @@ def _mask_members(zf: zipfile.ZipFile, shown: str) -> tuple[list[str], list[str]
     if bad:
         raise ValueError(
             f"{shown} holds paths outside a mask folder ({bad[:3]}); "
-            "make it with agkit.colab.download_masks."
+            "make it with agkit.course.colab.download_masks."
         )
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValueError(
             f"{shown} holds {twice[0]!r} more than once, so it is not clear which one to use; "
-            "make the zip again with agkit.colab.download_masks. Nothing was unpacked."
+            "make the zip again with agkit.course.colab.download_masks. Nothing was unpacked."
         )
     if "index.json" not in names:
         raise ValueError(
             f"{shown} has no index.json at its top level, so it is not a "
-            "MaskStore folder; make it with agkit.colab.download_masks."
+            "MaskStore folder; make it with agkit.course.colab.download_masks."
         )
     size = sum(info.file_size for info in infos)
     if size > MAX_MASK_ZIP_BYTES:
@@ -225,7 +225,7 @@ def _unpack_masks(archive: Path, shown: str, staging: Path) -> list[str]:
             zf.extractall(staging, members=wanted)
     except (zipfile.BadZipFile, EOFError) as error:
         raise ValueError(
-            f"{shown} is not a zip file made by agkit.colab.download_masks ({error})."
+            f"{shown} is not a zip file made by agkit.course.colab.download_masks ({error})."
         ) from None
     try:
         store = MaskStore(staging)
@@ -262,7 +262,7 @@ def upload_masks(folder, archive=None, *, overwrite: bool = False):
         if archive is None:
             if not in_colab():
                 raise ValueError(
-                    "Outside Colab pass archive= the zip file made by agkit.colab.download_masks."
+                    "Outside Colab pass archive= the zip file made by agkit.course.colab.download_masks."
                 )
             from google.colab import files
 
@@ -452,8 +452,8 @@ def stamp(repo_root) -> list[Path]:
     return changed
 
 
-if __name__ == "__main__":  # python -m agkit.colab stamp [repo root]
+if __name__ == "__main__":  # python -m agkit.course.colab stamp [repo root]
     if sys.argv[1:2] != ["stamp"]:
-        sys.exit("usage: python -m agkit.colab stamp [repository folder]")
+        sys.exit("usage: python -m agkit.course.colab stamp [repository folder]")
     for changed_path in stamp(sys.argv[2] if len(sys.argv) > 2 else "."):
         print("stamped", changed_path)

@@ -25,9 +25,9 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from agkit import cam as cam_utils
 from agkit.data.synthetic import marker_boxes
 from agkit.guidance import attention_mass
+from agkit.method import cams as cam_utils
 
 # ---------------------------------------------------------------------------------------
 # Groups

@@ -1,6 +1,6 @@
 """How a training step runs on the hardware: mixed precision and memory format.
 
-``Precision(amp, channels_last, device)`` is handed to ``agkit.train.fit`` (and from there
+``Precision(amp, channels_last, device)`` is handed to ``agkit.method.train.fit`` (and from there
 to ``training_step``), which asks it three things:
 
 * ``images(x)`` / ``model(m)``: put a batch (B x C x H x W) or the model in the memory

@@ -1,7 +1,7 @@
 """Run the whole course: execute every notebook, then print and save the results.
 
-    python -m agkit.run_course [--profile workshop] [--out build/course] [--runs runs]
-    python -m agkit.run_course --profile workshop --pack build/agkit-runs-workshop.tar.gz
+    python -m agkit.course.run_all [--profile workshop] [--out build/course] [--runs runs]
+    python -m agkit.course.run_all --profile workshop --pack build/agkit-runs-workshop.tar.gz
 
 The notebooks in ``notebooks/`` run in order with papermill (annotation by the simulated
 annotator), each into ``<out>/<name>.ipynb``. Because every training run is cached in the
@@ -11,7 +11,7 @@ writes ``<out>/results.json``.
 
 With ``--pack ARCHIVE`` no notebook runs: the script trains whatever run of the profile is
 not stored yet and packs them all into ARCHIVE (``make cache``), for students to unpack with
-``agkit.course.use_cache`` and start from trained models.
+``agkit.experiments.use_cache`` and start from trained models.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
 
@@ -79,26 +79,28 @@ def summarize_runs(profile_name: str, runs: Path, out: Path) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    from agkit import course, metrics, plots
+    from agkit import experiments
+    from agkit.course import plots
+    from agkit.method import metrics
 
-    profile = course.get_profile(profile_name)
-    table = course.main_comparison(profile, runs, progress=False)
-    summary = course.summarize(table)
+    profile = experiments.get_profile(profile_name)
+    table = experiments.main_comparison(profile, runs, progress=False)
+    summary = experiments.summarize(table)
     lam = float(table.loc[table["method"] == "guided", "lam"].iloc[0])
 
-    splits = course.make_splits(course.baseline_config(profile, profile.seeds[0]))
+    splits = experiments.make_splits(experiments.baseline_config(profile, profile.seeds[0]))
     test = splits["test_shifted"]
     picked = [i for i in range(len(test)) if test.labels[i] == 0 and test.meta["marker"][i]][:3] + [
         i for i in range(len(test)) if test.labels[i] == 1 and not test.meta["marker"][i]
     ][:3]
     examples = {"images": test.images[picked], "masks": test.masks[picked]}
     for name, config in (
-        ("baseline", course.baseline_config(profile, profile.seeds[0])),
-        ("guided", course.guided_config(profile, lam, profile.seeds[0])),
+        ("baseline", experiments.baseline_config(profile, profile.seeds[0])),
+        ("guided", experiments.guided_config(profile, lam, profile.seeds[0])),
     ):
-        examples[name] = plots.predicted_cams(course.load_model(config, runs), test.images[picked])[
-            0
-        ]
+        examples[name] = plots.predicted_cams(
+            experiments.load_model(config, runs), test.images[picked]
+        )[0]
     chance = metrics.chance_levels(test.masks, examples["baseline"].shape[-2:])
     figure = plots.summary_figure(table, examples, chance=plots.chance_lines(chance))
     figure.savefig(out / "summary.png", dpi=120, bbox_inches="tight")
@@ -117,7 +119,7 @@ def summarize_runs(profile_name: str, runs: Path, out: Path) -> dict:
         f"\nAttention guidance on SynthFrac ({profile_name} profile, "
         f"mean of {len(profile.seeds)} seeds, lambda={lam:g} chosen on validation)"
     )
-    with_pointing = course.summarize(
+    with_pointing = experiments.summarize(
         table, metrics=("accuracy_shifted", "mass_in_mask", "pointing_game_shifted")
     )
     print("\n".join(metrics.chance_headline(with_pointing, chance)))
@@ -146,13 +148,13 @@ def pack_profile(
     profile_name: str, runs: Path, archive: Path, device=None, jobs: int | None = None
 ) -> Path:
     """Train every built-in-mask run of the profile's notebooks (those not stored), pack them."""
-    from agkit import course
+    from agkit import experiments
 
-    profile = course.get_profile(profile_name)
-    lam, _ = course.choose_lambda(profile, runs, device=device, jobs=jobs)
-    configs = [c for group in course.course_configs(profile, lam).values() for c in group]
-    course.run_many(configs, runs, desc=f"{profile_name} runs", device=device, jobs=jobs)
-    archive = course.pack_runs(configs, runs, archive, profile=profile_name)
+    profile = experiments.get_profile(profile_name)
+    lam, _ = experiments.choose_lambda(profile, runs, device=device, jobs=jobs)
+    configs = [c for group in experiments.course_configs(profile, lam).values() for c in group]
+    experiments.run_many(configs, runs, desc=f"{profile_name} runs", device=device, jobs=jobs)
+    archive = experiments.pack_runs(configs, runs, archive, profile=profile_name)
     count = len({c.key() for c in configs})
     print(f"packed {count} runs ({archive.stat().st_size / 1e6:.1f} MB) into {archive}")
     return archive

@@ -1,12 +1,12 @@
 """The one call that opens every course notebook.
 
-    from agkit.notebook import setup
+    from agkit.course.notebook import setup
     nb = setup(profile=profile, seed=seed, runs_dir=runs_dir, device=device)
 
 does what each notebook used to repeat in its first code cell: it picks the profile, the
 device and the runs folder, seeds the random generators, sets the plotting and table
 defaults and makes the kit's progress bars plain text, then prints one line saying what
-it chose. The returned ``Setup`` carries ``.profile`` (an ``agkit.course.Profile``),
+it chose. The returned ``Setup`` carries ``.profile`` (an ``agkit.experiments.Profile``),
 ``.device`` (a ``torch.device``), ``.runs_dir`` (a ``pathlib.Path``) and ``.seed``.
 """
 
@@ -24,7 +24,7 @@ from tqdm.std import tqdm as std_tqdm
 class Setup:
     """What a notebook runs with."""
 
-    profile: object  # an agkit.course.Profile (imported lazily: course pulls in the data code)
+    profile: object  # an agkit.experiments.Profile (imported lazily: course pulls in the data code)
     device: torch.device
     runs_dir: Path
     seed: int
@@ -41,7 +41,7 @@ def resolve_device(device="auto") -> torch.device:
     """ "auto" or None: a GPU when there is one (cuda, then Apple's mps), else the CPU;
     anything else is passed to ``torch.device`` ("cpu", "cuda:1", ...)."""
     if device is None or device == "auto":
-        from agkit.train import default_device
+        from agkit.method.train import default_device
 
         return default_device()
     device = torch.device(device)
@@ -96,9 +96,10 @@ class TextBar(std_tqdm):
 
 def use_text_progress_bars() -> None:
     """Draw the kit's progress bars (training epochs, runs) as ``TextBar``s."""
-    from agkit import course, train  # the zoo trains through train.fit
+    from agkit import experiments
+    from agkit.method import train  # the zoo trains through train.fit
 
-    for module in (train, course):
+    for module in (train, experiments):
         module.tqdm = TextBar
 
 
@@ -123,10 +124,10 @@ def setup(
     """Prepare a course notebook; see the module docstring.
 
     Args:
-        profile: "ci", "workshop" or "full" (``agkit.course.PROFILES``).
+        profile: "ci", "workshop" or "full" (``agkit.experiments.PROFILES``).
         seed: seeds Python, NumPy and torch now, and names the run a notebook shows.
         runs_dir: folder for data, masks and trained runs; None:
-            ``agkit.colab.default_runs_dir(drive)`` (the checkout's runs/, a per-user cache
+            ``agkit.course.colab.default_runs_dir(drive)`` (the checkout's runs/, a per-user cache
             folder, or on Colab /content/agkit-runs).
             A relative path is taken from the current directory (a notebook's own folder).
         device: "auto" (or None), "cpu", "cuda", "mps", or a ``torch.device``.
@@ -137,10 +138,11 @@ def setup(
     Returns:
         a ``Setup`` with ``.profile``, ``.device``, ``.runs_dir`` (absolute) and ``.seed``.
     """
-    from agkit import colab, course
-    from agkit.train import set_seed
+    from agkit import experiments
+    from agkit.course import colab
+    from agkit.method.train import set_seed
 
-    chosen = course.get_profile(profile)
+    chosen = experiments.get_profile(profile)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be a whole number, got {seed!r}.")
     folder = colab.default_runs_dir(drive) if runs_dir is None else Path(runs_dir).expanduser()

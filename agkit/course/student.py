@@ -1,7 +1,7 @@
 """Student versions of the course notebooks, made from the solution notebooks.
 
-    python -m agkit.student            # (re)write notebooks/student/*.ipynb
-    python -m agkit.student --check    # exit 1 when a student version is out of date
+    python -m agkit.course.student            # (re)write notebooks/student/*.ipynb
+    python -m agkit.course.student --check    # exit 1 when a student version is out of date
 
 The solution notebooks in ``notebooks/`` are the one source: CI executes them. Their cells
 are tagged for what they are in a lesson:
@@ -48,7 +48,7 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 STUDENT = NOTEBOOKS / "student"
 BACKUP = "backup"  # the folder, inside the student folder, for students' edited copies

@@ -29,12 +29,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agkit import guidance, losses, metrics, models, train
+from agkit import guidance
 from agkit.data import mask_quality, shapes
 from agkit.data.mask_quality import bounding_boxes
 from agkit.guidance import CAMGuidance, ForbiddenGuidance, RRRGuidance, attention_mass
-from agkit.losses import attention_guidance_loss
-from agkit.models import CAMNet, CAMOutput, pool_cams
+from agkit.method import camnet as models
+from agkit.method import loss as losses
+from agkit.method import metrics, train
+from agkit.method.camnet import CAMNet, CAMOutput, pool_cams
+from agkit.method.loss import attention_guidance_loss
 from agkit.propagation import segmenter
 
 
@@ -54,7 +57,7 @@ _USED_THE_KIT = (
 )
 
 # Where code that is not the student's lives: this package and the installed libraries.
-_KIT_DIR = str(Path(__file__).resolve().parent)
+_KIT_DIR = str(Path(__file__).resolve().parents[1])
 _LIBRARY_DIRS = tuple(
     {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
     | set(site.getsitepackages() if hasattr(site, "getsitepackages") else ())

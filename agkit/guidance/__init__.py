@@ -22,7 +22,7 @@ and training minimises ``CE + lam * term(...)``. A term whose attribute
 acts without any mask (``fit`` warns when a term that needs masks never got one). An image
 whose mask is empty adds nothing; a batch where no image has the annotation a term needs
 gives 0 (with a graph), never NaN.
-Every term checks its masks and forbidden regions with ``agkit.losses.check_masks``, the
+Every term checks its masks and forbidden regions with ``agkit.method.loss.check_masks``, the
 paper's loss's check: B x 1 x H x W, finite, 0 or 1, and at least the CAM grid in size
 (a mask at another size than the images is resampled, see ``masks_at``).
 
@@ -34,8 +34,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from agkit import cam as cam_utils
-from agkit.losses import attention_guidance_loss, check_masks, shrink_masks
+from agkit.method import cams as cam_utils
+from agkit.method.loss import attention_guidance_loss, check_masks, shrink_masks
 
 
 def _zero(out) -> torch.Tensor:
@@ -106,7 +106,7 @@ class CAMGuidance:
 
     Mean of ``-log softmax(CAM)`` over every annotated position of every class map: it pulls
     each CAM's probability mass into the positive mask. A thin wrapper around
-    ``agkit.losses.attention_guidance_loss`` (see there for ``resolution`` and ``classes``).
+    ``agkit.method.loss.attention_guidance_loss`` (see there for ``resolution`` and ``classes``).
     Uses ``out.cams`` (B x N x h x w) and ``masks`` (B x 1 x H x W); images without a mask
     (has_mask False) add nothing. Designed for softmax pooling.
     """

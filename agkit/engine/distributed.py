@@ -1,4 +1,4 @@
-"""Several processes, one model: DistributedDataParallel for ``agkit.train.fit``.
+"""Several processes, one model: DistributedDataParallel for ``agkit.method.train.fit``.
 
 ``torchrun --nproc-per-node N -m agkit train CONFIG`` starts N copies of the command. Each
 joins one process group (``setup``: gloo on CPUs, nccl on GPUs, one GPU per process), wraps

@@ -42,8 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from agkit import distributed, metrics
-from agkit.losses import (
+from agkit.engine import distributed
+from agkit.method import metrics
+from agkit.method.loss import (
     attention_guidance_loss,
     attention_loss_floor,
     chance_attention_loss,
@@ -204,7 +205,7 @@ def training_step(
         resolution, classes: options of attention_guidance_loss (guidance=None only).
         guidance: None (the paper's CAM loss), a callable term or its name.
         channels: the old name of ``classes`` (deprecated).
-        precision: an ``agkit.precision.Precision`` (mixed precision, channels-last, fp16
+        precision: an ``agkit.engine.precision.Precision`` (mixed precision, channels-last, fp16
             loss scaling); None: float32.
 
     Returns:
@@ -540,11 +541,11 @@ def fit(
         recalibrate_bn: re-measure BatchNorm statistics at the end (see
             recalibrate_batchnorm); the history's val columns are from before it.
         channels: the old name of ``classes`` (deprecated).
-        precision: an ``agkit.precision.Precision`` for every step (None: float32).
+        precision: an ``agkit.engine.precision.Precision`` for every step (None: float32).
         on_epoch: called as ``on_epoch(epoch, row, model)`` after each epoch with its
-            history row and the plain model (a logger, e.g. agkit.tensorboard_log).
+            history row and the plain model (a logger, e.g. agkit.engine.tensorboard).
 
-    Several processes (torchrun, ``agkit.distributed``): pass the model wrapped in
+    Several processes (torchrun, ``agkit.engine.distributed``): pass the model wrapped in
     DistributedDataParallel and a loader of this process's shard. The history's means are
     over every process; only process 0 writes the checkpoint. Leave ``time_limit`` None
     there: each process would measure its own clock and they could stop at different epochs.

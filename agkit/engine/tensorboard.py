@@ -1,6 +1,6 @@
 """TensorBoard logging for ``agkit train --tensorboard DIR``.
 
-``TensorBoardLog(folder, images)`` is an ``on_epoch`` callback of ``agkit.train.fit``: after
+``TensorBoardLog(folder, images)`` is an ``on_epoch`` callback of ``agkit.method.train.fit``: after
 each epoch it writes the history row's numbers as scalars (``train/loss``, ``train/ce``,
 ``train/att``, ``train/lr``, ``val/accuracy``, ...) and the CAM of the predicted class over
 each of a few fixed images as one grid of overlays (``cams``), so that one can watch the
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agkit import cam as cam_utils
-from agkit.plots import predicted_cams
+from agkit.course.plots import predicted_cams
+from agkit.method import cams as cam_utils
 
 MISSING = (
     "--tensorboard needs the tensorboard package, which is not installed; install it with "

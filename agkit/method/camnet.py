@@ -10,7 +10,7 @@ classifier's weight and bias), and then pools the maps into logits:
   ``A_c = softmax_ij(M_c)`` and ``z_c = sum_ij A_c M_c``.
 
 Either way the CAMs come out of ``forward`` for free: no hooks, no extra backward pass,
-differentiable, batched. That is what lets a loss act on them (see ``agkit.losses``).
+differentiable, batched. That is what lets a loss act on them (see ``agkit.method.loss``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agkit.backbones import build_backbone
+from agkit.method.backbones import build_backbone
 
 POOLINGS = ("avg", "softmax")
 

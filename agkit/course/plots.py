@@ -12,7 +12,7 @@ import seaborn as sns
 import torch
 from matplotlib.lines import Line2D
 
-from agkit import cam as cam_utils
+from agkit.method import cams as cam_utils
 
 BASELINE_COLOUR, GUIDED_COLOUR = "#d1495b", "#00798c"
 METHOD_PALETTE = {"baseline": BASELINE_COLOUR, "guided": GUIDED_COLOUR}

@@ -17,8 +17,8 @@ from torchvision.transforms import v2
 
 from agkit.data.dataset import make_loader
 from agkit.data.real import open_dataset
-from agkit.models import CAMNet
-from agkit.train import evaluate, fit
+from agkit.method.camnet import CAMNet
+from agkit.method.train import evaluate, fit
 
 # Test accuracy (%) at epoch 95 reported by the authors (ResNet-50, 448 px), for
 # 5/10/15/20 training images per class: the numbers to compare a cub_recipe run with.
@@ -100,7 +100,7 @@ def cub_recipe(
         root: CUB_200_2011.tgz, or the folder holding it or the unpacked CUB_200_2011/.
         pooling: override the pooling ("avg" / "softmax") chosen from lam.
         val_per_class: > 0 adds a val loader (held-out training images) to the history.
-        Other arguments are passed to open_dataset, CAMNet and agkit.train.fit.
+        Other arguments are passed to open_dataset, CAMNet and agkit.method.train.fit.
 
     Returns:
         dict with history (fit's DataFrame), test (evaluate's scores on the official

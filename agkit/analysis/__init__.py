@@ -1,0 +1,1 @@
+"""Looking at trained models: shortcut diagnostics, which images to annotate, sentences from numbers."""

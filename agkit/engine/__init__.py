@@ -1,0 +1,1 @@
+"""What training can also do: checkpoints, time limits, progress, several processes, precision, logs."""

@@ -1,0 +1,1 @@
+"""The method: backbones, the CAM network, CAMs, the paper's loss, training and metrics."""
