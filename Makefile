@@ -83,7 +83,7 @@ benchmarks: $(STAMP)
 # Write agkit.course.colab's REPOSITORY and REF into every notebook's Colab badge and install cell
 # and README's badges (after changing them for a fork or a release).
 stamp: $(STAMP)
-	$(PY) -m agkit.course.colab stamp .
+	$(PY) -m agkit.course.stamp stamp .
 
 clean:
 	rm -rf build runs .pytest_cache

@@ -1,33 +1,31 @@
 """agkit: attention guidance for CNN fracture classification, as a course kit.
 
 What a notebook needs is importable from here (``from agkit import CAMNet, fit``); the rest
-lives in the module that holds its concept (docs/architecture.md has the whole map):
+lives in the package that holds its concept (docs/architecture.md has the whole map):
 
-The method
-    ``backbones``  feature extractors by name (``list_backbones()``)
-    ``models``     CAMNet: a backbone, a classifier and the CAM from the classifier's weights
-    ``losses``     the attention-guidance loss (CAM softmax mass inside the human mask)
-    ``train``      training_step, fit, evaluate, predict
-    ``metrics``    accuracy, AUC, mass inside the mask, chance levels
-    ``cam``        CAMs upsampled and normalised for looking at them
-Data (``agkit.data``)
-    ``io``         the one image reader (scaling rule, corrupt files)
-    ``shapes``     the pixel convention, rasterisers, COCO/YOLO/VOC parsing
-    ``mask_store`` MaskStore: one mask per image on disk
-    ``dataset``    GuidedDataset (image, label, mask, has_mask) and make_loader
-    ``synthetic``  SynthFrac radiographs with their lead-marker shortcut
-    ``real/``      open_dataset for FracAtlas, GRAZPEDWRI-DX, MURA, CUB, folders, demos
-Around the method
-    ``widgets``    MaskAnnotator, the notebook widget that draws masks into a MaskStore
-    ``course``, ``run_course``, ``recipes``, ``selection``, ``few_masks``, ``plots``,
-    ``colab``      the course's experiments, figures and where it runs
+``method``       the paper's method, read top to bottom: backbones, camnet (CAMNet), cams,
+                 loss, train (training_step, fit), predict (classify, predict, evaluate),
+                 metrics
+``guidance``     one file per guidance term (the paper's CAM loss and its rivals), a registry
+``engine``       what fit can also do, as callbacks: checkpoint and resume, time limit,
+                 progress, TensorBoard; divergence guards, BatchNorm recalibration, devices,
+                 mixed precision, several processes, step timing
+``data``         the image reader, masks and their store, GuidedDataset, SynthFrac, real
+                 datasets
+``propagation``  masks for the images nobody drew, from the few that were drawn
+``analysis``     diagnostics, choosing images to annotate, claims checked against numbers
+``experiments``  the course's runs and their cache, the guidance zoo, few masks, recipes
+``course``       notebook setup, Colab, exercises, student versions, figures, the whole course
+``widgets``      MaskAnnotator, the notebook widget that draws masks into a MaskStore
+``cli``          ``agkit train``: the research path from a config file
 """
 
 from agkit.data import GuidedDataset, MaskStore, make_loader, make_synthfrac, open_dataset
 from agkit.method.backbones import list_backbones
 from agkit.method.camnet import CAMNet
 from agkit.method.loss import attention_guidance_loss
-from agkit.method.train import evaluate, fit, predict
+from agkit.method.predict import evaluate, predict
+from agkit.method.train import fit
 
 __version__ = "0.1.0"
 __all__ = [

@@ -47,7 +47,11 @@ from agkit.analysis.diagnostics import synthfrac_marker_masks
 from agkit.data import make_loader, open_dataset
 from agkit.data.real import LOADERS
 from agkit.engine import distributed
+from agkit.engine.callbacks import Callback
+from agkit.engine.checkpoint import Checkpoint, check_resume_config
+from agkit.engine.device import resolve_device
 from agkit.engine.precision import Precision
+from agkit.engine.progress import Progress
 from agkit.experiments import (
     NoMasksError,
     RunConfig,
@@ -59,9 +63,10 @@ from agkit.experiments import (
     training_loader,
 )
 from agkit.experiments.recipes import cub_datasets, cub_recipe
-from agkit.guidance import TERMS
+from agkit.guidance import TERMS, CAMGuidance, get_term
 from agkit.method.camnet import CAMNet
-from agkit.method.train import check_resume_config, decay_step, default_device, evaluate, fit
+from agkit.method.predict import evaluate
+from agkit.method.train import decay_step, fit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -96,7 +101,7 @@ KEYS: dict[str, Key] = {
     "guidance": Key(str, 'the term: "paper" (the paper\'s CAM loss) or a name in agkit.guidance'),
     "pooling": Key(str, '"auto" (avg for the baseline, the term\'s for guided), avg, softmax'),
     "resolution": Key(str, "feature or input (the paper's CAM loss)"),
-    "classes": Key(str, "all or label (the paper's CAM loss)"),
+    "class_maps": Key(str, "all or label: the class maps the paper's CAM loss pulls"),
     "backbone": Key(str, "tiny, resnet18, resnet50, ... (agkit.list_backbones())"),
     "pretrained": Key(bool, "start the backbone from ImageNet weights (downloads once)"),
     "size": Key(int, "side of the square training images in pixels"),
@@ -136,7 +141,7 @@ FIT_DEFAULTS = {
     "guidance": "paper",
     "pooling": "auto",
     "resolution": "feature",
-    "classes": "all",
+    "class_maps": "all",
     "optimizer": "adam",
     "momentum": 0.9,
     "weight_decay": 1e-4,
@@ -319,7 +324,7 @@ def _check_choices(c: dict[str, Any]) -> None:
         "guidance": ("paper", *TERMS),
         "pooling": ("auto", "avg", "softmax"),
         "resolution": ("feature", "input"),
-        "classes": ("all", "label"),
+        "class_maps": ("all", "label"),
         "optimizer": ("adam", "sgd"),
         "amp": ("fp32", "bf16", "fp16"),
         "device": ("auto", "cpu", "cuda", "mps"),
@@ -588,7 +593,7 @@ def _device(c: dict[str, Any]) -> torch.device:
 
     wanted = c["device"]
     if wanted == "auto":
-        wanted = default_device().type
+        wanted = resolve_device("auto").type
     if wanted == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device = 'cuda' but torch sees no CUDA device; use --device cpu.")
     if c["sync_bn"] and wanted != "cuda":
@@ -632,39 +637,25 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
         temporary = stored_file.with_suffix(".toml.tmp")
         temporary.write_text(to_toml(c), encoding="utf-8")
         temporary.replace(stored_file)  # other processes may be reading the old one
-    logger = None
-    if c["tensorboard"] and main:
-        from agkit.engine.tensorboard import TensorBoardLog
-
-        logger = TensorBoardLog(Path(c["tensorboard"]).expanduser(), parts["images"])
-    try:
-        history = fit(
-            model,
-            train_loader,
-            parts["val_loader"],
-            lam=c["lam"],
-            epochs=c["epochs"],
-            lr=c["lr"],
-            weight_decay=c["weight_decay"],
-            optimizer=c["optimizer"],
-            momentum=c["momentum"],
-            lr_step=parts["lr_step"],
-            lr_gamma=c["lr_gamma"],
-            resolution=c["resolution"],
-            classes=c["classes"],
-            guidance=None if c["guidance"] == "paper" else c["guidance"],
-            seed=c["seed"],
-            device=device,
-            progress=c["progress"] and main,
-            checkpoint=checkpoint,
-            resume=resume,
-            recalibrate_bn=c["recalibrate_bn"],
-            precision=precision,
-            on_epoch=logger,
-        )
-    finally:
-        if logger is not None:
-            logger.close()
+    history = fit(
+        model,
+        train_loader,
+        parts["val_loader"],
+        lam=c["lam"],
+        epochs=c["epochs"],
+        lr=c["lr"],
+        weight_decay=c["weight_decay"],
+        optimizer=c["optimizer"],
+        momentum=c["momentum"],
+        lr_step=parts["lr_step"],
+        lr_gamma=c["lr_gamma"],
+        guidance=guidance_term(c),
+        seed=c["seed"],
+        device=device,
+        recalibrate_bn=c["recalibrate_bn"],
+        precision=precision,
+        callbacks=callbacks(c, checkpoint, resume, parts["images"]),
+    )
     metrics: dict[str, Any] = {}
     if main:
         net = distributed.unwrap(model)
@@ -678,6 +669,27 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     distributed.barrier()
     return metrics
+
+
+def guidance_term(c: dict[str, Any]) -> Any:
+    """The guidance term of a resolved config: the paper's CAM loss at its resolution and
+    class maps, or a term of agkit.guidance by name."""
+    if c["guidance"] == "paper":
+        return CAMGuidance(resolution=c["resolution"], class_maps=c["class_maps"])
+    return get_term(c["guidance"])
+
+
+def callbacks(c: dict[str, Any], checkpoint: Path, resume: bool, images: Any) -> list[Callback]:
+    """fit's callbacks for a run of the command line: bars, the checkpoint (resumed with
+    --resume) and, with --tensorboard, a log (process 0 only)."""
+    main = distributed.is_main()
+    chosen: list[Callback] = [Progress()] if c["progress"] and main else []
+    chosen.append(Checkpoint(checkpoint, resume=resume))
+    if c["tensorboard"] and main:
+        from agkit.engine.tensorboard import TensorBoardLog
+
+        chosen.append(TensorBoardLog(Path(c["tensorboard"]).expanduser(), images))
+    return chosen
 
 
 def _plain(value: Any) -> Any:

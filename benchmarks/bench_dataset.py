@@ -7,7 +7,8 @@ import time
 
 import torch
 
-from agkit.data.dataset import GuidedDataset, make_loader
+from agkit.data.dataset import GuidedDataset
+from agkit.data.loader import make_loader
 
 torch.set_num_threads(1)
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +33,7 @@ import torch
 
 from agkit import cli
 from agkit.engine.precision import Precision
+from agkit.engine.timing import step_times
 from agkit.experiments import get_profile
 from agkit.method.camnet import CAMNet
 from agkit.method.train import training_step
@@ -50,12 +51,7 @@ NO_CUDA = (
 )
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def step_times(device: torch.device, quick: bool, repeats: int) -> dict:
+def precision_steps(device: torch.device, quick: bool, repeats: int) -> dict:
     """Median seconds per step of each setting and median ratios to fp32 (interleaved)."""
     profile = get_profile("ci" if quick else "full")
     size, batch = (32, 8) if quick else (profile.size, profile.batch_size)
@@ -74,22 +70,12 @@ def step_times(device: torch.device, quick: bool, repeats: int) -> dict:
         optimiser = torch.optim.AdamW(model.parameters(), lr=profile.lr)
         runs[name] = (model, optimiser, precision)
 
-    def seconds(name: str) -> float:
-        model, optimiser, precision = runs[name]
-        synchronize(device)
-        began = time.perf_counter()
-        training_step(model, data, optimiser, lam=1.0, precision=precision)
-        synchronize(device)
-        return time.perf_counter() - began
-
-    for _ in range(2 if quick else 10):  # warm-up: cuDNN picks its algorithms
-        for name in SETTINGS:
-            seconds(name)
-    times: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    for _ in range(repeats):
-        for name in SETTINGS:
-            times[name].append(seconds(name))
-    base = times["fp32"]
+    steps = {
+        name: functools.partial(training_step, model, data, optimiser, lam=1.0, precision=precision)
+        for name, (model, optimiser, precision) in runs.items()
+    }
+    times = step_times(steps, repeats=repeats, warmup=2 if quick else 10, device=device)
+    medians, ratios = times.medians(), times.ratios()
     return {
         "backbone": backbone,
         "size": size,
@@ -97,13 +83,11 @@ def step_times(device: torch.device, quick: bool, repeats: int) -> dict:
         "repeats": repeats,
         "settings": {
             name: {
-                "ms_per_step": 1e3 * statistics.median(values),
-                "images_per_s": batch / statistics.median(values),
-                "ratio_to_fp32": statistics.median(
-                    [t / b for t, b in zip(values, base, strict=True)]
-                ),
+                "ms_per_step": 1e3 * medians[name],
+                "images_per_s": batch / medians[name],
+                "ratio_to_fp32": ratios[name],
             }
-            for name, values in times.items()
+            for name in SETTINGS
         },
     }
 
@@ -147,7 +131,7 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {name} · torch {torch.__version__}{' · QUICK (smoke test)' * args.quick}")
 
-    steps = step_times(device, args.quick, repeats)
+    steps = precision_steps(device, args.quick, repeats)
     print(
         f"\n1. training steps, guided, {steps['backbone']} {steps['size']} px, batch "
         f"{steps['batch']}, {steps['repeats']} interleaved rounds"

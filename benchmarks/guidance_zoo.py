@@ -32,9 +32,9 @@ import torch
 
 from agkit import experiments
 from agkit.data.decoy_mnist import decoy_mnist_splits
+from agkit.engine.guards import TrainingDiverged
 from agkit.experiments import zoo
 from agkit.method.camnet import CAMNet
-from agkit.method.train import TrainingDiverged
 
 # Ross, Hughes and Doshi-Velez (IJCAI 2017), Decoy-MNIST test accuracy of their MLP.
 PAPER_DECOY_MNIST = {"baseline": 0.52, "rrr": 0.96}
@@ -160,7 +160,7 @@ def main(argv=None) -> pd.DataFrame:
             radiographs.masks[:n].flatten(1).amax(1) > 0,
             forbidden[:n],
         )
-        ratios["synthfrac"] = zoo.interleaved_step_ratios(
+        ratios["synthfrac"] = zoo.step_ratios(
             lambda pooling: CAMNet(profile.backbone, 2, 1, pooling).to(device),
             batch,
             args.methods,
@@ -169,7 +169,7 @@ def main(argv=None) -> pd.DataFrame:
         )
     if args.timing_repeats and "decoy_mnist" not in args.skip and args.mnist_root is not None:
         batch = tuple(t[:64] for t in digits["train"].tensors())
-        ratios["decoy_mnist"] = zoo.interleaved_step_ratios(
+        ratios["decoy_mnist"] = zoo.step_ratios(
             lambda pooling: zoo.digit_model(pooling).to(device),
             batch,
             args.methods,
@@ -189,14 +189,11 @@ def main(argv=None) -> pd.DataFrame:
     pd.set_option("display.precision", 3)
     for dataset, part in table.groupby("dataset", sort=False):
         print(
-            f"\n{dataset}: mean and std over seeds {args.seeds}; step ratios = median step time "
-            f"/ baseline's, in the runs and with steps taking turns (device {device}, "
+            f"\n{dataset}: mean and std over seeds {args.seeds}; step_ratio = step time over the "
+            f"baseline's, the steps taking turns (agkit.engine.timing; device {device}, "
             f"{torch.get_num_threads()} threads)"
         )
-        summary = zoo.summarize(part.dropna(axis=1, how="all"))
-        summary = summary.rename(columns={"step_ratio": "step_ratio_runs"})
-        if dataset in ratios:  # the same steps taking turns: robust to a drifting machine load
-            summary["step_ratio_interleaved"] = ratios[dataset]
+        summary = zoo.summarize(part.dropna(axis=1, how="all"), ratios.get(dataset))
         if dataset == "decoy_mnist":
             summary["paper_mlp (Ross et al. 2017)"] = [
                 PAPER_DECOY_MNIST.get(m, float("nan")) for m in summary.index

@@ -1,20 +1,22 @@
 """Time of one guided training step over one baseline step, same model and batch.
 
-Steps are measured alternately in one process (baseline, guided, baseline, ...) so that
-machine noise hits both equally; the script prints the median ratio. Goal: <= 1.10 at
-"feature" resolution. "input" resolution (the paper's Eq. 4) is printed for comparison.
-As in ``fit``, the baseline step also measures the attention loss without gradients (the
-history's ``att`` column), so the ratio is that of the steps a course run really takes.
+The steps take turns in one process (``agkit.engine.timing``, the kit's one step-time
+measure: the median over rounds of each step's time over the baseline's in that round), so
+machine noise hits them alike. The baseline step is plain cross-entropy (at lam = 0 the
+guidance term is not computed), the guided one adds the paper's loss. Goal: <= 1.10 at
+"feature" resolution; "input" resolution (the paper's Eq. 4) is printed for comparison.
 
     python benchmarks/step_ratio.py [--backbone tiny] [--size 64] [--batch 64] [--repeats 30]
 """
 
 import argparse
-import statistics
-import time
+import functools
 
 import torch
 
+from agkit.engine.device import set_threads
+from agkit.engine.timing import step_times
+from agkit.guidance import CAMGuidance
 from agkit.method.camnet import CAMNet
 from agkit.method.train import training_step
 
@@ -27,7 +29,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     torch.manual_seed(0)
 
     images = torch.rand(args.batch, 1, args.size, args.size)
@@ -38,29 +40,26 @@ def main():
     model = CAMNet(args.backbone, 2, pooling="softmax")
     optimiser = torch.optim.SGD(model.parameters(), lr=1e-4)
 
-    def seconds(lam, resolution):
-        start = time.perf_counter()
-        training_step(model, batch, optimiser, lam=lam, resolution=resolution)
-        return time.perf_counter() - start
+    def step(lam, resolution):
+        guidance = CAMGuidance(resolution=resolution)
+        return functools.partial(training_step, model, batch, optimiser, lam=lam, guidance=guidance)
 
-    for _ in range(3):  # warm-up
-        seconds(0.0, "feature"), seconds(0.1, "feature"), seconds(0.1, "input")
-    times = {"baseline": [], "feature": [], "input": []}
-    for _ in range(args.repeats):
-        times["baseline"].append(seconds(0.0, "feature"))
-        times["feature"].append(seconds(0.1, "feature"))
-        times["input"].append(seconds(0.1, "input"))
-
-    base = statistics.median(times["baseline"])
+    times = step_times(
+        {
+            "baseline": step(0.0, "feature"),
+            "feature": step(0.1, "feature"),
+            "input": step(0.1, "input"),
+        },
+        repeats=args.repeats,
+        warmup=3,
+    )
+    base = times.medians()["baseline"]
+    ratios = times.ratios()
     print(f"backbone={args.backbone} size={args.size} batch={args.batch} threads={args.threads}")
     print(f"baseline step: {base * 1e3:.1f} ms  ({args.batch / base:.0f} images/s)")
     for resolution in ("feature", "input"):
-        ratios = [g / b for g, b in zip(times[resolution], times["baseline"], strict=True)]
         goal = "  (goal <= 1.10)" if resolution == "feature" else ""
-        print(
-            f"guided/baseline step time, {resolution} resolution: "
-            f"{statistics.median(ratios):.3f}{goal}"
-        )
+        print(f"guided/baseline step time, {resolution} resolution: {ratios[resolution]:.3f}{goal}")
 
 
 if __name__ == "__main__":

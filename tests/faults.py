@@ -14,16 +14,16 @@ def index_write_fails(monkeypatch, no_hard_links: bool = False) -> None:
     """Make every write of a MaskStore's index.json fail as a full disk does; the mask PNGs
     still write. ``no_hard_links``: the file system has no hard links either (a FUSE mount
     such as Google Drive), so the store must keep the old bytes in memory."""
-    from agkit.data import mask_store
+    from agkit.data import mask_store_index
 
-    real = mask_store._atomic_write
+    real = mask_store_index._atomic_write
 
     def atomic_write(path, data, durable=True):
         if Path(path).name == "index.json":
             raise OSError(errno.ENOSPC, "No space left on device")
         real(path, data, durable)
 
-    monkeypatch.setattr(mask_store, "_atomic_write", atomic_write)
+    monkeypatch.setattr(mask_store_index, "_atomic_write", atomic_write)
     if no_hard_links:
 
         def no_link(*args, **kwargs):

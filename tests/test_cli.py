@@ -295,7 +295,7 @@ def _batch(size=32, n=8):
     return images, torch.arange(n) % 2, masks, torch.ones(n, dtype=torch.bool)
 
 
-def _step(precision, lam=1.0, guidance=None):
+def _step(precision, lam=1.0, guidance="cam"):
     torch.manual_seed(0)
     model = CAMNet("tiny", 2, pooling="softmax")
     if precision is not None:
@@ -318,7 +318,7 @@ def test_bf16_autocast_runs_a_step_close_to_fp32():
 
 
 def test_the_attention_loss_runs_in_float32_under_autocast(monkeypatch):
-    import agkit.method.train as train_module
+    import agkit.guidance.cam as train_module
 
     seen = []
     original = train_module.attention_guidance_loss

@@ -1,5 +1,5 @@
-"""The public surface: ``agkit``'s short list of names is the same objects as their homes, and
-the old import paths still work for one release, each with a DeprecationWarning."""
+"""The public surface: ``agkit``'s short list of names is the same objects as their homes;
+nothing was released before, so no old name is kept."""
 
 import importlib
 import subprocess
@@ -8,19 +8,19 @@ import sys
 import pytest
 
 import agkit
-from agkit.course import colab
-from agkit.data import io, mask_store, shapes
-from agkit.data.real import demo
 
 
 def test_top_level_names_are_their_homes():
-    from agkit.data.dataset import GuidedDataset, make_loader
+    from agkit.data.dataset import GuidedDataset
+    from agkit.data.loader import make_loader
+    from agkit.data.mask_store import MaskStore
     from agkit.data.real import open_dataset
     from agkit.data.synthetic import make_synthfrac
     from agkit.method.backbones import list_backbones
     from agkit.method.camnet import CAMNet
     from agkit.method.loss import attention_guidance_loss
-    from agkit.method.train import evaluate, fit, predict
+    from agkit.method.predict import evaluate, predict
+    from agkit.method.train import fit
     from agkit.widgets.annotator import MaskAnnotator
 
     homes = {
@@ -32,7 +32,7 @@ def test_top_level_names_are_their_homes():
         "predict": predict,
         "GuidedDataset": GuidedDataset,
         "make_loader": make_loader,
-        "MaskStore": mask_store.MaskStore,
+        "MaskStore": MaskStore,
         "open_dataset": open_dataset,
         "make_synthfrac": make_synthfrac,
         "MaskAnnotator": MaskAnnotator,
@@ -51,29 +51,19 @@ def test_import_agkit_leaves_the_widget_libraries_alone():
 
 
 @pytest.mark.parametrize(
-    "old, names, new",
+    "module, name",
     [
-        ("agkit.data.masks", ["MaskStore", "CorruptIndexError", "safe_file_name"], mask_store),
-        ("agkit.data.masks", ["rasterize_boxes", "rasterize_polygons", "mask_to_boxes"], shapes),
-        ("agkit.data.demo", ["write_demo_dataset", "demo_synthfrac", "DEMO_FORMATS"], demo),
+        ("agkit.data", "masks"),
+        ("agkit.data", "demo"),
+        ("agkit.widgets", "enable_colab_widget_manager"),
+        ("agkit.widgets", "image_to_array"),
+        ("agkit.method.loss", "old_names"),
+        ("agkit.method.train", "default_device"),
     ],
 )
-def test_old_module_paths_warn_and_give_the_same_objects(old, names, new, monkeypatch):
-    monkeypatch.delitem(sys.modules, old, raising=False)
-    with pytest.warns(DeprecationWarning, match=new.__name__.replace(".", r"\.")):
-        module = importlib.import_module(old)
-    for name in names:
-        assert getattr(module, name) is getattr(new, name), name
-
-
-@pytest.mark.parametrize(
-    "old, new",
-    [("enable_colab_widget_manager", colab.enable_widget_manager), ("image_to_array", io.to_array)],
-)
-def test_old_widget_names_warn_and_give_the_kits_function(old, new):
-    import agkit.widgets
-
-    with pytest.warns(DeprecationWarning, match=new.__name__):
-        assert getattr(agkit.widgets, old) is new
-    with pytest.raises(AttributeError):
-        agkit.widgets.no_such_name  # noqa: B018
+def test_no_deprecated_name_is_kept(module, name):
+    with pytest.raises((ImportError, AttributeError)):
+        try:
+            importlib.import_module(f"{module}.{name}")
+        except ModuleNotFoundError:
+            getattr(importlib.import_module(module), name)

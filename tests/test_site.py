@@ -24,8 +24,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from agkit.course import colab, student
 from agkit.course import run_all as run_course
+from agkit.course import stamp, student
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "make_site.py"
@@ -46,8 +46,8 @@ def _tagged(source, *tags, cell=new_code_cell):
 def _executed(name="03_guided_training.ipynb", runs="/tmp/somewhere/ci-runs"):
     """A small notebook as papermill leaves it: injected parameters, outputs, a widget."""
     badges = (
-        f"{colab.badge(f'notebooks/{name}')} **solution version** · "
-        f"{colab.badge(f'notebooks/student/{name}')} **student version** (exercises blank)"
+        f"{stamp.badge(f'notebooks/{name}')} **solution version** · "
+        f"{stamp.badge(f'notebooks/student/{name}')} **student version** (exercises blank)"
     )
     widget = new_output(
         "display_data", data={WIDGET_VIEW: {"model_id": "x"}, "text/plain": "MaskAnnotator()"}
@@ -84,8 +84,8 @@ def _site_page(answers):
 
 def test_links_point_at_the_site_or_at_github():
     pages, assets = {"README.md", "docs/method.md", "notebooks/01_a.ipynb"}, set()
-    blob = f"https://github.com/{colab.REPOSITORY}/blob/{colab.REF}"
-    tree = f"https://github.com/{colab.REPOSITORY}/tree/{colab.REF}"
+    blob = f"https://github.com/{stamp.REPOSITORY}/blob/{stamp.REF}"
+    tree = f"https://github.com/{stamp.REPOSITORY}/tree/{stamp.REF}"
     text = (
         "[m](docs/method.md) ![s](docs/summary.png) [d](data/README.md#masks) [p](agkit) "
         '[w](https://anywidget.dev) [h](#two-commands) [n](notebooks/01_a.ipynb "title")'
@@ -110,10 +110,10 @@ def test_student_page_has_blanks_launch_links_and_no_answers():
     name = "03_guided_training.ipynb"
     assert first.startswith('# 3 · A lesson\n\n<div class="agkit-launch">')
     for url in (
-        colab.colab_url(f"notebooks/{name}"),
-        colab.binder_url(f"notebooks/{name}"),
-        colab.colab_url(f"notebooks/student/{name}"),
-        colab.binder_url(f"notebooks/student/{name}"),
+        stamp.colab_url(f"notebooks/{name}"),
+        stamp.binder_url(f"notebooks/{name}"),
+        stamp.colab_url(f"notebooks/student/{name}"),
+        stamp.binder_url(f"notebooks/student/{name}"),
     ):
         assert f'href="{html.escape(url)}"' in first
     assert f'href="student/{name}"' in first and "<code>ci</code> profile" in first
@@ -132,7 +132,7 @@ def test_student_page_has_blanks_launch_links_and_no_answers():
     png = base64.b64encode((ROOT / "docs" / "widget.png").read_bytes()).decode()
     assert f'src="data:image/png;base64,{png}"' in shown["text/html"]
     assert "widgets" not in page.metadata
-    blob = f"https://github.com/{colab.REPOSITORY}/blob/{colab.REF}/data/README.md"
+    blob = f"https://github.com/{stamp.REPOSITORY}/blob/{stamp.REF}/data/README.md"
     assert sources[-1] == f"See [the data]({blob}) and [the method](../docs/method.md)."
 
 
@@ -239,9 +239,9 @@ def test_every_notebook_page_has_its_launch_links(student_site, executed, name):
         pytest.fail(f"{name} was not executed into {executed}", pytrace=False)
     page = (student_site / "notebooks" / name.replace(".ipynb", ".html")).read_text()
     solution, blank = f"notebooks/{name}", f"notebooks/student/{name}"
-    expected = [colab.colab_url(solution), colab.binder_url(solution)]
+    expected = [stamp.colab_url(solution), stamp.binder_url(solution)]
     if (ROOT / blank).is_file():
-        expected += [colab.colab_url(blank), colab.binder_url(blank)]
+        expected += [stamp.colab_url(blank), stamp.binder_url(blank)]
         copy = student_site / "notebooks" / "student" / name
         assert copy.read_bytes() == (ROOT / blank).read_bytes(), "the download link's file"
         assert f'href="student/{name}"' in page
@@ -289,9 +289,9 @@ def test_notebook_page_renders_in_chromium(student_site):
             assert page.locator("div.cell.tag_check").count() == len(exercises)
             assert page.get_by_text("Exercise 1 ·").first.is_visible()
             for url in (
-                colab.colab_url(f"notebooks/{name}"),
-                colab.binder_url(f"notebooks/{name}"),
-                colab.colab_url(f"notebooks/student/{name}"),
+                stamp.colab_url(f"notebooks/{name}"),
+                stamp.binder_url(f"notebooks/{name}"),
+                stamp.colab_url(f"notebooks/student/{name}"),
             ):
                 assert page.locator(f'a[href="{url}"]').is_visible(), url
             download = page.locator(f'a[href="student/{name}"]')

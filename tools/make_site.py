@@ -6,7 +6,7 @@
 The notebooks are the executed copies of ``make course``, rendered by Sphinx and myst-nb as
 they ran (nothing is executed again), with README as the home page and docs/method.md and
 docs/architecture.md beside them. Every notebook page opens with launch links, made by
-``agkit.course.colab``: Colab and Binder for the notebook and for its student version, and the
+``agkit.course.stamp``: Colab and Binder for the notebook and for its student version, and the
 student notebook to download.
 
 Without ``--answers`` the site is the one to give students: the exercises show the blanks
@@ -39,7 +39,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the agkit of this checkout, also without `pip install -e`
 
-from agkit.course import colab, student  # noqa: E402
+from agkit.course import stamp, student  # noqa: E402
 
 CONFIG = ROOT / "docs" / "site"
 PAGES = ["docs/method.md", "docs/architecture.md"]
@@ -52,9 +52,9 @@ LINK = re.compile(r"(!?\[[^\]]*\])\(([^)\s]+)((?:\s+\"[^\"]*\")?)\)")
 
 
 def github_url(path: str) -> str:
-    """The page of the repository file (or folder) ``path`` on GitHub at agkit.course.colab.REF."""
+    """The page of the repository file (or folder) ``path`` on GitHub at agkit.course.stamp.REF."""
     kind = "tree" if (ROOT / path).is_dir() else "blob"
-    return f"https://github.com/{colab.REPOSITORY}/{kind}/{colab.REF}/{path}"
+    return f"https://github.com/{stamp.REPOSITORY}/{kind}/{stamp.REF}/{path}"
 
 
 def rewrite_links(text: str, page: str, pages: set[str], assets: set[str]) -> str:
@@ -97,16 +97,16 @@ def launch_bar(name: str, profile: str | None) -> str:
         '<div class="agkit-launch">',
         row(
             "Solution version",
-            button("colab", colab.colab_url(solution), "Open in Colab"),
-            button("binder", colab.binder_url(solution), "Launch Binder"),
+            button("colab", stamp.colab_url(solution), "Open in Colab"),
+            button("binder", stamp.binder_url(solution), "Launch Binder"),
         ),
     ]
     if (ROOT / blank).is_file():
         parts.append(
             row(
                 "Student version",
-                button("colab", colab.colab_url(blank), "Open in Colab"),
-                button("binder", colab.binder_url(blank), "Launch Binder"),
+                button("colab", stamp.colab_url(blank), "Open in Colab"),
+                button("binder", stamp.binder_url(blank), "Launch Binder"),
                 button("download", f"student/{name}", "Download .ipynb"),
             )
         )
@@ -180,7 +180,7 @@ def site_notebook(notebook, name: str, answers: bool, pages: set[str], assets: s
         if cell.cell_type == "markdown":
             cell.source = rewrite_links(cell.source, f"notebooks/{name}", pages, assets)
         if cell.cell_type == "code":
-            if colab._is_install_cell(cell):  # it does nothing outside Colab: folded away
+            if stamp._is_install_cell(cell):  # it does nothing outside Colab: folded away
                 cell.metadata.setdefault("tags", []).append("hide-input")
             if "exercise" in kinds and answers:
                 cell.metadata["tags"].append("solution")  # labelled so on the page

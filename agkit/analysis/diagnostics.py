@@ -25,9 +25,10 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from agkit.data.synthetic import marker_boxes
-from agkit.guidance import attention_mass
+from agkit.data.synthetic_marker import marker_boxes
 from agkit.method import cams as cam_utils
+from agkit.method.metrics import attention_mass
+from agkit.method.predict import classify
 
 # ---------------------------------------------------------------------------------------
 # Groups
@@ -68,7 +69,7 @@ def synthfrac_marker_masks(data, every_corner: bool = False) -> torch.Tensor:
     """The lead marker's box of every SynthFrac image: n x 1 x S x S float 0/1.
 
     All zero for images without a marker. The geometry is the generator's
-    (``agkit.data.synthetic``): a square of side max(7, round(0.17 S)) set in from the
+    (``agkit.data.synthetic_marker``): a square of side max(7, round(0.17 S)) set in from the
     corner by max(2, round(0.05 S)) pixels; ``meta["marker_corner"]`` says which corner.
 
     With ``every_corner`` each image gets all four boxes where a marker can sit, marker or
@@ -142,15 +143,13 @@ def wrong_reason(
     cam_parts, ig_parts = [], []
     device = next(model.parameters()).device
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device)
-        r = regions[start : start + batch_size].to(device)
-        with torch.no_grad():
-            out = model(x)
-        predicted = out.logits.argmax(1)
-        mass = attention_mass(out.cams, r)  # b x N
-        cam_parts.append(mass.gather(1, predicted[:, None])[:, 0].cpu())
-        attributions = integrated_gradients(model, x, predicted, steps)
-        ig_parts.append(attribution_share(attributions, r).cpu())
+        x = images[start : start + batch_size]
+        r = regions[start : start + batch_size]
+        out = classify(model, x, batch_size)
+        mass = attention_mass(out.cams, r, cells="area")  # b x N
+        cam_parts.append(mass.gather(1, out.predicted[:, None])[:, 0])
+        attributions = integrated_gradients(model, x.to(device), out.predicted.to(device), steps)
+        ig_parts.append(attribution_share(attributions, r.to(device)).cpu())
     if not cam_parts:
         return {"cam": float("nan"), "ig": float("nan"), "n": 0}
     return {

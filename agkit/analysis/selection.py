@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans, SpectralClustering
 
 from agkit.data import make_loader
-from agkit.method.train import predict
+from agkit.method.predict import predict
 
 STRATEGIES = ("random", "balanced", "coverage", "uncertainty", "outlier", "clusters")
 MODEL_FREE_STRATEGIES = ("random", "balanced", "coverage")  # rank without a baseline

@@ -1,1 +1,2 @@
-"""The course around the method: notebook setup, Colab, exercises, student versions, figures, running it all."""
+"""The course around the method: notebook setup, Colab, exercises, student versions,
+figures, and running it all."""

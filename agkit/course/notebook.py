@@ -12,12 +12,13 @@ it chose. The returned ``Setup`` carries ``.profile`` (an ``agkit.experiments.Pr
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.std import tqdm as std_tqdm
+
+from agkit.engine import progress
+from agkit.engine.device import resolve_device, set_threads
 
 
 @dataclass(frozen=True)
@@ -35,72 +36,6 @@ class Setup:
             f"profile={p.name} · images {p.size}x{p.size} · backbone {p.backbone} · "
             f"device {self.device} · seed {self.seed} · runs in {self.runs_dir}"
         )
-
-
-def resolve_device(device="auto") -> torch.device:
-    """ "auto" or None: a GPU when there is one (cuda, then Apple's mps), else the CPU;
-    anything else is passed to ``torch.device`` ("cpu", "cuda:1", ...)."""
-    if device is None or device == "auto":
-        from agkit.method.train import default_device
-
-        return default_device()
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {str(device)!r} was asked for, but torch sees no CUDA GPU; "
-            "use device='auto' or 'cpu'."
-        )
-    return device
-
-
-class TextBar(std_tqdm):
-    """A tqdm bar drawn as one line of plain text that is replaced in place.
-
-    ipywidget bars are drawn by the browser, so an executed copy (papermill, ``make
-    course``, GitHub's viewer) keeps only their first frame, a frozen "0%". This bar sends
-    its line as a display that is updated in place (``display_id``): live it moves like any
-    bar, and a saved notebook holds its last state, the finished bar.
-    """
-
-    def __init__(self, *args, **kwargs):
-        self._handle = None
-        kwargs["file"] = io.StringIO()  # tqdm's own writes go nowhere; display() draws
-        kwargs.setdefault("mininterval", 0.5)
-        kwargs.setdefault("ncols", 90)
-        kwargs.setdefault("ascii", False)  # block characters, as a terminal would show
-        super().__init__(*args, **kwargs)
-
-    def close(self):
-        # A loop left early (fit's time limit) leaves the bar short of its total: say so,
-        # rather than let a saved notebook show what looks like a bar that froze.
-        if not self.disable and self.total and self.n < self.total and self.leave:
-            self.desc = f"{self.desc} (stopped early)" if self.desc else "stopped early"
-        super().close()
-
-    def display(self, msg=None, pos=None):
-        from IPython import get_ipython
-        from IPython.display import display
-
-        line = self.__str__() if msg is None else msg
-        if get_ipython() is None:  # not in a notebook: one printed line per state
-            if line:
-                print(line)
-            return True
-        text = {"text/plain": line}
-        if self._handle is None:
-            self._handle = display(text, raw=True, display_id=True)
-        else:
-            self._handle.update(text, raw=True)
-        return True
-
-
-def use_text_progress_bars() -> None:
-    """Draw the kit's progress bars (training epochs, runs) as ``TextBar``s."""
-    from agkit import experiments
-    from agkit.method import train  # the zoo trains through train.fit
-
-    for module in (train, experiments):
-        module.tqdm = TextBar
 
 
 def plotting_defaults() -> None:
@@ -157,9 +92,9 @@ def setup(
     if device_chosen.type == "cpu":
         # The same thread count as the course's cached runs, so a model trained in the notebook
         # gets their numbers; and one busy core elsewhere no longer stalls a two-thread loop.
-        torch.set_num_threads(1)
+        set_threads(1)
     plotting_defaults()
-    use_text_progress_bars()
+    progress.use_text_bars()
     colab.enable_widget_manager()  # the annotation widget needs it on Colab; no-op elsewhere
     result = Setup(profile=chosen, device=device_chosen, runs_dir=folder, seed=seed)
     if not quiet:

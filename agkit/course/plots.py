@@ -1,6 +1,7 @@
 """Figures for the course: image grids, CAM galleries, metric comparisons, ablation curves.
 
-Each function returns the matplotlib Figure so a notebook can show it or save it.
+Each function returns the matplotlib Figure so a notebook can show it or save it. The
+curves of a training run, epoch by epoch, are in ``agkit.course.training_curves``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from matplotlib.lines import Line2D
 
 from agkit.method import cams as cam_utils
+from agkit.method.predict import classify
 
 BASELINE_COLOUR, GUIDED_COLOUR = "#d1495b", "#00798c"
 METHOD_PALETTE = {"baseline": BASELINE_COLOUR, "guided": GUIDED_COLOUR}
@@ -166,15 +168,14 @@ def cam_gallery(images, rows: dict, masks=None, titles=None, size: float = 1.7):
     return fig
 
 
-def predicted_cams(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run a model on n x C x H x W images: (CAM of the predicted class n x h x w,
-    predicted class n, probability of class 1 n)."""
-    model.eval()
-    with torch.no_grad():
-        out = model(images.to(next(model.parameters()).device))
-    predicted = out.logits.argmax(1)
-    maps = cam_utils.select_class(out.cams, predicted)[:, 0]
-    return maps.cpu(), predicted.cpu(), out.logits.softmax(1)[:, 1].cpu()
+def predicted_cams(
+    model, images: torch.Tensor, batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run a model on n x C x H x W images, ``batch_size`` at a time: (CAM of the predicted
+    class n x h x w, predicted class n, probability of class 1 n)."""
+    probs, predicted, cams = classify(model, images, batch_size=batch_size)
+    maps = cam_utils.select_class(cams, predicted)[:, 0]
+    return maps, predicted, probs[:, 1]
 
 
 def plot_confusion(confusion, class_names=("normal", "fractured"), ax=None, title: str = ""):
@@ -193,33 +194,6 @@ def plot_confusion(confusion, class_names=("normal", "fractured"), ax=None, titl
     )
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title, fontsize=10)
     return ax.figure
-
-
-def plot_histories(histories: dict, columns=("loss", "att")):
-    """Training curves: {name: history DataFrame} -> one panel per column.
-
-    An attention-loss column that is all zero (a baseline trained with lam = 0, whose
-    attention loss was never computed) is left out, not drawn as a perfect 0.
-    """
-    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), squeeze=False)
-    for ax, column in zip(axes[0], columns, strict=True):
-        for name, history in histories.items():
-            if column == "att" and column in history and not (history[column] != 0).any():
-                ax.plot([], [], ls="none", label=f"{name}: not computed (λ = 0)")
-                continue
-            if column in history:
-                ax.plot(
-                    history["epoch"],
-                    history[column],
-                    marker="o",
-                    ms=3,
-                    label=name,
-                    color=METHOD_PALETTE.get(name.split()[0]),
-                )
-        ax.set_xlabel("epoch"), ax.set_title(column)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def _method_bars(ax, table: pd.DataFrame, metric: str, alpha: float = 1.0) -> None:
@@ -340,57 +314,6 @@ def ablation_plot(
         fontsize=7,
         color="dimgrey",
     )
-    return ax.figure
-
-
-def plot_attention_loss(
-    histories: dict,
-    floor: float | None = None,
-    uniform: float | None = None,
-    after_training: dict | None = None,
-    ax=None,
-):
-    """The attention loss per epoch, with what it can and cannot reach.
-
-    Args:
-        histories: {name: history DataFrame with epoch and att}; a history whose att is
-            all zero (a baseline whose attention loss was not computed) is not drawn.
-        floor: the loss's lowest possible value on these masks (metrics.attention_loss_floor).
-        uniform: the loss of uniform attention, log(h*w).
-        after_training: {name: value} measured once after training (e.g. for a baseline),
-            drawn as a point at the last epoch.
-    """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.6, 3))
-    last = 1
-    for name, history in histories.items():
-        if "att" not in history or not (history["att"] != 0).any():
-            continue
-        ax.plot(
-            history["epoch"],
-            history["att"],
-            marker="o",
-            ms=3,
-            label=name,
-            color=METHOD_PALETTE.get(name.split()[0]),
-        )
-        last = max(last, int(history["epoch"].max()))
-    for name, value in (after_training or {}).items():
-        ax.plot(
-            [last],
-            [value],
-            marker="D",
-            ms=6,
-            ls="none",
-            label=f"{name}, after training",
-            color=METHOD_PALETTE.get(name.split()[0], "black"),
-        )
-    draw_chance(ax, {"uniform attention, log(h·w)": uniform})
-    if floor is not None:  # not a chance level: the lowest value these masks allow
-        ax.axhline(floor, color="black", lw=0.9, ls="-.", zorder=0, label="floor, log|S|")
-        ax.legend(fontsize=7, loc="best", frameon=False)
-    ax.set_xlabel("epoch"), ax.set_ylabel("attention loss")
-    ax.legend(fontsize=8)
     return ax.figure
 
 

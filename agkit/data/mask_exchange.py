@@ -1,6 +1,7 @@
 """Masks to and from the annotation formats other tools use: COCO JSON and YOLO label files.
 
-The parsing and the drawing live in ``agkit.data.shapes`` (one pixel convention); this module
+The parsing lives in ``agkit.data.annotation_coco`` and ``agkit.data.annotation_yolo``, the
+drawing in ``agkit.data.shapes`` (one pixel convention); this module
 adds what exchanging *masks* needs on top: naming images, unioning the shapes of one image,
 and turning a mask back into one COCO annotation or one YOLO box per 4-connected component.
 ``MaskStore.import_coco/export_coco/import_yolo/export_yolo`` are these functions plus the
@@ -12,23 +13,30 @@ Every mask here is an H x W uint8 array of 0/1.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from agkit.data.shapes import (
-    Shapes,
-    check_shape,
-    components,
-    id_mapper,
-    mask_to_boxes,
-    mask_to_polygons,
-    read_coco,
-    read_yolo,
-)
+from agkit.data.annotation_coco import read_coco
+from agkit.data.annotation_shapes import Shapes
+from agkit.data.annotation_yolo import read_yolo
+from agkit.data.shapes import check_shape, components, mask_to_boxes, mask_to_polygons
 
 __all__ = ["coco_masks", "masks_to_coco", "yolo_masks", "mask_to_yolo", "shape_of"]
+
+
+def id_mapper(image_id) -> Callable[[str], str]:
+    """How a file name becomes an image id: "file_name" (as is), "stem" or a callable."""
+    if image_id == "file_name":
+        return lambda name: name
+    if image_id == "stem":
+        return lambda name: Path(name).stem
+    if callable(image_id):
+        return image_id
+    raise ValueError(
+        f"image_id must be 'file_name', 'stem' or a callable file_name -> id, got {image_id!r}."
+    )
 
 
 def coco_masks(

@@ -1,4 +1,5 @@
-"""Progress bars: one factory that every loop of the kit draws its bars with.
+"""Progress bars: one factory that every loop of the kit draws its bars with, and the
+``Progress`` callback that draws ``fit``'s.
 
 ``bar(...)`` takes tqdm's arguments. In a terminal or a live notebook it is tqdm's own bar;
 after ``use_text_bars()`` (what ``agkit.course.notebook.setup`` calls) it is a ``TextBar``,
@@ -12,6 +13,8 @@ from typing import Any
 
 from tqdm.auto import tqdm as auto_tqdm
 from tqdm.std import tqdm as std_tqdm
+
+from agkit.engine.callbacks import Callback, TrainingState
 
 _style = {"text": False}
 
@@ -47,7 +50,8 @@ class TextBar(std_tqdm):
         # A loop left early (a time limit) leaves the bar short of its total: say so,
         # rather than let a saved notebook show what looks like a bar that froze.
         if not self.disable and self.total and self.n < self.total and self.leave:
-            self.desc = f"{self.desc} (stopped early)" if self.desc else "stopped early"
+            early = f"{self.desc} (stopped early)" if self.desc else "stopped early"
+            self.set_description_str(early, refresh=False)
         super().close()
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
@@ -65,3 +69,39 @@ class TextBar(std_tqdm):
         else:
             self._handle.update(text, raw=True)
         return True
+
+
+class Progress(Callback):
+    """A bar over the epochs of ``fit`` (loss, attention loss and validation accuracy beside
+    it) and, for epochs of ``batch_bar_from`` batches or more, one over each epoch's batches;
+    shorter epochs would only add lines to a notebook. ``desc``: the bar's label (default
+    the run's lambda)."""
+
+    def __init__(self, desc: str | None = None, batch_bar_from: int = 50):
+        self.desc, self.batch_bar_from = desc, batch_bar_from
+        self.epoch_bar: std_tqdm | None = None
+        self.batch_bar: std_tqdm | None = None
+
+    def on_fit_start(self, state: TrainingState) -> None:
+        desc = self.desc or f"lam={state.config.get('lam', 0):g}"
+        self.epoch_bar = bar(total=state.epochs, initial=state.epoch, desc=desc)
+
+    def on_batch_end(self, state: TrainingState, losses: dict[str, float]) -> None:
+        if self.batch_bar is None and (state.batches or 0) >= self.batch_bar_from:
+            self.batch_bar = bar(total=state.batches, desc=f"epoch {state.epoch + 1}", leave=False)
+        if self.batch_bar is not None:
+            self.batch_bar.update()
+
+    def on_epoch_end(self, state: TrainingState, row: dict[str, Any]) -> None:
+        if self.batch_bar is not None:
+            self.batch_bar.close()
+            self.batch_bar = None
+        if self.epoch_bar is not None:
+            shown = ("loss", "att", "val_accuracy")
+            self.epoch_bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in shown})
+            self.epoch_bar.update()
+
+    def on_fit_end(self, state: TrainingState) -> None:
+        if self.epoch_bar is not None:
+            self.epoch_bar.close()
+            self.epoch_bar = None

@@ -1,6 +1,6 @@
 """TensorBoard logging for ``agkit train --tensorboard DIR``.
 
-``TensorBoardLog(folder, images)`` is an ``on_epoch`` callback of ``agkit.method.train.fit``: after
+``TensorBoardLog(folder, images)`` is a callback of ``agkit.method.train.fit``: after
 each epoch it writes the history row's numbers as scalars (``train/loss``, ``train/ce``,
 ``train/att``, ``train/lr``, ``val/accuracy``, ...) and the CAM of the predicted class over
 each of a few fixed images as one grid of overlays (``cams``), so that one can watch the
@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from agkit.course.plots import predicted_cams
+from agkit.engine.callbacks import Callback, TrainingState
 from agkit.method import cams as cam_utils
+from agkit.method.predict import classify
 
 MISSING = (
     "--tensorboard needs the tensorboard package, which is not installed; install it with "
@@ -38,7 +39,7 @@ def summary_writer(folder: str | Path) -> Any:
     return SummaryWriter(log_dir=str(folder))
 
 
-class TensorBoardLog:
+class TensorBoardLog(Callback):
     """Scalars and CAM overlays per epoch (see the module docstring).
 
     folder: the log folder. images: n x C x H x W images (values in [0, 1]) to draw the
@@ -49,7 +50,8 @@ class TensorBoardLog:
         self.writer = summary_writer(folder)
         self.images = images
 
-    def __call__(self, epoch: int, row: dict[str, Any], model: nn.Module) -> None:
+    def on_epoch_end(self, state: TrainingState, row: dict[str, Any]) -> None:
+        epoch, model = state.epoch, state.model
         for key, value in row.items():
             if key in ("epoch",) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
@@ -61,9 +63,8 @@ class TensorBoardLog:
 
     def overlays(self, model: nn.Module) -> np.ndarray:
         """n x H x W x 3 overlays in [0, 1] of the predicted class's CAM on each image."""
-        was_training = model.training
-        maps, _, _ = predicted_cams(model, self.images)  # n x h x w; leaves model in eval
-        model.train(was_training)
+        out = classify(model, self.images)  # keeps the model's train/eval mode
+        maps = cam_utils.select_class(out.cams, out.predicted)[:, 0]  # n x h x w
         return np.stack(
             [
                 cam_utils.overlay(image.float().cpu(), cam)
@@ -71,5 +72,5 @@ class TensorBoardLog:
             ]
         ).astype(np.float32)
 
-    def close(self) -> None:
+    def on_fit_end(self, state: TrainingState) -> None:
         self.writer.close()

@@ -178,7 +178,7 @@ def train_with_few_masks(
         lr=lr,
         seed=seed,
         device=device,
-        progress=False,
+        callbacks=fit_options.pop("callbacks", []),
         **fit_options,
     )
     return model, history

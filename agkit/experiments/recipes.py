@@ -12,13 +12,20 @@ the JPEGs on the CPU is the bottleneck, hence the workers (unpack the .tgz first
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 from torchvision.transforms import v2
 
-from agkit.data.dataset import make_loader
+from agkit.data.loader import make_loader
 from agkit.data.real import open_dataset
+from agkit.engine.callbacks import Callback
+from agkit.engine.checkpoint import Checkpoint
+from agkit.engine.progress import Progress
+from agkit.engine.time_limit import TimeLimit
 from agkit.method.camnet import CAMNet
-from agkit.method.train import evaluate, fit
+from agkit.method.predict import evaluate
+from agkit.method.train import fit
 
 # Test accuracy (%) at epoch 95 reported by the authors (ResNet-50, 448 px), for
 # 5/10/15/20 training images per class: the numbers to compare a cub_recipe run with.
@@ -108,7 +115,7 @@ def cub_recipe(
         value for this cell, or None) and model.
     """
     pooling = pooling or ("softmax" if lam > 0 else "avg")
-    common = dict(
+    common: dict[str, Any] = dict(
         size=size,
         in_channels=3,
         radius=radius,
@@ -146,9 +153,7 @@ def cub_recipe(
         lr_gamma=0.1,
         seed=seed,
         device=device,
-        progress=progress,
-        checkpoint=checkpoint,
-        time_limit=time_limit,
+        callbacks=recipe_callbacks(progress, checkpoint, time_limit),
     )
     scores = evaluate(model, make_loader(test, batch_size=batch_size, num_workers=num_workers))
     published = None
@@ -161,3 +166,16 @@ def cub_recipe(
         "published": published,
         "model": model,
     }
+
+
+def recipe_callbacks(
+    progress: bool, checkpoint=None, time_limit: float | None = None
+) -> list[Callback]:
+    """fit's callbacks for a recipe run: bars, a checkpoint after every epoch, and a time
+    limit checked between epochs."""
+    callbacks: list[Callback] = [Progress()] if progress else []
+    if checkpoint is not None:
+        callbacks.append(Checkpoint(checkpoint))
+    if time_limit is not None:
+        callbacks.append(TimeLimit(time_limit))
+    return callbacks

@@ -10,8 +10,10 @@ compared by cost as well.
 
 from __future__ import annotations
 
-import time
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,47 +23,20 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from agkit import experiments
 from agkit.analysis import diagnostics
+from agkit.engine.progress import Progress
+from agkit.engine.timing import step_times
+
+# the zoo trains with these (and the benchmark and notebook 6 read them as zoo.LAMBDAS ...)
+from agkit.experiments.zoo_settings import (
+    LAMBDAS,
+    METHODS,
+    REGION,
+    REGIONS,
+)
 from agkit.guidance import get_term
 from agkit.method.camnet import CAMNet
+from agkit.method.predict import classify
 from agkit.method.train import decay_step, fit, training_step
-
-# lam per term ("baseline" is plain cross-entropy with average pooling), as chosen by
-# ``benchmarks/guidance_zoo.py --tune`` on the workshop profile: the value of LAMBDA_GRIDS
-# with the best validation score on seed 0 (SynthFrac: worst-group accuracy on
-# "val_shifted"; Decoy-MNIST: accuracy on its held-out "val" digits, which carry the test
-# rule; 4 epochs, constant lr). The test splits played no part.
-LAMBDAS = {
-    "synthfrac": {"cam": 10.0, "forbidden": 10.0, "rrr": 1000.0, "gradcam": 10.0, "gain": 3.0},
-    "decoy_mnist": {"cam": 0.3, "forbidden": 1.0, "rrr": 100.0, "gradcam": 10.0, "gain": 1.0},
-}
-LAMBDA_GRIDS = {
-    "synthfrac": {
-        "cam": (1.0, 3.0, 10.0),
-        "forbidden": (1.0, 10.0, 100.0),
-        "rrr": (10.0, 100.0, 1000.0),
-        "gradcam": (1.0, 3.0, 10.0),
-        "gain": (0.3, 1.0, 3.0),
-    },
-    "decoy_mnist": {
-        "cam": (0.3, 1.0, 3.0),
-        "forbidden": (1.0, 10.0, 100.0),
-        "rrr": (100.0, 1000.0, 10000.0),
-        "gradcam": (1.0, 3.0, 10.0),
-        "gain": (0.3, 1.0, 3.0),
-    },
-}
-#: SynthFrac's "don't look here" regions (``diagnostics.synthfrac_marker_masks``): "marker",
-#: the marker's box on the images that have one; "corners", the four boxes where a marker
-#: can sit, on every image (an empty corner gives the label away too).
-REGIONS = ("marker", "corners")
-#: the region each SynthFrac term that uses one trains with, chosen with its lam by
-#: ``--tune`` on seed 0's validation split (best worst-group accuracy of the lam grid):
-#: the forbidden CAM term needs every corner (0.63, against 0.09 on the marker's box),
-#: RRR does better on the marker's box (0.38, against 0.20 on every corner).
-REGION = {"forbidden": "corners", "rrr": "marker"}
-#: the validation score each dataset's lam is chosen by (higher is better)
-VALIDATION_SCORE = {"synthfrac": "worst_group_val_shifted", "decoy_mnist": "accuracy_val"}
-METHODS = ("baseline", "cam", "forbidden", "rrr", "gradcam", "gain")
 
 
 def fingerprint() -> str:
@@ -137,34 +112,24 @@ def train(
         lr_step=lr_step,
         seed=seed,
         device=device,
-        progress=progress,
+        callbacks=[Progress()] if progress else [],
     )
     per_epoch = len(train_loader)
     seconds = list(history["seconds"] / per_epoch)
     return Run(method, lam, seed, model.eval(), seconds, per_epoch * len(history))
 
 
-def step_settings(method: str, lam: float) -> tuple[float, object]:
+def step_settings(method: str, lam: float) -> tuple[float, Callable[..., Any]]:
     """(lam, guidance) for ``fit``/``training_step``: the method's term and lam, or for the
-    baseline lam 0 with a term that is never called. Given a term, a step with lam 0 is
-    plain cross-entropy; with none it also measures the paper's attention loss on the
-    masks (for the course's plots), which would make the baseline's step look dearer."""
+    baseline lam 0 (a step of plain cross-entropy: the term is not computed)."""
     if method == "baseline":
         return 0.0, get_term("cam")
     return lam, get_term(method)
 
 
-@torch.no_grad()
-def predictions(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def predictions(model, images: torch.Tensor) -> torch.Tensor:
     """The predicted class of every image: n x C x H x W -> n."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat(
-        [
-            model(images[i : i + batch_size].to(device)).logits.argmax(1).cpu()
-            for i in range(0, len(images), batch_size)
-        ]
-    )
+    return classify(model, images).predicted
 
 
 def pooling_of(method: str) -> str:
@@ -285,67 +250,10 @@ def synthfrac_run(
 # ---------------------------------------------------------------------------------------
 
 
-class SmallConvNet(nn.Module):
-    """Five 3x3 convolutions for 28 x 28 digits: B x 1 x 28 x 28 -> B x 64 x 7 x 7.
-
-    The second and third have stride 2 (28 -> 14 -> 7); the last two keep the 7 x 7 grid
-    and widen what each cell sees to 25 x 25 pixels, nearly the whole digit. That matters
-    for the paper's CAM loss, which spreads each class map evenly over the digit's cells:
-    every cell must then recognise the digit by itself. With three convolutions a cell saw
-    9 x 9 pixels, a piece of a stroke, and the CAM-guided network underfit (0.90 training
-    accuracy after 4 epochs at lam 3, seed 0); with five it reached 0.99, and 0.98 on the
-    test digits.
-
-    With ``coordinates`` (the default) two channels holding each pixel's row and column
-    (-1 .. 1) are added to the input, as in CoordConv (Liu et al., NeurIPS 2018). A CAMNet
-    scores every position with the same weights and pools over positions, so on its own it
-    learns only with difficulty (from the zero padding) that a corner never holds evidence;
-    an MLP such as Ross et al.'s has a weight per pixel and can. On the three-convolution
-    network they raised test accuracy in short runs (12,000 digits, 3 epochs, seed 0) from
-    0.66 to 0.81 for RRR (lam 1000); on this one, after 4 epochs (seed 0), from 0.978 to
-    0.983 for RRR (lam 100) and from 0.982 to 0.985 for the CAM loss (lam 3).
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 1,
-        widths: tuple[int, ...] = (16, 32, 64, 64, 64),
-        strides: tuple[int, ...] = (1, 2, 2, 1, 1),
-        coordinates=True,
-    ):
-        super().__init__()
-        if len(widths) != len(strides):
-            raise ValueError(
-                f"one stride per width: got {len(widths)} widths, {len(strides)} strides."
-            )
-        self.coordinates = coordinates
-        layers, previous = [], in_channels + (2 if coordinates else 0)
-        for width, stride in zip(widths, strides, strict=True):
-            layers += [
-                nn.Conv2d(previous, width, 3, stride, 1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(),
-            ]
-            previous = width
-        self.body = nn.Sequential(*layers)
-        self.out_channels = previous
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.coordinates:
-            b, _, h, w = x.shape
-            rows = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1)
-            cols = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w)
-            x = torch.cat([x, rows.expand(b, 1, h, w), cols.expand(b, 1, h, w)], dim=1)
-        return self.body(x)
-
-
-def digit_model(pooling: str = "avg", seed: int = 0, coordinates: bool = True) -> CAMNet:
-    """A CAMNet for 28 x 28 digits on the SmallConvNet backbone (7 x 7 CAMs)."""
+def digit_model(pooling: str = "avg", seed: int = 0) -> CAMNet:
+    """A CAMNet for 28 x 28 digits on the "digits" backbone (``DigitNet``, 7 x 7 CAMs)."""
     torch.manual_seed(seed)
-    model = CAMNet("tiny", num_classes=10, in_channels=1, pooling=pooling)
-    model.backbone = SmallConvNet(coordinates=coordinates)
-    model.classifier = nn.Linear(model.backbone.out_channels, 10)
-    return model
+    return CAMNet("digits", num_classes=10, in_channels=1, pooling=pooling)
 
 
 def decoy_run(
@@ -376,7 +284,10 @@ def decoy_run(
     step time), steps.
     """
     lam = LAMBDAS["decoy_mnist"].get(method, 0.0) if lam is None else lam
-    batches = loader(*train_set.tensors(), batch_size=batch_size, shuffle=True, seed=seed)
+    images, labels, masks, has_mask, forbidden = train_set.tensors()
+    batches = loader(
+        images, labels, masks, has_mask, forbidden, batch_size=batch_size, shuffle=True, seed=seed
+    )
     model = digit_model(pooling_of(method), seed).to(device or "cpu")
     lr_step = decay_step(epochs, lr_decay_at)
     run = train(
@@ -400,7 +311,7 @@ def decoy_run(
     }
 
 
-def interleaved_step_ratios(
+def step_ratios(
     make_model,
     batch,
     methods=METHODS,
@@ -409,33 +320,27 @@ def interleaved_step_ratios(
     repeats: int = 20,
     warmup: int = 2,
 ) -> pd.Series:
-    """Median training-step time of each method divided by the baseline's.
+    """Training-step time of each method over the baseline's (``agkit.engine.timing``: the
+    methods take turns on the same five-part batch; the median of the per-round ratios).
 
-    The methods take turns, one step each, ``repeats`` times on the same five-part batch,
-    so a machine whose load drifts slows them all alike (timings taken run after run on a
-    shared machine are not comparable). ``make_model(pooling)`` builds a fresh model;
-    ``lams`` gives each term's weight (default 1). Returns a Series indexed by method.
+    ``make_model(pooling)`` builds a fresh model; ``lams`` gives each term's weight (default
+    1). Returns a Series indexed by method, the baseline's 1.
     """
     lams = lams or {}
-    state = {}
-    for method in methods:
+    steps: dict[str, Callable[[], object]] = {}
+    for method in ("baseline", *(m for m in methods if m != "baseline")):
         model = make_model(pooling_of(method)).train()
         lam, term = step_settings(method, lams.get(method, 1.0))
-        state[method] = (model, lam, term, torch.optim.AdamW(model.parameters(), lr=1e-4))
-    seconds = {method: [] for method in methods}
-    for repeat in range(warmup + repeats):
-        for method, (model, lam, term, optimizer) in state.items():
-            started = time.perf_counter()
-            training_step(model, batch, optimizer, lam=lam, guidance=term)
-            if repeat >= warmup:
-                seconds[method].append(time.perf_counter() - started)
-    medians = pd.Series({method: float(np.median(v)) for method, v in seconds.items()})
-    return medians / medians["baseline"]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        steps[method] = functools.partial(
+            training_step, model, batch, optimizer, lam=lam, guidance=term
+        )
+    return step_times(steps, repeats=repeats, warmup=warmup).ratios()[list(methods)]
 
 
-def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds per method, and each method's median step
-    time as a multiple of the baseline's (``step_ratio``)."""
+def summarize(table: pd.DataFrame, ratios: pd.Series | None = None) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per method; with ``ratios`` (``step_ratios``)
+    each method's step time over the baseline's as ``step_ratio``."""
     metrics = [
         c
         for c in (
@@ -449,8 +354,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     ]
     summary = table.groupby("method", sort=False)[metrics].agg(["mean", "std"])
     summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
-    step = table.groupby("method", sort=False)["step_seconds"].median()
-    summary["step_ratio"] = step / step["baseline"] if "baseline" in step else np.nan
+    if ratios is not None:
+        summary["step_ratio"] = ratios.reindex(summary.index)
     return summary
 
 

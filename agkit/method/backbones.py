@@ -3,7 +3,8 @@
 A backbone is the part of a classifier before its global pooling. Three sources, tried in
 this order for a plain name:
 
-* ``"tiny"``: a small residual network for 64 px grayscale images on a laptop CPU.
+* ``"tiny"`` and ``"digits"``: the small networks of ``agkit.method.small_nets`` (64 px
+  radiographs on a laptop CPU; 28 px digits).
 * every torchvision classification model whose last stage is a feature map (resnet*,
   densenet*, efficientnet*, convnext*, regnet*, swin*, vgg*, ...; not the vision
   transformers ``vit_*``, which end in a class token). The network is cut where it pools
@@ -21,69 +22,22 @@ normalise their input with the statistics their weights were trained with.
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import warnings
 from typing import Any
 from urllib.error import URLError
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from agkit.method.small_nets import DigitNet, TinyResNet
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TIMM_PREFIX = "timm:"
 #: Module names that hold a classifier head: a global pool inside one of them pools class
 #: scores, not features (squeezenet), so such a network is cut at its ``features`` instead.
 _HEAD_NAMES = ("fc", "classifier", "head", "heads")
-
-
-# ---------------------------------------------------------------------------------------
-# tiny
-# ---------------------------------------------------------------------------------------
-
-
-class ResidualBlock(nn.Module):
-    """Two 3x3 convolutions with a skip connection (He et al.'s basic block)."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.skip: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.skip = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.skip(x))
-
-
-class TinyResNet(nn.Module):
-    """A small residual network for 64 x 64 grayscale images on a laptop CPU.
-
-    Total stride 8, so a 64 x 64 image gives an 8 x 8 CAM grid.
-    Input B x C x H x W, output B x 128 x H/8 x W/8.
-    """
-
-    def __init__(self, in_channels: int = 1, widths: tuple[int, ...] = (16, 32, 64, 128)):
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=True),
-        )
-        blocks = [ResidualBlock(a, b, stride=2) for a, b in itertools.pairwise(widths)]
-        self.blocks = nn.Sequential(*blocks)
-        self.out_channels = widths[-1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(x))
+#: the networks trained from scratch, by name (``agkit.method.small_nets``)
+SMALL_NETS: dict[str, type[nn.Module]] = {"tiny": TinyResNet, "digits": DigitNet}
 
 
 # ---------------------------------------------------------------------------------------
@@ -338,7 +292,7 @@ def list_backbones(pattern: str = "*", pretrained: bool = False) -> list[str]:
     appear as ``"timm:NAME"`` when timm is installed (a plain ``NAME`` works too where
     torchvision has no model of that name).
     """
-    names = [] if pretrained else ["tiny"]
+    names = [] if pretrained else list(SMALL_NETS)
     names += _torchvision_names()
     if _timm_available():
         import timm
@@ -359,13 +313,13 @@ def build_backbone(name: str, in_channels: int = 1, pretrained: bool = False) ->
         in_channels: C of the input images (1 for radiographs).
         pretrained: start from the weights the source publishes (needs a download once).
     """
-    if name == "tiny":
+    if name in SMALL_NETS:
         if pretrained:
             raise ValueError(
-                "the 'tiny' backbone has no pretrained weights; use "
+                f"the {name!r} backbone has no pretrained weights; use "
                 "pretrained=False or a pretrained backbone such as 'resnet18'."
             )
-        return TinyResNet(in_channels)
+        return SMALL_NETS[name](in_channels)
     if not name.startswith(TIMM_PREFIX) and name in _torchvision_names():
         return _torchvision_backbone(name, in_channels, pretrained)
     timm_name = name.removeprefix(TIMM_PREFIX)

@@ -13,14 +13,13 @@ annotated batches work unchanged. The training objective is ``CE + lam * L_att``
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 RESOLUTIONS = ("feature", "input")
-CLASSES = ("all", "label")
+CLASS_MAPS = ("all", "label")
 
 
 def check_masks(
@@ -86,49 +85,13 @@ def shrink_masks(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.adaptive_max_pool2d(masks, (int(size[0]), int(size[1])))
 
 
-def old_names(
-    where: str,
-    classes: str,
-    channels: str | None = None,
-    labels: torch.Tensor | None = None,
-    targets: torch.Tensor | None = None,
-) -> tuple[str, torch.Tensor | None]:
-    """(classes, labels) after applying the deprecated names channels=, targets= and the
-    value "target" (kept for one release), with a DeprecationWarning naming ``where``."""
-    if channels is not None:
-        warnings.warn(
-            f"{where}(channels=...) is now classes=...; the old "
-            "name goes away in the next release.",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        classes = channels
-    if classes == "target":
-        warnings.warn(
-            'classes="target" is now classes="label"; the old value goes away in the next release.',
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        classes = "label"
-    if targets is not None:
-        warnings.warn(
-            f"{where}(targets=...) is now labels=...; the old name goes away in the next release.",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        labels = targets if labels is None else labels
-    return classes, labels
-
-
 def attention_guidance_loss(
     cams: torch.Tensor,
     masks: torch.Tensor,
     resolution: str = "feature",
-    classes: str = "all",
+    class_maps: str = "all",
     labels: torch.Tensor | None = None,
-    *,
-    channels: str | None = None,
-    targets: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Mean of -log softmax(CAM) over every annotated position (see the module docstring).
 
@@ -140,10 +103,11 @@ def attention_guidance_loss(
         resolution: "feature" shrinks the masks to the h x w grid (``shrink_masks``: a
             cell counts when the mask touches it); "input" enlarges the CAMs to H x W
             bicubically before the softmax (the paper's Eq. 4).
-        classes: "all" averages over every class map (the authors' choice);
+        class_maps: "all" averages over every class map (the authors' choice);
             "label" uses only the map of each image's true class (needs ``labels``).
-        labels: B int64 class indices, required for classes="label".
-        channels, targets: the old names of ``classes`` and ``labels`` (deprecated).
+        labels: B int64 class indices, required for class_maps="label".
+        reduction: "mean", the loss of the batch; "none", the loss of each image alone
+            (B values, NaN where the mask is empty), to monitor a model.
 
     Returns:
         A scalar float32 (float64) tensor. It is exactly 0 (and still differentiable) when
@@ -153,13 +117,14 @@ def attention_guidance_loss(
     Raises:
         ValueError for malformed masks or labels and for CAMs holding NaN or inf.
     """
-    classes, labels = old_names("attention_guidance_loss", classes, channels, labels, targets)
     if cams.ndim != 4:
         raise ValueError(f"cams must be shaped B x N x h x w, got {tuple(cams.shape)}.")
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {resolution!r}; choose 'feature' or 'input'.")
-    if classes not in CLASSES:
-        raise ValueError(f"unknown classes {classes!r}; choose 'all' or 'label'.")
+    if class_maps not in CLASS_MAPS:
+        raise ValueError(f"unknown class_maps {class_maps!r}; choose 'all' or 'label'.")
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"unknown reduction {reduction!r}; choose 'mean' or 'none'.")
     batch, num_classes, h, w = cams.shape
     check_masks(masks, batch, (h, w))
     if not torch.isfinite(cams).all():
@@ -181,9 +146,9 @@ def attention_guidance_loss(
     log_attention = F.log_softmax(maps.flatten(2), dim=2)  # B x N x P
     flat_masks = masks.flatten(2)  # B x 1 x P, broadcast over the N class maps
 
-    if classes == "label":
+    if class_maps == "label":
         if labels is None:
-            raise ValueError("classes='label' needs labels (the B class indices).")
+            raise ValueError("class_maps='label' needs labels (the B class indices).")
         labels = torch.as_tensor(labels, device=cams.device).long()
         if labels.shape != (batch,):
             raise ValueError(
@@ -198,6 +163,10 @@ def attention_guidance_loss(
         index = labels[:, None, None].expand(-1, 1, log_attention.shape[2])
         log_attention = log_attention.gather(1, index)  # B x 1 x P
 
+    if reduction == "none":
+        cells = flat_masks.sum(dim=(1, 2)) * log_attention.shape[1]  # B
+        total = -(flat_masks * log_attention).sum(dim=(1, 2))
+        return torch.where(cells > 0, total / cells.clamp_min(1), float("nan"))
     annotated = flat_masks.sum() * log_attention.shape[1]
     if annotated == 0:
         return cams.sum() * 0.0  # keeps the graph: backward() works and gives zero grads
@@ -211,7 +180,7 @@ def attention_loss_floor(masks: torch.Tensor, cam_size: Sequence[int]) -> float:
     -log A over the mask is smallest when A spreads evenly over the mask (A = 1/|S| there,
     0 elsewhere), where it equals log |S|. Over a batch the loss weighs each image by its
     mask area, so the floor is ``sum_n |S_n| log |S_n| / sum_n |S_n|`` (the same for
-    classes "all" and "label").
+    class_maps "all" and "label").
 
     Args:
         masks: B x 1 x H x W, values 0/1, at input resolution.

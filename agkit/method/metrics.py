@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from sklearn import metrics as skm
 
@@ -75,47 +76,75 @@ def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict[str, Any
     }
 
 
-def mass_in_mask(
-    cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor, resolution: str = "feature"
-) -> torch.Tensor:
-    """Share of attention inside the mask, per image.
+def region_coverage(region: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """The share of each CAM cell covered by a pixel region.
 
-    Args:
-        cams: B x N x h x w raw CAMs; masks: B x 1 x H x W 0/1; classes: B (usually the
-        predicted class). resolution: "feature" (mask shrunk to h x w by shrink_masks) or "input"
-        (CAM enlarged to H x W, bicubic), as in the loss.
-
-    Returns:
-        B values in [0, 1].
+    region: B x 1 x H x W, values 0/1.  size: (h, w), the CAM grid.
+    Returns B x 1 x h x w in [0, 1]: for each cell, the fraction of its pixels inside the
+    region (an area average, exact when H and W are multiples of h and w). Unlike a
+    nearest-neighbour shrink it never loses a region smaller than a cell.
     """
-    maps = cam_utils.select_class(cams, classes)
-    masks = masks.to(cams.dtype)
-    if resolution == "feature":
-        masks = shrink_masks(masks, maps.shape[-2:])  # as in the loss
+    if not region.is_floating_point():
+        region = region.float()
+    return F.adaptive_avg_pool2d(region, (int(size[0]), int(size[1])))
+
+
+def attention_mass(
+    cams: torch.Tensor, region: torch.Tensor, cells: str = "touched", resolution: str = "feature"
+) -> torch.Tensor:
+    """Share of each class map's softmax attention that falls on a region: B x N in [0, 1].
+
+    cams: B x N x h x w raw CAMs. region: B x 1 x H x W 0/1 (a mask, or a confounder).
+    cells: how the region sits on the h x w grid. "touched": a cell counts whole when the
+    region touches it (``shrink_masks``, as in the paper's loss); "area": each cell counts
+    by the share of its pixels in the region (``region_coverage``: the attention on the
+    region's own pixels). resolution "input" enlarges the CAMs to H x W (bicubic) instead.
+    """
+    if resolution == "input":
+        maps = cam_utils.upsample(cams, region.shape[-2:])
+        on_grid = region.to(cams.dtype)
     else:
-        maps = cam_utils.upsample(maps, masks.shape[-2:])
-    attention = maps.flatten(1).softmax(dim=1)
-    return (attention * masks.flatten(1)).sum(dim=1)
+        maps = cams
+        shrink = shrink_masks if cells == "touched" else region_coverage
+        on_grid = shrink(region.to(cams.dtype), cams.shape[-2:])
+    attention = maps.flatten(2).softmax(dim=2)  # B x N x P, each map sums to 1
+    return (attention * on_grid.flatten(2)).sum(dim=2)
 
 
-def pointing_game(cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def mass_in_mask(
+    cams: torch.Tensor, masks: torch.Tensor, class_index: torch.Tensor, resolution: str = "feature"
+) -> torch.Tensor:
+    """Share of the attention of class ``class_index`` inside the mask, per image: B values.
+
+    cams: B x N x h x w raw CAMs; masks: B x 1 x H x W 0/1; class_index: B (usually the
+    predicted class). resolution: "feature" (the mask on the grid, cells it touches) or
+    "input" (CAM enlarged to H x W, bicubic), as in the loss.
+    """
+    mass = attention_mass(cams, masks, "touched", resolution)  # B x N
+    return mass.gather(1, class_index.view(-1, 1).to(mass.device))[:, 0]
+
+
+def pointing_game(
+    cams: torch.Tensor, masks: torch.Tensor, class_index: torch.Tensor
+) -> torch.Tensor:
     """Whether each CAM's peak at input resolution lies in the mask: B bools.
 
-    cams B x N x h x w, masks B x 1 x H x W, classes B.
+    cams B x N x h x w, masks B x 1 x H x W, class_index B.
     """
-    maps = cam_utils.upsample(cam_utils.select_class(cams, classes), masks.shape[-2:]).flatten(1)
+    maps = cam_utils.select_class(cams, class_index)
+    maps = cam_utils.upsample(maps, masks.shape[-2:]).flatten(1)
     peak = maps.argmax(dim=1)
     return masks.flatten(1).gather(1, peak[:, None])[:, 0] > 0
 
 
 def cam_iou(
-    cams: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor, threshold: float = 0.5
+    cams: torch.Tensor, masks: torch.Tensor, class_index: torch.Tensor, threshold: float = 0.5
 ) -> torch.Tensor:
     """IoU of (normalised upsampled CAM >= threshold) with the mask: B values in [0, 1].
 
-    cams B x N x h x w, masks B x 1 x H x W, classes B.
+    cams B x N x h x w, masks B x 1 x H x W, class_index B.
     """
-    region = cam_utils.cam_at_input(cams, classes, masks.shape[-2:]) >= threshold
+    region = cam_utils.cam_at_input(cams, class_index, masks.shape[-2:]) >= threshold
     truth = masks > 0
     intersection = (region & truth).flatten(1).sum(dim=1)
     union = (region | truth).flatten(1).sum(dim=1)

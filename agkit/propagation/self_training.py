@@ -1,6 +1,7 @@
 """Self-training: a network guided by the drawn masks labels the other images with its CAMs.
 
-Train a guided CAMNet on the few drawn masks (the few-mask recipe of ``agkit.experiments.few_masks``:
+Train a guided CAMNet on the few drawn masks (the few-mask recipe of
+``agkit.experiments.few_masks``:
 the annotated images oversampled), then read its class activation map of each image's
 true class: the cells holding the most attention become that image's mask, as many cells
 as the drawn masks of its class cover (their median). The teacher and the student are

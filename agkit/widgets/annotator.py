@@ -1,11 +1,12 @@
 """MaskAnnotator: draw guidance masks on radiographs inside a notebook.
 
-The view around the editing model (``agkit.widgets.editor``): a ``MaskCanvas`` (the browser
-half, an anywidget) and a few ipywidgets controls. Mouse handlers turn canvas coordinates
-into image coordinates and call the same methods as the programmatic API (``draw_box``,
-``paint``, ``erase``, ``fill_polygon``, ...), so everything the mouse does can be tested
-without a browser. The canvas shows the same picture ``scale`` times larger than the image,
-so a mouse at canvas (u, v) points at image (u / scale, v / scale).
+The widget around the editing model (``agkit.widgets.editor``): its view, a ``MaskCanvas``
+(the browser half, an anywidget) and a few ipywidgets controls, is ``agkit.widgets.view``;
+what it can annotate is read through ``agkit.widgets.images``. Mouse handlers turn canvas
+coordinates into image coordinates and call the same methods as the programmatic API
+(``draw_box``, ``paint``, ``erase``, ``fill_polygon``, ...), so everything the mouse does can
+be tested without a browser. The canvas shows the same picture ``scale`` times larger than the
+image, so a mouse at canvas (u, v) points at image (u / scale, v / scale).
 
 Saving: every change is written at once with ``MaskStore.put`` (atomic), with
 ``source="drawn"`` and ``tool="agkit.MaskAnnotator <tool>"``. A change that leaves the mask
@@ -20,100 +21,21 @@ and saves nothing.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
 
-import ipywidgets as widgets
 import numpy as np
-from PIL import Image
 
 from agkit.course.colab import enable_widget_manager
-from agkit.data.io import to_array
 from agkit.data.mask_store import MaskStore
-from agkit.widgets.canvas import MaskCanvas, overlay_data_url, png_data_url
 from agkit.widgets.editor import MaskEditor, check_radius, finite_points
+from agkit.widgets.images import image_source
+from agkit.widgets.view import AnnotatorView
 
-TOOLS = ("box", "brush", "eraser", "polygon")
 CLOSE_DISTANCE = 8  # canvas pixels: a polygon click this close to the first vertex closes it
 
 
-# ----------------------------------------------------------------------------- image access
-def _shrink(image, size):
-    """H x W (x C) float32 image -> the same resized to size = (width, height), bilinear."""
-    planes = image.reshape(image.shape[:2] + (-1,))
-    resized = [
-        np.asarray(Image.fromarray(planes[..., c]).resize(size, Image.Resampling.BILINEAR))
-        for c in range(planes.shape[-1])
-    ]
-    return np.dstack(resized) if image.ndim == 3 else resized[0]
-
-
-def _is_pair(item):
-    return isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
-
-
-def image_source(data, image_ids=None):
-    """(image ids, get) for any supported collection; get(i) -> image i as an H x W (or
-    H x W x 3) float32 array in [0, 1], read by ``agkit.data.io.to_array`` (the kit's one
-    reader and scaling rule).
-
-    data: a GuidedDataset (its native-size images), a SynthFrac or any object with
-    `.image_ids` and `.images`, a dict image_id -> image, a sequence of (image_id, image)
-    pairs, or a sequence of images (a list of arrays/tensors/paths, or an N x H x W or
-    N x C x H x W array/tensor) named by `image_ids` (default "0", "1", ...).
-    """
-    from agkit.data.dataset import GuidedDataset  # imported late: the dataset pulls in torch
-
-    named = None
-    if isinstance(data, GuidedDataset):
-        named = list(data.image_ids), data.native_image
-    elif isinstance(data, Mapping):
-        keys = list(data)
-        named = [str(k) for k in keys], lambda i: data[keys[i]]
-    elif hasattr(data, "image_ids") and hasattr(data, "images"):
-        images = data.images  # N x C x H x W, a list of arrays or paths, or i -> array
-        named = list(data.image_ids), images if callable(images) else images.__getitem__
-    if named is not None:
-        if image_ids is not None:
-            raise ValueError(
-                "image_ids is for a plain sequence of images; this data names its "
-                "images already, so leave image_ids out."
-            )
-        ids, get = named
-    else:
-        if (
-            isinstance(data, (str, Path))
-            or not hasattr(data, "__len__")
-            or not hasattr(data, "__getitem__")
-        ):
-            raise TypeError(
-                "MaskAnnotator expects a GuidedDataset, a SynthFrac (anything with .image_ids "
-                "and .images), a dict image_id -> image, a sequence of (image_id, image) pairs, "
-                f"or a sequence of images with image_ids=...; got {type(data).__name__}."
-            )
-        items = data if hasattr(data, "shape") else list(data)  # arrays/tensors stay lazy
-        if hasattr(items, "shape") and len(items.shape) < 3:
-            raise ValueError(
-                f"Got one array of shape {tuple(items.shape)}, not a sequence of "
-                "images; to annotate a single image pass [image]."
-            )
-        if len(items) and not hasattr(items, "shape") and all(_is_pair(x) for x in items):
-            if image_ids is not None:
-                raise ValueError("Got (image_id, image) pairs and image_ids; pass one of them.")
-            ids, get = [k for k, _ in items], lambda i: items[i][1]
-        else:
-            ids = [str(k) for k in range(len(items))] if image_ids is None else image_ids
-            get = items.__getitem__
-    ids = [str(k) for k in ids]
-    if image_ids is not None and len(ids) != len(data):
-        raise ValueError(f"Got {len(ids)} image_ids for {len(data)} images; pass one id per image.")
-    if len(set(ids)) != len(ids):
-        raise ValueError("Image ids must be unique: masks are stored by image id.")
-    return ids, lambda i: to_array(get(i), f"image {ids[i]!r}")
-
-
 # ----------------------------------------------------------------------------- the widget
-class MaskAnnotator(widgets.VBox):
+class MaskAnnotator(AnnotatorView):
     """Notebook widget to draw, edit and save one guidance mask per image.
 
     images: what to annotate (see `image_source`): a GuidedDataset, a SynthFrac, a dict
@@ -409,144 +331,3 @@ class MaskAnnotator(widgets.VBox):
             action()
         except Exception as err:
             self._message(str(err), error=True)
-
-    # ---------------------------------------------------------------- controls and drawing
-    def _build_controls(self, brush_radius):
-        def button(description, action, tooltip, icon=None):
-            b = widgets.Button(
-                description=description,
-                tooltip=tooltip,
-                icon=icon or "",
-                layout=widgets.Layout(width="auto"),
-            )
-            b.on_click(lambda _: self._guarded(action))
-            return b
-
-        self.canvas = MaskCanvas()
-        self.canvas.on_mouse(self._on_canvas_mouse)
-        self.tool = widgets.ToggleButtons(
-            options=TOOLS, value="box", style={"button_width": "76px"}
-        )
-        self.tool.observe(self._tool_changed, "value")
-        self.brush_radius = widgets.IntSlider(
-            value=max(int(round(brush_radius)), 1),
-            min=1,
-            max=64,
-            description="brush radius",
-            style={"description_width": "auto"},
-        )
-        self.brush_radius.observe(lambda _: self._sync_radius(), "value")
-        self.window = widgets.FloatRangeSlider(
-            description="window", readout_format=".2f", layout=widgets.Layout(width="360px")
-        )
-        self.window.observe(lambda _: self._render_image(), "value")
-        self.position = widgets.Label()
-        self.progress = widgets.HTML()
-        self.status = widgets.HTML()
-        last = len(self.image_ids) - 1
-        nav = widgets.HBox(
-            [
-                button(
-                    "Prev",
-                    lambda: self.go_to(max(self._index - 1, 0)),
-                    "previous image",
-                    "arrow-left",
-                ),
-                button(
-                    "Next",
-                    lambda: self.go_to(min(self._index + 1, last)),
-                    "next image",
-                    "arrow-right",
-                ),
-                button(
-                    "Next unannotated",
-                    self.next_unannotated,
-                    "next image without a mask",
-                    "forward",
-                ),
-                self.position,
-                self.progress,
-            ]
-        )
-        edit = widgets.HBox([self.tool, self.brush_radius])
-        actions = widgets.HBox(
-            [
-                button("Undo", self.undo, "undo the last change", "undo"),
-                button("Redo", self.redo, "redo", "repeat"),
-                button("Clear", self.clear, "delete this image's mask", "trash"),
-                button(
-                    "Close polygon", self.close_polygon, "fill the polygon clicked so far", "check"
-                ),
-                self.window,
-                button("Auto", self._auto_window, "contrast from the 1st-99th percentiles"),
-                button("Reset", self._reset_window, "full intensity range"),
-            ]
-        )
-        self.children = [nav, edit, actions, self.canvas, self.status]
-
-    def _tool_changed(self, change):
-        self.canvas.tool = change["new"]
-        self._drag, self._polygon = None, []
-        self._render_preview()
-
-    def _sync_radius(self):
-        """The brush radius in canvas pixels, for the browser's preview."""
-        self.canvas.radius = self.brush_radius.value * getattr(self, "_scale", 1.0)
-
-    def _fit_canvas(self, h, w):
-        self._scale = min(self.display_box[0] / w, self.display_box[1] / h)
-        self.canvas.width = max(int(round(w * self._scale)), 1)
-        self.canvas.height = max(int(round(h * self._scale)), 1)
-        self._sync_radius()
-
-    def _reset_window(self):
-        lo, hi = float(self._image.min()), float(self._image.max())
-        self._set_window(lo, hi if hi > lo else lo + 1, lo, hi if hi > lo else lo + 1)
-
-    def _auto_window(self):
-        lo, hi = np.percentile(self._image, [1, 99])
-        self._set_window(self.window.min, self.window.max, lo, max(hi, lo + self.window.step))
-
-    def _set_window(self, vmin, vmax, lo, hi):
-        w, self._quiet = self.window, True
-        try:  # widen the slider's range first, so that no intermediate state is invalid
-            w.min, w.max = min(w.min, vmin), max(w.max, vmax)
-            w.value = (float(lo), float(hi))
-            w.min, w.max, w.step = vmin, vmax, (vmax - vmin) / 255
-        finally:
-            self._quiet = False
-        self._render_image()
-
-    def _render_image(self):
-        """Window/level the image and send it to the canvas as an 8-bit PNG.
-
-        Zoomed in, the image goes at its own size and the browser enlarges it without
-        smoothing (each pixel stays a square, as the mask does); zoomed out, it is shrunk
-        here first, so a large radiograph does not travel at full size.
-        """
-        if self._quiet:
-            return
-        image = self._image.astype(np.float32)
-        if self._scale < 1:
-            image = _shrink(image, (self.canvas.width, self.canvas.height))
-        lo, hi = self.window.value
-        grey = np.clip((image - lo) / max(hi - lo, 1e-12), 0, 1)
-        self.canvas.image = png_data_url(np.round(grey * 255).astype(np.uint8))
-
-    def _render_overlay(self):
-        self.canvas.mask = overlay_data_url(self._editor.mask)
-
-    def _render_preview(self):
-        """The polygon clicked so far, in canvas coordinates (the browser draws drags itself)."""
-        self.canvas.polygon = [[x * self._scale, y * self._scale] for x, y in self._polygon]
-
-    def _update_labels(self):
-        h, w = self._image.shape[:2]
-        self.position.value = (
-            f"{self._index + 1}/{len(self.image_ids)}: {self.current_id} ({w} x {h})"
-        )
-        self.progress.value = f"<b>{len(self._annotated)} / {len(self.image_ids)} annotated</b>"
-
-    def _message(self, text, error=False):
-        colour = "#c0392b" if error else "#555"
-        self.status.value = f'<span style="color:{colour}">{text}</span>' if text else ""

@@ -5,7 +5,7 @@ folder and runs Sphinx on it with this folder as the configuration folder (``-c`
 notebooks are rendered as they were executed: myst-nb never runs them again.
 """
 
-from agkit.course import colab
+from agkit.course import stamp
 
 project = "agkit"
 author = "the agkit authors"
@@ -29,8 +29,8 @@ html_static_path = ["_static"]
 html_css_files = ["agkit.css"]
 html_last_updated_fmt = "%Y-%m-%d"
 html_theme_options = {
-    "repository_url": f"https://github.com/{colab.REPOSITORY}",
-    "repository_branch": colab.REF,
+    "repository_url": f"https://github.com/{stamp.REPOSITORY}",
+    "repository_branch": stamp.REF,
     "use_repository_button": True,
     "use_download_button": True,
     "home_page_in_toc": True,

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import torch
 
+from agkit.data.corrupt_files import check_images
+from agkit.data.corrupt_policy import check_on_corrupt
 from agkit.data.dataset import GuidedDataset
-from agkit.data.io import check_images, old_names
 from agkit.data.mask_store import MaskStore
 from agkit.data.real.cub import TarFiles, load_cub
 from agkit.data.real.folder import load_folder
@@ -61,7 +62,6 @@ def open_dataset(
     seed: int = 0,
     on_corrupt: str = "load",
     mask_store=None,
-    channels: int | None = None,
     **options,
 ) -> GuidedDataset:
     """Open one split of a real dataset as a GuidedDataset.
@@ -81,12 +81,11 @@ def open_dataset(
             opened: "load" reads truncated PNG/JPEG files as far as they go and skips the
             others (a truncated DICOM among them),
             "skip" leaves them all out (both warn once with their count), "error" raises
-            naming them (see agkit.data.io).
+            naming them (see agkit.data.corrupt_policy).
         mask_store: a MaskStore (or its folder) to take masks from instead of the
             dataset's own annotations, e.g. masks drawn with the annotation widget.
         **options: dataset-specific, see load_fracatlas, load_grazpedwri, load_mura,
             load_cub and load_folder (e.g. mask_source, body_parts, images_per_class).
-        channels: old name of in_channels (deprecated).
 
     Returns:
         GuidedDataset whose items are (image C x size x size float32 in [0, 1], label int64,
@@ -99,7 +98,7 @@ def open_dataset(
         ImportError naming the extra to install for DICOM files without pydicom or
         without the decoder their compression needs.
     """
-    in_channels, on_corrupt = old_names("open_dataset", in_channels, on_corrupt, channels)
+    on_corrupt = check_on_corrupt(on_corrupt)
     key = name.lower()
     if key not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}.")

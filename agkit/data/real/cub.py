@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from agkit.data.annotation_shapes import Shapes
 from agkit.data.real.source import (
     DatasetInfo,
     FolderFiles,
@@ -36,7 +37,6 @@ from agkit.data.real.source import (
     ShapeMasks,
     missing_files_error,
 )
-from agkit.data.shapes import Shapes
 
 INFO = DatasetInfo(
     "CUB-200-2011",

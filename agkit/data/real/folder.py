@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agkit.data.io import DICOM_SUFFIXES, is_dicom
+from agkit.data.dicom import DICOM_SUFFIXES, is_dicom
 from agkit.data.mask_store import MaskStore
 from agkit.data.real.source import DatasetInfo, FolderFiles, RealSource, read_csv
 from agkit.data.real.splits import REAL_SPLITS, split_stratified

@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from agkit.data.annotation_coco import read_coco
+from agkit.data.annotation_voc import read_voc
+from agkit.data.annotation_yolo import read_yolo
 from agkit.data.real.source import (
     DatasetInfo,
     FolderFiles,
@@ -29,7 +32,6 @@ from agkit.data.real.source import (
     require,
 )
 from agkit.data.real.splits import check_fractions, split_stratified
-from agkit.data.shapes import read_coco, read_voc, read_yolo
 
 INFO = DatasetInfo("FracAtlas", "https://doi.org/10.6084/m9.figshare.22363012", "FracAtlas")
 COCO = "Annotations/COCO JSON/COCO_fracture_masks.json"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agkit.data.annotation_yolo import read_yolo, yolo_classes
 from agkit.data.real.source import (
     DatasetInfo,
     FolderFiles,
@@ -24,7 +25,6 @@ from agkit.data.real.source import (
     read_csv,
 )
 from agkit.data.real.splits import split_by_group
-from agkit.data.shapes import read_yolo, yolo_classes
 
 INFO = DatasetInfo("GRAZPEDWRI-DX", "https://doi.org/10.6084/m9.figshare.14825193", "GRAZPEDWRI-DX")
 LABELS = "folder_structure/yolov5/labels"

@@ -11,7 +11,8 @@ Real downloads are untidy. This module absorbs what the loaders in this package 
   names what is missing and where the dataset comes from.
 
 Pixels are decoded by agkit.data.io (8-, 16-bit, palette and RGB images; corrupt files and
-the ``on_corrupt`` policy); annotation files are parsed by agkit.data.shapes.
+the ``on_corrupt`` policy: agkit.data.corrupt_policy); annotation files are parsed by
+agkit.data.annotation_coco, annotation_yolo and annotation_voc.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ class ShapeMasks:
     """Callable image_id -> H x W uint8 mask (None when the image has no shapes), the
     ``masks`` argument of GuidedDataset.
 
-    shapes: image_id -> agkit.data.shapes.Shapes, parsed once when the dataset is opened;
+    shapes: image_id -> agkit.data.annotation_shapes.Shapes, parsed once when the dataset is opened;
     each mask is drawn when its image is read, at the image's size (files/keys: where to
     read it from), so no pixel masks are held in memory.
     """

@@ -1,0 +1,182 @@
+"""Runs: train and score one configuration once, store it under ``runs/experiments/<key>/``,
+and return the stored result whenever it is asked for again.
+
+A run is sized by epochs, never by time: one that hits its ``time_limit`` raises
+``TimeLimitReached`` and is not stored, so a stored result never depends on how busy the
+machine was. This module is where a run starts (``fingerprints.TRAINING_ROOTS``): a cache key
+hashes it and every agkit module it imports.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from agkit.data import make_loader
+from agkit.engine.callbacks import Callback
+from agkit.engine.device import resolve_device, threads
+from agkit.engine.progress import Progress
+from agkit.engine.time_limit import TimeLimit, TimeLimitWarning
+from agkit.experiments.configs import RunConfig
+from agkit.experiments.errors import TimeLimitReached
+from agkit.experiments.fingerprints import check_source_loaded
+from agkit.experiments.models import build_model
+from agkit.experiments.splits import (
+    make_datasets,
+    make_splits,
+    propagation_scores,
+    training_loader,
+)
+from agkit.guidance import CAMGuidance
+from agkit.method.camnet import CAMNet
+from agkit.method.predict import evaluate
+from agkit.method.train import decay_step, fit
+
+EVAL_BATCH_SIZE = 64  # small batches score faster than large ones on a CPU (cache-friendly)
+
+SPLIT_TAGS = {
+    "val": "val",
+    "test_id": "id",
+    "test_shifted": "shifted",
+    "val_shifted": "val_shifted",
+}
+SCORES = ("accuracy", "auc", "mass_in_mask", "pointing_game", "iou")
+
+
+def run_folder(config: RunConfig, runs_dir="runs") -> Path:
+    return Path(runs_dir) / "experiments" / config.key()
+
+
+def is_stored(config: RunConfig, runs_dir="runs") -> bool:
+    """Whether the run's result is in ``runs_dir`` (so ``run`` returns it without training)."""
+    return (run_folder(config, runs_dir) / "result.json").exists()
+
+
+def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=None) -> dict:
+    """Train and score one configuration, or return its stored result.
+
+    device: where to train (None: a GPU when there is one). It is not part of the key: a
+    run trained on a GPU is reused on a CPU; the result records where it was trained. On a
+    CPU a run trains with one torch thread, whatever the process's setting, so its numbers
+    do not depend on the process (or machine) it was trained in.
+
+    Returns a flat dict: the config's fields (all but time_limit), key, label, source_hash,
+    masks_hash, then for every split tag (val, id, shifted, val_shifted) accuracy_<tag>, auc_<tag>,
+    mass_in_mask_<tag>, pointing_game_<tag>, iou_<tag>, plus mass_in_mask (= on the
+    shifted test split), epochs_run (= epochs: a shorter run is never stored),
+    train_seconds and device.
+
+    Raises TimeLimitReached, storing nothing, when training needs more than
+    ``config.time_limit`` seconds, and NoMasksError when ``masks_from`` holds no mask.
+    """
+    folder = run_folder(config, runs_dir)
+    result_file = folder / "result.json"
+    if result_file.exists():
+        return json.loads(result_file.read_text())
+
+    check_source_loaded()
+    device = resolve_device(device)
+    # One torch thread on a CPU: the thread count changes the order of float sums and with it
+    # the last digits of every weight, so a run in a notebook's own process equals the same
+    # run in run_many's one-thread workers.
+    with threads(1, device):
+        return _train_and_store(config, folder, device, progress)
+
+
+def fit_settings(config: RunConfig) -> dict:
+    """The arguments of ``fit`` that train a run of ``config`` (besides the model, the
+    batches of ``training_loader``, the device and the callbacks): the one recipe of every
+    course run."""
+    return {
+        "lam": config.lam,
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "lr_step": decay_step(config.epochs, config.lr_decay_at),  # then lr / 10
+        "lr_gamma": 0.1,
+        "guidance": CAMGuidance(resolution=config.resolution),
+        "seed": config.seed,
+    }
+
+
+def run_callbacks(config: RunConfig, progress: bool) -> list[Callback]:
+    """``fit``'s callbacks for a course run: its time limit (if any) and a progress bar."""
+    callbacks: list[Callback] = [Progress()] if progress else []
+    if config.time_limit is not None:
+        callbacks.append(TimeLimit(config.time_limit))
+    return callbacks
+
+
+def _train_and_store(config: RunConfig, folder: Path, device: torch.device, progress: bool) -> dict:
+    datasets = make_datasets(config)
+    model = build_model(config)
+    train_loader = training_loader(config, datasets["train"])
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            # fit warns and keeps the whole epochs it finished; a course run is all or nothing.
+            warnings.simplefilter("ignore", TimeLimitWarning)
+            history = fit(
+                model,
+                train_loader,
+                **fit_settings(config),
+                device=device,
+                callbacks=run_callbacks(config, progress),
+            )
+        epochs_run = len(history)
+        stopped = bool(history.attrs.get("stopped_by_time_limit"))
+    except TimeoutError:  # the limit passed before the first epoch
+        epochs_run, stopped = 0, True
+    seconds = time.perf_counter() - started
+    if stopped or epochs_run < config.epochs:
+        raise TimeLimitReached(
+            f"{config.label} (seed {config.seed}) ran past its time limit of "
+            f"{config.time_limit:g} s after {epochs_run} of {config.epochs} epochs; its result "
+            f"was not stored. Use a smaller profile, a GPU, a packed cache (use_cache) or a "
+            f"larger time_limit (None: no limit)."
+        )
+
+    result = dict(
+        config.fields(),
+        key=config.key(),
+        label=config.label,
+        **config.fingerprints(),
+        epochs_run=epochs_run,
+    )
+    for split, tag in SPLIT_TAGS.items():
+        scores = evaluate(model, make_loader(datasets[split], EVAL_BATCH_SIZE))
+        for metric in SCORES:
+            result[f"{metric}_{tag}"] = float(scores[metric])
+    result["mass_in_mask"] = result["mass_in_mask_shifted"]
+    if config.propagation:
+        result.update(propagation_scores(config, make_splits(config)))
+    result["train_seconds"] = round(seconds, 2)
+    result["device"] = device.type
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model_file = folder / "model.pt.tmp"
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, model_file)
+    model_file.replace(folder / "model.pt")
+    history.to_csv(folder / "history.csv", index=False)
+    temporary = folder / "result.json.tmp"
+    temporary.write_text(json.dumps(result, indent=1, default=str))
+    temporary.replace(folder / "result.json")  # the result appears once everything is saved
+    return json.loads((folder / "result.json").read_text())  # the form of a stored result
+
+
+def load_model(config: RunConfig, runs_dir="runs", device=None) -> CAMNet:
+    """The trained model of a run, on the CPU (trains it first, on ``device``, if needed)."""
+    folder = run_folder(config, runs_dir)
+    if not (folder / "result.json").exists():
+        run(config, runs_dir, device=device)
+    model = build_model(config)
+    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def load_history(config: RunConfig, runs_dir="runs") -> pd.DataFrame:
+    return pd.read_csv(run_folder(config, runs_dir) / "history.csv")

@@ -1,0 +1,55 @@
+"""The course's figures say what they draw: legends for every outline and line."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import torch
+
+from agkit.course import plots
+
+
+def test_the_review_figure_names_both_outlines():
+    images = torch.rand(3, 1, 16, 16)
+    drawn = torch.zeros(3, 1, 16, 16)
+    drawn[:, :, 4:8, 4:8] = 1
+    builtin = torch.zeros(3, 1, 16, 16)
+    builtin[:, :, 6:12, 6:12] = 1
+    fig = plots.review_masks(images, drawn, builtin, titles=["a", "b", "c"], ncols=3)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["the mask in your store", "the built-in mask"]
+    # each image carries both outlines, in the legend's colours
+    colours = [
+        {tuple(round(v, 2) for v in coll.get_edgecolor()[0][:3]) for coll in ax.collections}
+        for ax in fig.axes[:3]
+    ]
+    lime, orange = (0.0, 1.0, 0.0), (1.0, 0.65, 0.0)
+    assert all(c == {lime, orange} for c in colours)
+
+
+def test_bar_values_sit_below_the_seed_dots():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "method": ["baseline"] * 3 + ["guided"] * 3,
+            "accuracy_shifted": [0.5, 0.6, 0.55, 0.9] * 1 + [0.92, 0.88],
+        }
+    )
+    fig = plots.compare_methods(table, metrics=("accuracy_shifted",))
+    texts = [t for t in fig.axes[0].texts]
+    assert sorted(t.get_text() for t in texts) == ["0.55", "0.90"]
+    assert all(t.xy[1] < 0.1 for t in texts)  # at the foot of the bars, under every dot
+
+
+def test_predicted_cams_are_the_classified_ones_in_batches():
+    from agkit.method.camnet import CAMNet
+    from agkit.method.predict import classify
+
+    torch.manual_seed(0)
+    model = CAMNet("tiny", num_classes=2).train()
+    images = torch.rand(5, 1, 32, 32)
+    maps, predicted, p_one = plots.predicted_cams(model, images, batch_size=2)
+    probs, expected, cams = classify(model, images)
+    assert torch.equal(predicted, expected) and torch.allclose(p_one, probs[:, 1])
+    assert torch.allclose(maps, cams[torch.arange(5), expected])
+    assert maps.shape == (5, *cams.shape[-2:]) and model.training  # its mode is left as it was

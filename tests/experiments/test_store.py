@@ -1,0 +1,70 @@
+"""agkit.experiments.store: one run trained, scored and stored once, whatever the machine."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from tiny_runs import TINY, FitCalls, without_timing
+
+from agkit import experiments
+from agkit.experiments import store
+
+
+def test_run_is_cached_and_reloadable(tmp_path, monkeypatch):
+    config = experiments.guided_config(TINY, 1.0)
+    first = experiments.run(config, tmp_path, progress=False, device="cpu")
+    assert {
+        "accuracy_id",
+        "accuracy_shifted",
+        "auc_shifted",
+        "mass_in_mask",
+        "accuracy_val",
+        "pointing_game_shifted",
+        "iou_val",
+        "source_hash",
+        "masks_hash",
+    } <= set(first)
+    assert not [k for k in first if k.startswith("acc_")]  # one name per idea: accuracy_
+    assert first["epochs_run"] == first["epochs"] == 1 and first["device"] == "cpu"
+    monkeypatch.setattr(store, "fit", FitCalls(allow=False))
+    assert experiments.run(config, tmp_path) == first  # same everything: reused
+    model = experiments.load_model(config, tmp_path)
+    out = model(torch.rand(2, 1, 32, 32))
+    assert out.cams.shape == (2, 2, 4, 4)
+
+
+def test_time_limit_hit_raises_and_stores_nothing(tmp_path):
+    config = experiments.guided_config(TINY, 1.0, epochs=3, time_limit=1e-6)
+    message = r"time limit of 1e-06 s after \d of 3 epochs"
+    with pytest.raises(experiments.TimeLimitReached, match=message):
+        experiments.run(config, tmp_path, progress=False, device="cpu")
+    assert not experiments.is_stored(config, tmp_path)
+    assert not list(tmp_path.rglob("result.json"))
+
+
+def test_same_result_alone_and_under_load(tmp_path):
+    config = experiments.guided_config(TINY, 1.0, epochs=2, time_limit=600)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a notebook's process; run_many's workers have one thread
+    try:
+        alone = experiments.run(config, tmp_path / "alone", progress=False, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
+    torch.set_num_threads(1)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        loaded = experiments.run(config, tmp_path / "loaded", progress=False, device="cpu")
+    finally:
+        hog.kill()
+        hog.wait()
+        torch.set_num_threads(threads)
+    assert without_timing(loaded) == without_timing(alone)
+    weights = [
+        torch.load(tmp_path / d / "experiments" / config.key() / "model.pt", weights_only=True)
+        for d in ("alone", "loaded")
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
