@@ -11,8 +11,8 @@ For each method (the baseline and every term of ``agkit.guidance``) and each see
 
 Then the mean and standard deviation over seeds, beside Ross et al.'s published Decoy-MNIST
 figures. With ``--tune``, each term's lam is first chosen on the first seed from
-``zoo.LAMBDA_GRIDS`` by its validation score (``zoo.VALIDATION_SCORE``: SynthFrac's
-worst-group accuracy on a shifted validation split, Decoy-MNIST's accuracy on held-out
+``zoo_settings.LAMBDA_GRIDS`` by its validation score (``zoo_settings.VALIDATION_SCORE``:
+SynthFrac's worst-group accuracy on a shifted validation split, Decoy-MNIST's accuracy on held-out
 training digits with the test rule); the other seeds then use that lam. The test splits
 take no part in the choice. Without it, ``zoo.LAMBDAS`` (the last tuned values) are used.
 Example (MNIST's raw files under ROOT/MNIST/raw; --download fetches them):
@@ -33,7 +33,7 @@ import torch
 from agkit import experiments
 from agkit.data.decoy_mnist import decoy_mnist_splits
 from agkit.engine.guards import TrainingDiverged
-from agkit.experiments import zoo
+from agkit.experiments import zoo, zoo_settings
 from agkit.method.camnet import CAMNet
 
 # Ross, Hughes and Doshi-Velez (IJCAI 2017), Decoy-MNIST test accuracy of their MLP.
@@ -208,7 +208,7 @@ def run_methods(dataset: str, run_one, seed: int, data, args, record) -> None:
 
     A setting is the term's lam, and on SynthFrac for the terms in ``zoo.REGION`` also its
     "don't look here" region. With ``--tune`` on the first seed, a term runs once per
-    setting of its grid (``zoo.LAMBDA_GRIDS`` x ``zoo.REGIONS``) and the setting with the
+    setting of its grid (``zoo_settings.LAMBDA_GRIDS`` x ``zoo.REGIONS``) and the setting with the
     best validation score is kept (``CHOSEN``) for the later seeds; every row is recorded,
     with ``tuning`` and ``selected`` columns saying which is which.
     """
@@ -222,7 +222,7 @@ def run_methods(dataset: str, run_one, seed: int, data, args, record) -> None:
             except TrainingDiverged as error:  # a lam too large for the term: recorded as such
                 rows.append(dict(dataset=dataset, method=method, seed=seed, **setting))
                 print(f"{dataset} {method} {setting} diverged: {error}", file=sys.stderr)
-        score = zoo.VALIDATION_SCORE[dataset]
+        score = zoo_settings.VALIDATION_SCORE[dataset]
         best = max(rows, key=lambda row: _finite(row.get(score)))
         if tuning and method != "baseline":
             CHOSEN[(dataset, method)] = settings[rows.index(best)]
@@ -236,7 +236,7 @@ def _settings(dataset: str, method: str, tuning: bool) -> list[dict]:
         return [dict(lam=0.0)]
     if not tuning:  # untuned, synthfrac_run takes the region from zoo.REGION
         return [CHOSEN.get((dataset, method), dict(lam=zoo.LAMBDAS[dataset][method]))]
-    grid = [dict(lam=lam) for lam in zoo.LAMBDA_GRIDS[dataset][method]]
+    grid = [dict(lam=lam) for lam in zoo_settings.LAMBDA_GRIDS[dataset][method]]
     if dataset == "synthfrac" and method in zoo.REGION:
         return [dict(s, region=r) for r in zoo.REGIONS for s in grid]
     return grid

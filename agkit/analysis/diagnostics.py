@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -169,9 +171,9 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
     a, b: B x ... (each map flattened). A constant map has no ranking: its value is NaN.
     """
-    a, b = a.flatten(1).double().cpu().numpy(), b.flatten(1).double().cpu().numpy()
+    a_np, b_np = a.flatten(1).double().cpu().numpy(), b.flatten(1).double().cpu().numpy()
     values = []
-    for x, y in zip(a, b, strict=True):
+    for x, y in zip(a_np, b_np, strict=True):
         if np.ptp(x) == 0 or np.ptp(y) == 0:
             values.append(np.nan)
         else:
@@ -211,9 +213,10 @@ def randomization_check(model, images: torch.Tensor, *, seed: int = 0, size=None
     rows = [{"step": 0, "layer": "(trained)", "spearman": 1.0}]
     torch.manual_seed(seed)
     for step, (name, layer) in enumerate(layers_top_down(model), start=1):
-        layer.reset_parameters()
+        # nn.Module.__getattr__ is typed Tensor | Module; these are the layers' methods
+        cast(Callable[[], None], layer.reset_parameters)()
         if hasattr(layer, "reset_running_stats"):
-            layer.reset_running_stats()
+            cast(Callable[[], None], layer.reset_running_stats)()
         with torch.no_grad():
             cams = model(images).cams
             maps = cam_utils.upsample(cam_utils.select_class(cams, classes), size)

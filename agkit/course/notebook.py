@@ -14,18 +14,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from agkit.engine import progress
 from agkit.engine.device import resolve_device, set_threads
 
+if TYPE_CHECKING:
+    from agkit.experiments.profiles import Profile
+
 
 @dataclass(frozen=True)
 class Setup:
     """What a notebook runs with."""
 
-    profile: object  # an agkit.experiments.Profile (imported lazily: course pulls in the data code)
+    profile: Profile  # imported lazily at run time: agkit.experiments pulls in the data code
     device: torch.device
     runs_dir: Path
     seed: int

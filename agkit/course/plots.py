@@ -340,6 +340,7 @@ def summary_figure(table: pd.DataFrame, examples: dict | None = None, chance: di
         draw_chance(ax, (chance or chance_lines(None)).get(metric))
     for i, name in enumerate(("baseline", "guided"), start=1):
         for j in range(n):
+            assert examples is not None  # n > 0 only with examples
             ax = fig.add_subplot(grid[i, j])
             ax.imshow(cam_utils.overlay(_gray(examples["images"][j]), examples[name][j]))
             _outline(ax, examples["masks"][j], "white")

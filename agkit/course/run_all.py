@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -105,7 +106,7 @@ def summarize_runs(profile_name: str, runs: Path, out: Path) -> dict:
     figure = plots.summary_figure(table, examples, chance=plots.chance_lines(chance))
     figure.savefig(out / "summary.png", dpi=120, bbox_inches="tight")
 
-    results = {
+    results: dict[str, Any] = {
         method: {metric: float(summary.loc[method, metric]) for metric in summary.columns}
         for method in ("baseline", "guided")
     }

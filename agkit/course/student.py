@@ -289,7 +289,10 @@ def plan(notebooks: Path = NOTEBOOKS, student: Path | None = None):
             "(a link could point at the solution notebooks). Replace it with a plain folder."
         )
     expected = expected_student_versions(notebooks, student)
-    writes, removals, backups, refused = [], [], [], []
+    writes: list[Path] = []
+    removals: list[Path] = []
+    backups: list[Path] = []
+    refused: list[str] = []
     present = sorted(student.glob("*.ipynb")) if student.is_dir() else []
     for path in sorted(set(expected) | set(present)):
         target = path in expected

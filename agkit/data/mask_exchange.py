@@ -57,6 +57,7 @@ def coco_masks(
     masks: dict[str, np.ndarray] = {}
     named: dict[str, str] = {}  # image id -> the first file name that gave it
     for name, shapes in read_coco(coco, categories=categories, use=use).items():
+        assert shapes.frame is not None  # read_coco gives each image its (width, height)
         width, height = shapes.frame
         drawn = shapes.rasterize((int(height), int(width)))
         iid = to_id(name)

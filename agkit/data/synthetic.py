@@ -57,10 +57,10 @@ SYNTHFRAC_SPLITS = ("train", "val", "test_id", "test_shifted")
 GUIDES = ("bone", "fracture")
 MIN_SIZE, MAX_SIZE = 32, 256
 
-# Defaults tuned so that, with ~500 training images and a minute of CPU training, the
-# tiny CAMNet baseline learns the marker while guided training learns the fracture, and
-# the baseline catches up as the training set grows (benchmarks/paper_effect.py).
+
 class _Defaults(TypedDict):
+    """The keys and types of DEFAULTS (the generator's tunable parameters)."""
+
     positive_fraction: float
     shortcut_strength: float
     subtlety: float
@@ -68,6 +68,9 @@ class _Defaults(TypedDict):
     guide: str
 
 
+# Defaults tuned so that, with ~500 training images and a minute of CPU training, the
+# tiny CAMNet baseline learns the marker while guided training learns the fracture, and
+# the baseline catches up as the training set grows (benchmarks/paper_effect.py).
 DEFAULTS: _Defaults = dict(
     positive_fraction=0.5,
     shortcut_strength=0.7,
@@ -144,12 +147,12 @@ class SynthFrac:
         folder = Path(folder)
         (folder / "images").mkdir(parents=True, exist_ok=True)
         pixels = _to_uint8(self.images[:, 0].numpy())
-        arrays = {
+        tensors = {
             "masks": self.masks,
             "masks_bone": self.bone_masks,
             "masks_fracture": self.fracture_masks,
         }
-        arrays = {name: (a[:, 0].numpy() > 0.5).astype(np.uint8) for name, a in arrays.items()}
+        arrays = {name: (a[:, 0].numpy() > 0.5).astype(np.uint8) for name, a in tensors.items()}
         # durable=False: synthetic masks can be regenerated, so skip the slow fsync per file.
         stores = {name: MaskStore(folder / name, durable=False) for name in arrays}
         with contextlib.ExitStack() as stack:
@@ -282,6 +285,7 @@ def make_synthfrac(
                 noise,
             )
         )
+    table: pd.DataFrame
     if parts:
         images, bone, fracture, table = (
             np.concatenate([p[k] for p in parts])

@@ -143,7 +143,9 @@ def _read_manifest(tar: tarfile.TarFile, members: dict, archive: Path) -> dict:
             f"{entry.size} bytes); make the archive again with `make cache`. Nothing was unpacked."
         )
     try:
-        manifest = json.loads(tar.extractfile(entry).read().decode("utf-8"))  # type: ignore[union-attr]
+        source = tar.extractfile(entry)
+        assert source is not None  # checked to be a regular file above
+        manifest = json.loads(source.read().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(
             f"{archive}: its {MANIFEST} is not JSON ({error}); make the archive again with "
@@ -203,8 +205,9 @@ def _unpack_runs(tar: tarfile.TarFile, archive: Path, runs_dir: Path) -> tuple[d
         try:
             for name in RUN_FILES:  # staged, then renamed: a run appears only complete
                 source = tar.extractfile(members[f"experiments/{key}/{name}"])
+                assert source is not None  # every entry was checked to be a regular file
                 with open(staging / name, "wb") as out:
-                    shutil.copyfileobj(source, out)  # type: ignore[misc]
+                    shutil.copyfileobj(source, out)
             shutil.rmtree(target, ignore_errors=True)
             staging.replace(target)
         finally:

@@ -22,7 +22,8 @@ changes to the course's guided recipe, each optional, so each can be measured al
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -100,7 +101,10 @@ def oversampling_loader(
         kept, annotated_share / n_kept, (1 - annotated_share) / (len(dataset) - n_kept)
     ).double()
     sampler = WeightedRandomSampler(
-        weights, len(dataset), replacement=True, generator=torch.Generator().manual_seed(seed)
+        cast(Sequence[float], weights),  # the stub asks for a sequence; a tensor works
+        len(dataset),
+        replacement=True,
+        generator=torch.Generator().manual_seed(seed),
     )
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
 

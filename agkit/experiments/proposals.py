@@ -82,7 +82,9 @@ def your_masks_config(
         count = check_mask_store(folder, train_ids)
     except NoMasksError as error:
         if strategy is None:
-            from agkit.analysis.selection import DEFAULT_STRATEGY as strategy
+            from agkit.analysis.selection import DEFAULT_STRATEGY
+
+            strategy = DEFAULT_STRATEGY
         proposed = annotation_proposal(profile, strategy, seed, runs_dir, device=device)[:n]
         fallback = (
             f"{error}\nSo this run trains on the built-in masks of the {len(proposed)} images "

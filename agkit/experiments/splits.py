@@ -102,6 +102,7 @@ def propagated_masks(config: RunConfig, train: GuidedDataset | None = None) -> P
                 "batch_size": config.batch_size,
             }
         _propagation_memo.clear()  # one at a time: a notebook looks at one run's masks
+        assert config.propagation is not None, "the run propagates no masks"
         _propagation_memo[key] = propagate(
             config.propagation, train, cam_grid(config), seed=config.seed, **settings
         )

@@ -26,7 +26,7 @@ from agkit.analysis import diagnostics
 from agkit.engine.progress import Progress
 from agkit.engine.timing import step_times
 
-# the zoo trains with these (and the benchmark and notebook 6 read them as zoo.LAMBDAS ...)
+# the settings the zoo trains with
 from agkit.experiments.zoo_settings import (
     LAMBDAS,
     METHODS,

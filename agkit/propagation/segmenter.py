@@ -16,6 +16,8 @@ toss). Teacher networks trained on a few human maps label the rest in Crum et al
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,7 +40,7 @@ class MaskSegmenter(nn.Module):
 
     def __init__(self, in_channels: int, grid: tuple[int, int], width: int = 16):
         super().__init__()
-        self.grid = tuple(grid)
+        self.grid = cast(tuple[int, int], tuple(grid))
         self.body = nn.Sequential(
             # the grid is coarse (8 x 8 on a 64 px image): half the resolution loses nothing
             nn.AvgPool2d(2),

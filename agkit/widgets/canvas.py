@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from typing import Any
 
 import anywidget
 import numpy as np
@@ -62,7 +63,7 @@ class MaskCanvas(anywidget.AnyWidget):
     mask = traitlets.Unicode("").tag(sync=True)
     tool = traitlets.Unicode("box").tag(sync=True)
     radius = traitlets.Float(1.0).tag(sync=True)
-    polygon = traitlets.List().tag(sync=True)
+    polygon: traitlets.List[Any] = traitlets.List().tag(sync=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

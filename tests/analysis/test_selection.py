@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_data import tiny_dataset
 
 from agkit.analysis.selection import (
     MODEL_FREE_STRATEGIES,
@@ -33,15 +34,6 @@ def spike_cams(peaks, labels, n_classes=2, size=4, height=5.0):
     for i, ((r, c), label) in enumerate(zip(peaks, labels, strict=True)):
         cams[i, label, r, c] = height
     return cams
-
-
-def tiny_dataset(n=12, size=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.rand(n, 1, size, size, generator=g)
-    labels = torch.arange(n) % 2
-    masks = torch.zeros(n, 1, size, size)
-    masks[:, :, 4:12, 4:12] = 1
-    return GuidedDataset(images, labels, masks, image_ids=[f"im{i}" for i in range(n)])
 
 
 # ----------------------------------------------------------------- scores on plain tensors

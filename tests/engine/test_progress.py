@@ -48,5 +48,3 @@ def test_a_text_bar_left_early_says_so(capsys):
             break  # what a loop left early does
     last = [line for line in capsys.readouterr().out.splitlines() if line.strip()][-1]
     assert last.startswith("lam=1 (stopped early):") and "2/4" in last
-
-

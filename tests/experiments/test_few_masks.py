@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from tiny_data import tiny_dataset
 
 from agkit.data import GuidedDataset
 from agkit.experiments.few_masks import (
@@ -22,23 +23,6 @@ from agkit.experiments.few_masks import (
 from agkit.method.camnet import CAMNet
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def spike_cams(peaks, labels, n_classes=2, size=4, height=5.0):
-    """n x N x size x size CAMs that are 0 except one spike at peaks[i] in the own class map."""
-    cams = torch.zeros(len(peaks), n_classes, size, size)
-    for i, ((r, c), label) in enumerate(zip(peaks, labels, strict=True)):
-        cams[i, label, r, c] = height
-    return cams
-
-
-def tiny_dataset(n=12, size=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.rand(n, 1, size, size, generator=g)
-    labels = torch.arange(n) % 2
-    masks = torch.zeros(n, 1, size, size)
-    masks[:, :, 4:12, 4:12] = 1
-    return GuidedDataset(images, labels, masks, image_ids=[f"im{i}" for i in range(n)])
 
 
 # ----------------------------------------------------------------- few masks

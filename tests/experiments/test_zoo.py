@@ -8,7 +8,7 @@ import torch
 
 from agkit.analysis.diagnostics import synthfrac_marker_masks
 from agkit.data import make_synthfrac
-from agkit.experiments import zoo
+from agkit.experiments import zoo, zoo_settings
 from agkit.method.camnet import CAMNet
 from agkit.method.small_nets import DigitNet
 from agkit.method.train import fit, training_step
@@ -166,7 +166,7 @@ def test_tuning_keeps_the_lam_with_the_best_validation_score_for_the_later_seeds
     args = Namespace(tune=True, seeds=[3, 4], methods=["baseline", "rrr"])
     for seed in args.seeds:
         bench.run_methods("decoy_mnist", run_one, seed, None, args, rows.append)
-    grid = list(zoo.LAMBDA_GRIDS["decoy_mnist"]["rrr"])
+    grid = list(zoo_settings.LAMBDA_GRIDS["decoy_mnist"]["rrr"])
     assert calls == [("baseline", 3, 0.0)] + [("rrr", 3, lam) for lam in grid] + [
         ("baseline", 4, 0.0),
         ("rrr", 4, 100.0),
@@ -204,7 +204,7 @@ def test_synthfrac_tuning_chooses_the_forbidden_region_with_the_lam():
     args = Namespace(tune=True, seeds=[0, 1], methods=["baseline", "forbidden", "cam"])
     for seed in args.seeds:
         bench.run_methods("synthfrac", run_one, seed, None, args, rows.append)
-    lams = zoo.LAMBDA_GRIDS["synthfrac"]
+    lams = zoo_settings.LAMBDA_GRIDS["synthfrac"]
     tried = [(lam, region) for m, s, lam, region in calls if m == "forbidden" and s == 0]
     assert tried == [(lam, r) for r in zoo.REGIONS for lam in lams["forbidden"]]
     # a term without a forbidden region is tuned on lam alone

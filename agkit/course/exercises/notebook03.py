@@ -274,9 +274,9 @@ def check_training_step(student) -> str:
             (lam * ce + att, "lam weighs the attention loss, not the cross-entropy."),
             (ce - lam * att, "the attention loss is added (it is positive), not subtracted."),
         ]
-        for loss, hint in wrong:
+        for loss, message in wrong:
             if math.isclose(first, loss, rel_tol=1e-4):
-                raise Hint(hint)
+                raise Hint(message)
         raise Hint(
             f"the loss of the first step is {first:.4f} where CE + lam * L_att is "
             f"{expected[0]:.4f}."

@@ -174,6 +174,8 @@ def _box_from_mask_hint(value: torch.Tensor, masks: torch.Tensor, expected: torc
         found, right = _extent(value[k, 0]), _extent(expected[k, 0])
         if found == right:
             continue
+        # only an empty mask has no box, and check_box_from_mask saw that box stay empty
+        assert right is not None
         if value[k, 0].sum() == 0:
             found = (R0 := right[0], R0, right[2], right[2])  # an empty box: too small
         if found is None:

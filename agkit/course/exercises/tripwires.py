@@ -27,7 +27,8 @@ def _trip(*args, **kwargs):
 
 def _functions(fn) -> list:
     """fn and what it wraps (partials, bound methods, decorators): the code to look into."""
-    found, todo = [], [fn]
+    found: list = []
+    todo = [fn]
     while todo:
         f = todo.pop()
         if f is None or any(f is g for g in found):

@@ -27,6 +27,8 @@ folder          seeded split stratified by class (fractions=(0.7, 0.15, 0.15))
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from agkit.data.corrupt_files import check_images
@@ -38,10 +40,10 @@ from agkit.data.real.folder import load_folder
 from agkit.data.real.fracatlas import load_fracatlas
 from agkit.data.real.grazpedwri import load_grazpedwri
 from agkit.data.real.mura import load_mura
-from agkit.data.real.source import ImageColumn, missing_files_error
+from agkit.data.real.source import ImageColumn, RealSource, missing_files_error
 from agkit.data.real.splits import REAL_SPLITS
 
-LOADERS = {
+LOADERS: dict[str, Callable[..., RealSource]] = {
     "fracatlas": load_fracatlas,
     "grazpedwri": load_grazpedwri,
     "mura": load_mura,

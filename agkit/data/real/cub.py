@@ -33,6 +33,7 @@ from agkit.data.annotation_shapes import Shapes
 from agkit.data.real.source import (
     DatasetInfo,
     FolderFiles,
+    ImageFiles,
     RealSource,
     ShapeMasks,
     missing_files_error,
@@ -76,7 +77,9 @@ def _scan_archive(path: str, mtime: float, size: int) -> tuple[str, dict, frozen
             names.append(name)
             table = next((t for t in TABLES if name == t or name.endswith("/" + t)), None)
             if table is not None and "/images/" not in f"/{name}":
-                texts[name] = archive.extractfile(member).read().decode("utf-8-sig")
+                data = archive.extractfile(member)
+                assert data is not None  # a regular file member
+                texts[name] = data.read().decode("utf-8-sig")
     index = [n for n in texts if n == "images.txt" or n.endswith("/images.txt")]
     prefix = min(index, key=len)[: -len("images.txt")] if index else ""
     tables = {n[len(prefix) :]: text for n, text in texts.items() if n.startswith(prefix)}
@@ -111,13 +114,15 @@ class TarFiles:
             for member in archive:
                 key = member.name.removeprefix("./")[len(self.prefix) :]
                 if member.isfile() and key in self.wanted and key not in self._bytes:
-                    self._bytes[key] = archive.extractfile(member).read()
+                    data = archive.extractfile(member)
+                    assert data is not None  # a regular file member
+                    self._bytes[key] = data.read()
         lost = self.wanted - self._bytes.keys()
         if lost:
             raise missing_files_error(INFO, self.path, sorted(self.prefix + k for k in lost))
 
 
-def _find(root) -> tuple[object, dict, Path]:
+def _find(root) -> tuple[ImageFiles, dict, Path]:
     """(files, tables, where) for an archive or an unpacked folder under ``root``."""
     root = Path(root).expanduser()
     for folder in (root, root / TOP, root / TOP / TOP):

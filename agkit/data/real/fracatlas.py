@@ -13,6 +13,7 @@ with ``fractions``. FracAtlas has no patient ids, so no split can be grouped by 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +147,7 @@ def _split(
     if published is None:
         return pd.Series(split_stratified(strata, fractions, seed), index=table.index)
     counts = published.value_counts()
-    shares = [counts.get(s, 0) for s in ("train", "val", "test")]
+    shares: Sequence[float] = [counts.get(s, 0) for s in ("train", "val", "test")]
     if sum(shares) == 0:
         return pd.Series(split_stratified(strata, fractions, seed), index=table.index)
     shares = check_fractions([s / sum(shares) for s in shares])

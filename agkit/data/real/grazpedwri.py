@@ -46,7 +46,7 @@ FRACTURE = 3
 def _index(folder: Path, pattern: str, suffix: str) -> dict[str, str]:
     """file stem -> path relative to ``folder`` for every ``suffix`` file under the folders
     matching ``pattern``."""
-    index = {}
+    index: dict[str, str] = {}
     for part in sorted(folder.glob(pattern)):
         for path in sorted(part.rglob(f"*{suffix}")):
             index.setdefault(path.stem, path.relative_to(folder).as_posix())

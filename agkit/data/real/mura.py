@@ -50,8 +50,8 @@ def _part(mura_split: str, folder: Path, body_parts) -> pd.DataFrame:
     require(INFO, folder, [paths_file, studies_file])
     study_label = {}
     for line in _lines(folder / studies_file):
-        study, _, label = line.rpartition(",")
-        study_label[study.rstrip("/")] = int(float(label))
+        study, _, label_text = line.rpartition(",")
+        study_label[study.rstrip("/")] = int(float(label_text))
     rows = []
     for path in _lines(folder / paths_file):
         path = path.split(",")[0]

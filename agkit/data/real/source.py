@@ -22,7 +22,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import pandas as pd
@@ -137,6 +137,16 @@ def flag(column: pd.Series) -> pd.Series:
 # ---------------------------------------------------------------------------------------
 
 
+class ImageFiles(Protocol):
+    """What a RealSource reads its images through (FolderFiles, the CUB archive reader)."""
+
+    where: Path  # named in "missing file" errors
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def exists(self, key: str) -> bool: ...
+
+
 class FolderFiles:
     """Image files under a folder, addressed by their path relative to it."""
 
@@ -212,7 +222,7 @@ class RealSource:
 
     info: DatasetInfo
     table: pd.DataFrame
-    files: object
+    files: ImageFiles
     masks: object
     class_names: list
     in_channels: int = 1

@@ -65,12 +65,12 @@ def split_stratified(strata: Sequence, fractions=(0.8, 0.1, 0.1), seed: int = 0)
     The same strata, fractions and seed always give the same assignment.
     """
     _, val_share, test_share = check_fractions(fractions)
-    strata = np.asarray([str(s) for s in strata])
-    index = np.arange(len(strata))
-    split = np.full(len(strata), "train", dtype=object)
-    rest, test = _cut(index, strata, test_share, seed)
+    keys = np.asarray([str(s) for s in strata])
+    index = np.arange(len(keys))
+    split = np.full(len(keys), "train", dtype=object)
+    rest, test = _cut(index, keys, test_share, seed)
     remaining = 1.0 - test_share
-    _, val = _cut(rest, strata[rest], val_share / remaining if remaining > 0 else 0.0, seed)
+    _, val = _cut(rest, keys[rest], val_share / remaining if remaining > 0 else 0.0, seed)
     split[test] = "test"
     split[val] = "val"
     return split
