@@ -138,28 +138,6 @@ def test_close_chance_levels_share_one_line_and_label():
     plt.close(fig)
 
 
-def test_a_baseline_attention_loss_that_was_never_computed_is_not_drawn_at_zero():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from agkit.course import training_curves
-
-    baseline = pd.DataFrame({"epoch": [1, 2], "ce": [0.7, 0.5], "att": [0.0, 0.0]})
-    guided = pd.DataFrame({"epoch": [1, 2], "ce": [0.7, 0.6], "att": [3.9, 2.6]})
-    fig = training_curves.plot_histories(
-        {"baseline": baseline, "guided": guided}, columns=("ce", "att")
-    )
-    drawn = [line for line in fig.axes[1].get_lines() if len(line.get_ydata())]
-    assert [list(line.get_ydata()) for line in drawn] == [[3.9, 2.6]]
-    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
-    assert "baseline: not computed (λ = 0)" in labels
-    assert len(fig.axes[0].get_lines()) == 2  # cross-entropy: both drawn
-    plt.close(fig)
-
-
 def test_the_attention_loss_floor_is_drawn_but_not_called_chance():
     import matplotlib
 

@@ -1,0 +1,16 @@
+"""Toy images for the data tests: a bright square exactly where the mask is."""
+
+import torch
+
+
+def toy(n=12, size=16, seed=0, noise=0.2):
+    """n images with a bright square exactly where the mask is; labels alternate 0/1."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 1, size, size, generator=g) * noise
+    masks = torch.zeros(n, 1, size, size)
+    side = 6 if size >= 16 else 3
+    for i in range(n):
+        r, c = torch.randint(1, size - side, (2,), generator=g).tolist()
+        masks[i, 0, r : r + side, c : c + side] = 1
+    images[masks.bool()] = 1.0
+    return images, torch.arange(n) % 2, masks
