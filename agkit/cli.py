@@ -44,11 +44,11 @@ from torch.utils.data import DataLoader, Dataset
 from agkit.analysis.diagnostics import synthfrac_marker_masks
 from agkit.data import make_loader, open_dataset
 from agkit.engine import distributed
+from agkit.engine.callback_list import run_callbacks
 from agkit.engine.callbacks import Callback
-from agkit.engine.checkpoint import Checkpoint, check_resume_config
+from agkit.engine.checkpoint import check_resume_config
 from agkit.engine.device import resolve_device
 from agkit.engine.precision import Precision
-from agkit.engine.progress import Progress
 from agkit.experiments import (
     NoMasksError,
     RunConfig,
@@ -321,13 +321,13 @@ def callbacks(c: dict[str, Any], checkpoint: Path, resume: bool, images: Any) ->
     """fit's callbacks for a run of the command line: bars, the checkpoint (resumed with
     --resume) and, with --tensorboard, a log (process 0 only)."""
     main = distributed.is_main()
-    chosen: list[Callback] = [Progress()] if c["progress"] and main else []
-    chosen.append(Checkpoint(checkpoint, resume=resume))
+    log = None
     if c["tensorboard"] and main:
         from agkit.engine.tensorboard import TensorBoardLog
 
-        chosen.append(TensorBoardLog(Path(c["tensorboard"]).expanduser(), images))
-    return chosen
+        log = TensorBoardLog(Path(c["tensorboard"]).expanduser(), images)
+    progress = bool(c["progress"] and main)
+    return run_callbacks(progress=progress, checkpoint=checkpoint, resume=resume, log=log)
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,7 @@ The package, one concept a module (every public name is importable from here):
 ``splits``       a run's data: ``make_splits``, ``make_datasets``, ``training_masks``,
                  ``propagated_masks``, ``image_positions``, ``training_loader``
 ``store``        one run trained, scored and stored: ``run``, ``is_stored``, ``load_model``,
-                 ``load_history``, ``fit_settings``, ``run_callbacks``
+                 ``load_history``, ``fit_settings``
 ``parallel``     ``run_many`` in worker processes, ``default_jobs``, ``shutdown_workers``
 ``proposals``    runs on chosen masks: ``your_masks_config``, ``annotation_proposal``,
                  ``random_control_config``
@@ -101,7 +101,6 @@ from agkit.experiments.store import (
     load_history,
     load_model,
     run,
-    run_callbacks,
     run_folder,
 )
 
@@ -159,7 +158,6 @@ __all__ = [
     "propagation_scores",
     "random_control_config",
     "run",
-    "run_callbacks",
     "run_folder",
     "run_many",
     "shutdown_workers",

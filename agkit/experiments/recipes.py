@@ -19,10 +19,7 @@ from torchvision.transforms import v2
 
 from agkit.data.loader import make_loader
 from agkit.data.real import open_dataset
-from agkit.engine.callbacks import Callback
-from agkit.engine.checkpoint import Checkpoint
-from agkit.engine.progress import Progress
-from agkit.engine.time_limit import TimeLimit
+from agkit.engine.callback_list import run_callbacks
 from agkit.method.camnet import CAMNet
 from agkit.method.predict import evaluate
 from agkit.method.train import fit
@@ -153,7 +150,7 @@ def cub_recipe(
         lr_gamma=0.1,
         seed=seed,
         device=device,
-        callbacks=recipe_callbacks(progress, checkpoint, time_limit),
+        callbacks=run_callbacks(progress=progress, checkpoint=checkpoint, time_limit=time_limit),
     )
     scores = evaluate(model, make_loader(test, batch_size=batch_size, num_workers=num_workers))
     published = None
@@ -166,16 +163,3 @@ def cub_recipe(
         "published": published,
         "model": model,
     }
-
-
-def recipe_callbacks(
-    progress: bool, checkpoint=None, time_limit: float | None = None
-) -> list[Callback]:
-    """fit's callbacks for a recipe run: bars, a checkpoint after every epoch, and a time
-    limit checked between epochs."""
-    callbacks: list[Callback] = [Progress()] if progress else []
-    if checkpoint is not None:
-        callbacks.append(Checkpoint(checkpoint))
-    if time_limit is not None:
-        callbacks.append(TimeLimit(time_limit))
-    return callbacks

@@ -18,10 +18,9 @@ import pandas as pd
 import torch
 
 from agkit.data import make_loader
-from agkit.engine.callbacks import Callback
+from agkit.engine.callback_list import run_callbacks
 from agkit.engine.device import resolve_device, threads
-from agkit.engine.progress import Progress
-from agkit.engine.time_limit import TimeLimit, TimeLimitWarning
+from agkit.engine.time_limit import TimeLimitWarning
 from agkit.experiments.configs import RunConfig
 from agkit.experiments.errors import TimeLimitReached
 from agkit.experiments.fingerprints import check_source_loaded
@@ -103,14 +102,6 @@ def fit_settings(config: RunConfig) -> dict:
     }
 
 
-def run_callbacks(config: RunConfig, progress: bool) -> list[Callback]:
-    """``fit``'s callbacks for a course run: its time limit (if any) and a progress bar."""
-    callbacks: list[Callback] = [Progress()] if progress else []
-    if config.time_limit is not None:
-        callbacks.append(TimeLimit(config.time_limit))
-    return callbacks
-
-
 def _train_and_store(config: RunConfig, folder: Path, device: torch.device, progress: bool) -> dict:
     datasets = make_datasets(config)
     model = build_model(config)
@@ -125,7 +116,7 @@ def _train_and_store(config: RunConfig, folder: Path, device: torch.device, prog
                 train_loader,
                 **fit_settings(config),
                 device=device,
-                callbacks=run_callbacks(config, progress),
+                callbacks=run_callbacks(progress=progress, time_limit=config.time_limit),
             )
         epochs_run = len(history)
         stopped = bool(history.attrs.get("stopped_by_time_limit"))

@@ -12,10 +12,23 @@ One step minimises ``CE(logits, label) + lam * term(...)``. The term is the pape
 lam = 0 trains the baseline: the term is not computed (its history column ``att`` is NaN;
 ``agkit.method.predict.evaluate`` measures a baseline's attention loss).
 
-``fit`` is only the method's loop. What else a run can do is a callback from
+``fit`` is only the method's loop: seed, optimiser, epochs of ``training_step``, validation,
+history, and BatchNorm statistics re-measured at the end (``agkit.engine.batchnorm``). Its
+settings are the fields of ``TrainSettings``. What else a run can do is a callback from
 ``agkit.engine``: ``Checkpoint`` (save, and resume exactly), ``TimeLimit`` (stop between
 epochs), ``Progress`` (bars, the default), ``TensorBoardLog``. Every divergence raises
 ``TrainingDiverged`` and bad images raise ``NonFiniteImages`` (``agkit.engine.guards``).
+
+``fit(model, train_loader, val_loader=None, *, device, precision, callbacks, **settings)``:
+a DistributedDataParallel model trains on the shard its loader gives this process; device
+None picks a GPU when there is one; precision is ``training_step``'s; callbacks are
+``agkit.engine``'s (default ``[Progress()]``, ``[]`` for a silent run). It returns the
+history, one row per epoch: epoch, loss, ce, att, att_floor (means over the epoch's
+batches), lr, seconds, and with a validation loader val_accuracy, val_auc, val_mass_in_mask
+and val_attention_loss (measured before the BatchNorm recalibration). Its ``attrs`` hold
+epochs_run, epochs, stopped_by_time_limit and config: the settings that determine the
+result, which a ``Checkpoint`` compares when a run resumes. A guided run whose batches held
+no annotation at all warns ``NothingToGuideWarning``.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence, Sized
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -69,17 +83,62 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(
-    model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float
-) -> torch.optim.Optimizer:
-    """ "adam" (AdamW) or "sgd" (with momentum) over all the model's parameters."""
-    if name == "adam":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
-        )
-    raise ValueError(f"unknown optimizer {name!r}; choose 'adam' or 'sgd'.")
+@dataclass(frozen=True)
+class TrainSettings:
+    """What ``fit`` trains with. Every field but ``epochs`` is part of the run's config, which
+    a resumed run must match (``epochs`` may grow: a resumed run can train longer).
+
+    lam: weight of the guidance term; 0 trains the baseline.
+    epochs: passes over the training loader.
+    lr, weight_decay: the optimiser's learning rate and weight decay.
+    optimizer: "adam" (AdamW, the course default) or "sgd" (with ``momentum``; the authors').
+    lr_step, lr_gamma: multiply the learning rate by lr_gamma every lr_step epochs (None:
+        constant; ``decay_step`` turns "after 75 % of the epochs" into a step).
+    guidance: a term of ``agkit.guidance`` or its name ("cam": the paper's loss).
+    seed: seeds torch, NumPy, Python and the loader's shuffling each epoch, so CPU runs
+        repeat exactly.
+    recalibrate_bn: re-measure BatchNorm statistics with the final weights.
+    """
+
+    lam: float = 0.0
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    lr_step: int | None = None
+    lr_gamma: float = 0.1
+    guidance: str | Callable[..., Any] = "cam"
+    seed: int = 0
+    recalibrate_bn: bool = True
+
+    def __post_init__(self) -> None:
+        check_lam(self.lam)
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose 'adam' or 'sgd'.")
+
+    @classmethod
+    def of(cls, settings: dict[str, Any]) -> TrainSettings:
+        """``TrainSettings(**settings)``, with an error that names the fields it knows."""
+        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(
+                f"fit got unknown setting(s) {', '.join(unknown)}; the settings are "
+                f"{', '.join(f.name for f in fields(cls))} (and device, precision, callbacks)."
+            )
+        return cls(**settings)
+
+
+def make_optimizer(model: nn.Module, s: TrainSettings) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimiser of ``s`` over all the model's parameters ("adam": AdamW, "sgd": with
+    momentum) and its learning-rate schedule (None for a constant rate)."""
+    parameters, decay = model.parameters(), s.weight_decay
+    if s.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(parameters, lr=s.lr, weight_decay=decay)
+    else:
+        opt = torch.optim.SGD(parameters, lr=s.lr, momentum=s.momentum, weight_decay=decay)
+    step = torch.optim.lr_scheduler.StepLR(opt, s.lr_step, s.lr_gamma) if s.lr_step else None
+    return opt, step
 
 
 def decay_step(epochs: int, decay_at: float | None) -> int | None:
@@ -219,69 +278,34 @@ def fit(
     train_loader: Iterable[Batch],
     val_loader: Iterable[Batch] | None = None,
     *,
-    lam: float = 0.0,
-    epochs: int = 10,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    optimizer: str = "adam",
-    momentum: float = 0.9,
-    lr_step: int | None = None,
-    lr_gamma: float = 0.1,
-    guidance: str | Callable[..., Any] = "cam",
-    seed: int = 0,
     device: torch.device | str | None = None,
     precision: Precision | None = None,
-    recalibrate_bn: bool = True,
     callbacks: Sequence[Callback] | None = None,
+    **settings: Any,
 ) -> pd.DataFrame:
-    """Train ``model`` for ``epochs`` epochs of ``training_step``; lam = 0 is the baseline.
-
-    Args:
-        model: a CAMNet (pooling "avg" for the baseline, "softmax" for guided training),
-            or one wrapped in DistributedDataParallel (then a loader of this process's shard).
-        train_loader, val_loader: loaders of (image, label, mask, has_mask[, forbidden]).
-        lam, guidance, precision: see ``training_step``.
-        optimizer: "adam" (AdamW, the course default) or "sgd" (with momentum; the authors').
-        lr_step: multiply the learning rate by lr_gamma every lr_step epochs (None: constant).
-        seed: seeds torch/NumPy/Python, and the loader's shuffling each epoch, so CPU runs
-            repeat exactly. device: "auto" (None) picks a GPU when there is one.
-        recalibrate_bn: re-measure BatchNorm statistics at the end
-            (``agkit.engine.batchnorm``); the history's val columns are from before it.
-        callbacks: ``agkit.engine`` callbacks (default: ``[Progress()]``; ``[]``: silent).
-
-    Returns:
-        One row per epoch: epoch, loss, ce, att, att_floor (training means), lr, seconds,
-        and with a val_loader val_accuracy, val_auc, val_mass_in_mask, val_attention_loss.
-        ``history.attrs``: epochs_run, epochs, stopped_by_time_limit, config (the settings
-        that determine the result, which a Checkpoint compares on resume).
-
-    Warns NothingToGuideWarning when lam > 0 but no training batch held any annotation.
-    """
-    check_lam(lam)
-    set_seed(seed)
+    """Train a CAMNet (or a DDP-wrapped one) with ``TrainSettings(**settings)``; lam = 0 is the
+    baseline. Returns the history; the module docstring says the rest."""
+    s = TrainSettings.of(settings)
+    set_seed(s.seed)
     device = resolve_device(device)
     precision = precision or Precision(device=device)
-    term, net = get_term(guidance), distributed.unwrap(model.to(device))
-    opt = make_optimizer(model, optimizer, lr, weight_decay, momentum)
-    scheduler = torch.optim.lr_scheduler.StepLR(opt, lr_step, lr_gamma) if lr_step else None
-    config = run_config(net, train_loader, precision, lam=lam, lr=lr, weight_decay=weight_decay,
-                        optimizer=optimizer, momentum=momentum, lr_step=lr_step,
-                        lr_gamma=lr_gamma, guidance=term_name(term), seed=seed,
-                        recalibrate_bn=recalibrate_bn)  # fmt: skip
-    state = TrainingState(net, opt, scheduler, config, epochs, _length(train_loader), precision)
+    term, net = get_term(s.guidance), distributed.unwrap(model.to(device))
+    opt, scheduler = make_optimizer(model, s)
+    config = run_config(net, train_loader, precision, s, term)
+    state = TrainingState(net, opt, scheduler, config, s.epochs, _length(train_loader), precision)
     hooks = Hooks([Progress()] if callbacks is None else callbacks, state)
     hooks("on_fit_start")
-    annotated = lam == 0 or not getattr(term, "needs_annotation", True)
+    annotated = s.lam == 0 or not getattr(term, "needs_annotation", True)
 
     def step(batch: Batch) -> dict[str, float]:
-        losses = training_step(model, batch, opt, lam=lam, guidance=term, device=device,
+        losses = training_step(model, batch, opt, lam=s.lam, guidance=term, device=device,
                                precision=precision)  # fmt: skip
         hooks("on_batch_end", losses)
         return losses
 
-    while not state.finished and state.epoch < epochs and not hooks("on_epoch_start"):
+    while not state.finished and state.epoch < s.epochs and not hooks("on_epoch_start"):
         started, epoch = time.perf_counter(), state.epoch + 1
-        reseed_loader(train_loader, seed * 1000 + epoch, epoch)
+        reseed_loader(train_loader, s.seed * 1000 + epoch, epoch)
         losses, seen = train_epoch(model, train_loader, step)
         row = {"epoch": epoch, **losses, "lr": opt.param_groups[0]["lr"]}
         row["seconds"], annotated = time.perf_counter() - started, annotated or seen
@@ -294,12 +318,9 @@ def fit(
         state.history.append(row)
         hooks("on_epoch_end", row)
     if state.history and not state.finished and not annotated:
-        warnings.warn(NothingToGuideWarning(nothing_to_guide(lam)), stacklevel=2)
-    if not state.finished and recalibrate_bn and state.history:
-        reseed_loader(train_loader, seed * 1000)  # the same recalibration batches every time
-        recalibrate_batchnorm(net, train_loader, device)
-        distributed.broadcast_buffers(net)  # every process keeps the model process 0 saves
-        state.recalibrated = True
+        warnings.warn(NothingToGuideWarning(nothing_to_guide(s.lam)), stacklevel=2)
+    if not state.finished and s.recalibrate_bn and state.history:
+        state.recalibrated = recalibrate(net, train_loader, s.seed * 1000, device)
     hooks("on_fit_end")
     return state.frame()
 
@@ -320,21 +341,32 @@ class Hooks:
 
 
 def run_config(
-    net: nn.Module, loader: Any, precision: Precision | None, **settings: Any
+    net: nn.Module, loader: Any, precision: Precision | None, s: TrainSettings, term: Any
 ) -> dict[str, Any]:
-    """What determines a run's result: the model, ``settings``, the loader's batch size and
-    dataset size, and a 16-bit precision (its steps give other weights)."""
+    """What determines a run's result: the model, the settings ``s`` but its epochs (the
+    term described by ``term_name``), the loader's batch size and dataset size, and a 16-bit
+    precision (its steps give other weights)."""
     describe = getattr(net, "describe", None)
     dataset = getattr(loader, "dataset", None)
     config = {
         "model": describe() if callable(describe) else type(net).__name__,
-        **settings,
+        **{f.name: getattr(s, f.name) for f in fields(s) if f.name != "epochs"},
+        "guidance": term_name(term),
         "batch_size": getattr(loader, "batch_size", None),
         "train_size": len(dataset) if isinstance(dataset, Sized) else None,
     }
     if precision is not None and precision.amp != "fp32":
         config["amp"] = precision.amp
     return config
+
+
+def recalibrate(net: nn.Module, loader: Any, seed: int, device: torch.device) -> bool:
+    """BatchNorm statistics re-measured on the batches of ``loader`` shuffled with ``seed``
+    (the same batches every time), the same in every process; returns True."""
+    reseed_loader(loader, seed)
+    recalibrate_batchnorm(net, loader, device)
+    distributed.broadcast_buffers(net)  # every process keeps the model process 0 saves
+    return True
 
 
 def _length(loader: Any) -> int | None:

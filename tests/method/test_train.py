@@ -2,6 +2,7 @@
 refuses bad input and stops on divergence."""
 
 import copy
+import dataclasses
 import math
 import warnings
 
@@ -18,7 +19,13 @@ from agkit.guidance import CAMGuidance
 from agkit.method.camnet import CAMNet
 from agkit.method.loss import attention_guidance_loss, attention_loss_floor
 from agkit.method.predict import evaluate
-from agkit.method.train import NothingToGuideWarning, decay_step, fit, training_step
+from agkit.method.train import (
+    NothingToGuideWarning,
+    TrainSettings,
+    decay_step,
+    fit,
+    training_step,
+)
 
 
 def quiet_fit(model, loader, **kwargs):
@@ -362,3 +369,33 @@ def test_batches_without_masks_among_annotated_ones_stay_silent_and_finite():
     # the baseline, and a term that needs no mask (GAIN's attention mining), never warn
     assert fit_warnings(masked_loader([]), lam=0.0)[1] == []
     assert fit_warnings(masked_loader([]), epochs=1, guidance="gain")[1] == []
+
+
+def test_fit_refuses_an_unknown_setting_and_names_those_it_knows():
+    model = CAMNet("tiny", 2, pooling="softmax")
+    with pytest.raises(
+        TypeError, match=r"unknown setting\(s\) learning_rate; the settings are lam"
+    ):
+        quiet_fit(model, toy_loader(), learning_rate=0.1)
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        quiet_fit(model, toy_loader(), optimizer="rmsprop")
+    with pytest.raises(ValueError, match="lam must be a finite number"):
+        TrainSettings(lam=-1.0)
+
+
+def test_the_run_config_holds_every_setting_but_the_epochs():
+    """A resumed run compares this config: every TrainSettings field must be in it, and the
+    epochs must not (a resumed run may train longer)."""
+    _, history = train(epochs=1, lam=2.0, seed=4)
+    config = history.attrs["config"]
+    assert {f.name for f in dataclasses.fields(TrainSettings)} - {"epochs"} <= set(config)
+    assert "epochs" not in config and config["lam"] == 2.0 and config["seed"] == 4
+    assert config["guidance"] == "CAMGuidance(resolution='feature', class_maps='all')"
+
+
+def test_sgd_uses_its_momentum_and_the_step_schedule_divides_the_rate():
+    model = CAMNet("tiny", 2, pooling="softmax")
+    history = quiet_fit(
+        model, toy_loader(), epochs=3, optimizer="sgd", lr=0.1, momentum=0.5, lr_step=2
+    )
+    assert history["lr"].tolist() == pytest.approx([0.1, 0.1, 0.01])
