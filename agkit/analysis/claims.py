@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -157,6 +158,20 @@ def against_reference(
         for value, scores in groups.items()
         if value != reference
     ]
+
+
+def compare_pairs(
+    table: pd.DataFrame, by: str, metric: str, pairs: Iterable[tuple[Any, Any]]
+) -> list[str]:
+    """One sentence per pair (a, b) of settings of column ``by``: a's ``metric`` over seeds
+    against b's, by ``compare``. ``table`` has one row per run, with columns ``by`` and
+    ``metric``; ValueError naming a setting that has no run."""
+    groups = {value: rows[metric].tolist() for value, rows in table.groupby(by, sort=True)}
+    pairs = list(pairs)
+    missing = [value for pair in pairs for value in pair if value not in groups]
+    if missing:
+        raise ValueError(f"no run with {by} = {missing[0]!r} to compare.")
+    return [compare(f"{a}", groups[a], f"{b}", groups[b]) for a, b in pairs]
 
 
 def paired_gain(table: pd.DataFrame, by: str, metric: str = "accuracy_shifted") -> dict:

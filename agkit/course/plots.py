@@ -1,7 +1,9 @@
-"""Figures for the course: image grids, CAM galleries, metric comparisons, ablation curves.
+"""Figures for the course: image grids, CAM galleries (also of a propagator's masks),
+metric comparisons, ablation curves.
 
 Each function returns the matplotlib Figure so a notebook can show it or save it. The
-curves of a training run, epoch by epoch, are in ``agkit.course.training_curves``.
+curves of a training run, epoch by epoch, are in ``agkit.course.training_curves``; single
+runs side by side and the panels of one ablation in ``agkit.course.report_figures``.
 """
 
 from __future__ import annotations
@@ -176,6 +178,37 @@ def predicted_cams(
     probs, predicted, cams = classify(model, images, batch_size=batch_size)
     maps = cam_utils.select_class(cams, predicted)[:, 0]
     return maps, predicted, probs[:, 1]
+
+
+def propagation_gallery(
+    images, labels, propagated, models: dict, drawn: int = 1, proposed: int = 3
+):
+    """The masks a propagator drew, and where networks look on those images.
+
+    Per class (0 normal, then 1 fractured) the first ``drawn`` images with a drawn mask,
+    then per class the first ``proposed`` with a proposal: the mask outlined, titled by
+    class and "drawn" or "proposed · <confidence>"; below, one row per model of the CAM of
+    its predicted class (``predicted_cams``, ``cam_gallery``).
+
+    Args:
+        images: n x 1 x H x W training images; labels: n class indices.
+        propagated: an ``agkit.propagation.Propagated`` for them (masks n x 1 x H x W,
+            confidence n, drawn n bools).
+        models: {row name: a CAMNet}.
+    """
+    picked = [
+        i
+        for was_drawn, first in ((True, drawn), (False, proposed))
+        for label in (0, 1)
+        for i in ((propagated.drawn == was_drawn) & (labels == label)).nonzero()[:first, 0].tolist()
+    ]
+    titles = [
+        f"{('normal', 'fractured')[int(labels[i])]}\n"
+        + ("drawn" if propagated.drawn[i] else f"proposed · {propagated.confidence[i]:.2f}")
+        for i in picked
+    ]
+    rows = {name: predicted_cams(model, images[picked])[0] for name, model in models.items()}
+    return cam_gallery(images[picked], rows, masks=propagated.masks[picked], titles=titles)
 
 
 def plot_confusion(confusion, class_names=("normal", "fractured"), ax=None, title: str = ""):

@@ -96,3 +96,27 @@ def plot_attention_loss(
     ax.set_xlabel("epoch"), ax.set_ylabel("attention loss")
     ax.legend(fontsize=8)
     return ax.figure
+
+
+def plot_loss_panels(
+    histories: dict,
+    floor: float | None = None,
+    uniform: float | None = None,
+    after_training: dict | None = None,
+):
+    """A guided run's two losses per epoch: its cross-entropy (left) and its attention loss
+    with the floor and uniform attention (right, ``plot_attention_loss``).
+
+    Args:
+        histories: {name: history DataFrame with epoch, ce and att}.
+        floor, uniform, after_training: as for ``plot_attention_loss``.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
+    for name, history in histories.items():
+        colour = METHOD_PALETTE.get(name.split()[0])
+        axes[0].plot(history["epoch"], history["ce"], marker="o", ms=3, color=colour)
+    axes[0].set_xlabel("epoch"), axes[0].set_title("cross-entropy")
+    plot_attention_loss(histories, floor, uniform, after_training, ax=axes[1])
+    axes[1].set_title("attention loss")
+    fig.tight_layout()
+    return fig

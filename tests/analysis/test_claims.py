@@ -108,3 +108,20 @@ def test_gain_story_gives_no_share_of_a_gain_too_small_to_share():
     assert "+3.0 points here: too little to share out" in said[1]
     assert "%" not in " ".join(said)
     assert claims.share_of_gain(0.7, 0.6, 0.6) != claims.share_of_gain(0.7, 0.6, 0.6)  # NaN
+
+
+def test_compare_pairs_compares_each_named_pair_in_its_order():
+    table = pd.DataFrame(
+        {
+            "design": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+            "accuracy_shifted": [0.8, 0.82, 0.84, 0.5, 0.55, 0.6, 0.79, 0.81, 0.85],
+        }
+    )
+    a_b, b_a, c_a = claims.compare_pairs(
+        table, "design", "accuracy_shifted", [("a", "b"), ("b", "a"), ("c", "a")]
+    )
+    assert a_b == claims.compare("a", [0.8, 0.82, 0.84], "b", [0.5, 0.55, 0.6])
+    assert "higher by 27.0 points, outside" in a_b and "lower by 27.0 points, outside" in b_a
+    assert c_a.startswith("c 0.82") and "within the spread" in c_a
+    with pytest.raises(ValueError, match="no run with design = 'd'"):
+        claims.compare_pairs(table, "design", "accuracy_shifted", iter([("a", "d")]))

@@ -3,6 +3,7 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import torch
 
 from agkit.course import plots
@@ -53,3 +54,34 @@ def test_predicted_cams_are_the_classified_ones_in_batches():
     assert torch.equal(predicted, expected) and torch.allclose(p_one, probs[:, 1])
     assert torch.allclose(maps, cams[torch.arange(5), expected])
     assert maps.shape == (5, *cams.shape[-2:]) and model.training  # its mode is left as it was
+
+
+def test_the_propagation_gallery_shows_drawn_then_proposed_masks_of_each_class():
+    from agkit.method.camnet import CAMNet
+    from agkit.propagation import Propagated
+
+    torch.manual_seed(0)
+    images = torch.rand(10, 1, 32, 32)
+    labels = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1, 0, 1])
+    drawn = torch.tensor([False, False, True, True, False, True, False, False, False, False])
+    masks = torch.zeros(10, 1, 32, 32)
+    masks[:, :, 8:20, 8:20] = 1
+    confidence = torch.linspace(0.1, 1.0, 10)
+    propagated = Propagated(masks, confidence, drawn)
+    models = {"one": CAMNet("tiny", num_classes=2), "two": CAMNet("tiny", num_classes=2)}
+    fig = plots.propagation_gallery(images, labels, propagated, models, drawn=1, proposed=2)
+    # drawn: the first normal (2) and fractured (3); proposed: normal 0, 4 and fractured 1, 7
+    titles = [ax.get_title() for ax in fig.axes[:6]]
+    assert titles == [
+        "normal\ndrawn",
+        "fractured\ndrawn",
+        "normal\nproposed · 0.10",
+        "normal\nproposed · 0.50",
+        "fractured\nproposed · 0.20",
+        "fractured\nproposed · 0.80",
+    ]
+    assert len(fig.axes) == 3 * 6  # the images, then one row of CAMs per model
+    assert [fig.axes[6 * row].get_ylabel() for row in range(3)] == ["image", "one", "two"]
+    shown = fig.axes[2].get_images()[0].get_array()
+    assert torch.allclose(torch.as_tensor(shown.data), images[0, 0])
+    plt.close(fig)

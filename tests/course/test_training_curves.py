@@ -48,3 +48,22 @@ def test_a_guided_history_with_a_missing_epoch_is_still_drawn():
     fig = training_curves.plot_attention_loss({"guided": history})
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["guided"]
     plt.close(fig)
+
+
+def test_the_loss_panels_draw_the_cross_entropy_and_the_attention_loss_with_its_floor():
+    history = pd.DataFrame({"epoch": [1, 2, 3], "ce": [0.7, 0.5, 0.4], "att": [4.0, 3.0, 2.5]})
+    fig = training_curves.plot_loss_panels(
+        {"guided (the loop above)": history},
+        floor=2.0,
+        uniform=4.16,
+        after_training={"baseline": 4.3},
+    )
+    ce, att = fig.axes
+    assert ce.get_title() == "cross-entropy" and att.get_title() == "attention loss"
+    assert [list(line.get_ydata()) for line in ce.get_lines()] == [[0.7, 0.5, 0.4]]
+    lines = {line.get_label(): line for line in att.get_lines()}
+    assert list(lines["guided (the loop above)"].get_ydata()) == [4.0, 3.0, 2.5]
+    assert list(lines["baseline, after training"].get_ydata()) == [4.3]
+    assert list(lines["floor, log|S|"].get_ydata()) == [2.0, 2.0]
+    assert list(lines["chance: uniform attention, log(h·w)"].get_ydata()) == [4.16, 4.16]
+    plt.close(fig)
