@@ -4,6 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import torch
 
 from agkit.course import plots
@@ -85,3 +87,15 @@ def test_the_propagation_gallery_shows_drawn_then_proposed_masks_of_each_class()
     shown = fig.axes[2].get_images()[0].get_array()
     assert torch.allclose(torch.as_tensor(shown.data), images[0, 0])
     plt.close(fig)
+
+
+def test_ablation_plot_draws_seeds_that_all_scored_the_same():
+    """np.mean of three 0.1s is 0.1 + 1 ulp: the bar must not come out negative."""
+    table = pd.DataFrame(
+        {"lam": [0.0] * 3 + [1.0] * 3, "accuracy_shifted": [0.1] * 3 + [0.7, 0.8, 0.9]}
+    )
+    ax = plots.ablation_plot(table, "lam")
+    low, high = plots.seed_range([0.1, 0.1, 0.1])
+    assert low <= np.mean([0.1] * 3) <= high and high - low < 1e-12
+    assert plots.seed_range([0.7, 0.8, 0.9]) == (0.7, 0.9)
+    plt.close(ax.figure)
