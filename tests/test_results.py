@@ -167,3 +167,39 @@ def test_the_simulated_annotator_numbers_are_the_stored_ones():
         f"they recover {stored['share_propagated']:.2f} of the gain (seeds 0-2: {per_seed})" in text
     )
     assert f"{abs(stored['share_alone']):.2f} for its 20 masks alone" in text
+
+
+def test_the_held_out_seeds_stated_are_the_stored_ones():
+    """The shares on seeds that chose nothing, per set of seeds and pooled, as the text says."""
+    rows = pd.read_csv(ROOT / "docs" / "measurements" / "few_masks_workshop.csv")
+    rows = rows[rows["recipe"] == "segmenter"]
+    rows = rows.assign(n_masks=rows["n_masks"].astype(str))
+    text = RESULTS.replace("\n", " ")
+
+    def share(seeds, strategy, n):
+        chosen = rows[rows["seed"].isin(seeds) & (rows["strategy"] == strategy)]
+        return chosen[chosen["n_masks"] == n]["share_of_gain"].mean()
+
+    for seeds, name in (([3, 4, 5], "seeds 3-5"), ([6, 7, 8], "seeds 6-8")):
+        said = f"on {name}, 20 balanced masks recovered {share(seeds, 'balanced', '20'):.2f} "
+        assert said in text, said
+        assert f"10 recovered {share(seeds, 'balanced', '10'):.2f}" in text
+        assert f"20 random ones {share(seeds, 'random', '20'):.2f}" in text
+    everything = [3, 4, 5, 6, 7, 8]
+    pooled = (
+        f"Over all six held-out seeds 20 balanced masks recover "
+        f"{share(everything, 'balanced', '20'):.2f}, 10 recover "
+        f"{share(everything, 'balanced', '10'):.2f} and 20 random ones "
+        f"{share(everything, 'random', '20'):.2f}"
+    )
+    assert pooled in text, pooled
+    gap = abs(share([3, 4, 5], "balanced", "20") - share([6, 7, 8], "balanced", "20"))
+    assert "moves by about 0.15" in text and gap == pytest.approx(0.15, abs=0.02)
+    chosen_on = {n: share([0, 1, 2], "balanced", n) for n in ("10", "20")}
+    fall = {n: chosen_on[n] - share([3, 4, 5], "balanced", n) for n in chosen_on}
+    assert f"on seeds 3-5 the one at 20 masks falls by {fall['20']:.2f}" in text
+    assert fall["10"] <= 0.1 and all(
+        chosen_on[n] - share([6, 7, 8], "balanced", n) <= 0.1 for n in chosen_on
+    )
+    rise = share([6, 7, 8], "balanced", "10")
+    assert f"at 10 masks it rises, {rise:.2f} against {chosen_on['10']:.2f}" in text
