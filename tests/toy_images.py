@@ -1,6 +1,16 @@
-"""Toy images for the data tests: a bright square exactly where the mask is."""
+"""Toy images and masks for the data tests: a bright square exactly where the mask is."""
 
+import numpy as np
 import torch
+
+MURA_ID = "MURA-v1.1/train/XR_WRIST/patient00001/study1_positive/image1.png"  # a nested id
+
+
+def square(shape, r0, r1, c0, c1):
+    """A uint8 mask of ``shape`` holding 1 on rows r0:r1 and columns c0:c1."""
+    m = np.zeros(shape, np.uint8)
+    m[r0:r1, c0:c1] = 1
+    return m
 
 
 def toy(n=12, size=16, seed=0, noise=0.2):

@@ -3,18 +3,11 @@
 import numpy as np
 import pytest
 from PIL import Image
+from toy_images import MURA_ID, square
 
 from agkit.data.mask_store import MaskStore
 from agkit.data.mask_store_index import CorruptIndexError
 from agkit.data.mask_store_png import CorruptMaskError
-
-MURA_ID = "MURA-v1.1/train/XR_WRIST/patient00001/study1_positive/image1.png"
-
-
-def square(shape, r0, r1, c0, c1):
-    m = np.zeros(shape, np.uint8)
-    m[r0:r1, c0:c1] = 1
-    return m
 
 
 def test_corrupt_and_missing_png(tmp_path):

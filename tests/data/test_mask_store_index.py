@@ -12,17 +12,12 @@ import faults
 import numpy as np
 import pytest
 from PIL import Image
+from toy_images import square
 
 from agkit.data.mask_store import MaskStore
 from agkit.data.mask_store_index import CorruptIndexError
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def square(shape, r0, r1, c0, c1):
-    m = np.zeros(shape, np.uint8)
-    m[r0:r1, c0:c1] = 1
-    return m
 
 
 def test_two_store_objects_do_not_clobber_each_other(tmp_path):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy import ndimage
+from toy_images import square
 
 from agkit.data.shapes import (
     mask_to_boxes,
@@ -12,12 +13,6 @@ from agkit.data.shapes import (
     rasterize_polygons,
     rasterize_strokes,
 )
-
-
-def square(shape, r0, r1, c0, c1):
-    m = np.zeros(shape, np.uint8)
-    m[r0:r1, c0:c1] = 1
-    return m
 
 
 # ------------------------------------------------------------------- rasterising
