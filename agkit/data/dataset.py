@@ -21,18 +21,15 @@ reproducibly.
 from __future__ import annotations
 
 import copy
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from agkit.data.corrupt_files import check_images
 from agkit.data.corrupt_policy import check_on_corrupt
-from agkit.data.dataset_inputs import GuidedDatasetInputs, _PathFiles
+from agkit.data.dataset_inputs import GuidedDatasetInputs, class_numbers, one_row_per_image
 from agkit.data.dataset_items import GuidedDatasetItems
 from agkit.data.mask_store import MaskStore
 
@@ -82,119 +79,35 @@ class GuidedDataset(GuidedDatasetItems, GuidedDatasetInputs, Dataset):
         class_names=None,
         on_corrupt="error",
     ):
-        on_corrupt = check_on_corrupt(on_corrupt)
+        self.on_corrupt = check_on_corrupt(on_corrupt)
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}.")
         if size is not None and (int(size) != size or size < 1):
             raise ValueError(f"size must be a positive int or None, got {size!r}.")
-        self.size, self.in_channels, self.augment, self.seed = (
-            size,
-            in_channels,
-            bool(augment),
-            seed,
-        )
-        self.on_corrupt = on_corrupt
-
-        labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(
-            -1
-        )
-        if labels.dtype.kind not in "iub" and not (
-            labels.dtype.kind == "f" and np.all(labels == np.round(labels))
-        ):
+        self.size, self.in_channels, self.augment = size, in_channels, bool(augment)
+        self.seed = seed
+        labels = class_numbers(labels)
+        native = self._set_images(images, len(labels))
+        if image_ids is not None and len(image_ids) != len(labels):
             raise ValueError(
-                f"labels must be whole class numbers 0, 1, ..., got dtype {labels.dtype}."
-            )
-        self.labels = torch.from_numpy(labels.astype(np.int64))  # astype copies: safe to share
-        n = len(self.labels)
-        self._tensor = self._paths = self._loader = None
-        if isinstance(images, (torch.Tensor, np.ndarray)):
-            self._tensor = self._prepare_tensor(images)
-            count, native = len(self._tensor), tuple(self._tensor.shape[-2:])
-        elif callable(images):
-            self._loader, count, native = images, n, None
-        elif isinstance(images, (str, os.PathLike)):
-            raise ValueError(
-                "images is a single path; pass a list of paths, "
-                "or use GuidedDataset.from_folder(folder)."
-            )
-        else:
-            self._paths = [Path(p) for p in images]
-            count, native = len(self._paths), None
-        if count != n:
-            raise ValueError(f"got {count} images but {n} labels; pass one label per image.")
-        if image_ids is not None and len(image_ids) != n:
-            raise ValueError(
-                f"got {len(image_ids)} image_ids for {n} images; pass one id per image."
+                f"got {len(image_ids)} image_ids for {len(labels)} images; pass one id per image."
             )
         if self._paths is not None:  # corrupt files are found now, not inside ds[i]
-            missing = [p for p in self._paths if not p.is_file()]
-            if missing:
-                raise FileNotFoundError(
-                    f"{len(missing)} image file(s) do not exist, e.g. "
-                    f"{[str(p) for p in missing[:3]]}; fix the paths."
-                )
-            keep = check_images(_PathFiles(), self._paths, on_corrupt, "GuidedDataset")
-            if not keep.all():
-                self._paths = [p for p, k in zip(self._paths, keep, strict=True) if k]
-                labels, n = labels[keep], int(keep.sum())
-                self.labels = torch.from_numpy(labels.astype(np.int64))
-                image_ids = (
-                    None
-                    if image_ids is None
-                    else [i for i, k in zip(image_ids, keep, strict=True) if k]
-                )
-                if meta is not None:
-                    meta = pd.DataFrame(meta).reset_index(drop=True)[keep].reset_index(drop=True)
-
-        self.image_ids = (
-            [str(i) for i in image_ids]
-            if image_ids is not None
-            else (
-                [str(p) for p in self._paths]
-                if self._paths is not None
-                else [str(i) for i in range(n)]
-            )
-        )
-        if len(self.image_ids) != n:
-            raise ValueError(
-                f"got {len(self.image_ids)} image_ids for {n} images; pass one id per image."
-            )
-        if len(set(self.image_ids)) != n:
-            raise ValueError("image_ids must be unique (masks are looked up by id).")
-        if meta is not None:
-            meta = pd.DataFrame(meta).reset_index(drop=True)
-            if len(meta) != n:
-                raise ValueError(
-                    f"meta has {len(meta)} rows for {n} images; pass one row per image."
-                )
-        self.meta = meta
+            labels, image_ids, meta = self._drop_unreadable_files(labels, image_ids, meta)
+        self.labels = torch.from_numpy(labels.astype(np.int64))  # astype copies: safe to share
+        n = len(self.labels)
+        self.image_ids = self._unique_ids(image_ids, n)
+        self.meta = one_row_per_image(meta, n)
         if n and int(self.labels.min()) < 0:
             raise ValueError("labels must be class numbers 0, 1, ...; found a negative label.")
         n_classes = int(self.labels.max()) + 1 if n else 0
         self.class_names = (
             list(class_names) if class_names is not None else [str(k) for k in range(n_classes)]
         )
-
         if size is None and self._tensor is None and n:
             native = self._check_one_size()
         self._native = native  # (H, W) shared by all images when size is None and known
-
-        self._masks = masks
-        self._mask_tensor = None
-        if isinstance(masks, (torch.Tensor, np.ndarray)):
-            self._mask_tensor = self._prepare_mask_tensor(masks)
-        elif (
-            masks is not None
-            and not isinstance(masks, (MaskStore, Mapping))
-            and not callable(masks)
-        ):
-            raise ValueError(
-                "masks must be None, a tensor, a MaskStore, a mapping or a callable, "
-                f"got {type(masks).__name__}."
-            )
-        if isinstance(masks, MaskStore) and self._tensor is not None:
-            self._check_store_shapes(masks)
-
+        self._set_masks(masks)
         self.mask_kept = self._choose_annotated(annotated_fraction, seed)
         self.annotated_fraction = annotated_fraction
         self._build_transforms()

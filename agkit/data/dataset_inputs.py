@@ -9,18 +9,21 @@ the part of ``GuidedDataset`` that does this, on the attributes its ``__init__``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torchvision.transforms import v2
 
+from agkit.data.corrupt_files import check_images
 from agkit.data.io import _LUMA, image_size
 from agkit.data.mask_store import MaskStore
 
-__all__ = ["GuidedDatasetInputs"]
+__all__ = ["GuidedDatasetInputs", "class_numbers", "one_row_per_image"]
 
 
 class GuidedDatasetInputs:
@@ -34,6 +37,10 @@ class GuidedDatasetInputs:
     image_ids: list[str]
     _tensor: torch.Tensor | None  # N x C x H x W images, or None for files / a loader
     _paths: list[Path] | None
+    _loader: Callable[[int], Any] | None
+    _masks: Any
+    _mask_tensor: torch.Tensor | None
+    on_corrupt: str
     _native: tuple[int, ...] | None  # (H, W) shared by all images, when known
     _tf: Callable[..., Any] | None
 
@@ -42,6 +49,82 @@ class GuidedDatasetInputs:
         def _load_image(self, i: int) -> torch.Tensor: ...
 
     # ---- construction helpers
+    def _set_images(self, images, n: int) -> tuple[int, ...] | None:
+        """Keep ``images`` as a tensor, a loader or file paths (the other two None); their
+        native (H, W) when a tensor tells it. Raises unless there are ``n`` of them."""
+        self._tensor = self._paths = self._loader = None
+        native = None
+        if isinstance(images, (torch.Tensor, np.ndarray)):
+            self._tensor = self._prepare_tensor(images)
+            count, native = len(self._tensor), tuple(self._tensor.shape[-2:])
+        elif callable(images):
+            self._loader, count = images, n
+        elif isinstance(images, (str, os.PathLike)):
+            raise ValueError(
+                "images is a single path; pass a list of paths, "
+                "or use GuidedDataset.from_folder(folder)."
+            )
+        else:
+            self._paths = [Path(p) for p in images]
+            count = len(self._paths)
+        if count != n:
+            raise ValueError(f"got {count} images but {n} labels; pass one label per image.")
+        return native
+
+    def _drop_unreadable_files(self, labels: np.ndarray, image_ids, meta):
+        """Raise for missing files; apply ``on_corrupt`` to empty, undecodable or truncated
+        ones (``agkit.data.corrupt_files``). Returns labels, image_ids and meta of the files
+        kept (the paths kept are in ``self._paths``)."""
+        assert self._paths is not None  # file images only
+        missing = [p for p in self._paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} image file(s) do not exist, e.g. "
+                f"{[str(p) for p in missing[:3]]}; fix the paths."
+            )
+        keep = check_images(
+            _PathFiles(), [str(p) for p in self._paths], self.on_corrupt, "GuidedDataset"
+        )
+        if keep.all():
+            return labels, image_ids, meta
+        self._paths = [p for p, k in zip(self._paths, keep, strict=True) if k]
+        if image_ids is not None:
+            image_ids = [i for i, k in zip(image_ids, keep, strict=True) if k]
+        if meta is not None:
+            meta = pd.DataFrame(meta).reset_index(drop=True)[keep].reset_index(drop=True)
+        return labels[keep], image_ids, meta
+
+    def _unique_ids(self, image_ids, n: int) -> list[str]:
+        """The n image ids as strings (default: the file paths, else "0", "1", ...)."""
+        if image_ids is not None:
+            ids = [str(i) for i in image_ids]
+        elif self._paths is not None:
+            ids = [str(p) for p in self._paths]
+        else:
+            ids = [str(i) for i in range(n)]
+        if len(ids) != n:
+            raise ValueError(f"got {len(ids)} image_ids for {n} images; pass one id per image.")
+        if len(set(ids)) != n:
+            raise ValueError("image_ids must be unique (masks are looked up by id).")
+        return ids
+
+    def _set_masks(self, masks) -> None:
+        """Keep ``masks`` (None, a tensor, a MaskStore, a mapping or a callable), checked."""
+        self._masks, self._mask_tensor = masks, None
+        if isinstance(masks, (torch.Tensor, np.ndarray)):
+            self._mask_tensor = self._prepare_mask_tensor(masks)
+        elif (
+            masks is not None
+            and not isinstance(masks, (MaskStore, Mapping))
+            and not callable(masks)
+        ):
+            raise ValueError(
+                "masks must be None, a tensor, a MaskStore, a mapping or a callable, "
+                f"got {type(masks).__name__}."
+            )
+        if isinstance(masks, MaskStore) and self._tensor is not None:
+            self._check_store_shapes(masks)
+
     def _prepare_tensor(self, images) -> torch.Tensor:
         t = torch.as_tensor(images)
         if t.ndim == 3:
@@ -150,6 +233,26 @@ class GuidedDatasetInputs:
             )
         elif self.size is not None:
             self._tf = v2.Resize((self.size, self.size), antialias=True)
+
+
+def class_numbers(labels) -> np.ndarray:
+    """N labels (a tensor, array or list) as a flat NumPy array of whole class numbers."""
+    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+    if labels.dtype.kind not in "iub" and not (
+        labels.dtype.kind == "f" and np.all(labels == np.round(labels))
+    ):
+        raise ValueError(f"labels must be whole class numbers 0, 1, ..., got dtype {labels.dtype}.")
+    return labels
+
+
+def one_row_per_image(meta, n: int) -> pd.DataFrame | None:
+    """``meta`` as a DataFrame indexed 0..n-1 (None stays None); raises unless it has n rows."""
+    if meta is None:
+        return None
+    meta = pd.DataFrame(meta).reset_index(drop=True)
+    if len(meta) != n:
+        raise ValueError(f"meta has {len(meta)} rows for {n} images; pass one row per image.")
+    return meta
 
 
 class _PathFiles:

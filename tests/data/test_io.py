@@ -89,8 +89,11 @@ def write_bad_files(folder):
 
 def test_zero_byte_and_undecodable_files_are_caught_when_a_dataset_is_built(tmp_path):
     paths = write_bad_files(tmp_path / "img")
-    with pytest.raises(CorruptImageError, match="2 corrupt image file.*empty.png.*garbage.png"):
+    with pytest.raises(
+        CorruptImageError, match="2 corrupt image file.*empty.png.*garbage.png"
+    ) as e:
         GuidedDataset(paths, [0, 1, 0, 1, 0])
+    assert f"'{paths[0]}' (" in str(e.value) and "PosixPath" not in str(e.value)
     with pytest.warns(UserWarning, match="2 corrupt image file.*skipped 2"):
         ds = GuidedDataset(
             paths, [0, 1, 0, 1, 0], image_ids=list("abcde"), on_corrupt="skip", meta={"n": range(5)}
