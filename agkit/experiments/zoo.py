@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from agkit import experiments
 from agkit.analysis import diagnostics
-from agkit.engine.progress import Progress
+from agkit.engine.callback_list import run_callbacks
 from agkit.engine.timing import step_times
 
 # the settings the zoo trains with
@@ -112,7 +112,7 @@ def train(
         lr_step=lr_step,
         seed=seed,
         device=device,
-        callbacks=[Progress()] if progress else [],
+        callbacks=run_callbacks(progress=progress),
     )
     per_epoch = len(train_loader)
     seconds = list(history["seconds"] / per_epoch)
