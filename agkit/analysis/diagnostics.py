@@ -206,10 +206,9 @@ def randomization_check(model, images: torch.Tensor, *, seed: int = 0, size=None
     model = copy.deepcopy(model).eval()
     device = next(model.parameters()).device
     images = images.to(device)
-    with torch.no_grad():
-        out = model(images)
-        classes = out.logits.argmax(1)
-        reference = cam_utils.upsample(cam_utils.select_class(out.cams, classes), size)
+    _, classes, trained_cams = classify(model, images)
+    reference = cam_utils.upsample(cam_utils.select_class(trained_cams, classes), size)
+    classes = classes.to(device)
     rows = [{"step": 0, "layer": "(trained)", "spearman": 1.0}]
     torch.manual_seed(seed)
     for step, (name, layer) in enumerate(layers_top_down(model), start=1):
