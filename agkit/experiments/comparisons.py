@@ -27,13 +27,22 @@ def choose_lambda(
     accuracy alone cannot tell a shortcut from the fracture; ties within one point of
     accuracy go to the lambda whose CAMs keep more mass inside the validation masks.
     ``changes`` (e.g. masks_from) apply to every candidate.
+
+    The baselines of ``main_comparison`` train in the same call: they do not depend on
+    lambda, and beside them no core waits idle for the last candidate to finish.
     """
     configs = [
         guided_config(profile, lam, seed=profile.seeds[0], **changes) for lam in profile.lambdas
     ]
+    baselines = [baseline_config(profile, seed, **changes) for seed in profile.seeds]
     table = run_many(
-        configs, runs_dir, desc="choosing lambda", progress=progress, device=device, jobs=jobs
-    )
+        configs + baselines,
+        runs_dir,
+        desc="choosing lambda (and training the baselines)",
+        progress=progress,
+        device=device,
+        jobs=jobs,
+    ).iloc[: len(configs)]
     best = table["accuracy_val"].max()
     contenders = table[table["accuracy_val"] >= best - 0.01]
     chosen = float(contenders.sort_values("mass_in_mask_val", ascending=False)["lam"].iloc[0])

@@ -29,8 +29,10 @@ TRAINING_ROOTS = ("experiments/store.py",)
 # it runs (``check_source_loaded``).
 IMPORTED_AT = time.time()
 
-# (folder, stats of its files) -> hash: a file is read again only when its stats change
+# (folder, stats of its files) -> hash, and (file, its stats) -> the agkit modules it imports:
+# a file is read again only when its stats change
 _hash_memo: dict = {}
+_imports_memo: dict = {}
 
 
 def _hash_files(files: list[Path], root: Path, *, code: bool = False) -> str:
@@ -110,6 +112,14 @@ def _imported_modules(path: Path) -> set[str]:
     ``from agkit.data import io`` gives ``agkit.data`` and ``agkit.data.io``, since either
     may be a module. The package itself (``agkit/__init__.py``) is left out: it only
     re-exports names from the modules that define them, and those are followed."""
+    stat = path.stat()
+    memo_key = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    if memo_key not in _imports_memo:
+        _imports_memo[memo_key] = _parse_imports(path)
+    return _imports_memo[memo_key]
+
+
+def _parse_imports(path: Path) -> set[str]:
     names: set[str] = set()
     for node in _run_time_nodes(ast.parse(path.read_bytes(), filename=str(path))):
         if isinstance(node, ast.Import):

@@ -127,8 +127,9 @@ def run_many(
         for key, config in zip(keys, configs, strict=True)
         if not is_stored(config, runs_dir)
     }
-    # Longest runs first: the processes then finish at about the same time.
-    todo = dict(sorted(todo.items(), key=lambda item: -_cost(item[1])))
+    # Longest runs first: the processes then finish at about the same time. Among equals, one
+    # seed after another, so that a worker reuses the images it drew (``splits._split``).
+    todo = dict(sorted(todo.items(), key=lambda item: (-_cost(item[1]), item[1].seed)))
     for config in todo.values():  # a missing mask store stops here, before any training
         if config.masks_from is not None:
             check_mask_store(config.masks_from)

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import functools
 
 import torch
 
@@ -24,23 +24,37 @@ def make_splits(config: RunConfig) -> dict:
     ``n_val`` images drawn like the shifted test split but from the run's own seed (never
     the test images), on which settings are chosen where the shortcut does not pay
     (group DRO's convention: tune on a validation split that has every group)."""
-    data = dict(config.data)
     seed = config.seed if config.data_seed is None else config.data_seed
     return {
-        "train": make_synthfrac(config.n_train, size=config.size, seed=seed, split="train", **data),
-        "val": make_synthfrac(config.n_val, size=config.size, seed=seed, split="val", **data),
-        "test_id": _test_split(config.n_test, config.size, "test_id", config.data),
-        "test_shifted": _test_split(config.n_test, config.size, "test_shifted", config.data),
-        "val_shifted": make_synthfrac(
-            config.n_val, size=config.size, seed=seed, split="test_shifted", **data
-        ),
+        "train": _split(config.n_train, config.size, seed, "train", config.data),
+        "val": _split(config.n_val, config.size, seed, "val", config.data),
+        "test_id": _split(config.n_test, config.size, TEST_SEED, "test_id", config.data),
+        "test_shifted": _split(config.n_test, config.size, TEST_SEED, "test_shifted", config.data),
+        "val_shifted": _split(config.n_val, config.size, seed, "test_shifted", config.data),
     }
 
 
-@functools.lru_cache(maxsize=8)
-def _test_split(n: int, size: int, split: str, data: tuple):
-    # Every run of a profile scores on the same test images: draw them once per process.
-    return make_synthfrac(n, size=size, seed=TEST_SEED, split=split, **dict(data))
+# Drawn splits kept in this process, oldest first, up to SPLIT_MEMO_BYTES of tensors: runs of
+# one seed share their images and every run scores on the same test images, so a worker
+# that trains many runs draws each split once (drawing 1,000 images takes about a second).
+# Nothing changes a SynthFrac in place, so the runs can share one.
+SPLIT_MEMO_BYTES = 512 * 2**20
+_split_memo: collections.OrderedDict = collections.OrderedDict()
+
+
+def _split(n: int, size: int, seed: int, split: str, data: tuple):
+    key = (n, size, seed, split, data)
+    if key not in _split_memo:
+        _split_memo[key] = make_synthfrac(n, size=size, seed=seed, split=split, **dict(data))
+        while len(_split_memo) > 1 and _memo_bytes() > SPLIT_MEMO_BYTES:
+            _split_memo.popitem(last=False)
+    _split_memo.move_to_end(key)
+    return _split_memo[key]
+
+
+def _memo_bytes() -> int:
+    tensors = ("images", "labels", "masks", "bone_masks", "fracture_masks")
+    return sum(getattr(s, t).nbytes for s in _split_memo.values() for t in tensors)
 
 
 def training_masks(config: RunConfig, train) -> torch.Tensor | MaskStore:

@@ -1,6 +1,8 @@
 """agkit.experiments.comparisons: lambda chosen on validation only, baseline against guided,
 summaries, and the runs each notebook trains."""
 
+import dataclasses
+
 import pandas as pd
 import pytest
 from tiny_runs import TINY
@@ -31,18 +33,29 @@ def test_main_comparison_applies_every_change_to_both(monkeypatch, tmp_path):
 
 
 def test_lambda_is_chosen_on_validation_with_mass_as_tie_break(monkeypatch):
-    fake = pd.DataFrame(
-        {
-            "lam": [0.1, 1.0, 10.0],
-            "accuracy_val": [0.90, 0.895, 0.70],
-            "mass_in_mask_val": [0.3, 0.8, 0.9],
-            "accuracy_shifted": [0.99, 0.1, 0.1],
-        }
-    )
-    monkeypatch.setattr(comparisons, "run_many", lambda *a, **k: fake)
-    lam, table = experiments.choose_lambda(TINY)
+    scores = {  # lam -> accuracy_val, mass_in_mask_val, accuracy_shifted
+        0.1: (0.90, 0.3, 0.99),
+        1.0: (0.895, 0.8, 0.1),
+        10.0: (0.70, 0.9, 0.1),
+        0.0: (0.99, 0.0, 0.5),  # the baselines: trained in the same call, never chosen
+    }
+    seen = []
+
+    def fake_run_many(configs, *args, **kwargs):
+        seen.extend(configs)
+        rows = [scores[c.lam] for c in configs]
+        columns = ["accuracy_val", "mass_in_mask_val", "accuracy_shifted"]
+        return pd.DataFrame(rows, columns=columns).assign(lam=[c.lam for c in configs])
+
+    monkeypatch.setattr(comparisons, "run_many", fake_run_many)
+    profile = dataclasses.replace(TINY, lambdas=(0.1, 1.0, 10.0), seeds=(0, 1))
+    lam, table = experiments.choose_lambda(profile)
     assert lam == 1.0  # within a point of the best validation accuracy, more mass inside
     assert "accuracy_shifted" not in table  # the test split plays no part
+    assert list(table["lam"]) == [0.1, 1.0, 10.0]
+    # the main comparison's baselines train beside the candidates, so no core waits idle
+    assert [(c.lam, c.seed) for c in seen if not c.guided] == [(0.0, 0), (0.0, 1)]
+    assert experiments.baseline_config(profile, 1) in seen
 
 
 def test_summarize_means_over_seeds():

@@ -67,3 +67,28 @@ def test_few_mask_run_from_a_store_oversamples_the_images_it_has_masks_for(tmp_p
     # 4 of 32 images (12.5 %) have masks; oversampled to about half of the draws
     assert int(has_mask.sum()) >= 10
     assert (torch.cat(spy.images)[has_mask] == 144).all()  # the drawn 12 x 12 boxes
+
+
+def test_runs_of_one_seed_share_their_drawn_images_and_the_memo_stays_bounded(
+    monkeypatch, tmp_path
+):
+    from agkit.data import make_synthfrac
+    from agkit.experiments import splits
+
+    monkeypatch.setattr(splits, "_split_memo", type(splits._split_memo)())
+    first = splits.make_splits(experiments.baseline_config(TINY, 0))
+    guided = experiments.guided_config(TINY, 1.0, 0)
+    again = splits.make_splits(guided)
+    other_seed = splits.make_splits(experiments.baseline_config(TINY, 1))
+    assert again["train"] is first["train"] and again["val_shifted"] is first["val_shifted"]
+    assert other_seed["train"] is not first["train"]
+    assert other_seed["test_shifted"] is first["test_shifted"]  # one test set for every seed
+    # the shared split is what the generator draws, and a run trained on it changed nothing
+    experiments.run(guided, tmp_path, progress=False, device="cpu")
+    drawn = make_synthfrac(TINY.n_train, size=TINY.size, seed=0, split="train")
+    for name in ("images", "labels", "masks", "bone_masks", "fracture_masks"):
+        assert torch.equal(getattr(first["train"], name), getattr(drawn, name))
+    # bounded by bytes: with a limit below one split, only the newest is kept
+    monkeypatch.setattr(splits, "SPLIT_MEMO_BYTES", 1)
+    splits.make_splits(experiments.baseline_config(TINY, 2))
+    assert len(splits._split_memo) == 1
