@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
     for seed in seeds:
         scores = {name: next(rows) for name in runs[seed]}
         accuracy = {name: row["accuracy_shifted"] for name, row in scores.items()}
-        propagated = experiments.propagated_masks(runs[seed]["propagated"])
+        propagated = experiments.load_propagated(runs[seed]["propagated"], args.runs_dir)
         train = experiments.make_splits(runs[seed]["propagated"])["train"]
         drawn = propagated.drawn
         grid = experiments.cam_grid(runs[seed]["propagated"])

@@ -26,7 +26,7 @@ The package, one concept a module (every public name is importable from here):
 ``splits``       a run's data: ``make_splits``, ``make_datasets``, ``training_masks``,
                  ``propagated_masks``, ``image_positions``, ``training_loader``
 ``store``        one run trained, scored and stored: ``run``, ``is_stored``, ``load_model``,
-                 ``load_history``, ``fit_settings``
+                 ``load_history``, ``load_propagated``, ``fit_settings``
 ``parallel``     ``run_many`` in worker processes, ``default_jobs``, ``shutdown_workers``
 ``proposals``    runs on chosen masks: ``your_masks_config``, ``annotation_proposal``,
                  ``random_control_config``
@@ -100,6 +100,7 @@ from agkit.experiments.store import (
     is_stored,
     load_history,
     load_model,
+    load_propagated,
     run,
     run_folder,
 )
@@ -147,6 +148,7 @@ __all__ = [
     "is_stored",
     "load_history",
     "load_model",
+    "load_propagated",
     "main_comparison",
     "make_datasets",
     "make_splits",

@@ -9,6 +9,7 @@ hashes it and every agkit module it imports.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -28,6 +29,7 @@ from agkit.experiments.models import build_model
 from agkit.experiments.splits import (
     make_datasets,
     make_splits,
+    propagated_masks,
     propagation_scores,
     training_loader,
 )
@@ -35,6 +37,7 @@ from agkit.guidance import CAMGuidance
 from agkit.method.camnet import CAMNet
 from agkit.method.predict import evaluate
 from agkit.method.train import decay_step, fit
+from agkit.propagation import Propagated
 
 EVAL_BATCH_SIZE = 64  # small batches score faster than large ones on a CPU (cache-friendly)
 
@@ -145,6 +148,7 @@ def _train_and_store(config: RunConfig, folder: Path, device: torch.device, prog
     result["mass_in_mask"] = result["mass_in_mask_shifted"]
     if config.propagation:
         result.update(propagation_scores(config, make_splits(config)))
+        propagated = propagated_masks(config)
     result["train_seconds"] = round(seconds, 2)
     result["device"] = device.type
 
@@ -153,6 +157,9 @@ def _train_and_store(config: RunConfig, folder: Path, device: torch.device, prog
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, model_file)
     model_file.replace(folder / "model.pt")
     history.to_csv(folder / "history.csv", index=False)
+    if config.propagation:  # the masks it trained with, so that a figure need not draw them again
+        saved = dict(dataclasses.asdict(propagated), masks=propagated.masks.to(torch.uint8))
+        torch.save(saved, folder / "propagated.pt")  # 0/1 masks as bytes: a quarter the size
     temporary = folder / "result.json.tmp"
     temporary.write_text(json.dumps(result, indent=1, default=str))
     temporary.replace(folder / "result.json")  # the result appears once everything is saved
@@ -167,6 +174,19 @@ def load_model(config: RunConfig, runs_dir="runs", device=None) -> CAMNet:
     model = build_model(config)
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
     return model.eval()
+
+
+def load_propagated(config: RunConfig, runs_dir="runs", device=None) -> Propagated:
+    """The masks a propagating run trained with (``splits.propagated_masks``), as it stored
+    them (trains it first, on ``device``, if needed): masks n x 1 x S x S, confidence n and
+    drawn n, for its training images in order."""
+    if not config.propagation:
+        raise ValueError(f"{config.label} propagates no masks; set its propagation first.")
+    folder = run_folder(config, runs_dir)
+    if not (folder / "result.json").exists():
+        run(config, runs_dir, device=device)
+    saved = torch.load(folder / "propagated.pt", weights_only=True)
+    return Propagated(**dict(saved, masks=saved["masks"].to(torch.float32)))
 
 
 def load_history(config: RunConfig, runs_dir="runs") -> pd.DataFrame:

@@ -186,3 +186,25 @@ def test_a_propagated_course_run_stores_how_good_its_masks_were(tmp_path):
     assert "accuracy_val_shifted" in result
     with pytest.raises(ValueError, match="unknown propagation"):
         experiments.propagated_config(TINY, 0, annotated_ids=ids, propagation="magic")
+
+
+def test_a_figure_reads_the_stored_masks_instead_of_training_the_propagator_again(
+    tmp_path, monkeypatch
+):
+    from agkit.experiments import splits
+
+    train = experiments.make_splits(experiments.baseline_config(TINY, 0))["train"]
+    config = experiments.propagated_config(
+        TINY, 0, annotated_ids=list(train.image_ids[:8]), propagation="segmenter"
+    )
+    experiments.run(config, tmp_path, progress=False, device="cpu")
+    trained_with = splits.propagated_masks(config)
+    monkeypatch.setattr(splits, "_propagation_memo", {})  # another process: a notebook's
+    monkeypatch.setattr(splits, "propagate", lambda *a, **k: pytest.fail("propagated again"))
+    stored = experiments.load_propagated(config, tmp_path)
+    for name in ("masks", "confidence", "drawn"):
+        assert torch.equal(getattr(stored, name), getattr(trained_with, name))
+        assert getattr(stored, name).dtype == getattr(trained_with, name).dtype
+    assert int(stored.drawn.sum()) == 8
+    with pytest.raises(ValueError, match="propagates no masks"):
+        experiments.load_propagated(experiments.baseline_config(TINY, 0), tmp_path)
