@@ -20,6 +20,8 @@ from agkit.experiments.fingerprints import source_fingerprint
 
 MANIFEST = "manifest.json"
 RUN_FILES = ("result.json", "model.pt", "history.csv")
+# a run that propagates masks also stores the masks it trained with (store.load_propagated)
+OPTIONAL_RUN_FILES = ("propagated.pt",)
 
 
 def pack_runs(
@@ -27,9 +29,10 @@ def pack_runs(
 ) -> Path:
     """Pack the stored runs of ``configs`` into one .tar.gz archive for ``use_cache``.
 
-    The archive holds ``experiments/<key>/`` (result.json, model.pt, history.csv) of every
-    run and a manifest.json listing the keys, labels and the source hash they were made
-    with. Raises FileNotFoundError naming the first run that was never trained.
+    The archive holds ``experiments/<key>/`` (result.json, model.pt, history.csv, and
+    propagated.pt where the run has one) of every run and a manifest.json listing the keys,
+    labels and the source hash they were made with. Raises FileNotFoundError naming the
+    first run that was never trained.
     """
     archive = Path(archive)
     keys = list(dict.fromkeys(config.key() for config in configs))
@@ -57,9 +60,10 @@ def pack_runs(
             info.size, info.mtime = len(data), int(time.time())
             tar.addfile(info, io.BytesIO(data))
             for key in keys:
-                for name in RUN_FILES:
+                for name in RUN_FILES + OPTIONAL_RUN_FILES:
                     path = Path(runs_dir) / "experiments" / key / name
-                    tar.add(path, f"experiments/{key}/{name}")
+                    if name in RUN_FILES or path.is_file():
+                        tar.add(path, f"experiments/{key}/{name}")
         temporary.replace(archive)
     except BaseException:  # a full disk, a run deleted meanwhile, Ctrl-C: no half archive
         temporary.unlink(missing_ok=True)
@@ -104,7 +108,12 @@ def use_cache(archive_or_url, runs_dir="runs") -> dict:
 #: the largest size, in bytes, of each file of a run in an archive; larger entries (a
 #: corrupt or hostile archive, a sparse file) are refused before anything is written.
 #: A ResNet-18's weights take about 45 MB, the course's CPU models well under 1 MB.
-MAX_RUN_FILE_BYTES = {"result.json": 1 << 20, "history.csv": 16 << 20, "model.pt": 256 << 20}
+MAX_RUN_FILE_BYTES = {
+    "result.json": 1 << 20,
+    "history.csv": 16 << 20,
+    "model.pt": 256 << 20,
+    "propagated.pt": 256 << 20,
+}
 
 
 def _unpack(archive: Path, runs_dir: Path) -> dict:
@@ -169,10 +178,12 @@ def _unpack_runs(tar: tarfile.TarFile, archive: Path, runs_dir: Path) -> tuple[d
     manifest = _read_manifest(tar, members, archive)
     runs = manifest["runs"]
     wanted = {f"experiments/{key}/{name}": name for key in runs for name in RUN_FILES}
+    optional = {f"experiments/{k}/{name}": name for k in runs for name in OPTIONAL_RUN_FILES}
     odd = [
         m.name
         for m in entries
-        if m.name != MANIFEST and (m.name not in wanted or not m.isfile() or m.issparse())
+        if m.name != MANIFEST
+        and (m.name not in wanted | optional or not m.isfile() or m.issparse())
     ]
     if odd:
         raise ValueError(
@@ -186,12 +197,13 @@ def _unpack_runs(tar: tarfile.TarFile, archive: Path, runs_dir: Path) -> tuple[d
             f"are not in the archive (first: {missing[0]!r}); make it again with "
             f"`make cache`. Nothing was unpacked."
         )
-    too_big = [n for n, f in wanted.items() if members[n].size > MAX_RUN_FILE_BYTES[f]]
+    present = {n: f for n, f in (wanted | optional).items() if n in members}
+    too_big = [n for n, f in present.items() if members[n].size > MAX_RUN_FILE_BYTES[f]]
     if too_big:
         name = too_big[0]
         raise ValueError(
             f"{archive}: {name} is {members[name].size / 2**20:.0f} MiB, more than a run's "
-            f"{wanted[name]} can be ({MAX_RUN_FILE_BYTES[wanted[name]] / 2**20:.0f} MiB, "
+            f"{present[name]} can be ({MAX_RUN_FILE_BYTES[present[name]] / 2**20:.0f} MiB, "
             f"agkit.experiments.MAX_RUN_FILE_BYTES); nothing was unpacked."
         )
     unpacked = 0
@@ -203,7 +215,10 @@ def _unpack_runs(tar: tarfile.TarFile, archive: Path, runs_dir: Path) -> tuple[d
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
-            for name in RUN_FILES:  # staged, then renamed: a run appears only complete
+            names = [
+                n for n in RUN_FILES + OPTIONAL_RUN_FILES if f"experiments/{key}/{n}" in members
+            ]
+            for name in names:  # staged, then renamed: a run appears only complete
                 source = tar.extractfile(members[f"experiments/{key}/{name}"])
                 assert source is not None  # every entry was checked to be a regular file
                 with open(staging / name, "wb") as out:

@@ -185,6 +185,8 @@ def load_propagated(config: RunConfig, runs_dir="runs", device=None) -> Propagat
     folder = run_folder(config, runs_dir)
     if not (folder / "result.json").exists():
         run(config, runs_dir, device=device)
+    if not (folder / "propagated.pt").is_file():  # deleted by hand: propagation is seeded,
+        return propagated_masks(config)  # so drawing the masks again gives the same ones
     saved = torch.load(folder / "propagated.pt", weights_only=True)
     return Propagated(**dict(saved, masks=saved["masks"].to(torch.float32)))
 

@@ -206,5 +206,15 @@ def test_a_figure_reads_the_stored_masks_instead_of_training_the_propagator_agai
         assert torch.equal(getattr(stored, name), getattr(trained_with, name))
         assert getattr(stored, name).dtype == getattr(trained_with, name).dtype
     assert int(stored.drawn.sum()) == 8
+    # a packed cache carries them (make cache -> use_cache on a student's machine)
+    archive = experiments.pack_runs([config], tmp_path, tmp_path / "runs.tar.gz")
+    assert experiments.use_cache(archive, tmp_path / "student")["unpacked"] == 1
+    unpacked = experiments.load_propagated(config, tmp_path / "student")
+    assert torch.equal(unpacked.masks, trained_with.masks)
+    # deleted by hand: drawn again, the same, since the propagator is seeded
+    monkeypatch.undo()
+    (experiments.run_folder(config, tmp_path) / "propagated.pt").unlink()
+    splits._propagation_memo.clear()
+    assert torch.equal(experiments.load_propagated(config, tmp_path).masks, trained_with.masks)
     with pytest.raises(ValueError, match="propagates no masks"):
         experiments.load_propagated(experiments.baseline_config(TINY, 0), tmp_path)
