@@ -179,11 +179,11 @@ def _unpack_runs(tar: tarfile.TarFile, archive: Path, runs_dir: Path) -> tuple[d
     runs = manifest["runs"]
     wanted = {f"experiments/{key}/{name}": name for key in runs for name in RUN_FILES}
     optional = {f"experiments/{k}/{name}": name for k in runs for name in OPTIONAL_RUN_FILES}
+    allowed = wanted | optional
     odd = [
         m.name
         for m in entries
-        if m.name != MANIFEST
-        and (m.name not in wanted | optional or not m.isfile() or m.issparse())
+        if m.name != MANIFEST and (m.name not in allowed or not m.isfile() or m.issparse())
     ]
     if odd:
         raise ValueError(
@@ -197,7 +197,7 @@ def _unpack_runs(tar: tarfile.TarFile, archive: Path, runs_dir: Path) -> tuple[d
             f"are not in the archive (first: {missing[0]!r}); make it again with "
             f"`make cache`. Nothing was unpacked."
         )
-    present = {n: f for n, f in (wanted | optional).items() if n in members}
+    present = {n: f for n, f in allowed.items() if n in members}
     too_big = [n for n, f in present.items() if members[n].size > MAX_RUN_FILE_BYTES[f]]
     if too_big:
         name = too_big[0]

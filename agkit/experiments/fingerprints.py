@@ -41,11 +41,7 @@ def _hash_files(files: list[Path], root: Path, *, code: bool = False) -> str:
     code=True hashes the code of Python files (``_code``) instead of their bytes: docstrings,
     comments, line ends and layout are left out, so one source hashes alike everywhere.
     """
-    stats = []
-    for path in files:
-        stat = path.stat()
-        stats.append((str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
-    memo_key = (str(root), code, tuple(stats))
+    memo_key = (str(root), code, tuple(_stat_key(path) for path in files))
     if memo_key not in _hash_memo:
         digest = hashlib.sha1()
         for path in files:
@@ -55,6 +51,12 @@ def _hash_files(files: list[Path], root: Path, *, code: bool = False) -> str:
             digest.update(b"\0")
         _hash_memo[memo_key] = digest.hexdigest()[:12]
     return _hash_memo[memo_key]
+
+
+def _stat_key(path: Path) -> tuple:
+    """What a memo knows a file by: its path and stats (any write changes one of them)."""
+    stat = path.stat()
+    return (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 def _code(path: Path) -> bytes:
@@ -112,8 +114,7 @@ def _imported_modules(path: Path) -> set[str]:
     ``from agkit.data import io`` gives ``agkit.data`` and ``agkit.data.io``, since either
     may be a module. The package itself (``agkit/__init__.py``) is left out: it only
     re-exports names from the modules that define them, and those are followed."""
-    stat = path.stat()
-    memo_key = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    memo_key = _stat_key(path)
     if memo_key not in _imports_memo:
         _imports_memo[memo_key] = _parse_imports(path)
     return _imports_memo[memo_key]

@@ -148,7 +148,6 @@ def _train_and_store(config: RunConfig, folder: Path, device: torch.device, prog
     result["mass_in_mask"] = result["mass_in_mask_shifted"]
     if config.propagation:
         result.update(propagation_scores(config, make_splits(config)))
-        propagated = propagated_masks(config)
     result["train_seconds"] = round(seconds, 2)
     result["device"] = device.type
 
@@ -158,6 +157,7 @@ def _train_and_store(config: RunConfig, folder: Path, device: torch.device, prog
     model_file.replace(folder / "model.pt")
     history.to_csv(folder / "history.csv", index=False)
     if config.propagation:  # the masks it trained with, so that a figure need not draw them again
+        propagated = propagated_masks(config)  # memoised: not trained again
         saved = dict(dataclasses.asdict(propagated), masks=propagated.masks.to(torch.uint8))
         torch.save(saved, folder / "propagated.pt")  # 0/1 masks as bytes: a quarter the size
     temporary = folder / "result.json.tmp"
