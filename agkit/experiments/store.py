@@ -9,6 +9,7 @@ hashes it and every agkit module it imports.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 
 from agkit.data import make_loader
 from agkit.engine.callback_list import run_callbacks
@@ -83,11 +85,45 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
 
     check_source_loaded()
     device = resolve_device(device)
-    # One torch thread on a CPU: the thread count changes the order of float sums and with it
-    # the last digits of every weight, so a run in a notebook's own process equals the same
-    # run in run_many's one-thread workers.
-    with threads(1, device):
-        return _train_and_store(config, folder, device, progress)
+    with _training_lock(config, folder, progress):
+        if result_file.exists():  # another process trained it while this one waited
+            return json.loads(result_file.read_text())
+        # One torch thread on a CPU: the thread count changes the order of float sums and with
+        # it the last digits of every weight, so a run in a notebook's own process equals the
+        # same run in run_many's one-thread workers.
+        with threads(1, device):
+            return _train_and_store(config, folder, device, progress)
+
+
+@contextlib.contextmanager
+def _training_lock(config: RunConfig, folder: Path, progress: bool):
+    """Hold the run's lock (``<key>.lock`` beside its folder) while it trains, so that two
+    processes on one runs folder (two notebooks, or ``make course`` and its background
+    trainer) never train one run twice: the second waits, then reads the stored result.
+
+    The operating system releases the lock of a process that dies. The wait is bounded by
+    twice the run's time limit (a run past it stops by itself) plus a minute for scoring.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{folder}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if progress:
+            print(f"{config.label} (seed {config.seed}): another process trains it; waiting.")
+        limit = config.time_limit
+        try:
+            lock.acquire(timeout=-1 if limit is None else 2 * limit + 60)
+        except Timeout:
+            raise TimeLimitReached(
+                f"{config.label} (seed {config.seed}): another process has been training this "
+                f"run for longer than its time limit allows; it holds {lock.lock_file}. Stop "
+                f"that process (or the notebook running it) and run this cell again."
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def fit_settings(config: RunConfig) -> dict:

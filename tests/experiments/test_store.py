@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,3 +69,59 @@ def test_same_result_alone_and_under_load(tmp_path):
         for d in ("alone", "loaded")
     ]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+# A process that trains TINY's guided run: it says so as training starts, then waits until
+# the file ``go`` exists (at most two minutes) before it trains.
+TRAINER = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from tiny_runs import TINY
+from agkit import experiments
+from agkit.experiments import store
+
+real_fit, go = store.fit, {go!r}
+def announced_fit(*args, **kwargs):
+    print("training", flush=True)
+    started = time.monotonic()
+    while not os.path.exists(go) and time.monotonic() - started < 120:
+        time.sleep(0.05)
+    return real_fit(*args, **kwargs)
+store.fit = announced_fit
+result = experiments.run(experiments.guided_config(TINY, 1.0), {runs!r}, device="cpu")
+print("done", result["key"], result["accuracy_shifted"], flush=True)
+"""
+
+
+def _trainer(tmp_path, name):
+    script = tmp_path / f"{name}.py"
+    tests, go, runs = str(Path(__file__).resolve().parents[1]), tmp_path / "go", tmp_path / "runs"
+    script.write_text(TRAINER.format(tests=tests, go=str(go), runs=str(runs)))
+    return subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_two_processes_on_one_runs_folder_train_a_run_once(tmp_path):
+    first = _trainer(tmp_path, "first")
+    assert first.stdout.readline() == "training\n"  # it holds the run's lock now
+    second = _trainer(tmp_path, "second")
+    waiting = second.stdout.readline()
+    (tmp_path / "go").touch()  # only now may the first train
+    out_second, err_second = second.communicate(timeout=120)
+    out_first, err_first = first.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, err_first + err_second
+    assert waiting.endswith("another process trains it; waiting.\n"), waiting
+    assert "training" not in out_second  # it read the first's result instead
+    assert out_first.startswith("done") and out_second == out_first
+
+
+def test_a_killed_trainer_leaves_the_run_to_the_next_process(tmp_path):
+    holder = _trainer(tmp_path, "holder")  # no go: it waits, holding the lock
+    assert holder.stdout.readline() == "training\n"
+    holder.kill()  # mid-run: nothing stored, and the system releases its lock
+    holder.wait()
+    config = experiments.guided_config(TINY, 1.0)
+    assert not experiments.is_stored(config, tmp_path / "runs")
+    result = experiments.run(config, tmp_path / "runs", progress=False, device="cpu")
+    assert result["key"] == config.key() and experiments.is_stored(config, tmp_path / "runs")
