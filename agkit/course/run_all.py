@@ -190,6 +190,12 @@ def main(argv=None) -> int:
         help="run no notebook: train the profile's runs and pack them into ARCHIVE",
     )
     parser.add_argument("--device", default=None, help="where to train (default: GPU if any)")
+    parser.add_argument(
+        "--no-ahead",
+        dest="ahead",
+        action="store_false",
+        help="do not train later notebooks' runs in the background (agkit.course.train_ahead)",
+    )
     args = parser.parse_args(argv)
 
     out, runs = Path(args.out).resolve(), Path(args.runs).resolve()
@@ -200,19 +206,29 @@ def main(argv=None) -> int:
     notebooks = course_notebooks(extensions=args.all or bool(args.only))
     if args.only:
         notebooks = [n for n in notebooks if any(n.name.startswith(p) for p in args.only)]
+    from agkit.course import train_ahead
+
+    ahead = None
+    if args.ahead and not args.only and train_ahead.supported(args.device):
+        ahead = train_ahead.start(args.profile, runs, out / "train_ahead.log", args.device)
     failures = []
-    for notebook in notebooks:
-        started = time.perf_counter()
-        print(f"running {notebook.name} ({args.profile}) ...", flush=True)
-        try:
-            execute(notebook, out, course_parameters(args.profile, runs, notebook, args.device))
-            print(
-                f"  done in {time.perf_counter() - started:.0f} s -> {out / notebook.name}",
-                flush=True,
-            )
-        except NotebookFailed as error:
-            print(f"  FAILED: {error}", flush=True)
-            failures.append(str(error))
+    try:
+        for notebook in notebooks:
+            started = time.perf_counter()
+            print(f"running {notebook.name} ({args.profile}) ...", flush=True)
+            try:
+                execute(notebook, out, course_parameters(args.profile, runs, notebook, args.device))
+                print(
+                    f"  done in {time.perf_counter() - started:.0f} s -> {out / notebook.name}",
+                    flush=True,
+                )
+            except NotebookFailed as error:
+                print(f"  FAILED: {error}", flush=True)
+                failures.append(str(error))
+    finally:
+        if ahead is not None:
+            train_ahead.stop(ahead)
+            print(train_ahead.report(ahead, out / "train_ahead.log"), flush=True)
     if failures:
         print("\nThe course did not finish:\n" + "\n".join(failures), file=sys.stderr)
         return 1

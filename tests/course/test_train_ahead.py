@@ -1,0 +1,67 @@
+"""agkit.course.train_ahead: the background trainer of ``make course`` trains every run the
+notebooks will ask for, in an order that meets them late, and stops cleanly."""
+
+import json
+import os
+import time
+
+import pytest
+from filelock import FileLock
+from tiny_runs import TINY
+
+from agkit import experiments
+from agkit.course import train_ahead
+
+
+def test_it_trains_every_built_in_mask_run_of_the_course_once():
+    profile, lam = experiments.get_profile("workshop"), 3.0
+    chosen_first = [
+        experiments.guided_config(profile, w, profile.seeds[0]) for w in profile.lambdas
+    ]
+    chosen_first += [experiments.baseline_config(profile, s) for s in profile.seeds]
+    groups = train_ahead.ahead_order(profile, lam)
+    course = {c.key() for group in experiments.course_configs(profile, lam).values() for c in group}
+    ahead = {c.key() for group in groups for c in group}
+    assert {c.key() for c in chosen_first} | ahead == course
+    ablations = list(experiments.ablation_configs(profile, lam).values())
+    assert groups[0] == ablations[-1]  # notebook 4's last section first: the farthest ahead
+    assert groups[-1] == experiments.course_configs(profile, lam)["03"]
+
+
+def test_after_it_the_course_finds_every_run_stored(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(experiments.PROFILES, TINY.name, TINY)
+    assert train_ahead.main(["--profile", TINY.name, "--runs", str(tmp_path)]) == 0
+    lam, _ = experiments.choose_lambda(TINY, tmp_path, progress=False)
+    course = [c for group in experiments.course_configs(TINY, lam).values() for c in group]
+    assert all(experiments.is_stored(c, tmp_path) for c in course)
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"trained ahead with lambda {lam:g}: ")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups")
+def test_stop_ends_the_trainer_and_its_workers_and_frees_their_runs(tmp_path):
+    runs, log = tmp_path / "runs", tmp_path / "ahead.log"
+    process = train_ahead.start("ci", runs, log, device="cpu")
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("experiments/*.lock")) and time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.1)
+    assert list(runs.glob("experiments/*.lock")), "the trainer never started a run"
+    train_ahead.stop(process)
+    deadline = time.monotonic() + 10
+    while _group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _group_alive(process.pid)  # its workers ended with it
+    assert "stopped when the notebooks ended" in train_ahead.report(process, log)
+    for lock in runs.glob("experiments/*.lock"):
+        FileLock(str(lock)).acquire(timeout=0)  # no run is left locked
+    for result in runs.glob("experiments/*/result.json"):
+        json.loads(result.read_text())  # what was stored is whole
