@@ -38,8 +38,11 @@ format: $(STAMP)
 test: lint $(SLIDES_VENDOR)
 	$(PY) -m pytest
 
+# AHEAD=0: no background trainer (agkit/course/train_ahead.py), so that every notebook takes
+# the time a student meets (benchmarks/notebook_times.py --from-log needs that).
+AHEAD ?= 1
 course: $(STAMP)
-	$(PY) -m agkit.course.run_all --profile $(PROFILE) --out build/course
+	$(PY) -m agkit.course.run_all --profile $(PROFILE) --out build/course $(if $(filter 0,$(AHEAD)),--no-ahead)
 
 # A short deck per notebook from the executed copies of `make course` (reveal.js). The decks
 # work without network: reveal.js and the scripts it needs come from npm (pinned in

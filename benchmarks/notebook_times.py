@@ -15,13 +15,14 @@ notebooks run a second time on the now filled runs folder: that is the time with
 other processes keep a core each busy (a student's browser, a video call): the headers then
 give both times, on idle cores and under that load, as a range a workshop can plan with.
 
-``--from-log`` reads the "done in N s" lines of a ``make course`` log instead of running
-anything (run ``make clean`` first, so that the runs folder starts empty, and ``uptime``
-before and after it into the same log, for the load), ``--cached-log`` those of a second
-``make course`` right after it (every run cached). ``--write`` saves the measurements as
-JSON (the file the header-time test compares the notebooks with); ``--stamp`` writes the
-measured time line into the first cell of every notebook and the table into
-docs/instructor.md.
+``--from-log`` reads the "done in N s" lines of a ``make course AHEAD=0`` log instead of
+running anything (without AHEAD=0 the course trains later notebooks' runs in the background,
+so no notebook takes the time a student meets). Run ``make clean`` first, so that the runs
+folder starts empty, and ``uptime`` before and after it into the same log, for the load.
+``--cached-log`` reads those of a second ``make course`` right after it (every run cached).
+``--write`` saves the measurements as JSON (the file the header-time test compares the
+notebooks with); ``--stamp`` writes the measured time line into the first cell of every
+notebook and the table into docs/instructor.md.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ def busy(processes: int):
 def read_log(log: Path) -> dict:
     """Seconds by notebook stem from the ``running X ... / done in N s`` lines of make course."""
     seconds, current = {}, None
+    if "background trainer:" in log.read_text():
+        raise ValueError(
+            f"{log} is from a `make course` that trained later notebooks' runs ahead in the "
+            f"background, so each notebook's time there is not what a student meets; run "
+            f"`make clean` and `make course AHEAD=0` into the log."
+        )
     for line in log.read_text().splitlines():
         started = re.match(r"running (\S+)\.ipynb", line.strip())
         done = re.match(r"done in (\d+(?:\.\d+)?) s", line.strip())

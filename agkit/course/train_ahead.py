@@ -40,12 +40,14 @@ def ahead_order(profile: Profile, lam: float) -> list[list[RunConfig]]:
 
 def start(profile: str, runs_dir: Path, log: Path, device: str | None = None) -> subprocess.Popen:
     """Start the trainer in a process group of its own (so that ``stop`` ends its workers
-    too), its output going to ``log``."""
+    too, and a Ctrl-C meant for the notebooks does not reach it), its output going to
+    ``log``. It stays in the caller's session: Linux shares the CPU fairly between sessions
+    (autogroups), and nice would then only rank the trainer against its own workers."""
     command = [sys.executable, "-m", "agkit.course.train_ahead", "--profile", profile]
     command += ["--runs", str(runs_dir), "--nice", "19"] + (["--device", device] if device else [])
     with open(log, "w") as output:
         return subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command, stdout=output, stderr=subprocess.STDOUT, preexec_fn=os.setpgrp
         )
 
 

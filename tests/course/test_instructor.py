@@ -239,6 +239,12 @@ def test_make_course_log_is_read(tmp_path):
     log.write_text("nothing here")
     with pytest.raises(ValueError, match="make course"):
         notebook_times.read_log(log)
+    log.write_text(
+        "running 01_a.ipynb (workshop) ...\n  done in 12 s -> build/course/01_a.ipynb\n"
+        "background trainer: trained ahead with lambda 3: 40 of the 41 runs after it ...\n"
+    )
+    with pytest.raises(ValueError, match="AHEAD=0"):  # its times are not a student's
+        notebook_times.read_log(log)
 
 
 def test_doc_has_the_table_markers_once():

@@ -11,6 +11,7 @@ from tiny_runs import TINY
 
 from agkit import experiments
 from agkit.course import train_ahead
+from agkit.experiments.parallel import shutdown_workers
 
 
 def test_it_trains_every_built_in_mask_run_of_the_course_once():
@@ -30,7 +31,10 @@ def test_it_trains_every_built_in_mask_run_of_the_course_once():
 
 def test_after_it_the_course_finds_every_run_stored(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(experiments.PROFILES, TINY.name, TINY)
-    assert train_ahead.main(["--profile", TINY.name, "--runs", str(tmp_path)]) == 0
+    try:
+        assert train_ahead.main(["--profile", TINY.name, "--runs", str(tmp_path)]) == 0
+    finally:
+        shutdown_workers()  # its run_many workers would outlive the test
     lam, _ = experiments.choose_lambda(TINY, tmp_path, progress=False)
     course = [c for group in experiments.course_configs(TINY, lam).values() for c in group]
     assert all(experiments.is_stored(c, tmp_path) for c in course)
@@ -55,6 +59,11 @@ def test_stop_ends_the_trainer_and_its_workers_and_frees_their_runs(tmp_path):
         assert process.poll() is None, log.read_text()
         time.sleep(0.1)
     assert list(runs.glob("experiments/*.lock")), "the trainer never started a run"
+    # Lowest priority, in a group of its own but in our session: Linux shares the CPU fairly
+    # between sessions, so a session of its own would make its nice meaningless.
+    assert os.getpriority(os.PRIO_PROCESS, process.pid) == 19
+    assert os.getpgid(process.pid) == process.pid != os.getpgid(0)
+    assert os.getsid(process.pid) == os.getsid(0)
     train_ahead.stop(process)
     deadline = time.monotonic() + 10
     while _group_alive(process.pid) and time.monotonic() < deadline:
