@@ -109,14 +109,14 @@ def busy(processes: int):
 
 def read_log(log: Path) -> dict:
     """Seconds by notebook stem from the ``running X ... / done in N s`` lines of make course."""
-    seconds, current = {}, None
-    if "background trainer:" in log.read_text():
+    seconds, current, text = {}, None, log.read_text()
+    if "background trainer:" in text:
         raise ValueError(
             f"{log} is from a `make course` that trained later notebooks' runs ahead in the "
             f"background, so each notebook's time there is not what a student meets; run "
             f"`make clean` and `make course AHEAD=0` into the log."
         )
-    for line in log.read_text().splitlines():
+    for line in text.splitlines():
         started = re.match(r"running (\S+)\.ipynb", line.strip())
         done = re.match(r"done in (\d+(?:\.\d+)?) s", line.strip())
         if started:

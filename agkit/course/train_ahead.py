@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from agkit import experiments
+from agkit.engine.device import resolve_device
 from agkit.experiments.comparisons import ablation_configs, course_configs
 from agkit.experiments.configs import RunConfig
 from agkit.experiments.profiles import PROFILES, Profile
@@ -54,10 +55,7 @@ def start(profile: str, runs_dir: Path, log: Path, device: str | None = None) ->
 def supported(device) -> bool:
     """Whether ``make course`` trains ahead: on a CPU (beside the notebooks it would crowd
     a GPU) and where process groups exist (not on Windows)."""
-    import torch
-
-    on_cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
-    return on_cpu and hasattr(os, "killpg")
+    return resolve_device(device).type == "cpu" and hasattr(os, "killpg")
 
 
 def stop(process: subprocess.Popen) -> None:
