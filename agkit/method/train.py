@@ -52,6 +52,7 @@ from agkit.engine import distributed, guards
 from agkit.engine.batchnorm import recalibrate_batchnorm
 from agkit.engine.callbacks import Callback, TrainingState
 from agkit.engine.device import resolve_device
+from agkit.engine.memory import keep_freed_memory
 from agkit.engine.precision import Precision
 from agkit.engine.progress import Progress
 from agkit.guidance import GuidanceTerm, get_term
@@ -288,6 +289,8 @@ def fit(
     s = TrainSettings.of(settings)
     set_seed(s.seed)
     device = resolve_device(device)
+    if device.type == "cpu":
+        keep_freed_memory()  # a quarter faster on a CPU, the same numbers (engine.memory)
     precision = precision or Precision(device=device)
     term, net = get_term(s.guidance), distributed.unwrap(model.to(device))
     opt, scheduler = make_optimizer(model, s)
