@@ -1,0 +1,43 @@
+"""keep_freed_memory: freed blocks are reused instead of faulted in again."""
+
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import resource, sys, torch
+from agkit.engine.memory import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+torch.ones(1)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(200):  # activation-sized blocks of different sizes, freed each round
+    blocks = [torch.ones(n * 2**18) for n in (3, 5, 7, 9)]
+    del blocks
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(mode, env=None):
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    return out[0] == "True", int(out[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_kept_memory_is_reused_without_page_faults():
+    kept, faults_kept = _faults("keep")
+    if not kept:
+        pytest.skip("the C library is not glibc")
+    _, faults_default = _faults("default")
+    assert faults_kept * 3 < faults_default, (faults_kept, faults_default)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_the_users_own_malloc_settings_win():
+    import os
+
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "1000000"}
+    kept, _ = _faults("keep", env)
+    assert not kept
