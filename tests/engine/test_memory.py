@@ -7,13 +7,18 @@ import pytest
 
 SCRIPT = """
 import resource, sys, torch
+from agkit import experiments
 from agkit.engine.memory import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
-torch.ones(1)
+torch.set_num_threads(1)
+model = experiments.build_model(experiments.baseline_config(experiments.get_profile("workshop"), 0))
+images = torch.rand(32, 1, 64, 64)
+def step():  # a training step of the workshop network: activations and gradients, freed after
+    model(images).logits.sum().backward()
+step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(200):  # activation-sized blocks of different sizes, freed each round
-    blocks = [torch.ones(n * 2**18) for n in (3, 5, 7, 9)]
-    del blocks
+for _ in range(10):
+    step()
 print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
@@ -31,7 +36,7 @@ def test_kept_memory_is_reused_without_page_faults():
     if not kept:
         pytest.skip("the C library is not glibc")
     _, faults_default = _faults("default")
-    assert faults_kept * 3 < faults_default, (faults_kept, faults_default)
+    assert faults_kept * 10 < faults_default, (faults_kept, faults_default)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
