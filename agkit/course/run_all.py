@@ -4,8 +4,9 @@
     python -m agkit.course.run_all --profile workshop --pack build/agkit-runs-workshop.tar.gz
 
 The notebooks in ``notebooks/`` run in order with papermill (annotation by the simulated
-annotator), each into ``<out>/<name>.ipynb``. Because every training run is cached in the
-runs folder, the closing table costs nothing: it reads the runs notebook 3 made. The
+annotator), each into ``<out>/<name>.ipynb``; beside the background trainer
+(``agkit.course.train_ahead``) notebook 5 runs before notebook 4, which it does not need.
+Because every training run is cached in the runs folder, the closing table costs nothing: it reads the runs notebook 3 made. The
 script prints baseline vs guided (mean over seeds), saves ``<out>/summary.png`` and
 writes ``<out>/results.json``.
 
@@ -211,6 +212,7 @@ def main(argv=None) -> int:
     ahead = None
     if args.ahead and not args.only and train_ahead.supported(args.device):
         ahead = train_ahead.start(args.profile, runs, out / "train_ahead.log", args.device)
+        notebooks = train_ahead.notebook_order(notebooks)
     failures = []
     try:
         for notebook in notebooks:

@@ -8,7 +8,8 @@ the notebooks will ask for later (``experiments.course_configs``).
 
 It first trains what notebook 3 asks for first (``choose_lambda``, whose runs notebook 1's
 baseline is one of), then notebook 4's sections from the last to the first, then the rest of
-notebook 3, so that it meets the notebooks, which go forward, as late as possible. Each run
+notebook 3, so that it meets the notebooks, which go forward, as late as possible. Beside it
+``make course`` runs notebook 5 before notebook 4 (``notebook_order``). Each run
 trains under its lock (``experiments.store``): a notebook that reaches a run the trainer is
 training waits for it, and no run is trained twice. Every run seeds itself and trains with
 one thread, so which process trains it changes no number.
@@ -37,6 +38,23 @@ def ahead_order(profile: Profile, lam: float) -> list[list[RunConfig]]:
     ablations from the last section to the first, then notebook 3's runs with the chosen
     ``lam`` (its comparison and the random-choice control)."""
     return [*reversed(ablation_configs(profile, lam).values()), course_configs(profile, lam)["03"]]
+
+
+def notebook_order(notebooks: list[Path]) -> list[Path]:
+    """The order ``make course`` runs ``notebooks`` in beside the trainer: notebook 5 just
+    before notebook 4, the rest as given.
+
+    Notebook 5 needs nothing from notebook 4. It trains its two networks in the open, on one
+    core, on its own demo data: no cached run the trainer could train for it. Run last, it
+    left the second core idle for its whole minute; run before notebook 4, the trainer spends
+    that core on notebook 4's runs.
+    """
+    order = list(notebooks)
+    prefixes = [notebook.name[:2] for notebook in order]
+    if "04" in prefixes and "05" in prefixes:
+        moved = order.pop(prefixes.index("05"))
+        order.insert(prefixes.index("04"), moved)
+    return order
 
 
 def start(profile: str, runs_dir: Path, log: Path, device: str | None = None) -> subprocess.Popen:

@@ -74,3 +74,12 @@ def test_stop_ends_the_trainer_and_its_workers_and_frees_their_runs(tmp_path):
         FileLock(str(lock)).acquire(timeout=0)  # no run is left locked
     for result in runs.glob("experiments/*/result.json"):
         json.loads(result.read_text())  # what was stored is whole
+
+
+def test_beside_the_trainer_notebook_5_runs_before_notebook_4_and_nothing_else_moves(tmp_path):
+    names = ["01_a", "02_b", "03_c", "04_d", "05_e", "06_f"]
+    notebooks = [tmp_path / f"{name}.ipynb" for name in names]
+    order = [n.stem for n in train_ahead.notebook_order(notebooks)]
+    assert order == ["01_a", "02_b", "03_c", "05_e", "04_d", "06_f"]
+    assert train_ahead.notebook_order(notebooks[:4]) == notebooks[:4]  # --only 01 03 and such
+    assert train_ahead.notebook_order([]) == []
