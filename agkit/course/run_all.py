@@ -6,9 +6,9 @@
 The notebooks in ``notebooks/`` run in order with papermill (annotation by the simulated
 annotator), each into ``<out>/<name>.ipynb``; beside the background trainer
 (``agkit.course.train_ahead``) notebook 5 runs before notebook 4, which it does not need.
-Because every training run is cached in the runs folder, the closing table costs nothing: it reads the runs notebook 3 made. The
-script prints baseline vs guided (mean over seeds), saves ``<out>/summary.png`` and
-writes ``<out>/results.json``.
+Because every training run is cached in the runs folder, the closing table costs nothing: it
+reads the runs notebook 3 made. The script prints baseline vs guided (mean over seeds), saves
+``<out>/summary.png`` and writes ``<out>/results.json``.
 
 With ``--pack ARCHIVE`` no notebook runs: the script trains whatever run of the profile is
 not stored yet and packs them all into ARCHIVE (``make cache``), for students to unpack with
