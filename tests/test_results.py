@@ -111,6 +111,9 @@ def test_the_course_time_stated_is_the_measured_one():
         minutes = sum(measured[key].values()) / 60
         assert f"{minutes:.1f} {words}" in text, (key, minutes)
     assert f"{sum(measured['cached_s'].values()) / 60:.1f} minutes from the cache" in text
+    cold = measured["cold_s"]
+    slowest = max(cold, key=cold.get)
+    assert f"Notebook {slowest[:2]} takes most of it: at {cold[slowest]:.0f} s" in text
 
 
 def test_the_default_strategy_is_the_one_the_validation_splits_chose():
