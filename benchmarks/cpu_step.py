@@ -11,8 +11,9 @@ starts a course run, one torch thread: the workshop profile's guided run (tiny R
 images of 64 px, batches of 32, the paper's loss at lambda 3), its data, batches and
 ``fit`` recipe, for ``--epochs`` epochs; the time is ``fit``'s own, per step. The settings
 take turns, ``--rounds`` times; each round divides each setting's time per step by the
-default's in that round, and the table gives the median of those ratios, so a machine that
-slows down for a while hits every setting alike. The last column says whether the weights
+default's in that round, and the table gives the median of those ratios
+(``agkit.engine.timing.StepTimes``), so a machine that slows down for a while hits every
+setting alike. The last column says whether the weights
 after the steps equal the default's bit for bit: the allocator changes where memory comes
 from, the layout changes the order of the float sums in every convolution, so its numbers
 differ in the last digits (and, through training, in the scores). That is why the course
@@ -26,9 +27,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import statistics
 import subprocess
 import sys
+
+from agkit.engine.timing import StepTimes
 
 SETTINGS = ("default", "kept", "kept+channels_last")
 
@@ -75,23 +77,22 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(measure(args.child, args.epochs)))
         return 0
-    ratios: dict[str, list[float]] = {setting: [] for setting in SETTINGS}
+    seconds: dict[str, list[float]] = {setting: [] for setting in SETTINGS}
     weights: dict[str, set[str]] = {setting: set() for setting in SETTINGS}
-    default_ms = []
     for round_ in range(args.rounds):
-        found = {setting: in_fresh_process(setting, args.epochs) for setting in SETTINGS}
-        default_ms.append(1000 * found["default"]["seconds"])
         for setting in SETTINGS:
-            ratios[setting].append(found[setting]["seconds"] / found["default"]["seconds"])
-            weights[setting].add(found[setting]["weights"])
+            found = in_fresh_process(setting, args.epochs)
+            seconds[setting].append(found["seconds"])
+            weights[setting].add(found["weights"])
         print(f"round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
-    reference = weights["default"]
-    print(f"default: {statistics.median(default_ms):.0f} ms per step (median over rounds)")
+    times = StepTimes(seconds, reference="default")  # the kit's one step-time measure
+    ratios, reference = times.ratios(), weights["default"]
+    print(f"default: {1000 * times.medians()['default']:.0f} ms per step (median over rounds)")
     print("| setting | step time / default | same weights as default |")
     print("|---|---:|---|")
     for setting in SETTINGS:
         same = "yes" if weights[setting] == reference and len(reference) == 1 else "no"
-        print(f"| {setting} | {statistics.median(ratios[setting]):.2f} | {same} |")
+        print(f"| {setting} | {ratios[setting]:.2f} | {same} |")
     return 0
 
 

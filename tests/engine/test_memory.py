@@ -1,5 +1,6 @@
 """keep_freed_memory: freed blocks are reused instead of faulted in again."""
 
+import os
 import subprocess
 import sys
 
@@ -41,8 +42,6 @@ def test_kept_memory_is_reused_without_page_faults():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_the_users_own_malloc_settings_win():
-    import os
-
     env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "1000000"}
     kept, _ = _faults("keep", env)
     assert not kept
