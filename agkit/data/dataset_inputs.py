@@ -141,6 +141,14 @@ class GuidedDatasetInputs:
             )
         else:
             t = t.float()
+            finite = torch.isfinite(t.flatten(1)).all(dim=1)  # one bool per image
+            if not finite.all():  # NaN passes the range test below: NaN < 0 is False
+                bad = torch.nonzero(~finite).flatten().tolist()
+                shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+                raise ValueError(
+                    f"{len(bad)} image(s) hold NaN or inf values (at positions {shown}); they "
+                    "have no brightness to learn from: fix them or leave them out."
+                )
             if t.numel() and (t.min() < 0 or t.max() > 1):
                 raise ValueError(
                     f"image values must be in [0, 1] (found {t.min():.3g}..{t.max():.3g}); "

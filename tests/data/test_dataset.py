@@ -141,6 +141,13 @@ def test_bad_arguments_name_the_fix():
         GuidedDataset(images, labels, torch.zeros(4, 1, 6, 6))
     with pytest.raises(ValueError, match="divide by 255"):
         GuidedDataset(images * 255, labels)
+    spoiled = images.clone()
+    spoiled[2, 0, 1, 1] = float("nan")
+    spoiled[3, 0, 0, 0] = float("inf")
+    with pytest.raises(
+        ValueError, match=r"2 image\(s\) hold NaN or inf values \(at positions 2, 3\)"
+    ):
+        GuidedDataset(spoiled, labels)
     with pytest.raises(ValueError, match="unique"):
         GuidedDataset(images, labels, image_ids=["x"] * 4)
     with pytest.raises(ValueError, match="threshold"):
