@@ -86,7 +86,7 @@ class GuidedDataset(GuidedDatasetItems, GuidedDatasetInputs, Dataset):
             raise ValueError(f"size must be a positive int or None, got {size!r}.")
         self.size, self.in_channels, self.augment = size, in_channels, bool(augment)
         self.seed = seed
-        labels = class_numbers(labels)
+        labels = class_numbers(labels, class_names)
         native = self._set_images(images, len(labels))
         if image_ids is not None and len(image_ids) != len(labels):
             raise ValueError(

@@ -243,13 +243,36 @@ class GuidedDatasetInputs:
             self._tf = v2.Resize((self.size, self.size), antialias=True)
 
 
-def class_numbers(labels) -> np.ndarray:
-    """N labels (a tensor, array or list) as a flat NumPy array of whole class numbers."""
-    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+# More classes than any public image dataset has (ImageNet-21k: 21,841): a label above it is
+# an id or a code, not a class number, and naming every class up to it would fill the memory.
+MAX_CLASSES = 100_000
+
+
+def class_numbers(labels, class_names=None) -> np.ndarray:
+    """N labels (a tensor, array or list; N or N x 1) as a flat NumPy array of whole class
+    numbers, each below ``len(class_names)`` when names are given, else below MAX_CLASSES."""
+    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim > 1:
+        raise ValueError(
+            f"labels must hold one class number per image, got shape {tuple(labels.shape)}; "
+            "for one-hot labels pass labels.argmax(1)."
+        )
+    labels = labels.reshape(-1)
     if labels.dtype.kind not in "iub" and not (
         labels.dtype.kind == "f" and np.all(labels == np.round(labels))
     ):
         raise ValueError(f"labels must be whole class numbers 0, 1, ..., got dtype {labels.dtype}.")
+    if class_names is None:
+        limit, rule = MAX_CLASSES, f"class numbers run 0, 1, ... below {MAX_CLASSES:,}"
+    else:
+        limit, rule = len(class_names), f"class_names names {len(class_names)} classes"
+    if labels.size and labels.max() >= limit:
+        raise ValueError(
+            f"label {labels.max():.0f} has no class: {rule}. Number the classes 0, 1, ... "
+            "(np.unique(labels, return_inverse=True)[1] does it) or name every class."
+        )
     return labels
 
 

@@ -141,6 +141,14 @@ def test_bad_arguments_name_the_fix():
         GuidedDataset(images, labels, torch.zeros(4, 1, 6, 6))
     with pytest.raises(ValueError, match="divide by 255"):
         GuidedDataset(images * 255, labels)
+    with pytest.raises(ValueError, match=r"shape \(4, 2\); for one-hot labels pass labels.argmax"):
+        GuidedDataset(images, torch.nn.functional.one_hot(labels.long(), 2))
+    assert GuidedDataset(images, labels[:, None]).labels.tolist() == labels.tolist()  # N x 1
+    with pytest.raises(ValueError, match="label 2 has no class: class_names names 2 classes"):
+        GuidedDataset(images, torch.tensor([0, 1, 2, 1]), class_names=["normal", "fractured"])
+    ids = torch.tensor([0, 1, 2**40, 1])  # an image id where a class number belongs
+    with pytest.raises(ValueError, match="label 1099511627776 has no class: .* below 100,000"):
+        GuidedDataset(images, ids)
     spoiled = images.clone()
     spoiled[2, 0, 1, 1] = float("nan")
     spoiled[3, 0, 0, 0] = float("inf")
