@@ -140,16 +140,13 @@ def build(c: dict[str, Any]) -> dict[str, Any]:
         common = dict(size=c["size"], seed=c["seed"], annotated_fraction=c["annotated_fraction"])
         if c["in_channels"]:
             common["in_channels"] = c["in_channels"]
-        try:
-            if c["dataset"] == "cub":
-                splits = {s: cub_datasets(c["root"], s, **common, **c["options"]) for s in _cub(c)}
-            else:
-                splits = {
-                    s: open_dataset(c["dataset"], c["root"], s, **common, **c["options"])
-                    for s in ("train", "val", "test")
-                }
-        except (FileNotFoundError, ValueError) as error:
-            raise ConfigError(str(error)) from None
+        if c["dataset"] == "cub":
+            splits = {s: cub_datasets(c["root"], s, **common, **c["options"]) for s in _cub(c)}
+        else:
+            splits = {
+                s: open_dataset(c["dataset"], c["root"], s, **common, **c["options"])
+                for s in ("train", "val", "test")
+            }
         train = splits["train"]
         _check_masks(c, train)
         torch.manual_seed(c["seed"])
@@ -258,7 +255,10 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
         )
     device = _device(c)
     main = distributed.is_main()
-    parts = build(c)
+    try:
+        parts = build(c)
+    except (FileNotFoundError, ValueError) as error:  # the data or the model refused a setting
+        raise ConfigError(str(error)) from None
     precision = Precision(c["amp"], c["channels_last"], device)
     net = precision.model(parts["model"].to(device))
     model = distributed.wrap(net, device, sync_bn=c["sync_bn"])

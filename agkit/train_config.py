@@ -290,12 +290,25 @@ def _check_choices(c: dict[str, Any]) -> None:
     for key, allowed in choices.items():
         if key in c and c[key] not in allowed:
             raise ConfigError(f"{key} = {c[key]!r} is not one of {', '.join(allowed)}.")
-    for key in ("epochs", "batch_size", "eval_batch_size", "size"):
+    counts = ("epochs", "batch_size", "eval_batch_size", "size")
+    if c["dataset"] == "synthfrac":  # a run scores its validation and both test splits
+        counts += ("n_train", "n_val", "n_test")
+    for key in counts:
         if c[key] < 1:
             raise ConfigError(f"{key} must be at least 1, got {c[key]}.")
-    for key in ("lam", "lr", "workers", "lr_step", "lr_decay_at", "weight_decay"):
+    for key in ("lam", "lr", "workers", "lr_step", "weight_decay", "seed"):
         if c[key] < 0 or (isinstance(c[key], float) and not math.isfinite(c[key])):
             raise ConfigError(f"{key} must be a finite number >= 0, got {c[key]}.")
+    for key, high in (("annotated_fraction", 1), ("lr_decay_at", 1), ("momentum", 1)):
+        if not 0 <= c[key] <= high:  # NaN fails this test too
+            raise ConfigError(f"{key} must be a number from 0 to {high}, got {c[key]}.")
+    if not (math.isfinite(c["lr_gamma"]) and c["lr_gamma"] > 0):
+        raise ConfigError(f"lr_gamma must be a finite number above 0, got {c['lr_gamma']}.")
+    if c["in_channels"] not in (0, 1, 3):
+        raise ConfigError(
+            "in_channels must be 1 (gray), 3 (RGB) or 0 (the dataset's own), "
+            f"got {c['in_channels']}."
+        )
     if c["lr_step"] and c["lr_decay_at"]:
         raise ConfigError("lr_step and lr_decay_at both set a schedule; set one of them to 0.")
     if c["dataset"] != "synthfrac":

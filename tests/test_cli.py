@@ -127,6 +127,21 @@ BAD = {
     "profile": ('dataset = "synthfrac"\nprofile = "huge"\n', "'huge'"),
     "not toml": ("lam = = 3\n", "not valid TOML"),
 }
+# Values of the right type that no run can use: each named before anything trains, whether
+# the config check or the data and model behind it refuse them.
+BAD_VALUES = {
+    "n_val=0": "n_val must be at least 1",
+    "n_train=0": "n_train must be at least 1",
+    "seed=-5": "seed must be a finite number >= 0",
+    "annotated_fraction=1.5": "annotated_fraction must be a number from 0 to 1",
+    "annotated_fraction=nan": "annotated_fraction must be a number from 0 to 1",
+    "lr_decay_at=2.0": "lr_decay_at must be a number from 0 to 1",
+    "momentum=-0.1": "momentum must be a number from 0 to 1",
+    "lr_gamma=0": "lr_gamma must be a finite number above 0",
+    "in_channels=2": "in_channels must be 1 (gray), 3 (RGB) or 0",
+    "size=7": "size must be an integer from 32 to 256 pixels",
+    "backbone=resnet9000": "resnet9000",
+}
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -137,6 +152,16 @@ def test_a_bad_config_stops_with_one_sentence_naming_the_key(case, tmp_path, cap
     assert code == 2 and named in err
     assert err.startswith("agkit train: ") and err.count("\n") == 1 and err.rstrip().endswith(".")
     assert not (tmp_path / "run").exists()  # nothing was written
+
+
+@pytest.mark.parametrize("setting", list(BAD_VALUES))
+def test_a_value_no_run_can_use_stops_with_one_sentence(setting, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = agkit_train(
+        str(CONFIGS / "ci.toml"), "--set", setting, "--out", str(out), capsys=capsys
+    )
+    assert code == 2 and err.startswith("agkit train: ") and BAD_VALUES[setting] in err, err
+    assert err.count("\n") == 1 and not out.exists()  # one line, nothing written
 
 
 def test_a_missing_config_file_and_a_bad_set_name_the_path_and_the_key(tmp_path, capsys):
