@@ -82,15 +82,21 @@ def setup(
     from agkit.method.train import set_seed
 
     chosen = experiments.get_profile(profile)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be a whole number, got {seed!r}.")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}.")
     folder = colab.default_runs_dir(drive) if runs_dir is None else Path(runs_dir).expanduser()
     folder = folder.resolve()
     if folder.exists() and not folder.is_dir():
         raise ValueError(
             f"runs_dir {str(folder)!r} is a file; pass a folder (it is created when missing)."
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"runs_dir {str(folder)!r} cannot be created ({error.strerror}); pass a folder "
+            "you can write to, or runs_dir=None for the default."
+        ) from None
     set_seed(seed)
     device_chosen = resolve_device(device)
     if device_chosen.type == "cpu":

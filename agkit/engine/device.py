@@ -12,8 +12,9 @@ def resolve_device(device: torch.device | str | None = "auto") -> torch.device:
     """The device to train on.
 
     "auto" or None: a GPU when there is one (cuda, then Apple's mps), else the CPU; anything
-    else is passed to ``torch.device`` ("cpu", "cuda:1", ...), and a CUDA device that torch
-    cannot see is refused with a message that names the fix.
+    else is passed to ``torch.device`` ("cpu", "cuda:1", ...); a name torch does not know,
+    and a CUDA or mps device that torch cannot see, are refused with a message that names
+    the fix.
     """
     if device is None or device == "auto":
         if torch.cuda.is_available():
@@ -22,11 +23,22 @@ def resolve_device(device: torch.device | str | None = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device {device!r} is not a device torch knows; use 'auto', 'cpu', 'cuda' "
+            "(or 'cuda:1', ...) or 'mps'."
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device {str(device)!r} was asked for, but torch sees no CUDA GPU; "
             "use device='auto' or 'cpu'."
+        )
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(
+            "device 'mps' was asked for, but torch sees no Apple GPU; use device='auto' or 'cpu'."
         )
     return device
 

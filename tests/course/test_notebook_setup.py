@@ -57,12 +57,17 @@ def test_setup_on_colab_enables_the_widget_manager_and_keeps_runs_on_drive(
 def test_bad_arguments_are_named(tmp_path, restore_bars):
     with pytest.raises(ValueError, match="unknown profile 'big'"):
         notebook.setup(profile="big", runs_dir=tmp_path, quiet=True)
-    with pytest.raises(ValueError, match="seed must be a whole number"):
-        notebook.setup(profile="ci", seed="0", runs_dir=tmp_path, quiet=True)
+    for seed in ("0", -1, 1.5):  # SynthFrac draws from seeds >= 0 only
+        with pytest.raises(ValueError, match=r"seed must be a whole number >= 0"):
+            notebook.setup(profile="ci", seed=seed, runs_dir=tmp_path, quiet=True)
+    with pytest.raises(ValueError, match="is not a device torch knows"):
+        notebook.setup(profile="ci", device="tpu", runs_dir=tmp_path, quiet=True)
     a_file = tmp_path / "runs.txt"
     a_file.write_text("not a folder")
     with pytest.raises(ValueError, match="is a file; pass a folder"):
         notebook.setup(profile="ci", runs_dir=a_file, quiet=True)
+    with pytest.raises(ValueError, match="cannot be created .*pass a folder you can write to"):
+        notebook.setup(profile="ci", runs_dir=a_file / "runs", quiet=True)  # under a file
     assert a_file.read_text() == "not a folder"  # left alone
 
 

@@ -22,6 +22,18 @@ def test_asking_for_a_missing_gpu_says_so():
         resolve_device("cuda")
 
 
+def test_a_device_name_torch_does_not_know_is_named_with_the_choices():
+    for name in ("tpu", "gpu", "cuda0"):
+        with pytest.raises(ValueError, match=f"device '{name}' is not a device torch knows"):
+            resolve_device(name)
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="needs a machine without mps")
+def test_asking_for_a_missing_apple_gpu_says_so():
+    with pytest.raises(ValueError, match="sees no Apple GPU; use device='auto' or 'cpu'"):
+        resolve_device("mps")
+
+
 def test_threads_are_set_for_the_block_and_restored():
     before = torch.get_num_threads()
     with threads(1, "cpu"):
