@@ -115,6 +115,22 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         check_lam(self.lam)
+        if (
+            isinstance(self.epochs, bool)
+            or not isinstance(self.epochs, numbers.Integral)
+            or self.epochs < 1
+        ):
+            raise ValueError(
+                f"epochs must be a whole number >= 1, got {self.epochs!r}; a run of no epochs "
+                "would store an untrained network as a result."
+            )
+        for name in ("lr", "weight_decay", "momentum", "lr_gamma"):
+            value = getattr(self, name)
+            positive = name == "lr_gamma"  # a factor of 0 would stop learning at its first step
+            number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0 or (positive and value == 0):
+                bound = "above 0" if positive else ">= 0"
+                raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose 'adam' or 'sgd'.")
 

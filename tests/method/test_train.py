@@ -4,6 +4,7 @@ refuses bad input and stops on divergence."""
 import copy
 import dataclasses
 import math
+import re
 import warnings
 
 import pandas as pd
@@ -381,6 +382,26 @@ def test_fit_refuses_an_unknown_setting_and_names_those_it_knows():
         quiet_fit(model, toy_loader(), optimizer="rmsprop")
     with pytest.raises(ValueError, match="lam must be a finite number"):
         TrainSettings(lam=-1.0)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"epochs": 0}, "epochs must be a whole number >= 1, got 0; a run of no epochs"),
+        ({"epochs": 2.5}, "epochs must be a whole number >= 1, got 2.5"),
+        ({"lr": float("nan")}, "lr must be a finite number >= 0, got nan"),
+        ({"lr": -0.1}, "lr must be a finite number >= 0"),
+        ({"weight_decay": float("inf")}, "weight_decay must be a finite number >= 0"),
+        ({"momentum": "high"}, "momentum must be a finite number >= 0, got 'high'"),
+        ({"lr_gamma": 0.0}, "lr_gamma must be a finite number above 0, got 0.0"),
+    ],
+)
+def test_fit_names_a_setting_no_run_can_use_before_it_trains(setting, message):
+    model = CAMNet("tiny", 2, pooling="avg")
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        quiet_fit(model, toy_loader(), **setting)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_the_run_config_holds_every_setting_but_the_epochs():
