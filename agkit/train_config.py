@@ -290,7 +290,7 @@ def _check_choices(c: dict[str, Any]) -> None:
     for key, allowed in choices.items():
         if key in c and c[key] not in allowed:
             raise ConfigError(f"{key} = {c[key]!r} is not one of {', '.join(allowed)}.")
-    counts = ("epochs", "batch_size", "eval_batch_size", "size")
+    counts: tuple[str, ...] = ("epochs", "batch_size", "eval_batch_size", "size")
     if c["dataset"] == "synthfrac":  # a run scores its validation and both test splits
         counts += ("n_train", "n_val", "n_test")
     for key in counts:
