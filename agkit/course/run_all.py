@@ -203,10 +203,22 @@ def main(argv=None) -> int:
     if args.pack:
         pack_profile(args.profile, runs, Path(args.pack), device=args.device)
         return 0
-    out.mkdir(parents=True, exist_ok=True)
     notebooks = course_notebooks(extensions=args.all or bool(args.only))
     if args.only:
+        # a prefix that names no notebook would run none and then train the summary's runs
+        unknown = [p for p in args.only if not any(n.name.startswith(p) for n in notebooks)]
+        if unknown:
+            parser.error(
+                f"--only {' '.join(unknown)} names no notebook; give the number prefixes of "
+                f"{', '.join(n.stem for n in notebooks)} (e.g. --only 01 03)."
+            )
         notebooks = [n for n in notebooks if any(n.name.startswith(p) for p in args.only)]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(
+            f"--out {out} cannot be created ({error.strerror}); pass a folder you can write to."
+        )
     from agkit.course import train_ahead
 
     ahead = None
