@@ -306,10 +306,23 @@ def main(argv=None) -> pd.DataFrame:
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         parser.error(f"unknown recipe {unknown[0]!r}; choose from {', '.join(RECIPES)}")
-    profile = get_profile(args.profile)
+    try:  # every argument is checked before anything trains
+        profile = get_profile(args.profile)
+    except ValueError as error:
+        parser.error(str(error))
+    if not all(s.isdigit() for s in args.seeds.split(",")):
+        parser.error(f"--seeds {args.seeds}: give whole numbers >= 0, comma-separated (0,1,2)")
     seeds = [int(s) for s in args.seeds.split(",")]
-    sizes = [s if s == ALL else int(s) for s in args.n_masks.split(",")]
+    sizes = [s if s == ALL else int(s) if s.isdigit() else -1 for s in args.n_masks.split(",")]
+    if not all(s == ALL or 1 <= s <= profile.n_train for s in sizes):
+        parser.error(
+            f"--n-masks {args.n_masks}: give numbers of masks from 1 to the profile's "
+            f"{profile.n_train} training images, or {ALL}, comma-separated (5,10,{ALL})"
+        )
     strategies = args.strategies.split(",")
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        parser.error(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
     if "random" not in strategies:
         strategies.insert(0, "random")
 

@@ -164,6 +164,26 @@ def test_share_of_gain_by_hand():
     assert math.isnan(bench.share_of_gain(0.7, 0.6, 0.6))
 
 
+@pytest.mark.parametrize(
+    "arguments, named",
+    [
+        (["--seeds", "0,x"], "--seeds 0,x: give whole numbers >= 0"),
+        (["--n-masks", "0"], "--n-masks 0: give numbers of masks from 1 to the profile's 128"),
+        (["--n-masks", "5,129"], "--n-masks 5,129: give numbers of masks from 1"),
+        (["--strategies", "random,smart"], "unknown strategy 'smart'; choose from random"),
+        (["--profile", "huge"], "unknown profile 'huge'"),
+    ],
+)
+def test_the_benchmark_names_a_bad_argument_before_anything_trains(
+    arguments, named, tmp_path, capsys
+):
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as stopped:
+        load_benchmark().main(["--profile", "ci", *arguments, "--runs-dir", str(runs)])
+    assert stopped.value.code == 2 and named in capsys.readouterr().err
+    assert not runs.exists()
+
+
 @pytest.mark.slow
 def test_benchmark_writes_the_share_table(tmp_path):
     bench = load_benchmark()
