@@ -30,6 +30,8 @@ import json
 import subprocess
 import sys
 
+from arguments import at_least  # benchmarks/arguments.py
+
 from agkit.engine.timing import StepTimes
 
 SETTINGS = ("default", "kept", "kept+channels_last")
@@ -70,8 +72,10 @@ def in_fresh_process(setting: str, epochs: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of the run per process")
-    parser.add_argument("--rounds", type=int, default=3, help="turns of every setting")
+    parser.add_argument(
+        "--epochs", type=at_least(1), default=2, help="epochs of the run per process"
+    )
+    parser.add_argument("--rounds", type=at_least(1), default=3, help="turns of every setting")
     parser.add_argument("--child", choices=SETTINGS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

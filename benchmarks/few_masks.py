@@ -47,6 +47,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from arguments import comma_list  # benchmarks/arguments.py
 
 from agkit.analysis.claims import share_of_gain
 from agkit.analysis.selection import STRATEGIES
@@ -254,9 +255,13 @@ def chosen_strategy(results: pd.DataFrame, recipe: str, n_masks: int = FEW_MASKS
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="workshop")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--n-masks", default="5,10,20,50,all")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--seeds", type=comma_list(int, minimum=0), default="0,1,2")
+    parser.add_argument(
+        "--n-masks", type=comma_list(int, minimum=1, extra=(ALL,)), default="5,10,20,50,all"
+    )
+    parser.add_argument(
+        "--strategies", type=comma_list(str, choices=STRATEGIES), default=",".join(STRATEGIES)
+    )
     parser.add_argument(
         "--recipe",
         default=PROPAGATION,
@@ -310,19 +315,13 @@ def main(argv=None) -> pd.DataFrame:
         profile = get_profile(args.profile)
     except ValueError as error:
         parser.error(str(error))
-    if not all(s.isdigit() for s in args.seeds.split(",")):
-        parser.error(f"--seeds {args.seeds}: give whole numbers >= 0, comma-separated (0,1,2)")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    sizes = [s if s == ALL else int(s) if s.isdigit() else -1 for s in args.n_masks.split(",")]
-    if not all(s == ALL or 1 <= s <= profile.n_train for s in sizes):
+    seeds, sizes, strategies = args.seeds, args.n_masks, args.strategies
+    too_many = [n for n in sizes if n != ALL and n > profile.n_train]
+    if too_many:
         parser.error(
-            f"--n-masks {args.n_masks}: give numbers of masks from 1 to the profile's "
-            f"{profile.n_train} training images, or {ALL}, comma-separated (5,10,{ALL})"
+            f"--n-masks {too_many[0]} asks for more masks than the profile's {profile.n_train} "
+            "training images"
         )
-    strategies = args.strategies.split(",")
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        parser.error(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
     if "random" not in strategies:
         strategies.insert(0, "random")
 

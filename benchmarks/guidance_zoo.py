@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from arguments import at_least  # benchmarks/arguments.py
 
 from agkit import experiments
 from agkit.data.decoy_mnist import decoy_mnist_splits
@@ -47,9 +48,9 @@ def parse(argv=None):
     )
     parser.add_argument("--download", action="store_true", help="let torchvision fetch MNIST")
     parser.add_argument("--profile", default="workshop", help="SynthFrac course profile")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(zoo.METHODS))
-    parser.add_argument("--synthfrac-epochs", type=int, help="default: the profile's")
+    parser.add_argument("--seeds", type=at_least(0), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=zoo.METHODS, default=list(zoo.METHODS))
+    parser.add_argument("--synthfrac-epochs", type=at_least(1), help="default: the profile's")
     parser.add_argument(
         "--ig-images",
         type=int,
@@ -66,7 +67,7 @@ def parse(argv=None):
         "--decoy-val", type=int, default=10_000, help="held-out training digits for choosing lam"
     )
     parser.add_argument("--decoy-test", type=int, help="first n test digits (default all)")
-    parser.add_argument("--decoy-epochs", type=int, default=12)
+    parser.add_argument("--decoy-epochs", type=at_least(1), default=12)
     parser.add_argument(
         "--decoy-lr-decay-at",
         type=float,

@@ -277,6 +277,14 @@ def main(argv=None) -> int:
         "into docs/instructor.md (needs --write's measurements)",
     )
     args = parser.parse_args(argv)
+    unknown = [
+        prefix for prefix in args.only or () if not course_notebooks([prefix], args.notebooks)
+    ]
+    if unknown:
+        parser.error(
+            f"--only {' '.join(unknown)} names no notebook in {args.notebooks}; give number "
+            "prefixes such as 01 03"
+        )
 
     measurement = {
         "profile": args.profile,

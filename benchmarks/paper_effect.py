@@ -34,6 +34,7 @@ import time
 
 import pandas as pd
 import torch
+from arguments import comma_list  # benchmarks/arguments.py
 
 from agkit import CAMNet, evaluate, fit
 from agkit.data import GuidedDataset, make_loader, make_synthfrac
@@ -115,15 +116,26 @@ def summary(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (data and model)")
+    parser.add_argument(
+        "--seeds",
+        type=comma_list(int, minimum=0),
+        default="0,1,2",
+        help="comma-separated seeds (data and model)",
+    )
     parser.add_argument(
         "--n-train", type=int, default=500, help="training images for the main table"
     )
     parser.add_argument(
-        "--sizes", default="250,500,1000,2000", help="training-set sizes for the sweep ('' to skip)"
+        "--sizes",
+        type=lambda text: comma_list(int, minimum=1)(text) if text else [],
+        default="250,500,1000,2000",
+        help="training-set sizes for the sweep ('' to skip)",
     )
     parser.add_argument(
-        "--lams", default="1,3,10", help="lambda grid for guided training (chosen on validation)"
+        "--lams",
+        type=comma_list(float, minimum=0),
+        default="1,3,10",
+        help="lambda grid for guided training (chosen on validation)",
     )
     parser.add_argument(
         "--time-limit",
@@ -152,13 +164,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.seeds, args.lams, args.passes = "0", "3", 5000
-        if args.sizes == parser.get_default("sizes"):
-            args.sizes = "250,2000"
+        args.seeds, args.lams, args.passes = [0], [3.0], 5000
+        if args.sizes == [250, 500, 1000, 2000]:  # the default
+            args.sizes = [250, 2000]
     torch.set_num_threads(args.threads)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    lams = [float(x) for x in args.lams.split(",")]
-    sizes = [int(x) for x in args.sizes.split(",") if x]
+    seeds, lams, sizes = args.seeds, args.lams, args.sizes
     started = time.perf_counter()
 
     # Fixed test sets, the same for every seed and size (their own seed, far from the others).

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from arguments import at_least, comma_list  # benchmarks/arguments.py
 
 from agkit import experiments
 from agkit.analysis.claims import share_of_gain
-from agkit.analysis.selection import DEFAULT_STRATEGY
+from agkit.analysis.selection import DEFAULT_STRATEGY, STRATEGIES
 from agkit.data import MaskStore
 from agkit.propagation import grid_iou
 from agkit.widgets import MaskAnnotator
@@ -49,9 +50,9 @@ def draw_masks(profile, seed: int, strategy: str, n: int, jitter: float, runs_di
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="workshop")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--strategy", default=DEFAULT_STRATEGY)
-    parser.add_argument("--n", type=int, default=experiments.FEW_MASKS)
+    parser.add_argument("--seeds", type=comma_list(int, minimum=0), default="0,1,2")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY)
+    parser.add_argument("--n", type=at_least(1), default=experiments.FEW_MASKS)
     parser.add_argument("--jitter", type=float, default=2)
     parser.add_argument("--full-lam", type=float, default=3.0)
     parser.add_argument("--jobs", type=int, default=2)
@@ -59,8 +60,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", default=None, help="write the shares and IoUs here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    profile = experiments.get_profile(args.profile)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    try:  # every argument is checked before anything trains
+        profile = experiments.get_profile(args.profile)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.n > profile.n_train:
+        parser.error(f"--n {args.n} is more masks than the profile's {profile.n_train} images")
+    seeds = args.seeds
 
     runs = {}
     for seed in seeds:

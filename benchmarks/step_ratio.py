@@ -13,6 +13,7 @@ import argparse
 import functools
 
 import torch
+from arguments import at_least  # benchmarks/arguments.py
 
 from agkit.engine.device import set_threads
 from agkit.engine.timing import step_times
@@ -24,10 +25,10 @@ from agkit.method.train import training_step
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="tiny")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", type=at_least(32), default=64)
+    parser.add_argument("--batch", type=at_least(2), default=64)  # both classes in a batch
+    parser.add_argument("--repeats", type=at_least(1), default=30)
+    parser.add_argument("--threads", type=at_least(1), default=2)
     args = parser.parse_args()
     set_threads(args.threads)
     torch.manual_seed(0)

@@ -16,15 +16,16 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, also for NumPy's BLAS
 
 import torch  # noqa: E402
+from arguments import at_least  # noqa: E402  (benchmarks/arguments.py)
 
 from agkit.data.synthetic import make_synthfrac  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000, help="images per run")
+    parser.add_argument("--n", type=at_least(1), default=2000, help="images per run")
     parser.add_argument("--size", type=int, default=64, help="side length in pixels")
-    parser.add_argument("--repeats", type=int, default=3, help="runs; the fastest counts")
+    parser.add_argument("--repeats", type=at_least(1), default=3, help="runs; the fastest counts")
     args = parser.parse_args()
     torch.set_num_threads(1)
 

@@ -167,10 +167,11 @@ def test_share_of_gain_by_hand():
 @pytest.mark.parametrize(
     "arguments, named",
     [
-        (["--seeds", "0,x"], "--seeds 0,x: give whole numbers >= 0"),
-        (["--n-masks", "0"], "--n-masks 0: give numbers of masks from 1 to the profile's 128"),
-        (["--n-masks", "5,129"], "--n-masks 5,129: give numbers of masks from 1"),
-        (["--strategies", "random,smart"], "unknown strategy 'smart'; choose from random"),
+        (["--seeds", "0,x"], "argument --seeds: 'x' is not a whole number"),
+        (["--seeds", "0,-1"], "argument --seeds: '-1' is below 0"),
+        (["--n-masks", "0"], "argument --n-masks: '0' is below 1"),
+        (["--n-masks", "5,129"], "--n-masks 129 asks for more masks than the profile's 128"),
+        (["--strategies", "random,smart"], "'smart' is not one of random, balanced"),
         (["--profile", "huge"], "unknown profile 'huge'"),
     ],
 )
