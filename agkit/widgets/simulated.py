@@ -12,6 +12,9 @@ would draw for one image, and ``simulate_annotator`` marks a widget's proposed i
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 from scipy import ndimage
 
@@ -78,6 +81,16 @@ def simulate_annotator(widget, truth, labels, order, n: int, jitter: float = 2, 
     ``widget``, from their true masks (``truth`` n x 1 x H x W) and ``labels``; an image
     that already has a mask is left as it is (a person's drawing is never overwritten).
     Returns the number of images marked now."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"n must be a whole number >= 0 (the images to mark), got {n!r}.")
+    if (
+        isinstance(jitter, bool)
+        or not isinstance(jitter, numbers.Real)
+        or not 0 <= jitter < math.inf
+    ):
+        raise ValueError(
+            f"jitter must be a finite number >= 0 (pixels the hand is off), got {jitter!r}."
+        )
     rng = np.random.default_rng(seed)
     marked = 0
     for index in order[:n]:

@@ -77,6 +77,25 @@ def test_the_simulated_annotator_saves_through_the_widget_and_spares_drawn_masks
     assert fresh.provenance("img1")["tool"].endswith("box")  # saved as the mouse saves
 
 
+@pytest.mark.parametrize(
+    "n, jitter, message",
+    [
+        (-1, 2, "n must be a whole number >= 0 .* got -1"),  # order[:-1] marked all but one
+        (2.5, 2, "n must be a whole number >= 0 .* got 2.5"),
+        (2, -2, "jitter must be a finite number >= 0 .* got -2"),
+        (2, float("nan"), "jitter must be a finite number >= 0 .* got nan"),
+    ],
+)
+def test_a_bad_count_or_jitter_is_named_and_nothing_is_drawn(n, jitter, message, tmp_path):
+    images = [(f"img{k}", np.full((48, 48), 0.5, np.float32)) for k in range(3)]
+    store = MaskStore(tmp_path)
+    widget = MaskAnnotator(images, store)
+    truth = np.stack([slanted_bar()] * 3)[:, None]
+    with pytest.raises(ValueError, match=message):
+        simulate_annotator(widget, truth, [0, 0, 0], order=[0, 1, 2], n=n, jitter=jitter)
+    assert len(MaskStore(tmp_path)) == 0
+
+
 @pytest.mark.slow
 def test_the_benchmark_trains_notebook_3s_runs_on_what_the_annotator_drew(tmp_path):
     import importlib.util
