@@ -249,10 +249,15 @@ def order_by(scores: torch.Tensor, seed: int = 0) -> list[int]:
     return shuffled[order].tolist()
 
 
-def _check_arguments(strategy: str, n: int, n_clusters) -> None:
-    """Refuse a ranking that cannot be made, before any model is run."""
+def check_strategy(strategy: str) -> None:
+    """Raise a ValueError naming the choices unless ``strategy`` is one of STRATEGIES."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
+
+
+def _check_arguments(strategy: str, n: int, n_clusters) -> None:
+    """Refuse a ranking that cannot be made, before any model is run."""
+    check_strategy(strategy)
     if n == 0:
         raise ValueError(
             "there are no images to rank; pass the training dataset (at least one image)."

@@ -108,8 +108,13 @@ def annotation_proposal(
     images with ``agkit.analysis.selection.rank_for_annotation`` and ``strategy`` ("random": the
     control, which needs no baseline).
     """
-    from agkit.analysis.selection import MODEL_FREE_STRATEGIES, rank_for_annotation  # scikit-learn
+    from agkit.analysis.selection import (  # scikit-learn
+        MODEL_FREE_STRATEGIES,
+        check_strategy,
+        rank_for_annotation,
+    )
 
+    check_strategy(strategy)  # before the baseline it ranks with is trained
     config = baseline_config(profile, seed)
     train = make_datasets(config)["train"]
     model = (

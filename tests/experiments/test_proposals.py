@@ -1,5 +1,6 @@
 """agkit.experiments.proposals: the run on the student's masks, or on the kit's proposal."""
 
+import pytest
 from tiny_runs import TINY, drawn_store
 
 from agkit import experiments
@@ -22,3 +23,9 @@ def test_your_masks_run_without_notebook_02_falls_back_to_the_kits_proposal(tmp_
     assert list(config.annotated_ids) == sorted(experiments.annotation_proposal(TINY, "random")[:5])
     assert "found 0 masks" in fallback and "5 images the kit proposes first" in fallback
     assert experiments.make_datasets(config)["train"].mask_kept.sum() == 5
+
+
+def test_an_unknown_strategy_is_named_before_the_baseline_it_ranks_with_trains(tmp_path):
+    with pytest.raises(ValueError, match="unknown strategy 'smart'; choose one of random"):
+        experiments.annotation_proposal(TINY, "smart", 0, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no baseline was trained for it
