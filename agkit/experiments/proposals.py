@@ -18,6 +18,15 @@ from agkit.experiments.splits import make_datasets, make_splits
 from agkit.experiments.store import load_model
 
 
+def _check_count(n) -> None:
+    """Refuse a number of masks below 1: an empty ``annotated_ids`` means *every* mask."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(
+            f"n must be a whole number of masks, at least 1, got {n!r}; for a run without "
+            "masks use baseline_config(profile, seed), the run guidance is compared with."
+        )
+
+
 def random_control_config(
     profile: Profile,
     lam: float | None = None,
@@ -35,11 +44,7 @@ def random_control_config(
     "no masks": a guided run without masks trains the baseline (its control is
     ``baseline_config``), and an empty ``annotated_ids`` means *every* mask.
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(
-            f"n must be a whole number of masks, at least 1, got {n!r}; for a run without "
-            "masks use baseline_config(profile, seed), the run guidance is compared with."
-        )
+    _check_count(n)
     proposal = annotation_proposal(profile, "random", seed)
     if n > len(proposal):
         raise ValueError(
@@ -76,6 +81,7 @@ def your_masks_config(
     def config(**masks) -> RunConfig:
         return masks_config(profile, seed, lam, propagation, **masks)
 
+    _check_count(n)  # n = 0 or -3 would slice the proposal into every mask or most of them
     folder = annotation_folder(profile, runs_dir, seed)
     try:
         train_ids = make_splits(baseline_config(profile, seed))["train"].image_ids

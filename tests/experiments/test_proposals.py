@@ -29,3 +29,10 @@ def test_an_unknown_strategy_is_named_before_the_baseline_it_ranks_with_trains(t
     with pytest.raises(ValueError, match="unknown strategy 'smart'; choose one of random"):
         experiments.annotation_proposal(TINY, "smart", 0, tmp_path)
     assert list(tmp_path.iterdir()) == []  # no baseline was trained for it
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.5])
+def test_the_fallback_refuses_a_count_that_would_not_be_that_many_masks(n, tmp_path):
+    # an empty annotated_ids means every mask, and proposal[:-3] all but three
+    with pytest.raises(ValueError, match="n must be a whole number of masks, at least 1"):
+        experiments.your_masks_config(TINY, 1.0, 0, tmp_path, strategy="random", n=n)
