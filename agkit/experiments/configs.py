@@ -73,6 +73,19 @@ class RunConfig:
                 f"unknown propagation {self.propagation!r}; choose one of "
                 f"{', '.join(PROPAGATORS)} (or None)."
             )
+        few = bool(self.annotated_ids) or self.masks_from is not None
+        # an empty annotated_ids without masks_from means every built-in mask: nothing is few
+        if self.propagation is not None and not few:
+            raise ValueError(
+                "propagation spreads a few masks to the other images: give annotated_ids (the "
+                "images that keep theirs) or masks_from (a MaskStore); with neither, every "
+                "image keeps its built-in mask and nothing is left to propagate."
+            )
+        if self.annotated_share is not None and not few:
+            raise ValueError(
+                "annotated_share oversamples a few annotated images: give annotated_ids or "
+                "masks_from; with neither, every image is annotated (annotated_share=None)."
+            )
         if self.annotated_share is not None and not 0 < self.annotated_share < 1:
             raise ValueError(
                 f"annotated_share must lie strictly between 0 and 1 (or be None), "

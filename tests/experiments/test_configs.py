@@ -19,9 +19,13 @@ def test_config_key_changes_with_every_field():
         {"lr_decay_at": 0.5},
         {"epochs": 2},
         {"annotated_ids": ("train_00001",)},
-        {"annotated_share": 0.25},
     ):
         assert experiments.guided_config(TINY, **{"lam": 1.0, **change}).key() != base.key()
+    few = {"lam": 1.0, "annotated_ids": ("train_00001",)}  # a share needs a few masks to draw
+    assert (
+        experiments.guided_config(TINY, **few, annotated_share=0.25).key()
+        != experiments.guided_config(TINY, **few).key()
+    )
     # the time limit decides whether a run finishes, never what it gives
     assert experiments.guided_config(TINY, 1.0, time_limit=5).key() == base.key()
 
@@ -34,8 +38,8 @@ def test_annotated_ids_key_is_the_set_of_ids():
     assert c.key() != a.key() and c.label == "guided (lambda=1, 1 masks)"
     d = experiments.few_mask_config(TINY, 1.0, annotated_ids=["train_00001"], share=0.5)
     assert d.key() != c.key()
-    with pytest.raises(ValueError, match="annotated_share"):
-        experiments.guided_config(TINY, 1.0, annotated_share=1.0)
+    with pytest.raises(ValueError, match="annotated_share must lie strictly between 0 and 1"):
+        experiments.guided_config(TINY, 1.0, annotated_ids=["train_00001"], annotated_share=1.0)
 
 
 def test_unknown_profile_is_explained():

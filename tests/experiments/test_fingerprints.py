@@ -209,7 +209,8 @@ profile = experiments.Profile(name="t", size=32, backbone="tiny", n_train=16, n_
     epochs=1, batch_size=8, lr=3e-3, seeds=(0,), lambdas=(1.0,), time_limit=None,
     ablation_n_train=16, ablation_seeds=(0,), ablation_lambdas=(0.0,), ablation_sizes=(32,),
     ablation_fractions=(1.0,), ablation_qualities=("exact",))
-for config in (experiments.guided_config(profile, 1.0), experiments.few_mask_config(profile, 1.0)):
+few = experiments.few_mask_config(profile, 1.0, annotated_ids=("train_00000", "train_00001"))
+for config in (experiments.guided_config(profile, 1.0), few):
     experiments.run(config, {str(tmp_path)!r}, progress=False, device="cpu")
 sys.settrace(None)
 for name, module in sorted(sys.modules.items()):

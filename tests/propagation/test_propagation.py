@@ -188,6 +188,16 @@ def test_a_propagated_course_run_stores_how_good_its_masks_were(tmp_path):
         experiments.propagated_config(TINY, 0, annotated_ids=ids, propagation="magic")
 
 
+def test_a_few_mask_run_without_a_few_masks_is_refused():
+    """An empty annotated_ids without masks_from means every built-in mask is kept."""
+    with pytest.raises(ValueError, match="nothing is left to propagate"):
+        experiments.propagated_config(TINY, 0, annotated_ids=(), propagation="segmenter")
+    with pytest.raises(ValueError, match="every image is annotated"):
+        experiments.few_mask_config(TINY, 1.0, 0, annotated_ids=(), share=0.5)
+    full = experiments.few_mask_config(TINY, 1.0, 0, annotated_ids=(), share=None)
+    assert full == experiments.guided_config(TINY, 1.0, 0)  # the full-annotation run
+
+
 def test_a_figure_reads_the_stored_masks_instead_of_training_the_propagator_again(
     tmp_path, monkeypatch
 ):
