@@ -76,7 +76,7 @@ from agkit.experiments.few_masks import (
     with_masks,
 )
 from agkit.method.train import evaluate
-from agkit.propagation import PROPAGATORS
+from agkit.propagation import PROPAGATORS, check_min_confidence
 
 ALL = "all"
 RECIPES = (*PROPAGATORS, "scratch", "finetune")
@@ -313,6 +313,7 @@ def main(argv=None) -> pd.DataFrame:
         parser.error(f"unknown recipe {unknown[0]!r}; choose from {', '.join(RECIPES)}")
     try:  # every argument is checked before anything trains
         profile = get_profile(args.profile)
+        check_min_confidence(args.min_confidence)
     except ValueError as error:
         parser.error(str(error))
     seeds, sizes, strategies = args.seeds, args.n_masks, args.strategies

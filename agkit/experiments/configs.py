@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from agkit.data import synthetic
 from agkit.experiments.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM
 from agkit.experiments.fingerprints import source_fingerprint, store_fingerprint
-from agkit.propagation import PROPAGATORS
+from agkit.propagation import PROPAGATORS, check_min_confidence
 
 if TYPE_CHECKING:  # a profile only sets a config's fields: its module is not in the key
     from agkit.experiments.profiles import Profile
@@ -73,6 +73,7 @@ class RunConfig:
                 f"unknown propagation {self.propagation!r}; choose one of "
                 f"{', '.join(PROPAGATORS)} (or None)."
             )
+        check_min_confidence(self.min_confidence)
         few = bool(self.annotated_ids) or self.masks_from is not None
         # an empty annotated_ids without masks_from means every built-in mask: nothing is few
         if self.propagation is not None and not few:

@@ -51,8 +51,20 @@ class Propagated:
     def kept(self, min_confidence: float) -> torch.Tensor:
         """n bools: the images that train with a mask (drawn, or proposed with at least
         ``min_confidence`` and not empty)."""
+        check_min_confidence(min_confidence)
         proposed = (self.confidence >= min_confidence) & self.masks.flatten(1).any(dim=1)
         return self.drawn | proposed
+
+
+def check_min_confidence(min_confidence: float) -> None:
+    """Raise a ValueError unless ``min_confidence`` lies in [0, 1], the range of a
+    confidence: above 1 (or NaN) it would keep no proposal, and the run would train on the
+    drawn masks alone under a propagated label."""
+    if isinstance(min_confidence, bool) or not 0 <= min_confidence <= 1:
+        raise ValueError(
+            f"min_confidence must be a number from 0 to 1 (0 keeps every proposal), "
+            f"got {min_confidence!r}."
+        )
 
 
 def training_tensors(dataset: GuidedDataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -173,6 +173,7 @@ def test_share_of_gain_by_hand():
         (["--n-masks", "5,129"], "--n-masks 129 asks for more masks than the profile's 128"),
         (["--strategies", "random,smart"], "'smart' is not one of random, balanced"),
         (["--profile", "huge"], "unknown profile 'huge'"),
+        (["--min-confidence", "1.5"], "min_confidence must be a number from 0 to 1"),
     ],
 )
 def test_the_benchmark_names_a_bad_argument_before_anything_trains(

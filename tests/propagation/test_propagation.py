@@ -45,6 +45,13 @@ def test_kept_is_drawn_or_confident_and_not_empty():
     assert p.kept(0.0).tolist() == [True, True, True, False]
     assert p.kept(0.5).tolist() == [True, True, False, False]
     assert p.kept(1.0).tolist() == [True, False, False, False]  # drawn masks always train
+    for bad in (1.5, -0.1, float("nan")):  # above 1 or NaN kept no proposal at all
+        with pytest.raises(ValueError, match="min_confidence must be a number from 0 to 1"):
+            p.kept(bad)
+        with pytest.raises(ValueError, match="min_confidence must be a number from 0 to 1"):
+            experiments.propagated_config(
+                TINY, 0, annotated_ids=("train_00000",), min_confidence=bad
+            )
 
 
 def test_grid_iou_and_marker_share_by_hand():
