@@ -131,6 +131,8 @@ class TrainSettings:
             if not number or not math.isfinite(value) or value < 0 or (positive and value == 0):
                 bound = "above 0" if positive else ">= 0"
                 raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+        if self.momentum > 1:  # each step would add more than all of the last one: divergence
+            raise ValueError(f"momentum must be a number from 0 to 1, got {self.momentum!r}.")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose 'adam' or 'sgd'.")
 

@@ -181,6 +181,7 @@ def test_timm_pretrained_offline_fails_with_one_clear_sentence(monkeypatch):
         ({"backbone": "vit_b_16"}, "unknown backbone"),
         ({"pooling": "max"}, "unknown pooling"),
         ({"num_classes": 1}, "at least 2"),
+        ({"num_classes": 2.5}, "num_classes must be a whole number, got 2.5"),
         ({"backbone": "tiny", "pretrained": True}, "no pretrained weights"),
     ],
 )

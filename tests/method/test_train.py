@@ -394,6 +394,7 @@ def test_fit_refuses_an_unknown_setting_and_names_those_it_knows():
         ({"weight_decay": float("inf")}, "weight_decay must be a finite number >= 0"),
         ({"momentum": "high"}, "momentum must be a finite number >= 0, got 'high'"),
         ({"lr_gamma": 0.0}, "lr_gamma must be a finite number above 0, got 0.0"),
+        ({"optimizer": "sgd", "momentum": 1.5}, "momentum must be a number from 0 to 1, got 1.5"),
     ],
 )
 def test_fit_names_a_setting_no_run_can_use_before_it_trains(setting, message):
