@@ -15,7 +15,7 @@ differentiable, batched. That is what lets a loss act on them (see ``agkit.metho
 
 from __future__ import annotations
 
-import numbers
+import operator
 from typing import NamedTuple
 
 import torch
@@ -81,8 +81,10 @@ class CAMNet(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}.")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-            raise ValueError(f"num_classes must be a whole number, got {num_classes!r}.")
+        try:
+            num_classes = operator.index(num_classes)  # ints and NumPy ints, not 2.5
+        except TypeError:
+            raise ValueError(f"num_classes must be a whole number, got {num_classes!r}.") from None
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
         self.backbone_name = backbone
