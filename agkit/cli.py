@@ -46,7 +46,7 @@ from agkit.data import make_loader, open_dataset
 from agkit.engine import distributed
 from agkit.engine.callback_list import run_callbacks
 from agkit.engine.callbacks import Callback
-from agkit.engine.checkpoint import check_resume_config
+from agkit.engine.checkpoint import UnreadableCheckpoint, check_resume_config
 from agkit.engine.device import resolve_device
 from agkit.engine.precision import Precision
 from agkit.experiments import (
@@ -244,7 +244,13 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
     out = Path(out)
     stored_file, checkpoint = out / "config.toml", out / "checkpoint.pt"
     if resume and stored_file.is_file():
-        stored = tomllib.loads(stored_file.read_text(encoding="utf-8"))
+        try:
+            stored = tomllib.loads(stored_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(
+                f"{stored_file}, the configuration the run was started with, is not valid TOML "
+                f"({error}); restore it, or start the run again in another --out."
+            ) from None
         try:
             check_resume_config(checkpoint, compared(stored), compared(c))
         except ValueError as error:
@@ -392,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if distributed.is_main():
             print(json.dumps(metrics, indent=1))
             print(f"written to {out}")
-    except ConfigError as error:
+    except (ConfigError, UnreadableCheckpoint) as error:
         print(f"agkit train: {error}", file=sys.stderr)
         return 2
     finally:

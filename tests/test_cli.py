@@ -231,6 +231,18 @@ def test_a_run_writes_its_folder_and_resumes_only_the_same_configuration(tmp_pat
     args = (str(CONFIGS / "ci.toml"), "--out", str(out), *TINY, "--resume")
     code, _, err = agkit_train(*args, "--lam", "1", capsys=capsys)
     assert code == 2 and "lam=3.0, this call asks lam=1.0" in err
+    # resume from a damaged checkpoint or a hand-edited config.toml: one line, files kept
+    checkpoint, stored_file = out / "checkpoint.pt", out / "config.toml"
+    good, good_config = checkpoint.read_bytes(), stored_file.read_text()
+    checkpoint.write_bytes(good[:100])
+    code, _, err = agkit_train(*args, "--epochs", "2", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "checkpoint.pt (100 bytes) cannot be read" in err
+    assert checkpoint.read_bytes() == good[:100]
+    checkpoint.write_bytes(good)
+    stored_file.write_text("epochs = = 2\n")
+    code, _, err = agkit_train(*args, "--epochs", "2", capsys=capsys)
+    assert code == 2 and "the configuration the run was started with, is not valid TOML" in err
+    stored_file.write_text(good_config)
     # resume with more epochs: continues
     code, _, _ = agkit_train(*args, "--epochs", "2", capsys=capsys)
     assert code == 0

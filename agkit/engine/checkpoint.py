@@ -58,6 +58,31 @@ def save_checkpoint(
     return path
 
 
+class UnreadableCheckpoint(ValueError):
+    """A checkpoint file that is empty, cut short or not one ``save_checkpoint`` wrote."""
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The state ``save_checkpoint`` wrote to ``path``, on the CPU; UnreadableCheckpoint,
+    naming the file and the fix, when it cannot be read (the file is left as it is)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}; train first or pass the right path.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        problem = "" if isinstance(state, dict) and "model" in state else "it holds no model"
+    except Exception as error:  # torch raises EOFError, RuntimeError, UnpicklingError, ...
+        first_line = (str(error).splitlines() or [""])[0]
+        problem = f"{type(error).__name__}: {first_line[:100]}"
+    if problem:
+        raise UnreadableCheckpoint(
+            f"the checkpoint {path} ({path.stat().st_size:,} bytes) cannot be read ({problem}): "
+            "it is empty, cut short or not an agkit checkpoint. Restore it from a copy, or "
+            "delete it to train the run again from the start."
+        )
+    return state
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     model: nn.Module,
@@ -68,16 +93,23 @@ def load_checkpoint(
 
     The model receives the weights ``fit`` returned (after BatchNorm recalibration).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; train first or pass the right path.")
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
+    restore(state, model, optimizer, scheduler)
+    return state
+
+
+def restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+) -> None:
+    """Load a checkpoint's state (``read_checkpoint``) into the model, optimiser and scheduler."""
     model.load_state_dict(state["model"])
     if optimizer is not None and state.get("optimizer"):
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler"):
         scheduler.load_state_dict(state["scheduler"])
-    return state
 
 
 def check_resume_config(
@@ -113,14 +145,14 @@ class Checkpoint(Callback):
     def on_fit_start(self, state: TrainingState) -> None:
         if not (self.resume and self.path.exists()):
             return
-        stored = torch.load(self.path, map_location="cpu", weights_only=False)
+        stored = read_checkpoint(self.path)
         check_resume_config(self.path, stored.get("config"), state.config)
         if stored["epoch"] > state.epochs:
             raise ValueError(
                 f"checkpoint {self.path} holds {stored['epoch']} epochs, this call "
                 f"asks for {state.epochs}; pass epochs>={stored['epoch']} or delete it."
             )
-        load_checkpoint(self.path, state.model, state.optimizer, state.scheduler)
+        restore(stored, state.model, state.optimizer, state.scheduler)
         if state.precision is not None:
             state.precision.load_state_dict(stored.get("scaler"))
         state.history, state.epoch = list(stored["history"]), stored["epoch"]

@@ -1,12 +1,19 @@
 """agkit.engine.checkpoint: a run saved after every epoch resumes exactly, a finished one is
 returned as it is, and resuming with other settings is refused without touching the file."""
 
+import re
+
 import pandas as pd
 import pytest
 import torch
 from toy import same_state, toy_loader, train
 
-from agkit.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from agkit.engine.checkpoint import (
+    Checkpoint,
+    UnreadableCheckpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from agkit.guidance import CAMGuidance
 from agkit.method.camnet import CAMNet
 from agkit.method.train import fit
@@ -113,3 +120,30 @@ def test_resuming_with_fewer_epochs_than_stored_is_refused(two_epoch_checkpoint)
 def test_a_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "none.pt", CAMNet("tiny", 2))
+
+
+@pytest.mark.parametrize(
+    "spoil, problem",
+    [
+        (lambda good: b"", "(0 bytes) cannot be read (EOFError"),
+        (lambda good: good[: len(good) // 2], "cannot be read (RuntimeError"),  # cut short
+        (lambda good: b"not a checkpoint\n", "cannot be read (UnpicklingError"),
+    ],
+)
+def test_an_unreadable_checkpoint_is_named_and_left_as_it_is(
+    two_epoch_checkpoint, tmp_path, spoil, problem
+):
+    path = tmp_path / "run.pt"
+    path.write_bytes(spoil(two_epoch_checkpoint.read_bytes()))
+    before = path.read_bytes()
+    for attempt in (
+        lambda: train(epochs=3, callbacks=[Checkpoint(path, resume=True)]),
+        lambda: load_checkpoint(path, CAMNet("tiny", 2)),
+    ):
+        with pytest.raises(UnreadableCheckpoint, match=re.escape(problem)) as info:
+            attempt()
+        assert "Restore it from a copy, or delete it" in str(info.value)
+    assert path.read_bytes() == before  # nothing overwritten
+    torch.save({"weights": 1}, path)  # a torch file, but not a checkpoint
+    with pytest.raises(UnreadableCheckpoint, match="it holds no model"):
+        load_checkpoint(path, CAMNet("tiny", 2))
