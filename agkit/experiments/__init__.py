@@ -18,7 +18,8 @@ The package, one concept a module (every public name is importable from here):
 ``profiles``     ``Profile``, ``PROFILES`` (ci, workshop, full), ``get_profile``
 ``configs``      ``RunConfig`` and its key; the recipes ``baseline_config``,
                  ``guided_config``, ``few_mask_config``, ``propagated_config``, ``masks_config``
-``errors``       ``TimeLimitReached``, ``NoMasksError``, ``SourceChangedError``
+``errors``       ``TimeLimitReached``, ``NoMasksError``, ``SourceChangedError``,
+                 ``DamagedRunError``
 ``fingerprints`` what a key hashes besides the config: ``source_files``,
                  ``source_fingerprint``, ``store_fingerprint``; ``check_source_loaded``
 ``mask_checks``  drawn masks: ``annotation_folder``, ``check_mask_store``, ``mask_changes``
@@ -63,7 +64,12 @@ from agkit.experiments.configs import (
     masks_config,
     propagated_config,
 )
-from agkit.experiments.errors import NoMasksError, SourceChangedError, TimeLimitReached
+from agkit.experiments.errors import (
+    DamagedRunError,
+    NoMasksError,
+    SourceChangedError,
+    TimeLimitReached,
+)
 from agkit.experiments.few_masks import ANNOTATED_SHARE, FEW_MASK_LAM
 from agkit.experiments.fingerprints import (
     PACKAGE_ROOT,
@@ -124,6 +130,7 @@ __all__ = [
     "SUMMARY_METRICS",
     "TEST_SEED",
     "TRAINING_ROOTS",
+    "DamagedRunError",
     "NoMasksError",
     "Profile",
     "RunConfig",

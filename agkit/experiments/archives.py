@@ -17,6 +17,7 @@ from pathlib import Path
 
 from agkit.experiments.configs import CACHE_VERSION
 from agkit.experiments.fingerprints import source_fingerprint
+from agkit.experiments.store import read_result
 
 MANIFEST = "manifest.json"
 RUN_FILES = ("result.json", "model.pt", "history.csv")
@@ -43,7 +44,7 @@ def pack_runs(
             raise FileNotFoundError(
                 f"run {key} is not stored in {runs_dir}; train it first (run_many) and pack again."
             )
-        runs[key] = json.loads((folder / "result.json").read_text())["label"]
+        runs[key] = read_result(folder / "result.json")["label"]
     manifest = {
         "format": "agkit runs",
         "version": CACHE_VERSION,

@@ -1,5 +1,5 @@
-"""The errors of the course's runs: a run past its time limit, guidance without masks, and
-source edited after this process imported it."""
+"""The errors of the course's runs: a run past its time limit, guidance without masks,
+source edited after this process imported it, and a stored run whose files are damaged."""
 
 
 class TimeLimitReached(RuntimeError):
@@ -12,3 +12,7 @@ class NoMasksError(ValueError):
 
 class SourceChangedError(RuntimeError):
     """agkit's source changed on disk after this process imported it."""
+
+
+class DamagedRunError(ValueError):
+    """A stored run's file (result.json, model.pt, propagated.pt) cannot be read."""

@@ -25,7 +25,7 @@ from agkit.engine.callback_list import run_callbacks
 from agkit.engine.device import resolve_device, threads
 from agkit.engine.time_limit import TimeLimitWarning
 from agkit.experiments.configs import RunConfig
-from agkit.experiments.errors import TimeLimitReached
+from agkit.experiments.errors import DamagedRunError, TimeLimitReached
 from agkit.experiments.fingerprints import check_source_loaded
 from agkit.experiments.models import build_model
 from agkit.experiments.splits import (
@@ -56,6 +56,26 @@ def run_folder(config: RunConfig, runs_dir="runs") -> Path:
     return Path(runs_dir) / "experiments" / config.key()
 
 
+def _read_stored(path: Path, read):
+    """``read(path)`` of a stored run's file; DamagedRunError naming the folder and the fix
+    when the file is empty, cut short or edited (a run is written whole, so only a hand,
+    a full disk or a broken copy can leave it so). Nothing is deleted."""
+    try:
+        return read(path)
+    except Exception as error:  # JSON, pickle and zip readers raise many kinds
+        first_line = (str(error).splitlines() or [""])[0][:100]
+        raise DamagedRunError(
+            f"the stored run in {path.parent} is damaged: {path.name} "
+            f"({path.stat().st_size:,} bytes) cannot be read ({type(error).__name__}: "
+            f"{first_line}). Delete that folder and run again to train the run anew."
+        ) from None
+
+
+def read_result(path: Path) -> dict:
+    """A stored run's result.json; DamagedRunError when it cannot be read."""
+    return _read_stored(path, lambda p: json.loads(p.read_text()))
+
+
 def is_stored(config: RunConfig, runs_dir="runs") -> bool:
     """Whether the run's result is in ``runs_dir`` (so ``run`` returns it without training)."""
     return (run_folder(config, runs_dir) / "result.json").exists()
@@ -81,13 +101,13 @@ def run(config: RunConfig, runs_dir="runs", *, progress: bool = True, device=Non
     folder = run_folder(config, runs_dir)
     result_file = folder / "result.json"
     if result_file.exists():
-        return json.loads(result_file.read_text())
+        return read_result(result_file)
 
     check_source_loaded()
     device = resolve_device(device)
     with _training_lock(config, folder, progress):
         if result_file.exists():  # another process trained it while this one waited
-            return json.loads(result_file.read_text())
+            return read_result(result_file)
         # One torch thread on a CPU: the thread count changes the order of float sums and with
         # it the last digits of every weight, so a run in a notebook's own process equals the
         # same run in run_many's one-thread workers.
@@ -199,7 +219,7 @@ def _train_and_store(config: RunConfig, folder: Path, device: torch.device, prog
     temporary = folder / "result.json.tmp"
     temporary.write_text(json.dumps(result, indent=1, default=str))
     temporary.replace(folder / "result.json")  # the result appears once everything is saved
-    return json.loads((folder / "result.json").read_text())  # the form of a stored result
+    return read_result(folder / "result.json")  # the form of a stored result
 
 
 def load_model(config: RunConfig, runs_dir="runs", device=None) -> CAMNet:
@@ -208,7 +228,10 @@ def load_model(config: RunConfig, runs_dir="runs", device=None) -> CAMNet:
     if not (folder / "result.json").exists():
         run(config, runs_dir, device=device)
     model = build_model(config)
-    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+    weights = _read_stored(
+        folder / "model.pt", lambda p: torch.load(p, map_location="cpu", weights_only=True)
+    )
+    model.load_state_dict(weights)
     return model.eval()
 
 
@@ -223,7 +246,7 @@ def load_propagated(config: RunConfig, runs_dir="runs", device=None) -> Propagat
         run(config, runs_dir, device=device)
     if not (folder / "propagated.pt").is_file():  # deleted by hand: propagation is seeded,
         return propagated_masks(config)  # so drawing the masks again gives the same ones
-    saved = torch.load(folder / "propagated.pt", weights_only=True)
+    saved = _read_stored(folder / "propagated.pt", lambda p: torch.load(p, weights_only=True))
     return Propagated(**dict(saved, masks=saved["masks"].to(torch.float32)))
 
 

@@ -36,6 +36,32 @@ def test_run_is_cached_and_reloadable(tmp_path, monkeypatch):
     assert out.cams.shape == (2, 2, 4, 4)
 
 
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("result.json", b""),  # a zero-byte file
+        ("result.json", b'{"accuracy_shifted": 0.9'),  # cut short, or edited by hand
+        ("model.pt", b""),
+        ("model.pt", b"PK\x03\x04 not a zip"),
+    ],
+)
+def test_a_damaged_stored_run_is_named_with_the_fix_and_left_as_it_is(
+    tmp_path, monkeypatch, name, damage
+):
+    config = experiments.guided_config(TINY, 1.0)
+    experiments.run(config, tmp_path, progress=False, device="cpu")
+    folder = store.run_folder(config, tmp_path)
+    (folder / name).write_bytes(damage)
+    monkeypatch.setattr(store, "fit", FitCalls(allow=False))  # nothing trains over it
+    with pytest.raises(experiments.DamagedRunError) as info:
+        experiments.run(config, tmp_path)
+        experiments.load_model(config, tmp_path)
+    message = str(info.value)
+    assert f"the stored run in {folder} is damaged: {name} ({len(damage):,} bytes)" in message
+    assert message.endswith("Delete that folder and run again to train the run anew.")
+    assert (folder / name).read_bytes() == damage
+
+
 def test_time_limit_hit_raises_and_stores_nothing(tmp_path):
     config = experiments.guided_config(TINY, 1.0, epochs=3, time_limit=1e-6)
     message = r"time limit of 1e-06 s after \d of 3 epochs"
