@@ -15,4 +15,4 @@ class SourceChangedError(RuntimeError):
 
 
 class DamagedRunError(ValueError):
-    """A stored run's file (result.json, model.pt, propagated.pt) cannot be read."""
+    """A stored run's file (result.json, model.pt, history.csv, propagated.pt) cannot be read."""

@@ -251,4 +251,5 @@ def load_propagated(config: RunConfig, runs_dir="runs", device=None) -> Propagat
 
 
 def load_history(config: RunConfig, runs_dir="runs") -> pd.DataFrame:
-    return pd.read_csv(run_folder(config, runs_dir) / "history.csv")
+    """The stored run's training history, one row per epoch."""
+    return _read_stored(run_folder(config, runs_dir) / "history.csv", pd.read_csv)

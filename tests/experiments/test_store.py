@@ -43,6 +43,7 @@ def test_run_is_cached_and_reloadable(tmp_path, monkeypatch):
         ("result.json", b'{"accuracy_shifted": 0.9'),  # cut short, or edited by hand
         ("model.pt", b""),
         ("model.pt", b"PK\x03\x04 not a zip"),
+        ("history.csv", b""),
     ],
 )
 def test_a_damaged_stored_run_is_named_with_the_fix_and_left_as_it_is(
@@ -56,6 +57,7 @@ def test_a_damaged_stored_run_is_named_with_the_fix_and_left_as_it_is(
     with pytest.raises(experiments.DamagedRunError) as info:
         experiments.run(config, tmp_path)
         experiments.load_model(config, tmp_path)
+        experiments.load_history(config, tmp_path)
     message = str(info.value)
     assert f"the stored run in {folder} is damaged: {name} ({len(damage):,} bytes)" in message
     assert message.endswith("Delete that folder and run again to train the run anew.")
