@@ -233,5 +233,10 @@ def test_a_figure_reads_the_stored_masks_instead_of_training_the_propagator_agai
     (experiments.run_folder(config, tmp_path) / "propagated.pt").unlink()
     splits._propagation_memo.clear()
     assert torch.equal(experiments.load_propagated(config, tmp_path).masks, trained_with.masks)
+    # damaged (a zero-byte file): named with the fix, and left as it is
+    (experiments.run_folder(config, tmp_path) / "propagated.pt").write_bytes(b"")
+    with pytest.raises(experiments.DamagedRunError, match=r"propagated.pt \(0 bytes\)"):
+        experiments.load_propagated(config, tmp_path)
+    assert (experiments.run_folder(config, tmp_path) / "propagated.pt").read_bytes() == b""
     with pytest.raises(ValueError, match="propagates no masks"):
         experiments.load_propagated(experiments.baseline_config(TINY, 0), tmp_path)
