@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -242,6 +243,7 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
     """Run a resolved config into the folder ``out``; returns the final metrics (process 0;
     the other processes of a torchrun return {})."""
     out = Path(out)
+    _check_out(out)
     stored_file, checkpoint = out / "config.toml", out / "checkpoint.pt"
     if resume and stored_file.is_file():
         try:
@@ -313,6 +315,19 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     distributed.barrier()
     return metrics
+
+
+def _check_out(out: Path) -> None:
+    """Refuse a run folder that cannot be made or written, before anything is built (the
+    folder itself is made only once the run starts, so a refused config leaves nothing)."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == out else f"cannot be created: {existing} is a file"
+        raise ConfigError(f"--out {out} {where}; pass a folder for the run.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {existing} is not writable; pass a folder you can write.")
 
 
 def guidance_term(c: dict[str, Any]) -> Any:

@@ -170,8 +170,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"no config file at {path}; pass the path of a .toml file (configs/).")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not valid TOML ({error}).") from None
+    if not data:  # a truncated or blank file would otherwise train the default recipe
+        raise ConfigError(
+            f"{path} holds no settings ({path.stat().st_size} bytes); a config names at least "
+            'its dataset, e.g. dataset = "synthfrac" (configs/ holds one file per recipe).'
+        )
     return {key: check_value(key, value, str(path)) for key, value in data.items()}
 
 

@@ -126,6 +126,9 @@ BAD = {
     "option type": ('dataset = "cub"\nroot = "."\n[options]\nradius = "big"\n', "options.radius"),
     "profile": ('dataset = "synthfrac"\nprofile = "huge"\n', "'huge'"),
     "not toml": ("lam = = 3\n", "not valid TOML"),
+    # a truncated or blank file trained the default recipe into runs/train/<name>
+    "empty file": ("", "holds no settings (0 bytes)"),
+    "comments only": ("# lam = 3\n", "holds no settings (10 bytes)"),
 }
 # Values of the right type that no run can use: each named before anything trains, whether
 # the config check or the data and model behind it refuse them.
@@ -169,6 +172,19 @@ def test_a_missing_config_file_and_a_bad_set_name_the_path_and_the_key(tmp_path,
     assert code == 2 and str(tmp_path / "nope.toml") in err
     code, _, err = agkit_train(str(CONFIGS / "ci.toml"), "--set", "lam=abc", capsys=capsys)
     assert code == 2 and "lam in --set must be a number" in err
+
+
+def test_a_config_that_is_not_utf8_and_an_out_that_is_no_folder_are_named(tmp_path, capsys):
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('dataset = "synthfrac"\n# r\xe9glages\n'.encode("latin-1"))
+    code, _, err = agkit_train(str(latin1), "--out", str(tmp_path / "run"), capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "latin1.toml is not valid TOML" in err
+    # an --out that is a file, or lies under one: named before anything is built, file kept
+    a_file = write(tmp_path / "notes.txt", "mine")
+    for out, named in ((a_file, "is a file"), (a_file / "run", f"{a_file} is a file")):
+        code, _, err = agkit_train(str(CONFIGS / "ci.toml"), "--out", str(out), capsys=capsys)
+        assert code == 2 and err.count("\n") == 1 and named in err, err
+    assert a_file.read_text() == "mine"
 
 
 def test_the_command_prints_no_traceback_for_a_bad_config(tmp_path):
