@@ -47,7 +47,7 @@ from agkit.data import make_loader, open_dataset
 from agkit.engine import distributed
 from agkit.engine.callback_list import run_callbacks
 from agkit.engine.callbacks import Callback
-from agkit.engine.checkpoint import UnreadableCheckpoint, check_resume_config
+from agkit.engine.checkpoint import ResumeMismatch, UnreadableCheckpoint, check_resume_config
 from agkit.engine.device import resolve_device
 from agkit.engine.precision import Precision
 from agkit.experiments import (
@@ -253,10 +253,7 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
                 f"{stored_file}, the configuration the run was started with, is not valid TOML "
                 f"({error}); restore it, or start the run again in another --out."
             ) from None
-        try:
-            check_resume_config(checkpoint, compared(stored), compared(c))
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+        check_resume_config(checkpoint, compared(stored), compared(c))
     elif not resume and checkpoint.exists():
         raise ConfigError(
             f"{out} already holds a run; pass --resume to continue it, or another --out."
@@ -413,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if distributed.is_main():
             print(json.dumps(metrics, indent=1))
             print(f"written to {out}")
-    except (ConfigError, UnreadableCheckpoint) as error:
+    # ResumeMismatch: the checkpoint's own record is checked too, when config.toml is gone
+    except (ConfigError, UnreadableCheckpoint, ResumeMismatch) as error:
         print(f"agkit train: {error}", file=sys.stderr)
         return 2
     finally:

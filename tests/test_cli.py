@@ -278,6 +278,16 @@ def test_a_run_writes_its_folder_and_resumes_only_the_same_configuration(tmp_pat
         (out / "metrics.json").read_text()
     )
 
+    # the checkpoint's own record refuses, in one line, what config.toml would have: fewer
+    # epochs than it holds, and (config.toml deleted by hand) another lambda
+    kept = (out / "checkpoint.pt").read_bytes()
+    code, _, err = agkit_train(*args, "--epochs", "1", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "holds 2 epochs, this call asks for 1" in err
+    (out / "config.toml").unlink()
+    code, _, err = agkit_train(*args, "--epochs", "2", "--lam", "1", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "lam=3.0, this call asks lam=1.0" in err
+    assert (out / "checkpoint.pt").read_bytes() == kept
+
 
 def test_a_real_dataset_config_trains_on_its_files(tmp_path, capsys):
     from agkit.data.real.demo import write_demo_dataset

@@ -62,6 +62,10 @@ class UnreadableCheckpoint(ValueError):
     """A checkpoint file that is empty, cut short or not one ``save_checkpoint`` wrote."""
 
 
+class ResumeMismatch(ValueError):
+    """A resumed run asked for other settings than its checkpoint was trained with."""
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The state ``save_checkpoint`` wrote to ``path``, on the CPU; UnreadableCheckpoint,
     naming the file and the fix, when it cannot be read (the file is left as it is)."""
@@ -115,9 +119,9 @@ def restore(
 def check_resume_config(
     path: str | os.PathLike[str], stored: dict[str, Any] | None, asked: dict[str, Any]
 ) -> None:
-    """Raise a ValueError naming every setting in which a checkpoint and a call differ."""
+    """Raise ResumeMismatch naming every setting in which a checkpoint and a call differ."""
     if stored is None:
-        raise ValueError(
+        raise ResumeMismatch(
             f"the checkpoint {path} stores no training configuration (it was "
             "written by an older agkit); delete it to train again."
         )
@@ -127,7 +131,7 @@ def check_resume_config(
         if stored.get(key) != asked.get(key)
     ]
     if differences:
-        raise ValueError(
+        raise ResumeMismatch(
             f"checkpoint {path} was trained with "
             + "; with ".join(differences)
             + f". Delete {path} to start again, or pass the same values to resume."
@@ -148,7 +152,7 @@ class Checkpoint(Callback):
         stored = read_checkpoint(self.path)
         check_resume_config(self.path, stored.get("config"), state.config)
         if stored["epoch"] > state.epochs:
-            raise ValueError(
+            raise ResumeMismatch(
                 f"checkpoint {self.path} holds {stored['epoch']} epochs, this call "
                 f"asks for {state.epochs}; pass epochs>={stored['epoch']} or delete it."
             )
