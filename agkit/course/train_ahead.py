@@ -108,6 +108,13 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--nice", type=int, default=0, help="lower the CPU priority by this")
     args = parser.parse_args(argv)
+    try:  # checked here: a worker's error would surface as a traceback from a future
+        resolve_device(args.device or "auto")
+        Path(args.runs).mkdir(parents=True, exist_ok=True)
+    except ValueError as error:
+        parser.error(str(error))
+    except OSError as error:
+        parser.error(f"--runs {args.runs} cannot be made a folder ({error.strerror}); pass one.")
     if args.nice:
         os.nice(args.nice)  # before the workers start: they inherit it
 

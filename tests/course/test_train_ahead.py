@@ -83,3 +83,18 @@ def test_beside_the_trainer_notebook_5_runs_before_notebook_4_and_nothing_else_m
     assert order == ["01_a", "02_b", "03_c", "05_e", "04_d", "06_f"]
     assert train_ahead.notebook_order(notebooks[:4]) == notebooks[:4]  # --only 01 03 and such
     assert train_ahead.notebook_order([]) == []
+
+
+def test_a_bad_device_or_runs_folder_stops_it_with_one_line_before_it_trains(tmp_path, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    cases = {
+        ("--device", "bogus"): "device 'bogus' is not a device torch knows",
+        ("--runs", str(a_file)): f"--runs {a_file} cannot be made a folder",
+        ("--runs", str(a_file / "runs")): f"--runs {a_file / 'runs'} cannot be made a folder",
+    }
+    for args, named in cases.items():
+        with pytest.raises(SystemExit) as stopped:
+            train_ahead.main(["--profile", "ci", "--runs", str(tmp_path / "runs"), *args])
+        assert stopped.value.code == 2 and named in capsys.readouterr().err
+    assert a_file.read_text() == "mine" and not any((tmp_path / "runs").glob("**/*.json"))
