@@ -71,14 +71,10 @@ from agkit.train_config import (
     apply_set,
     compared,
     read_config,
+    read_toml,
     resolve,
     to_toml,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 # ---------------------------------------------------------------------------------------
 # The run
@@ -246,13 +242,11 @@ def train(c: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, An
     _check_out(out)
     stored_file, checkpoint = out / "config.toml", out / "checkpoint.pt"
     if resume and stored_file.is_file():
-        try:
-            stored = tomllib.loads(stored_file.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(
-                f"{stored_file}, the configuration the run was started with, is not valid TOML "
-                f"({error}); restore it, or start the run again in another --out."
-            ) from None
+        stored = read_toml(
+            stored_file,
+            ", the configuration the run was started with,",
+            "; restore it, or start the run again in another --out",
+        )
         check_resume_config(checkpoint, compared(stored), compared(c))
     elif not resume and checkpoint.exists():
         raise ConfigError(

@@ -163,15 +163,21 @@ def check_value(key: str, value: Any, where: str) -> Any:
     return value
 
 
+def read_toml(path: Path, what: str = "", fix: str = "") -> dict[str, Any]:
+    """The table of the TOML file ``path``; ConfigError "<path><what> is not valid TOML
+    (<why>)<fix>." when it is not UTF-8 or not TOML (the file is left as it is)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}{what} is not valid TOML ({error}){fix}.") from None
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
     """The keys of a TOML config file, type-checked (ConfigError naming the key or path)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no config file at {path}; pass the path of a .toml file (configs/).")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path} is not valid TOML ({error}).") from None
+    data = read_toml(path)
     if not data:  # a truncated or blank file would otherwise train the default recipe
         raise ConfigError(
             f"{path} holds no settings ({path.stat().st_size} bytes); a config names at least "
