@@ -28,7 +28,8 @@ The package, one concept a module (every public name is importable from here):
                  ``propagated_masks``, ``image_positions``, ``training_loader``
 ``store``        one run trained, scored and stored: ``run``, ``is_stored``, ``load_model``,
                  ``load_history``, ``load_propagated``, ``fit_settings``
-``parallel``     ``run_many`` in worker processes, ``default_jobs``, ``shutdown_workers``
+``parallel``     ``run_many`` in worker processes, ``start_runs`` (queued there, not waited
+                 for), ``default_jobs``, ``shutdown_workers``
 ``proposals``    runs on chosen masks: ``your_masks_config``, ``annotation_proposal``,
                  ``random_control_config``
 ``comparisons``  ``choose_lambda``, ``main_comparison``, ``summarize``, and the runs each
@@ -81,7 +82,7 @@ from agkit.experiments.fingerprints import (
 )
 from agkit.experiments.mask_checks import annotation_folder, check_mask_store, mask_changes
 from agkit.experiments.models import build_model, cam_grid
-from agkit.experiments.parallel import default_jobs, run_many, shutdown_workers
+from agkit.experiments.parallel import default_jobs, run_many, shutdown_workers, start_runs
 from agkit.experiments.profiles import PROFILES, Profile, get_profile
 from agkit.experiments.proposals import (
     annotation_proposal,
@@ -172,6 +173,7 @@ __all__ = [
     "shutdown_workers",
     "source_files",
     "source_fingerprint",
+    "start_runs",
     "store_fingerprint",
     "summarize",
     "training_loader",

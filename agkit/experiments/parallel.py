@@ -1,5 +1,6 @@
 """Several runs at once: ``run_many`` trains the runs not stored yet in worker processes
-that outlive one call, and returns one row per run."""
+that outlive one call, and returns one row per run; ``start_runs`` queues runs there and
+returns at once, so that they train while a notebook does other things."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import atexit
 import multiprocessing
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 import pandas as pd
@@ -32,6 +33,9 @@ def _start_worker() -> None:
 # seconds, and a notebook calls run_many once per figure. A new pool starts when the
 # number of jobs or agkit's source changes, so a worker never runs code older than the key.
 _pool: dict = {"key": None, "executor": None, "at_exit": False}
+# Runs submitted to the pool and not collected yet, by key: a run_many (or start_runs) that
+# asks for one of them waits for it instead of queueing it a second time.
+_queued: dict[str, Future] = {}
 
 
 def _worker_pool(jobs: int) -> ProcessPoolExecutor:
@@ -54,6 +58,7 @@ def shutdown_workers() -> None:
     if _pool["executor"] is not None:
         _pool["executor"].shutdown(wait=True, cancel_futures=True)
     _pool.update(key=None, executor=None)
+    _queued.clear()
 
 
 def _run_quietly(config: RunConfig, runs_dir, device) -> dict:
@@ -77,6 +82,16 @@ def _cost(config: RunConfig) -> float:
     return config.n_train * config.epochs * (1.1 if at_input else 1.0)
 
 
+def _submit(pending: dict, runs_dir, device, jobs: int) -> dict[Future, str]:
+    """The futures of the runs of ``pending`` (key -> config), in the order given: those
+    already queued, and new ones for the rest."""
+    pool = _worker_pool(jobs)
+    for key, config in pending.items():
+        if key not in _queued or _queued[key].cancelled():
+            _queued[key] = pool.submit(_run_quietly, config, str(runs_dir), device)
+    return {_queued[key]: key for key in pending}
+
+
 def _train_in_workers(todo: dict, runs_dir, device, jobs: int, done) -> None:
     """Train the configs of ``todo`` (key -> config) in the worker processes.
 
@@ -86,24 +101,46 @@ def _train_in_workers(todo: dict, runs_dir, device, jobs: int, done) -> None:
     for attempt in (1, 2):
         pending = {k: c for k, c in todo.items() if not is_stored(c, runs_dir)}
         try:
-            pool = _worker_pool(jobs)
-            futures = {
-                pool.submit(_run_quietly, config, str(runs_dir), device): key
-                for key, config in pending.items()
-            }
+            futures = _submit(pending, runs_dir, device, jobs)
             try:
                 for future in as_completed(futures):
+                    _queued.pop(futures[future], None)
                     future.result()  # re-raises a worker's error here
                     done(futures[future])
-            except BaseException:  # an error, or a notebook's stop button
-                for future in futures:
-                    future.cancel()  # runs not started; a started one finishes and is stored
+            except BaseException:  # an error, or a notebook's stop button: stop what is
+                for future in _queued.values():  # queued, start_runs' runs too (a started
+                    future.cancel()  # run finishes and is stored)
+                _queued.clear()
                 raise
             return
         except BrokenProcessPool:
             shutdown_workers()
             if attempt == 2:
                 raise
+
+
+def start_runs(configs, runs_dir="runs", *, jobs: int | None = None, device=None) -> int:
+    """Queue the runs of ``configs`` not stored yet in the worker processes, in the order
+    given, and return at once: the number queued.
+
+    They train while the caller goes on (a notebook draws its figures and asks its
+    questions meanwhile), and a later ``run_many`` of any of them waits for it rather than
+    training it again; its errors surface there. With one job (a GPU, or one core) nothing
+    is queued, since the caller's own process would have to train them. The stop button
+    (or an error) in a ``run_many`` cancels what is queued and not started.
+    """
+    jobs = default_jobs(device) if jobs is None else jobs
+    pending = {}
+    for config in configs:
+        if config.key() not in pending and not is_stored(config, runs_dir):
+            pending[config.key()] = config
+    for config in pending.values():  # a missing mask store is named here, not in a future
+        if config.masks_from is not None:
+            check_mask_store(config.masks_from)
+    if jobs < 2 or not pending:
+        return 0
+    _submit(pending, runs_dir, device, jobs)
+    return len(pending)
 
 
 def run_many(
@@ -142,7 +179,7 @@ def run_many(
     # The bar counts only the runs trained now: stored ones would make its rate a fiction.
     label = f"{desc} ({stored} stored)" if stored else desc
     runs_bar = bar(total=len(todo), desc=label, disable=not progress or not todo)
-    if jobs > 1 and len(todo) > 1:
+    if jobs > 1 and (len(todo) > 1 or any(key in _queued for key in todo)):
         _train_in_workers(todo, runs_dir, device, jobs, lambda key: runs_bar.update(1))
     else:
         for config in todo.values():

@@ -1,6 +1,7 @@
 """agkit.experiments.parallel: run_many, in this process or in reused worker processes."""
 
 import pandas as pd
+import pytest
 from tiny_runs import TINY, FitCalls
 
 from agkit import experiments
@@ -46,3 +47,67 @@ def test_stored_runs_show_no_progress_bar_with_a_fictional_rate(tmp_path, capsys
     out, err = capsys.readouterr()
     assert "again: all 1 runs are stored" in out and "nothing to train" in out
     assert "it/s" not in err and "again" not in err  # no bar when nothing trains
+
+
+def _configs(seeds):
+    return [experiments.guided_config(TINY, 1.0, s) for s in seeds]
+
+
+def test_start_runs_queues_each_run_once_and_run_many_waits_for_those(tmp_path):
+    configs = _configs(range(4))
+    experiments.run_many(configs[:1], tmp_path, progress=False, jobs=1, device="cpu")
+    try:
+        # the stored run is not queued; a second call and run_many queue nothing again
+        assert experiments.start_runs(configs, tmp_path, jobs=2, device="cpu") == 3
+        pool = parallel._pool["executor"]
+        submitted = pool._queue_count
+        assert experiments.start_runs(configs, tmp_path, jobs=2, device="cpu") == 3
+        table = experiments.run_many(configs[1:3], tmp_path, progress=False, jobs=2, device="cpu")
+        assert pool._queue_count == submitted
+        assert list(table["seed"]) == [1, 2]
+        assert set(parallel._queued) <= {configs[3].key()}  # what run_many collected is gone
+        experiments.run_many(configs, tmp_path, progress=False, jobs=2, device="cpu")
+        assert pool._queue_count == submitted and parallel._pool["executor"] is pool
+    finally:
+        experiments.shutdown_workers()
+    assert not parallel._queued
+
+
+def test_start_runs_with_one_job_queues_nothing(tmp_path):
+    assert experiments.start_runs(_configs([0]), tmp_path, jobs=1, device="cpu") == 0
+    assert parallel._pool["executor"] is None and not parallel._queued
+    assert not experiments.is_stored(_configs([0])[0], tmp_path)
+
+
+def test_an_error_of_a_queued_run_surfaces_in_the_run_many_that_asks_for_it(tmp_path):
+    from dataclasses import replace
+
+    late = [replace(c, time_limit=1e-9) for c in _configs([0, 1])]  # past it at once
+    try:
+        assert experiments.start_runs(late, tmp_path, jobs=2, device="cpu") == 2
+        with pytest.raises(experiments.TimeLimitReached, match="time limit"):
+            experiments.run_many(late, tmp_path, progress=False, jobs=2, device="cpu")
+    finally:
+        experiments.shutdown_workers()
+    assert not any(experiments.is_stored(c, tmp_path) for c in late)
+
+
+def test_a_stop_in_run_many_cancels_the_queued_runs_not_started(tmp_path, monkeypatch):
+    configs = _configs(range(8))
+    try:
+        experiments.start_runs(configs, tmp_path, jobs=2, device="cpu")
+        queued = list(parallel._queued.values())
+
+        def stop_button(futures):
+            raise KeyboardInterrupt
+            yield
+
+        monkeypatch.setattr(parallel, "as_completed", stop_button)
+        with pytest.raises(KeyboardInterrupt):
+            experiments.run_many(configs[:1], tmp_path, progress=False, jobs=2, device="cpu")
+        assert not parallel._queued
+        # at most the two running and one waiting in the call queue had started
+        assert sum(future.cancelled() for future in queued) >= 5
+    finally:
+        experiments.shutdown_workers()
+    assert sum(experiments.is_stored(c, tmp_path) for c in configs) <= 3
