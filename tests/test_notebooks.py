@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
+from agkit import experiments
 from agkit.course import exercises, student
 from agkit.course import run_all as run_course
 
@@ -167,6 +169,23 @@ def test_course_summary_writes_results_json(course_dirs):
         }
         assert all(0.0 <= value <= 1.0 for value in results[method].values())
     assert (executed / "summary.png").stat().st_size > 10_000
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_notebook_4_queues_exactly_the_runs_its_sections_ask_for(course_dirs):
+    # it queues experiments.ablation_configs up front (and make course's trainer trains
+    # them): a run its inline lists added or dropped would train for nothing or wait
+    _, runs = course_dirs
+    table = runs / "results" / "ablations-ci.csv"
+    if not table.is_file():
+        pytest.fail("notebook 04 did not run; see its failure above", pytrace=False)
+    profile = experiments.get_profile("ci")
+    lam, _ = experiments.choose_lambda(profile, runs, progress=False)
+    queued = {
+        c.key() for group in experiments.ablation_configs(profile, lam).values() for c in group
+    }
+    assert set(pd.read_csv(table)["key"]) == queued
 
 
 # --------------------------------------------------------------------------------------
