@@ -33,9 +33,9 @@ def _start_worker() -> None:
 # seconds, and a notebook calls run_many once per figure. A new pool starts when the
 # number of jobs or agkit's source changes, so a worker never runs code older than the key.
 _pool: dict = {"key": None, "executor": None, "at_exit": False}
-# Runs submitted to the pool and not collected yet, by key: a run_many (or start_runs) that
-# asks for one of them waits for it instead of queueing it a second time.
-_queued: dict[str, Future] = {}
+# Runs submitted to the pool and not collected yet, by (runs folder, key): a run_many (or
+# start_runs) that asks for one of them waits for it instead of queueing it a second time.
+_queued: dict[tuple[str, str], Future] = {}
 
 
 def _worker_pool(jobs: int) -> ProcessPoolExecutor:
@@ -87,9 +87,10 @@ def _submit(pending: dict, runs_dir, device, jobs: int) -> dict[Future, str]:
     already queued, and new ones for the rest."""
     pool = _worker_pool(jobs)
     for key, config in pending.items():
-        if key not in _queued or _queued[key].cancelled():
-            _queued[key] = pool.submit(_run_quietly, config, str(runs_dir), device)
-    return {_queued[key]: key for key in pending}
+        place = (str(runs_dir), key)
+        if place not in _queued or _queued[place].cancelled():
+            _queued[place] = pool.submit(_run_quietly, config, str(runs_dir), device)
+    return {_queued[str(runs_dir), key]: key for key in pending}
 
 
 def _train_in_workers(todo: dict, runs_dir, device, jobs: int, done) -> None:
@@ -104,7 +105,7 @@ def _train_in_workers(todo: dict, runs_dir, device, jobs: int, done) -> None:
             futures = _submit(pending, runs_dir, device, jobs)
             try:
                 for future in as_completed(futures):
-                    _queued.pop(futures[future], None)
+                    _queued.pop((str(runs_dir), futures[future]), None)
                     future.result()  # re-raises a worker's error here
                     done(futures[future])
             except BaseException:  # an error, or a notebook's stop button: stop what is
@@ -179,7 +180,7 @@ def run_many(
     # The bar counts only the runs trained now: stored ones would make its rate a fiction.
     label = f"{desc} ({stored} stored)" if stored else desc
     runs_bar = bar(total=len(todo), desc=label, disable=not progress or not todo)
-    if jobs > 1 and (len(todo) > 1 or any(key in _queued for key in todo)):
+    if jobs > 1 and (len(todo) > 1 or any((str(runs_dir), key) in _queued for key in todo)):
         _train_in_workers(todo, runs_dir, device, jobs, lambda key: runs_bar.update(1))
     else:
         for config in todo.values():

@@ -65,9 +65,14 @@ def test_start_runs_queues_each_run_once_and_run_many_waits_for_those(tmp_path):
         table = experiments.run_many(configs[1:3], tmp_path, progress=False, jobs=2, device="cpu")
         assert pool._queue_count == submitted
         assert list(table["seed"]) == [1, 2]
-        assert set(parallel._queued) <= {configs[3].key()}  # what run_many collected is gone
+        assert set(parallel._queued) <= {(str(tmp_path), configs[3].key())}  # collected: gone
         experiments.run_many(configs, tmp_path, progress=False, jobs=2, device="cpu")
         assert pool._queue_count == submitted and parallel._pool["executor"] is pool
+        # the same runs for another folder are runs of their own: trained and stored there
+        experiments.start_runs(configs[:2], tmp_path / "other", jobs=2, device="cpu")
+        experiments.run_many(configs[:2], tmp_path / "other", progress=False, jobs=2, device="cpu")
+        assert pool._queue_count == submitted + 2
+        assert all(experiments.is_stored(c, tmp_path / "other") for c in configs[:2])
     finally:
         experiments.shutdown_workers()
     assert not parallel._queued
