@@ -120,6 +120,20 @@ def _train_in_workers(todo: dict, runs_dir, device, jobs: int, done) -> None:
                 raise
 
 
+def _not_stored(configs, runs_dir) -> dict[str, RunConfig]:
+    """key -> config of the runs of ``configs`` not stored yet, once each, in the order
+    given. A missing mask store stops here, before any training (not in a worker's future)."""
+    todo: dict[str, RunConfig] = {}
+    for config in configs:
+        key = config.key()
+        if key not in todo and not is_stored(config, runs_dir):
+            todo[key] = config
+    for config in todo.values():
+        if config.masks_from is not None:
+            check_mask_store(config.masks_from)
+    return todo
+
+
 def start_runs(configs, runs_dir="runs", *, jobs: int | None = None, device=None) -> int:
     """Queue the runs of ``configs`` not stored yet in the worker processes, in the order
     given, and return at once: the number queued.
@@ -131,13 +145,7 @@ def start_runs(configs, runs_dir="runs", *, jobs: int | None = None, device=None
     (or an error) in a ``run_many`` cancels what is queued and not started.
     """
     jobs = default_jobs(device) if jobs is None else jobs
-    pending = {}
-    for config in configs:
-        if config.key() not in pending and not is_stored(config, runs_dir):
-            pending[config.key()] = config
-    for config in pending.values():  # a missing mask store is named here, not in a future
-        if config.masks_from is not None:
-            check_mask_store(config.masks_from)
+    pending = _not_stored(configs, runs_dir)
     if jobs < 2 or not pending:
         return 0
     _submit(pending, runs_dir, device, jobs)
@@ -162,17 +170,10 @@ def run_many(
     """
     configs = list(configs)
     keys = [config.key() for config in configs]
-    todo = {
-        key: config
-        for key, config in zip(keys, configs, strict=True)
-        if not is_stored(config, runs_dir)
-    }
+    todo = _not_stored(configs, runs_dir)
     # Longest runs first: the processes then finish at about the same time. Among equals, one
     # seed after another, so that a worker reuses the images it drew (``splits._split``).
     todo = dict(sorted(todo.items(), key=lambda item: (-_cost(item[1]), item[1].seed)))
-    for config in todo.values():  # a missing mask store stops here, before any training
-        if config.masks_from is not None:
-            check_mask_store(config.masks_from)
     jobs = default_jobs(device) if jobs is None else jobs
     stored = len(set(keys)) - len(todo)
     if progress and not todo:
